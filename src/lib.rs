@@ -1,0 +1,5 @@
+//! orch: a single-binary, k3s-style Kubernetes distribution.
+//!
+//! The crate is organised as DESIGN.md §2 lays out; each module's own docs say its role.
+
+pub mod store;

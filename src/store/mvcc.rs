@@ -1,0 +1,473 @@
+//! The MVCC engine: applies transactions and compactions to one sled tree and serves reads at
+//! the current or a past revision. Writers must be serialised by the caller (one applier: the
+//! local store's writer task or the raft state machine); readers may run concurrently.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::StoreError;
+use super::keys::{self, HISTORY, LATEST, META, REVLOG};
+use super::types::*;
+
+const META_REVISION: &str = "revision";
+const META_COMPACTED: &str = "compacted";
+/// How many keys a compaction removes per sled batch.
+const COMPACT_CHUNK: usize = 4096;
+
+/// The live version of a key (stored under `l<key>`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Latest {
+    create_revision: Revision,
+    mod_revision: Revision,
+    version: i64,
+    value: Vec<u8>,
+}
+
+/// One retained version of a key (stored under `h<key><rev>`); `value: None` is a tombstone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Version {
+    create_revision: Revision,
+    version: i64,
+    value: Option<Vec<u8>>,
+}
+
+impl Latest {
+    fn to_kv(&self, key: &[u8]) -> KeyValue {
+        KeyValue {
+            key: key.to_vec(),
+            value: self.value.clone(),
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+            version: self.version,
+        }
+    }
+}
+
+impl Version {
+    fn to_kv(&self, key: &[u8], rev: Revision) -> Option<KeyValue> {
+        self.value.as_ref().map(|value| KeyValue {
+            key: key.to_vec(),
+            value: value.clone(),
+            create_revision: self.create_revision,
+            mod_revision: rev,
+            version: self.version,
+        })
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    bincode::serialize(v).expect("in-memory serialisation cannot fail")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(raw: &[u8]) -> Result<T, StoreError> {
+    bincode::deserialize(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The result of applying a transaction: the client's answer and the events it produced.
+pub struct Applied {
+    pub response: TxnResponse,
+    pub events: Vec<Event>,
+}
+
+pub struct MvccEngine {
+    tree: sled::Tree,
+    revision: AtomicI64,
+    compacted: AtomicI64,
+}
+
+impl MvccEngine {
+    /// Opens (or creates) the engine over `tree`.
+    pub fn open(tree: sled::Tree) -> Result<Self, StoreError> {
+        let read = |name| -> Result<Revision, StoreError> {
+            Ok(match tree.get(keys::meta_key(name))? {
+                Some(raw) => decode(&raw)?,
+                None => 0,
+            })
+        };
+        let revision = read(META_REVISION)?;
+        let compacted = read(META_COMPACTED)?;
+        Ok(Self { tree, revision: AtomicI64::new(revision), compacted: AtomicI64::new(compacted) })
+    }
+
+    pub fn revision(&self) -> Revision {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    pub fn compacted(&self) -> Revision {
+        self.compacted.load(Ordering::Acquire)
+    }
+
+    /// Reads an application metadata value stored alongside the data (e.g. raft's applied id).
+    pub fn meta<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        self.tree.get(keys::meta_key(name))?.map(|raw| decode(&raw)).transpose()
+    }
+
+    /// A batch entry that stores an application metadata value atomically with a write.
+    pub fn meta_entry<T: Serialize>(name: &str, value: &T) -> (Vec<u8>, Vec<u8>) {
+        (keys::meta_key(name), encode(value))
+    }
+
+    /// Writes metadata only (no revision change).
+    pub fn put_meta(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in entries {
+            batch.insert(k, v);
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn latest(&self, key: &[u8]) -> Result<Option<Latest>, StoreError> {
+        self.tree.get(keys::latest_key(key))?.map(|raw| decode(&raw)).transpose()
+    }
+
+    /// Checks a transaction for requests the store refuses, before it is applied or proposed.
+    pub fn validate(req: &TxnRequest) -> Result<(), StoreError> {
+        for branch in [&req.success, &req.failure] {
+            let mut written = std::collections::HashSet::new();
+            for op in branch {
+                if let Op::Put { key, .. } | Op::Delete { key } = op {
+                    if key.is_empty() {
+                        return Err(StoreError::InvalidArgument("empty key".into()));
+                    }
+                    if !written.insert(key.as_slice()) {
+                        return Err(StoreError::InvalidArgument(format!(
+                            "duplicate key {:?} written twice in one transaction",
+                            String::from_utf8_lossy(key)
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn compare_holds(&self, c: &Compare) -> Result<bool, StoreError> {
+        use std::cmp::Ordering as O;
+        let cur = self.latest(&c.key)?;
+        let ord = match &c.target {
+            CompareTarget::ModRevision(r) => cur.as_ref().map_or(0, |l| l.mod_revision).cmp(r),
+            CompareTarget::CreateRevision(r) => cur.as_ref().map_or(0, |l| l.create_revision).cmp(r),
+            CompareTarget::Version(v) => cur.as_ref().map_or(0, |l| l.version).cmp(v),
+            CompareTarget::Value(v) => match &cur {
+                Some(l) => l.value.as_slice().cmp(v.as_slice()),
+                None => return Ok(false),
+            },
+        };
+        Ok(match c.op {
+            CompareOp::Equal => ord == O::Equal,
+            CompareOp::NotEqual => ord != O::Equal,
+            CompareOp::Less => ord == O::Less,
+            CompareOp::Greater => ord == O::Greater,
+        })
+    }
+
+    /// Applies a transaction atomically, together with `meta` entries (e.g. raft's applied id).
+    /// Deterministic: the same sequence of calls yields the same revisions on every replica.
+    pub fn apply_txn(&self, req: &TxnRequest, meta: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Applied, StoreError> {
+        Self::validate(req)?;
+        let mut succeeded = true;
+        for c in &req.compare {
+            if !self.compare_holds(c)? {
+                succeeded = false;
+                break;
+            }
+        }
+        let ops = if succeeded { &req.success } else { &req.failure };
+        let current = self.revision();
+        let rev = current + 1;
+
+        // Overlay of keys written earlier in this transaction, for reads within it.
+        let mut overlay: HashMap<Vec<u8>, Option<Latest>> = HashMap::new();
+        let mut batch = sled::Batch::default();
+        let mut responses = Vec::with_capacity(ops.len());
+        let mut events = Vec::new();
+        let mut sub: u32 = 0;
+        for op in ops {
+            match op {
+                Op::Get { key } => {
+                    let cur = match overlay.get(key) {
+                        Some(v) => v.clone(),
+                        None => self.latest(key)?,
+                    };
+                    responses.push(OpResponse::Get { kv: cur.map(|l| l.to_kv(key)) });
+                }
+                Op::Put { key, value } => {
+                    let prev = self.latest(key)?;
+                    let next = Latest {
+                        create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
+                        mod_revision: rev,
+                        version: prev.as_ref().map_or(1, |p| p.version + 1),
+                        value: value.clone(),
+                    };
+                    let hist = Version {
+                        create_revision: next.create_revision,
+                        version: next.version,
+                        value: Some(value.clone()),
+                    };
+                    batch.insert(keys::latest_key(key), encode(&next));
+                    batch.insert(keys::history_key(key, rev), encode(&hist));
+                    batch.insert(keys::revlog_key(rev, sub), key.clone());
+                    sub += 1;
+                    let prev_kv = prev.map(|p| p.to_kv(key));
+                    events.push(Event { kind: EventKind::Put, kv: next.to_kv(key), prev_kv: prev_kv.clone() });
+                    responses.push(OpResponse::Put { prev_kv });
+                    overlay.insert(key.clone(), Some(next));
+                }
+                Op::Delete { key } => {
+                    let prev = self.latest(key)?;
+                    if let Some(p) = &prev {
+                        let tomb = Version { create_revision: 0, version: 0, value: None };
+                        batch.remove(keys::latest_key(key));
+                        batch.insert(keys::history_key(key, rev), encode(&tomb));
+                        batch.insert(keys::revlog_key(rev, sub), key.clone());
+                        sub += 1;
+                        events.push(Event {
+                            kind: EventKind::Delete,
+                            kv: KeyValue { key: key.clone(), mod_revision: rev, ..tombstone_kv() },
+                            prev_kv: Some(p.to_kv(key)),
+                        });
+                    }
+                    responses.push(OpResponse::Delete { prev_kv: prev.map(|p| p.to_kv(key)) });
+                    overlay.insert(key.clone(), None);
+                }
+            }
+        }
+        let new_rev = if sub > 0 { rev } else { current };
+        if sub > 0 {
+            batch.insert(keys::meta_key(META_REVISION), encode(&new_rev));
+        }
+        for (k, v) in meta {
+            batch.insert(k, v);
+        }
+        self.tree.apply_batch(batch)?;
+        self.revision.store(new_rev, Ordering::Release);
+        Ok(Applied { response: TxnResponse { succeeded, revision: new_rev, responses }, events })
+    }
+
+    /// Reads a range now (`revision == 0`) or at a retained past revision.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
+        let current = self.revision();
+        if req.revision > current {
+            return Err(StoreError::FutureRevision { requested: req.revision, current });
+        }
+        if req.revision > 0 && req.revision < self.compacted() {
+            return Err(StoreError::Compacted { requested: req.revision, compacted: self.compacted() });
+        }
+        if req.revision == 0 || req.revision == current {
+            // Optimistic read of the live keys; valid if no write landed meanwhile.
+            let resp = self.range_latest(req, current)?;
+            if self.revision() == current {
+                return Ok(resp);
+            }
+        }
+        let at = if req.revision == 0 { current } else { req.revision };
+        self.range_history(req, at)
+    }
+
+    fn collect(req: &RangeRequest, at: Revision, kvs: impl Iterator<Item = Result<KeyValue, StoreError>>) -> Result<RangeResponse, StoreError> {
+        let mut out = RangeResponse { revision: at, ..Default::default() };
+        for kv in kvs {
+            let kv = kv?;
+            out.count += 1;
+            if req.count_only {
+                continue;
+            }
+            if req.limit > 0 && out.kvs.len() as u64 >= req.limit {
+                out.more = true;
+                continue;
+            }
+            out.kvs.push(kv);
+        }
+        Ok(out)
+    }
+
+    fn range_latest(&self, req: &RangeRequest, at: Revision) -> Result<RangeResponse, StoreError> {
+        let start = keys::latest_key(&req.range.key);
+        let end = match req.range.end_bound() {
+            Some(e) => Bound::Excluded(keys::latest_key(&e)),
+            None => Bound::Excluded(vec![LATEST + 1]),
+        };
+        let iter = self.tree.range((Bound::Included(start), end)).map(|item| {
+            let (k, v) = item?;
+            let latest: Latest = decode(&v)?;
+            Ok(latest.to_kv(&k[1..]))
+        });
+        Self::collect(req, at, iter)
+    }
+
+    fn range_history(&self, req: &RangeRequest, at: Revision) -> Result<RangeResponse, StoreError> {
+        let start = keys::history_prefix(&req.range.key);
+        let end = match req.range.end_bound() {
+            Some(e) => Bound::Excluded(keys::history_prefix(&e)),
+            None => Bound::Excluded(vec![HISTORY + 1]),
+        };
+        // For every key, the newest version at or below `at`.
+        let mut visible: Vec<KeyValue> = Vec::new();
+        let mut current_key: Option<(Vec<u8>, Option<KeyValue>)> = None;
+        for item in self.tree.range((Bound::Included(start), end)) {
+            let (k, v) = item?;
+            let (key, rev) = keys::parse_history_key(&k).ok_or_else(|| StoreError::Corrupt("bad history key".into()))?;
+            if current_key.as_ref().is_some_and(|(ck, _)| *ck != key) {
+                if let Some((_, Some(kv))) = current_key.take() {
+                    visible.push(kv);
+                }
+            }
+            let entry = current_key.get_or_insert_with(|| (key.clone(), None));
+            if rev <= at {
+                let version: Version = decode(&v)?;
+                entry.1 = version.to_kv(&key, rev);
+            }
+        }
+        if let Some((_, Some(kv))) = current_key {
+            visible.push(kv);
+        }
+        Self::collect(req, at, visible.into_iter().map(Ok))
+    }
+
+    /// Events with revision in `[from, to]` touching `range`, rebuilt from the retained history.
+    pub fn events_between(&self, from: Revision, to: Revision, range: &KeyRange) -> Result<Vec<Event>, StoreError> {
+        if from <= self.compacted() {
+            return Err(StoreError::Compacted { requested: from, compacted: self.compacted() });
+        }
+        let mut events = Vec::new();
+        let start = keys::revlog_key(from, 0);
+        let end = keys::revlog_key(to + 1, 0);
+        for item in self.tree.range(start..end) {
+            let (k, key) = item?;
+            let (rev, _) = keys::parse_revlog_key(&k).ok_or_else(|| StoreError::Corrupt("bad revlog key".into()))?;
+            if !range.contains(&key) {
+                continue;
+            }
+            let raw = self.tree.get(keys::history_key(&key, rev))?.ok_or_else(|| StoreError::Corrupt("revlog without history".into()))?;
+            let version: Version = decode(&raw)?;
+            let prev_kv = self.version_before(&key, rev)?;
+            events.push(match version.to_kv(&key, rev) {
+                Some(kv) => Event { kind: EventKind::Put, kv, prev_kv },
+                None => Event {
+                    kind: EventKind::Delete,
+                    kv: KeyValue { key: key.to_vec(), mod_revision: rev, ..tombstone_kv() },
+                    prev_kv,
+                },
+            });
+        }
+        Ok(events)
+    }
+
+    fn version_before(&self, key: &[u8], rev: Revision) -> Result<Option<KeyValue>, StoreError> {
+        let lo = keys::history_key(key, 0);
+        let hi = keys::history_key(key, rev);
+        match self.tree.range(lo..hi).next_back() {
+            Some(item) => {
+                let (k, v) = item?;
+                let (_, prev_rev) = keys::parse_history_key(&k).ok_or_else(|| StoreError::Corrupt("bad history key".into()))?;
+                Ok(decode::<Version>(&v)?.to_kv(key, prev_rev))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Checks that `rev` may be compacted to (above the last compaction, not in the future).
+    pub fn check_compact(&self, rev: Revision) -> Result<(), StoreError> {
+        if rev <= self.compacted() {
+            return Err(StoreError::Compacted { requested: rev, compacted: self.compacted() });
+        }
+        if rev > self.revision() {
+            return Err(StoreError::FutureRevision { requested: rev, current: self.revision() });
+        }
+        Ok(())
+    }
+
+    /// Drops every version no longer visible at or after `rev`; reads below `rev` then fail with
+    /// [`StoreError::Compacted`]. Idempotent, so a crash part-way is repaired by re-applying it;
+    /// `meta` entries are written with the final batch.
+    pub fn compact(&self, rev: Revision, meta: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError> {
+        self.check_compact(rev)?;
+        let from = self.compacted();
+        // Publish the new floor first so that no reader starts below it while we delete.
+        self.compacted.store(rev, Ordering::Release);
+        let mut touched: Vec<Vec<u8>> = Vec::new();
+        let mut revlog_batch = sled::Batch::default();
+        let mut pending = 0;
+        for item in self.tree.range(keys::revlog_key(from, 0)..keys::revlog_key(rev + 1, 0)) {
+            let (k, key) = item?;
+            touched.push(key.to_vec());
+            revlog_batch.remove(k);
+            pending += 1;
+            if pending >= COMPACT_CHUNK {
+                self.tree.apply_batch(std::mem::take(&mut revlog_batch))?;
+                pending = 0;
+            }
+        }
+        self.tree.apply_batch(revlog_batch)?;
+        touched.sort();
+        touched.dedup();
+        for chunk in touched.chunks(COMPACT_CHUNK) {
+            let mut batch = sled::Batch::default();
+            for key in chunk {
+                self.compact_key(key, rev, &mut batch)?;
+            }
+            self.tree.apply_batch(batch)?;
+        }
+        let mut batch = sled::Batch::default();
+        batch.insert(keys::meta_key(META_COMPACTED), encode(&rev));
+        for (k, v) in meta {
+            batch.insert(k, v);
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Removes the versions of `key` hidden by a newer one at or below `rev`, and a tombstone that
+    /// is itself the newest at or below `rev`.
+    fn compact_key(&self, key: &[u8], rev: Revision, batch: &mut sled::Batch) -> Result<(), StoreError> {
+        let versions: Vec<_> = self.tree.range(keys::history_key(key, 0)..keys::history_key(key, rev + 1)).collect::<Result<_, _>>()?;
+        if let Some(((newest_key, newest), older)) = versions.split_last().map(|(l, o)| (l.clone(), o)) {
+            for (k, _) in older {
+                batch.remove(k.clone());
+            }
+            if decode::<Version>(&newest)?.value.is_none() {
+                batch.remove(newest_key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every entry of the tree, for a snapshot.
+    pub fn dump(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.tree.iter().map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from)).collect()
+    }
+
+    /// Replaces the whole tree with a snapshot's entries.
+    pub fn load(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError> {
+        self.tree.clear()?;
+        for chunk in entries.chunks(COMPACT_CHUNK) {
+            let mut batch = sled::Batch::default();
+            for (k, v) in chunk {
+                batch.insert(k.as_slice(), v.as_slice());
+            }
+            self.tree.apply_batch(batch)?;
+        }
+        let reopened = Self::open(self.tree.clone())?;
+        self.revision.store(reopened.revision(), Ordering::Release);
+        self.compacted.store(reopened.compacted(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Approximate number of retained versions (for tests and metrics).
+    pub fn history_len(&self) -> usize {
+        self.tree.scan_prefix([HISTORY]).count()
+    }
+
+    /// Metadata keys all share this prefix (used to keep raft state apart from data).
+    pub const META_PREFIX: u8 = META;
+    /// Revision log prefix, re-exported for metrics.
+    pub const REVLOG_PREFIX: u8 = REVLOG;
+}
+
+fn tombstone_kv() -> KeyValue {
+    KeyValue { key: Vec::new(), value: Vec::new(), create_revision: 0, mod_revision: 0, version: 0 }
+}
