@@ -2,4 +2,9 @@
 //!
 //! The crate is organised as DESIGN.md §2 lays out; each module's own docs say its role.
 
+pub mod cli;
+pub mod raft;
+pub mod rpc;
+pub mod server;
 pub mod store;
+pub mod version;

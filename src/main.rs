@@ -1,1 +1,37 @@
-fn main() {}
+//! The `orch` binary: command-line glue around the library.
+
+use anyhow::Context;
+use orch::cli::{self, Command};
+
+fn init_logging(debug: bool) {
+    let default = if debug { "debug,openraft=info,sled=info,hyper=info,h2=info" } else { "info,openraft=warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = match cli::parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("orch: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(cli.debug);
+    let data_dir = cli.data_dir.clone().unwrap_or_else(cli::default_data_dir);
+    match cli.command {
+        Command::Version => {
+            println!("orch version v{}", orch::version::ORCH_VERSION);
+            println!("kubernetes api {}", orch::version::KUBERNETES_VERSION);
+            Ok(())
+        }
+        Command::Server(args) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(orch::server::run(&data_dir, args)).context("orch server failed")
+        }
+        Command::Agent(_) => {
+            eprintln!("orch: `orch agent` is not available in this build yet; run `orch server` for a single-node store");
+            std::process::exit(2);
+        }
+    }
+}

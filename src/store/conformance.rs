@@ -46,7 +46,7 @@ pub async fn run(store: Arc<dyn Store>, prefix: &str) {
     transactions(s, &format!("{prefix}/txn")).await;
     ranges(s, &format!("{prefix}/range")).await;
     watches(s, &format!("{prefix}/watch")).await;
-    concurrent_compare_and_swap(store.clone(), &format!("{prefix}/cas"), 16, 10).await;
+    concurrent_compare_and_swap(&[store.clone()], &format!("{prefix}/cas"), 16, 10).await;
     compaction(s, &format!("{prefix}/compact")).await;
 }
 
@@ -229,13 +229,14 @@ pub async fn watches(s: &dyn Store, p: &str) {
     }
 }
 
-/// `clients` tasks each add `per_client` to one counter by compare-and-swap; no update is lost.
-pub async fn concurrent_compare_and_swap(store: Arc<dyn Store>, p: &str, clients: usize, per_client: usize) {
+/// `clients` tasks, spread over `stores` (e.g. one per replica), each add `per_client` to one
+/// counter by compare-and-swap; no update is lost.
+pub async fn concurrent_compare_and_swap(stores: &[Arc<dyn Store>], p: &str, clients: usize, per_client: usize) {
     let key = k(p, "counter");
-    put(store.as_ref(), &key, b"0").await;
+    put(stores[0].as_ref(), &key, b"0").await;
     let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let store = store.clone();
+    for i in 0..clients {
+        let store = stores[i % stores.len()].clone();
         let key = key.clone();
         tasks.push(tokio::spawn(async move {
             let mut done = 0;
@@ -262,7 +263,7 @@ pub async fn concurrent_compare_and_swap(store: Arc<dyn Store>, p: &str, clients
     for t in tasks {
         t.await.unwrap();
     }
-    let kv = get(store.as_ref(), &key).await.unwrap();
+    let kv = get(stores[0].as_ref(), &key).await.unwrap();
     assert_eq!(String::from_utf8_lossy(&kv.value), (clients * per_client).to_string(), "lost compare-and-swap updates");
 }
 

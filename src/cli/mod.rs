@@ -1,0 +1,142 @@
+//! The command line: `orch server`, `orch agent`, `orch version`, global flags and the YAML
+//! config file.
+
+pub mod config_file;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// orch: a small, single-binary Kubernetes distribution.
+///
+/// Run `orch server` on the first machine; it starts the control plane and writes a kubeconfig.
+/// Run `orch agent --join https://SERVER:6443 --token TOKEN` on every other machine.
+#[derive(Debug, Parser)]
+#[command(name = "orch", version, args_override_self = true, propagate_version = true)]
+pub struct Cli {
+    /// Where orch keeps its state [default: /var/lib/orch as root, else ~/.orch]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// YAML file of flags (keys are long flag names); flags on the command line win
+    /// [default: /etc/orch/config.yaml when it exists]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log at debug level (RUST_LOG, when set, overrides this)
+    #[arg(long, global = true)]
+    pub debug: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a server: the replicated store and (as later releases add them) the Kubernetes API,
+    /// controllers and scheduler. The first server starts a new cluster; more servers join it
+    /// with --join.
+    Server(ServerArgs),
+    /// Run a worker node that joins a cluster (not available in this build yet).
+    Agent(AgentArgs),
+    /// Print the orch version and the Kubernetes API version it serves.
+    Version,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 250ms, 2s, 5m)"))
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
+    pub bind_address: std::net::IpAddr,
+    /// Port for the API and for peer (raft) traffic
+    #[arg(long, default_value_t = 6443, value_name = "PORT")]
+    pub https_listen_port: u16,
+    /// Address other servers reach this one at [default: the bind address, or 127.0.0.1
+    /// when binding to all addresses]
+    #[arg(long, value_name = "IP")]
+    pub advertise_address: Option<std::net::IpAddr>,
+    /// Join the cluster of the server at this URL instead of starting a new one
+    /// (ignored when this data dir already belongs to a cluster)
+    #[arg(long, value_name = "URL")]
+    pub join: Option<String>,
+    /// How often the raft leader sends heartbeats
+    #[arg(long, default_value = "250ms", value_parser = duration, value_name = "DURATION")]
+    pub raft_heartbeat_interval: Duration,
+    /// How long followers wait without a heartbeat before electing a new leader (randomised
+    /// up to twice this). Raise it on slow SD cards.
+    #[arg(long, default_value = "1s", value_parser = duration, value_name = "DURATION")]
+    pub raft_election_timeout: Duration,
+    /// Take a raft snapshot (and trim the log) after this many log entries
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub raft_snapshot_entries: u64,
+    /// Page cache of the embedded store, in MiB
+    #[arg(long, default_value_t = 32, value_name = "MIB")]
+    pub store_cache_mb: u64,
+    /// How many recent changes are kept in memory for watchers to resume from
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub watch_history: usize,
+    /// How often old revisions are compacted away (each run keeps one interval of history)
+    #[arg(long, default_value = "5m", value_parser = duration, value_name = "DURATION")]
+    pub compaction_interval: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// URL of a server to join, e.g. https://10.0.0.1:6443
+    #[arg(long, value_name = "URL")]
+    pub join: Option<String>,
+    /// Join token printed by `orch server`
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+}
+
+/// The default data dir: `/var/lib/orch` as root, else `~/.orch`.
+pub fn default_data_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        PathBuf::from("/var/lib/orch")
+    } else {
+        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".orch")
+    }
+}
+
+/// Parses the process arguments, with the config file's flags merged in.
+pub fn parse() -> Result<Cli, config_file::ConfigFileError> {
+    let args: Vec<String> = std::env::args().collect();
+    let file = match config_file::config_path(&args) {
+        Some(p) => Some(PathBuf::from(p)),
+        None => Some(PathBuf::from(config_file::DEFAULT_CONFIG)).filter(|p| p.exists()),
+    };
+    let flags = match file {
+        Some(path) => config_file::flags_from_file(&path)?,
+        None => Vec::new(),
+    };
+    Ok(Cli::parse_from(config_file::merge(args, flags)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn later_flags_override_earlier_ones() {
+        let cli = Cli::try_parse_from(["orch", "server", "--https-listen-port=1", "--https-listen-port=2"]).unwrap();
+        let Command::Server(s) = cli.command else { panic!("expected server") };
+        assert_eq!(s.https_listen_port, 2);
+    }
+
+    #[test]
+    fn bad_durations_are_explained() {
+        let err = Cli::try_parse_from(["orch", "server", "--raft-heartbeat-interval=fast"]).unwrap_err().to_string();
+        assert!(err.contains("use e.g. 250ms"), "{err}");
+    }
+}

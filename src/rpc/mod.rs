@@ -1,0 +1,12 @@
+//! Node-to-node RPC over HTTP/2: a small client, the bincode body codec, and the store service
+//! (`/store/*`) that exposes any [`crate::store::Store`] to remote clients and peers.
+
+mod client;
+mod codec;
+mod store_client;
+mod store_service;
+
+pub use client::{HttpClient, RpcError};
+pub use codec::{decode, encode};
+pub use store_client::RemoteStore;
+pub use store_service::router as store_router;

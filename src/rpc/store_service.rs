@@ -1,0 +1,85 @@
+//! `/store/*`: the store's RPC surface, serving any [`Store`] to remote clients (benchmarks,
+//! tests, tools). Store errors travel inside a 200 reply as `Result`; HTTP errors mean the
+//! request itself was unreadable.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures::StreamExt;
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::codec::{decode, encode, frame};
+use crate::store::{Event, Revision, Store, StoreError};
+
+type Shared = Arc<dyn Store>;
+
+pub fn router(store: Shared) -> Router {
+    Router::new()
+        .route("/store/range", post(range))
+        .route("/store/txn", post(txn))
+        .route("/store/compact", post(compact))
+        .route("/store/revision", post(revision))
+        .route("/store/watch", post(watch))
+        .with_state(store)
+}
+
+fn reply<T: Serialize>(v: &T) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], encode(v)).into_response()
+}
+
+fn body<T: DeserializeOwned>(raw: &Bytes) -> Result<T, Response> {
+    decode(raw).map_err(|e| (StatusCode::BAD_REQUEST, format!("unreadable request body: {e}")).into_response())
+}
+
+async fn range(State(s): State<Shared>, raw: Bytes) -> Response {
+    match body(&raw) {
+        Ok(req) => reply(&s.range(req).await),
+        Err(r) => r,
+    }
+}
+
+async fn txn(State(s): State<Shared>, raw: Bytes) -> Response {
+    match body(&raw) {
+        Ok(req) => reply(&s.txn(req).await),
+        Err(r) => r,
+    }
+}
+
+async fn compact(State(s): State<Shared>, raw: Bytes) -> Response {
+    match body::<Revision>(&raw) {
+        Ok(rev) => reply(&s.compact(rev).await),
+        Err(r) => r,
+    }
+}
+
+async fn revision(State(s): State<Shared>) -> Response {
+    reply(&s.current_revision().await)
+}
+
+/// Streams frames of `Result<Vec<Event>, StoreError>`; the first frame is an empty batch
+/// confirming the watch started (or its error).
+async fn watch(State(s): State<Shared>, raw: Bytes) -> Response {
+    let req = match body(&raw) {
+        Ok(req) => req,
+        Err(r) => return r,
+    };
+    let started: Result<Vec<Event>, StoreError>;
+    let stream = match s.watch(req).await {
+        Ok(stream) => {
+            started = Ok(Vec::new());
+            Some(stream)
+        }
+        Err(e) => {
+            started = Err(e);
+            None
+        }
+    };
+    let head = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(frame(&started)) });
+    let tail = futures::stream::iter(stream).flatten().map(|batch| Ok(frame(&batch)));
+    Response::new(Body::from_stream(head.chain(tail)))
+}

@@ -1,0 +1,8 @@
+//! Integration tests: one binary, a module per area (DESIGN.md §7).
+
+mod support;
+
+mod cli;
+mod raft_cluster;
+mod raft_crash;
+mod store_conformance;

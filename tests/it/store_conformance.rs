@@ -1,0 +1,38 @@
+//! The store conformance suite on every implementation: the raft store in-process (one voter)
+//! and a three-process raft cluster reached over RPC through a follower.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use orch::raft::{RaftSettings, RaftStore};
+use orch::store::{conformance, Store};
+
+use crate::support::start_cluster;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_store_single_voter_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let store = RaftStore::open(dir.path(), RaftSettings::new(url)).await.unwrap();
+    let app = orch::raft::router(store.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    store.bootstrap().await.unwrap();
+    conformance::run(store.clone() as Arc<dyn Store>, "/conformance").await;
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_cluster_of_three_processes_through_a_follower() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(dir.path(), 3, &[]).await;
+    let leader = nodes[0].wait_member(Duration::from_secs(10)).await;
+    let mut follower = None;
+    for n in &nodes {
+        if n.node_id().await != leader {
+            follower = Some(n);
+        }
+    }
+    let store: Arc<dyn Store> = Arc::new(follower.expect("a follower").store());
+    conformance::run(store, "/conformance").await;
+}
