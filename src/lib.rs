@@ -7,4 +7,5 @@ pub mod raft;
 pub mod rpc;
 pub mod server;
 pub mod store;
+pub mod testkit;
 pub mod version;

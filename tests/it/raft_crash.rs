@@ -8,12 +8,12 @@ use std::time::Duration;
 use orch::store::{KeyRange, RangeRequest, Store, TxnRequest};
 use rand::Rng;
 
-use crate::support::ServerProc;
+use crate::support::start_server;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProc::start(&dir.path().join("n0"), &[]);
+    let mut server = start_server(&dir.path().join("n0"), &[]);
     server.wait_member(Duration::from_secs(20)).await;
     // key -> (value, revision) of every acknowledged write
     let acked: Arc<Mutex<HashMap<String, (String, i64)>>> = Arc::default();

@@ -1,0 +1,36 @@
+# orch — see README.md. `make run` starts a server; `make test` runs every test.
+
+CARGO ?= cargo
+RELEASE_BIN := target/release/orch
+# Debian packages the tests, benchmarks and runtime need.
+DEB_PACKAGES := protobuf-compiler containerd runc iproute2 nftables busybox-static etcd-server curl ca-certificates
+
+.PHONY: build run test bench bench-store deps clean
+
+build:
+	$(CARGO) build --release --bin orch
+
+run: deps build
+	$(RELEASE_BIN) server
+
+test:
+	$(CARGO) test --all-targets
+
+bench: bench-store
+
+bench-store:
+	$(CARGO) build --release --bins
+	target/release/orch-bench store
+
+# Installs missing Debian packages (only as root; otherwise says what is missing).
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: all present"; \
+	elif [ "$$(id -u)" = 0 ]; then echo "deps: installing$$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "deps: missing$$missing (run 'sudo make deps')"; fi
+
+clean:
+	$(CARGO) clean

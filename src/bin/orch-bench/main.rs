@@ -1,0 +1,127 @@
+//! `orch-bench`: benchmarks that compare orch with the real thing on this machine.
+//!
+//! `orch-bench store`: puts/s and p50/p99 latency with 1, 16 and 64 clients, 256-byte values,
+//! on a 1-node and a 3-node orch store (each node its own `orch server` process on loopback,
+//! driven through the store RPC) and on etcd (1 and 3 members, default durability, driven
+//! through its gRPC API) in the same run.
+
+mod etcd;
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use orch::rpc::RemoteStore;
+use orch::store::{Store, TxnRequest};
+
+use etcd::{EtcdCluster, EtcdKv};
+use harness::{key, Measurement, VALUE_SIZE};
+
+#[derive(Parser)]
+#[command(name = "orch-bench", about = "Benchmarks orch against the real peers on this machine")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// orch store vs etcd: puts/s and latency at 1/16/64 clients, 1 and 3 nodes
+    Store {
+        /// Measured seconds per cell (after one second of warm-up)
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Where data dirs go [default: a fresh temporary dir]
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
+}
+
+const CLIENTS: [usize; 3] = [1, 16, 64];
+
+/// The `orch` binary next to this one (both are built by `make bench-store`).
+fn orch_binary() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let orch = me.with_file_name("orch");
+    anyhow::ensure!(orch.exists(), "{} not found; build it with `cargo build --release --bins`", orch.display());
+    Ok(orch)
+}
+
+async fn bench_orch(root: &Path, nodes: usize, clients: usize, measure: Duration) -> anyhow::Result<Measurement> {
+    let servers = orch::testkit::start_cluster(&orch_binary()?, &root.join(format!("orch-{nodes}n-{clients}c")), nodes, &[]).await;
+    let stores: Arc<Vec<RemoteStore>> = Arc::new(servers.iter().map(|s| s.store()).collect());
+    let value = Arc::new(vec![b'v'; VALUE_SIZE]);
+    let m = harness::run(clients, Duration::from_secs(1), measure, move |c, i| {
+        let (stores, value) = (stores.clone(), value.clone());
+        async move { stores[c % stores.len()].txn(TxnRequest::put(key(c, i), value.as_slice())).await.is_ok() }
+    })
+    .await;
+    drop(servers);
+    Ok(m)
+}
+
+async fn bench_etcd(root: &Path, members: usize, clients: usize, measure: Duration) -> anyhow::Result<Measurement> {
+    let cluster = EtcdCluster::start(&root.join(format!("etcd-{members}n-{clients}c")), members, &mut orch::testkit::free_port).await?;
+    let mut kvs = Vec::new();
+    for url in &cluster.client_urls {
+        kvs.push(EtcdKv::connect(url).await?);
+    }
+    let kvs = Arc::new(kvs);
+    let value = Arc::new(vec![b'v'; VALUE_SIZE]);
+    let m = harness::run(clients, Duration::from_secs(1), measure, move |c, i| {
+        let (kvs, value) = (kvs.clone(), value.clone());
+        async move { kvs[c % kvs.len()].put(key(c, i), value.to_vec()).await.is_ok() }
+    })
+    .await;
+    drop(cluster);
+    Ok(m)
+}
+
+async fn store_bench(seconds: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let tmp = tempfile::Builder::new().prefix("orch-bench-").tempdir()?;
+    let root = work_dir.unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&root)?;
+    let measure = Duration::from_secs(seconds);
+    println!("store benchmark: puts of {VALUE_SIZE}-byte values, {seconds} s per cell, clients spread over all nodes");
+    println!("{:<7} {:>7} | {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>7} {:>7}", "nodes", "clients", "orch op/s", "p50 ms", "p99 ms", "etcd op/s", "p50 ms", "p99 ms", "tput x", "p99 x");
+    let mut result = None;
+    for nodes in [1, 3] {
+        for clients in CLIENTS {
+            let o = bench_orch(&root, nodes, clients, measure).await.context("orch run")?;
+            let e = bench_etcd(&root, nodes, clients, measure).await.context("etcd run")?;
+            let tput = o.ops_per_s / e.ops_per_s.max(1e-9);
+            let p99 = o.p99_ms / e.p99_ms.max(1e-9);
+            println!(
+                "{:<7} {:>7} | {:>9.0} {:>8.2} {:>8.2} | {:>9.0} {:>8.2} {:>8.2} | {:>7.2} {:>7.2}{}",
+                nodes,
+                clients,
+                o.ops_per_s,
+                o.p50_ms,
+                o.p99_ms,
+                e.ops_per_s,
+                e.p50_ms,
+                e.p99_ms,
+                tput,
+                p99,
+                if o.errors + e.errors > 0 { format!("  (errors: orch {}, etcd {})", o.errors, e.errors) } else { String::new() }
+            );
+            if nodes == 3 && clients == 64 {
+                result = Some((tput, p99));
+            }
+        }
+    }
+    let (tput, p99) = result.expect("3-node 64-client cell ran");
+    println!("RESULT store_3node_64c_ratio={tput:.2} p99_ratio={p99:.2}");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    match Cli::parse().bench {
+        Bench::Store { seconds, work_dir } => store_bench(seconds, work_dir).await,
+    }
+}

@@ -1,0 +1,147 @@
+//! Child-process clusters for integration tests and benchmarks: `orch server` processes on
+//! 127.0.0.1 with fresh ports, killed when dropped, and waits that explain their timeouts.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::rpc::RemoteStore;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` until it returns `Some`, failing with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < until, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An `orch server` child process on 127.0.0.1, killed on drop.
+pub struct ServerProc {
+    binary: PathBuf,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl ServerProc {
+    /// Starts `binary` as a server in `data_dir` on a fresh port; `extra` are more flags
+    /// (e.g. `--join`).
+    pub fn start(binary: &Path, data_dir: &Path, extra: &[String]) -> Self {
+        let mut s = Self { binary: binary.to_path_buf(), port: free_port(), data_dir: data_dir.to_path_buf(), extra: extra.to_vec(), child: None };
+        s.restart();
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn store(&self) -> RemoteStore {
+        RemoteStore::new(self.url())
+    }
+
+    /// (Re)starts the process with the same data dir, port and flags.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "server already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.with_extension("log")).unwrap();
+        let child = Command::new(&self.binary)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--https-listen-port={}", self.port))
+            .args(&self.extra)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning orch server");
+        self.child = Some(child);
+    }
+
+    /// SIGKILLs the process (no graceful shutdown) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The node's own view of the cluster, from `/raft/status`.
+    pub async fn status(&self) -> Option<serde_json::Value> {
+        use http_body_util::BodyExt;
+        let req = http::Request::get(format!("{}/raft/status", self.url())).body(http_body_util::Full::default()).ok()?;
+        let resp = crate::rpc::HttpClient::default().send(req, Duration::from_secs(2)).await.ok()?;
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        serde_json::from_slice(&body).ok()
+    }
+
+    /// Waits until this node knows a leader and is a voter, returning the leader's id.
+    pub async fn wait_member(&self, timeout: Duration) -> u64 {
+        let check = async {
+            loop {
+                if let Some(st) = self.status().await {
+                    let id = st["id"].as_u64();
+                    let voter = st["members"].as_array().is_some_and(|ms| ms.iter().any(|m| m["id"].as_u64() == id && m["voter"] == true));
+                    if let (true, Some(leader)) = (voter, st["leader"].as_u64()) {
+                        return leader;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        match tokio::time::timeout(timeout, check).await {
+            Ok(leader) => leader,
+            Err(_) => panic!(
+                "timed out after {timeout:?} waiting for server on port {} to be a voter with a leader; status {:?}; log:\n{}",
+                self.port,
+                self.status().await,
+                self.log()
+            ),
+        }
+    }
+
+    pub async fn node_id(&self) -> u64 {
+        wait_for(Duration::from_secs(10), "node id", || async { self.status().await?["id"].as_u64() }).await
+    }
+
+    /// The server's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts a cluster of `n` servers under `root`, the first bootstrapping and the rest joining.
+pub async fn start_cluster(binary: &Path, root: &Path, n: usize, extra: &[String]) -> Vec<ServerProc> {
+    let first = ServerProc::start(binary, &root.join("n0"), extra);
+    first.wait_member(Duration::from_secs(20)).await;
+    let mut nodes = vec![first];
+    for i in 1..n {
+        let mut flags = extra.to_vec();
+        flags.push(format!("--join={}", nodes[0].url()));
+        let node = ServerProc::start(binary, &root.join(format!("n{i}")), &flags);
+        node.wait_member(Duration::from_secs(30)).await;
+        nodes.push(node);
+    }
+    nodes
+}
