@@ -4,7 +4,7 @@ use anyhow::Context;
 use orch::cli::{self, Command};
 
 fn init_logging(debug: bool) {
-    let default = if debug { "debug,openraft=info,sled=info,hyper=info,h2=info" } else { "info,openraft=warn" };
+    let default = if debug { "debug,openraft=info,sled=info,hyper=info,h2=info" } else { "info,openraft=error" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

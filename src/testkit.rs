@@ -57,6 +57,7 @@ impl ServerProc {
     /// (Re)starts the process with the same data dir, port and flags.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "server already running");
+        std::fs::create_dir_all(&self.data_dir).expect("creating the server's data dir");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.with_extension("log")).unwrap();
         let child = Command::new(&self.binary)
             .arg("server")
@@ -65,7 +66,7 @@ impl ServerProc {
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--https-listen-port={}", self.port))
             .args(&self.extra)
-            .env("RUST_LOG", "info,openraft=warn")
+            .env("RUST_LOG", "info,openraft=error")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

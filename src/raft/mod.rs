@@ -6,6 +6,7 @@
 mod log_store;
 mod network;
 mod node;
+mod proposer;
 mod service;
 mod state_machine;
 
@@ -21,14 +22,16 @@ pub use service::router;
 /// A replicated command: what the raft log carries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Command {
-    Txn(TxnRequest),
+    /// Transactions batched by the proposer; applied in order, atomically as a group.
+    Txns(Vec<TxnRequest>),
     Compact(Revision),
 }
 
 /// The state machine's answer to a [`Command`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CommandOutput {
-    Txn(TxnResponse),
+    /// One result per transaction of [`Command::Txns`].
+    Txns(Vec<Result<TxnResponse, StoreError>>),
     Compacted,
     /// Raft's own entries (leader blank, membership) produce nothing.
     Nothing,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 
 use super::log_store::LogStore;
 use super::network::Network;
@@ -77,6 +78,7 @@ pub(crate) enum LeaderReply<T> {
 
 pub struct RaftStore {
     id: NodeId,
+    proposals: mpsc::Sender<(TxnRequest, super::proposer::Reply)>,
     url: String,
     raft: Raft,
     engine: Arc<MvccEngine>,
@@ -103,7 +105,10 @@ impl RaftStore {
         let config = Arc::new(settings.raft_config()?);
         let raft = Raft::new(id, config, Network::default(), log, sm).await.map_err(raft_down)?;
         tracing::info!(node_id = id, url = %settings.advertise_url, revision = engine.revision(), "raft store open");
-        Ok(Arc::new(Self { id, url: settings.advertise_url, raft, engine, hub, http: HttpClient::default() }))
+        let (proposals, rx) = mpsc::channel(4096);
+        let store = Arc::new(Self { id, proposals, url: settings.advertise_url, raft, engine, hub, http: HttpClient::default() });
+        tokio::spawn(super::proposer::run(Arc::downgrade(&store), rx));
+        Ok(store)
     }
 
     pub fn id(&self) -> NodeId {
@@ -143,11 +148,12 @@ impl RaftStore {
             let url = format!("{target}/raft/join");
             let reply: Result<LeaderReply<Result<(), StoreError>>, RpcError> = self.http.call(&url, &(self.id, self.url.clone()), deadline).await;
             match reply {
-                Ok(LeaderReply::Done(result)) => {
-                    result?;
+                Ok(LeaderReply::Done(Ok(()))) => {
                     tracing::info!(node_id = self.id, via = %target, "joined the cluster as a voter");
                     return Ok(());
                 }
+                // E.g. another membership change in progress: retry.
+                Ok(LeaderReply::Done(Err(e))) => tracing::warn!(error = %e, "leader refused the join for now, retrying"),
                 Ok(LeaderReply::NotLeader(Some(leader))) => target = leader,
                 Ok(LeaderReply::NotLeader(None)) => tracing::info!(via = %target, "no leader yet, retrying join"),
                 Err(e) => tracing::warn!(error = %e, "join attempt failed, retrying"),
@@ -258,7 +264,7 @@ impl RaftStore {
         }
     }
 
-    async fn write(&self, cmd: Command) -> Result<CommandOutput, StoreError> {
+    pub(crate) async fn write(&self, cmd: Command) -> Result<CommandOutput, StoreError> {
         self.via_leader("/raft/write", &cmd, |s| {
             let cmd = cmd.clone();
             Box::pin(async move { s.write_local(cmd).await })
@@ -308,10 +314,9 @@ impl Store for RaftStore {
 
     async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, StoreError> {
         MvccEngine::validate(&req)?;
-        match self.write(Command::Txn(req)).await? {
-            CommandOutput::Txn(resp) => Ok(resp),
-            other => Err(StoreError::Corrupt(format!("state machine answered a txn with {other:?}"))),
-        }
+        let (tx, rx) = oneshot::channel();
+        self.proposals.send((req, tx)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn watch(&self, mut req: WatchRequest) -> Result<WatchStream, StoreError> {

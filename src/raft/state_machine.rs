@@ -84,21 +84,29 @@ impl StateMachine {
     }
 
     fn apply_command(&self, cmd: &Command, applied: (Vec<u8>, Vec<u8>)) -> Result<CommandResult, StorageError<NodeId>> {
-        let result = match cmd {
-            Command::Txn(req) => self.engine.apply_txn(req, vec![applied.clone()]).map(|a| {
-                self.hub.publish(a.response.revision, a.events);
-                CommandOutput::Txn(a.response)
-            }),
-            Command::Compact(rev) => self.engine.compact(*rev, vec![applied.clone()]).map(|()| CommandOutput::Compacted),
-        };
-        match result {
-            Ok(out) => Ok(Ok(out)),
-            Err(e @ (StoreError::Storage(_) | StoreError::Corrupt(_))) => Err(sm_err(e)),
-            Err(e) => {
-                // A refused command is still applied: record that, deterministically.
-                self.engine.put_meta(vec![applied]).map_err(sm_err)?;
-                Ok(Err(e))
+        match cmd {
+            Command::Txns(reqs) => {
+                let results = self.engine.apply_txns(reqs, vec![applied]).map_err(sm_err)?;
+                let responses = results
+                    .into_iter()
+                    .map(|r| {
+                        r.map(|a| {
+                            self.hub.publish(a.response.revision, a.events);
+                            a.response
+                        })
+                    })
+                    .collect();
+                Ok(Ok(CommandOutput::Txns(responses)))
             }
+            Command::Compact(rev) => match self.engine.compact(*rev, vec![applied.clone()]) {
+                Ok(()) => Ok(Ok(CommandOutput::Compacted)),
+                Err(e @ (StoreError::Storage(_) | StoreError::Corrupt(_))) => Err(sm_err(e)),
+                Err(e) => {
+                    // A refused compaction is still applied: record that, deterministically.
+                    self.engine.put_meta(vec![applied]).map_err(sm_err)?;
+                    Ok(Err(e))
+                }
+            },
         }
     }
 }

@@ -60,6 +60,13 @@ pub async fn run(data_dir: &Path, args: ServerArgs) -> Result<(), ServerError> {
     let app = crate::raft::router(store.clone()).merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
     let serve_cancel = cancel.clone();
     tasks.spawn(async move {
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            // Raft and store RPC are small request/response messages: never wait for Nagle.
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let served = axum::serve(listener, app).with_graceful_shutdown(serve_cancel.cancelled_owned()).await;
         if let Err(e) = served {
             tracing::error!(error = %e, "server stopped serving");

@@ -66,6 +66,104 @@ fn decode<T: for<'de> Deserialize<'de>>(raw: &[u8]) -> Result<T, StoreError> {
     bincode::deserialize(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// Transactions being applied as one batch: their writes so far (`overlay`, read by later
+/// operations and transactions of the batch) and the sled batch that will persist them.
+struct Pending<'a> {
+    engine: &'a MvccEngine,
+    overlay: HashMap<Vec<u8>, Option<Latest>>,
+    batch: sled::Batch,
+    revision: Revision,
+}
+
+impl Pending<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Latest>, StoreError> {
+        match self.overlay.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.engine.latest(key),
+        }
+    }
+
+    fn compare_holds(&self, c: &Compare) -> Result<bool, StoreError> {
+        use std::cmp::Ordering as O;
+        let cur = self.get(&c.key)?;
+        let ord = match &c.target {
+            CompareTarget::ModRevision(r) => cur.as_ref().map_or(0, |l| l.mod_revision).cmp(r),
+            CompareTarget::CreateRevision(r) => cur.as_ref().map_or(0, |l| l.create_revision).cmp(r),
+            CompareTarget::Version(v) => cur.as_ref().map_or(0, |l| l.version).cmp(v),
+            CompareTarget::Value(v) => match &cur {
+                Some(l) => l.value.as_slice().cmp(v.as_slice()),
+                None => return Ok(false),
+            },
+        };
+        Ok(match c.op {
+            CompareOp::Equal => ord == O::Equal,
+            CompareOp::NotEqual => ord != O::Equal,
+            CompareOp::Less => ord == O::Less,
+            CompareOp::Greater => ord == O::Greater,
+        })
+    }
+
+    /// Evaluates one transaction against the state so far and stages its writes.
+    fn apply(&mut self, req: &TxnRequest) -> Result<Applied, StoreError> {
+        let mut succeeded = true;
+        for c in &req.compare {
+            if !self.compare_holds(c)? {
+                succeeded = false;
+                break;
+            }
+        }
+        let ops = if succeeded { &req.success } else { &req.failure };
+        let rev = self.revision + 1;
+        let mut responses = Vec::with_capacity(ops.len());
+        let mut events = Vec::new();
+        let mut sub: u32 = 0;
+        for op in ops {
+            match op {
+                Op::Get { key } => responses.push(OpResponse::Get { kv: self.get(key)?.map(|l| l.to_kv(key)) }),
+                Op::Put { key, value } => {
+                    let prev = self.get(key)?;
+                    let next = Latest {
+                        create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
+                        mod_revision: rev,
+                        version: prev.as_ref().map_or(1, |p| p.version + 1),
+                        value: value.clone(),
+                    };
+                    let hist = Version { create_revision: next.create_revision, version: next.version, value: Some(value.clone()) };
+                    self.batch.insert(keys::latest_key(key), encode(&next));
+                    self.batch.insert(keys::history_key(key, rev), encode(&hist));
+                    self.batch.insert(keys::revlog_key(rev, sub), key.clone());
+                    sub += 1;
+                    let prev_kv = prev.map(|p| p.to_kv(key));
+                    events.push(Event { kind: EventKind::Put, kv: next.to_kv(key), prev_kv: prev_kv.clone() });
+                    responses.push(OpResponse::Put { prev_kv });
+                    self.overlay.insert(key.clone(), Some(next));
+                }
+                Op::Delete { key } => {
+                    let prev = self.get(key)?;
+                    if let Some(p) = &prev {
+                        let tomb = Version { create_revision: 0, version: 0, value: None };
+                        self.batch.remove(keys::latest_key(key));
+                        self.batch.insert(keys::history_key(key, rev), encode(&tomb));
+                        self.batch.insert(keys::revlog_key(rev, sub), key.clone());
+                        sub += 1;
+                        events.push(Event {
+                            kind: EventKind::Delete,
+                            kv: KeyValue { key: key.clone(), mod_revision: rev, ..tombstone_kv() },
+                            prev_kv: Some(p.to_kv(key)),
+                        });
+                    }
+                    responses.push(OpResponse::Delete { prev_kv: prev.map(|p| p.to_kv(key)) });
+                    self.overlay.insert(key.clone(), None);
+                }
+            }
+        }
+        if sub > 0 {
+            self.revision = rev;
+        }
+        Ok(Applied { response: TxnResponse { succeeded, revision: self.revision, responses }, events })
+    }
+}
+
 /// The result of applying a transaction: the client's answer and the events it produced.
 pub struct Applied {
     pub response: TxnResponse,
@@ -145,107 +243,35 @@ impl MvccEngine {
         Ok(())
     }
 
-    fn compare_holds(&self, c: &Compare) -> Result<bool, StoreError> {
-        use std::cmp::Ordering as O;
-        let cur = self.latest(&c.key)?;
-        let ord = match &c.target {
-            CompareTarget::ModRevision(r) => cur.as_ref().map_or(0, |l| l.mod_revision).cmp(r),
-            CompareTarget::CreateRevision(r) => cur.as_ref().map_or(0, |l| l.create_revision).cmp(r),
-            CompareTarget::Version(v) => cur.as_ref().map_or(0, |l| l.version).cmp(v),
-            CompareTarget::Value(v) => match &cur {
-                Some(l) => l.value.as_slice().cmp(v.as_slice()),
-                None => return Ok(false),
-            },
-        };
-        Ok(match c.op {
-            CompareOp::Equal => ord == O::Equal,
-            CompareOp::NotEqual => ord != O::Equal,
-            CompareOp::Less => ord == O::Less,
-            CompareOp::Greater => ord == O::Greater,
-        })
+    /// Applies one transaction atomically, together with `meta` entries (e.g. raft's applied
+    /// id). Deterministic: the same sequence of calls yields the same revisions on every replica.
+    pub fn apply_txn(&self, req: &TxnRequest, meta: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Applied, StoreError> {
+        self.apply_txns(std::slice::from_ref(req), meta)?.pop().expect("one result per transaction")
     }
 
-    /// Applies a transaction atomically, together with `meta` entries (e.g. raft's applied id).
-    /// Deterministic: the same sequence of calls yields the same revisions on every replica.
-    pub fn apply_txn(&self, req: &TxnRequest, meta: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Applied, StoreError> {
-        Self::validate(req)?;
-        let mut succeeded = true;
-        for c in &req.compare {
-            if !self.compare_holds(c)? {
-                succeeded = false;
-                break;
-            }
+    /// Applies transactions in order as one atomic sled batch (with `meta`), each at its own
+    /// revision. The outer error is a storage failure (nothing applied); an inner error is a
+    /// transaction refused on its own (the others still apply).
+    pub fn apply_txns(&self, reqs: &[TxnRequest], meta: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
+        let start = self.revision();
+        let mut pending = Pending { engine: self, overlay: HashMap::new(), batch: sled::Batch::default(), revision: start };
+        let mut results = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            results.push(match Self::validate(req) {
+                Ok(()) => Ok(pending.apply(req)?),
+                Err(e) => Err(e),
+            });
         }
-        let ops = if succeeded { &req.success } else { &req.failure };
-        let current = self.revision();
-        let rev = current + 1;
-
-        // Overlay of keys written earlier in this transaction, for reads within it.
-        let mut overlay: HashMap<Vec<u8>, Option<Latest>> = HashMap::new();
-        let mut batch = sled::Batch::default();
-        let mut responses = Vec::with_capacity(ops.len());
-        let mut events = Vec::new();
-        let mut sub: u32 = 0;
-        for op in ops {
-            match op {
-                Op::Get { key } => {
-                    let cur = match overlay.get(key) {
-                        Some(v) => v.clone(),
-                        None => self.latest(key)?,
-                    };
-                    responses.push(OpResponse::Get { kv: cur.map(|l| l.to_kv(key)) });
-                }
-                Op::Put { key, value } => {
-                    let prev = self.latest(key)?;
-                    let next = Latest {
-                        create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
-                        mod_revision: rev,
-                        version: prev.as_ref().map_or(1, |p| p.version + 1),
-                        value: value.clone(),
-                    };
-                    let hist = Version {
-                        create_revision: next.create_revision,
-                        version: next.version,
-                        value: Some(value.clone()),
-                    };
-                    batch.insert(keys::latest_key(key), encode(&next));
-                    batch.insert(keys::history_key(key, rev), encode(&hist));
-                    batch.insert(keys::revlog_key(rev, sub), key.clone());
-                    sub += 1;
-                    let prev_kv = prev.map(|p| p.to_kv(key));
-                    events.push(Event { kind: EventKind::Put, kv: next.to_kv(key), prev_kv: prev_kv.clone() });
-                    responses.push(OpResponse::Put { prev_kv });
-                    overlay.insert(key.clone(), Some(next));
-                }
-                Op::Delete { key } => {
-                    let prev = self.latest(key)?;
-                    if let Some(p) = &prev {
-                        let tomb = Version { create_revision: 0, version: 0, value: None };
-                        batch.remove(keys::latest_key(key));
-                        batch.insert(keys::history_key(key, rev), encode(&tomb));
-                        batch.insert(keys::revlog_key(rev, sub), key.clone());
-                        sub += 1;
-                        events.push(Event {
-                            kind: EventKind::Delete,
-                            kv: KeyValue { key: key.clone(), mod_revision: rev, ..tombstone_kv() },
-                            prev_kv: Some(p.to_kv(key)),
-                        });
-                    }
-                    responses.push(OpResponse::Delete { prev_kv: prev.map(|p| p.to_kv(key)) });
-                    overlay.insert(key.clone(), None);
-                }
-            }
-        }
-        let new_rev = if sub > 0 { rev } else { current };
-        if sub > 0 {
-            batch.insert(keys::meta_key(META_REVISION), encode(&new_rev));
+        let Pending { mut batch, revision, .. } = pending;
+        if revision != start {
+            batch.insert(keys::meta_key(META_REVISION), encode(&revision));
         }
         for (k, v) in meta {
             batch.insert(k, v);
         }
         self.tree.apply_batch(batch)?;
-        self.revision.store(new_rev, Ordering::Release);
-        Ok(Applied { response: TxnResponse { succeeded, revision: new_rev, responses }, events })
+        self.revision.store(revision, Ordering::Release);
+        Ok(results)
     }
 
     /// Reads a range now (`revision == 0`) or at a retained past revision.

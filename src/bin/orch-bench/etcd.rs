@@ -65,6 +65,7 @@ pub struct EtcdCluster {
 
 impl EtcdCluster {
     pub async fn start(root: &Path, members: usize, ports: &mut impl FnMut() -> u16) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
         let names: Vec<String> = (0..members).map(|i| format!("e{i}")).collect();
         let peer: Vec<String> = (0..members).map(|_| format!("http://127.0.0.1:{}", ports())).collect();
         let client: Vec<String> = (0..members).map(|_| format!("http://127.0.0.1:{}", ports())).collect();
