@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 use crate::rpc::RemoteStore;
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `check` until it returns `Some`, failing with `what` after `timeout`.
@@ -23,7 +27,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < until, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < until,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -41,7 +48,13 @@ impl ServerProc {
     /// Starts `binary` as a server in `data_dir` on a fresh port; `extra` are more flags
     /// (e.g. `--join`).
     pub fn start(binary: &Path, data_dir: &Path, extra: &[String]) -> Self {
-        let mut s = Self { binary: binary.to_path_buf(), port: free_port(), data_dir: data_dir.to_path_buf(), extra: extra.to_vec(), child: None };
+        let mut s = Self {
+            binary: binary.to_path_buf(),
+            port: free_port(),
+            data_dir: data_dir.to_path_buf(),
+            extra: extra.to_vec(),
+            child: None,
+        };
         s.restart();
         s
     }
@@ -58,7 +71,11 @@ impl ServerProc {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "server already running");
         std::fs::create_dir_all(&self.data_dir).expect("creating the server's data dir");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.with_extension("log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.with_extension("log"))
+            .unwrap();
         let child = Command::new(&self.binary)
             .arg("server")
             .arg("--data-dir")
@@ -66,7 +83,10 @@ impl ServerProc {
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--https-listen-port={}", self.port))
             .args(&self.extra)
-            .env("RUST_LOG", "info,openraft=error")
+            .env(
+                "RUST_LOG",
+                std::env::var("ORCH_TEST_LOG").unwrap_or_else(|_| "info,openraft=error".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -85,8 +105,13 @@ impl ServerProc {
     /// The node's own view of the cluster, from `/raft/status`.
     pub async fn status(&self) -> Option<serde_json::Value> {
         use http_body_util::BodyExt;
-        let req = http::Request::get(format!("{}/raft/status", self.url())).body(http_body_util::Full::default()).ok()?;
-        let resp = crate::rpc::HttpClient::default().send(req, Duration::from_secs(2)).await.ok()?;
+        let req = http::Request::get(format!("{}/raft/status", self.url()))
+            .body(http_body_util::Full::default())
+            .ok()?;
+        let resp = crate::rpc::HttpClient::default()
+            .send(req, Duration::from_secs(2))
+            .await
+            .ok()?;
         let body = resp.into_body().collect().await.ok()?.to_bytes();
         serde_json::from_slice(&body).ok()
     }
@@ -97,7 +122,10 @@ impl ServerProc {
             loop {
                 if let Some(st) = self.status().await {
                     let id = st["id"].as_u64();
-                    let voter = st["members"].as_array().is_some_and(|ms| ms.iter().any(|m| m["id"].as_u64() == id && m["voter"] == true));
+                    let voter = st["members"].as_array().is_some_and(|ms| {
+                        ms.iter()
+                            .any(|m| m["id"].as_u64() == id && m["voter"] == true)
+                    });
                     if let (true, Some(leader)) = (voter, st["leader"].as_u64()) {
                         return leader;
                     }
@@ -117,7 +145,10 @@ impl ServerProc {
     }
 
     pub async fn node_id(&self) -> u64 {
-        wait_for(Duration::from_secs(10), "node id", || async { self.status().await?["id"].as_u64() }).await
+        wait_for(Duration::from_secs(10), "node id", || async {
+            self.status().await?["id"].as_u64()
+        })
+        .await
     }
 
     /// The server's log so far, for failure messages.
@@ -133,7 +164,12 @@ impl Drop for ServerProc {
 }
 
 /// Starts a cluster of `n` servers under `root`, the first bootstrapping and the rest joining.
-pub async fn start_cluster(binary: &Path, root: &Path, n: usize, extra: &[String]) -> Vec<ServerProc> {
+pub async fn start_cluster(
+    binary: &Path,
+    root: &Path,
+    n: usize,
+    extra: &[String],
+) -> Vec<ServerProc> {
     let first = ServerProc::start(binary, &root.join("n0"), extra);
     first.wait_member(Duration::from_secs(20)).await;
     let mut nodes = vec![first];

@@ -13,7 +13,12 @@ use clap::{Args, Parser, Subcommand};
 /// Run `orch server` on the first machine; it starts the control plane and writes a kubeconfig.
 /// Run `orch agent --join https://SERVER:6443 --token TOKEN` on every other machine.
 #[derive(Debug, Parser)]
-#[command(name = "orch", version, args_override_self = true, propagate_version = true)]
+#[command(
+    name = "orch",
+    version,
+    args_override_self = true,
+    propagate_version = true
+)]
 pub struct Cli {
     /// Where orch keeps its state [default: /var/lib/orch as root, else ~/.orch]
     #[arg(long, global = true, value_name = "DIR")]
@@ -62,11 +67,11 @@ pub struct ServerArgs {
     #[arg(long, value_name = "URL")]
     pub join: Option<String>,
     /// How often the raft leader sends heartbeats
-    #[arg(long, default_value = "250ms", value_parser = duration, value_name = "DURATION")]
+    #[arg(long, default_value = "150ms", value_parser = duration, value_name = "DURATION")]
     pub raft_heartbeat_interval: Duration,
     /// How long followers wait without a heartbeat before electing a new leader (randomised
     /// up to twice this). Raise it on slow SD cards.
-    #[arg(long, default_value = "1s", value_parser = duration, value_name = "DURATION")]
+    #[arg(long, default_value = "600ms", value_parser = duration, value_name = "DURATION")]
     pub raft_election_timeout: Duration,
     /// Take a raft snapshot (and trim the log) after this many log entries
     #[arg(long, default_value_t = 10_000, value_name = "N")]
@@ -99,7 +104,10 @@ pub fn default_data_dir() -> PathBuf {
     if root {
         PathBuf::from("/var/lib/orch")
     } else {
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".orch")
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".orch")
     }
 }
 
@@ -129,14 +137,24 @@ mod tests {
 
     #[test]
     fn later_flags_override_earlier_ones() {
-        let cli = Cli::try_parse_from(["orch", "server", "--https-listen-port=1", "--https-listen-port=2"]).unwrap();
-        let Command::Server(s) = cli.command else { panic!("expected server") };
+        let cli = Cli::try_parse_from([
+            "orch",
+            "server",
+            "--https-listen-port=1",
+            "--https-listen-port=2",
+        ])
+        .unwrap();
+        let Command::Server(s) = cli.command else {
+            panic!("expected server")
+        };
         assert_eq!(s.https_listen_port, 2);
     }
 
     #[test]
     fn bad_durations_are_explained() {
-        let err = Cli::try_parse_from(["orch", "server", "--raft-heartbeat-interval=fast"]).unwrap_err().to_string();
+        let err = Cli::try_parse_from(["orch", "server", "--raft-heartbeat-interval=fast"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("use e.g. 250ms"), "{err}");
     }
 }

@@ -4,16 +4,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
 
 use super::log_store::LogStore;
 use super::network::Network;
+use super::proposer::Batcher;
 use super::state_machine::StateMachine;
 use super::{Command, CommandOutput, NodeId, Raft};
 use crate::rpc::{HttpClient, RpcError};
@@ -24,6 +24,12 @@ use crate::store::*;
 const LEADER_WAIT: Duration = Duration::from_secs(15);
 /// Timeout of one forwarded call.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Batches a node's proposer keeps in flight: one, so that batches grow under load.
+const PROPOSER_IN_FLIGHT: usize = 1;
+/// Raft entries the leader's combiner keeps in flight: replication of one overlaps with
+/// applying the previous one.
+const COMBINER_IN_FLIGHT: usize = 1;
 
 /// Tunables of a raft node.
 #[derive(Debug, Clone)]
@@ -43,8 +49,8 @@ impl RaftSettings {
     pub fn new(advertise_url: impl Into<String>) -> Self {
         Self {
             advertise_url: advertise_url.into(),
-            heartbeat: Duration::from_millis(250),
-            election_timeout: Duration::from_millis(1000),
+            heartbeat: Duration::from_millis(150),
+            election_timeout: Duration::from_millis(600),
             snapshot_logs: 10_000,
             store: StoreConfig::default(),
         }
@@ -69,7 +75,7 @@ impl RaftSettings {
 }
 
 /// Answer of a node asked to do something only the leader can do.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum LeaderReply<T> {
     Done(T),
     /// Not the leader; the leader's URL when known.
@@ -78,7 +84,10 @@ pub(crate) enum LeaderReply<T> {
 
 pub struct RaftStore {
     id: NodeId,
-    proposals: mpsc::Sender<(TxnRequest, super::proposer::Reply)>,
+    /// Gathers this node's client transactions into commands (see `proposer`).
+    proposer: OnceLock<Batcher<StoreError>>,
+    /// On the leader, merges concurrent commands into one raft entry (see `proposer`).
+    combiner: OnceLock<Batcher<LeaderReply<StoreError>>>,
     url: String,
     raft: Raft,
     engine: Arc<MvccEngine>,
@@ -95,7 +104,8 @@ impl RaftStore {
     /// raft. The node is not part of any cluster until [`Self::bootstrap`] or [`Self::join`],
     /// unless it already was one before a restart.
     pub async fn open(dir: &Path, settings: RaftSettings) -> Result<Arc<Self>, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Storage(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Storage(format!("{}: {e}", dir.display())))?;
         let db = open_db(&dir.join("db"), &settings.store)?;
         let id = node_id(&db)?;
         let engine = Arc::new(MvccEngine::open(db.open_tree("kv")?)?);
@@ -103,11 +113,60 @@ impl RaftStore {
         let sm = StateMachine::open(db.clone(), engine.clone(), hub.clone(), dir)?;
         let log = LogStore::open(db)?;
         let config = Arc::new(settings.raft_config()?);
-        let raft = Raft::new(id, config, Network::default(), log, sm).await.map_err(raft_down)?;
+        let raft = Raft::new(id, config, Network::default(), log, sm)
+            .await
+            .map_err(raft_down)?;
         tracing::info!(node_id = id, url = %settings.advertise_url, revision = engine.revision(), "raft store open");
-        let (proposals, rx) = mpsc::channel(4096);
-        let store = Arc::new(Self { id, proposals, url: settings.advertise_url, raft, engine, hub, http: HttpClient::default() });
-        tokio::spawn(super::proposer::run(Arc::downgrade(&store), rx));
+        let store = Arc::new(Self {
+            id,
+            proposer: OnceLock::new(),
+            combiner: OnceLock::new(),
+            url: settings.advertise_url,
+            raft,
+            engine,
+            hub,
+            http: HttpClient::default(),
+        });
+        let weak = Arc::downgrade(&store);
+        let proposer = Batcher::start(
+            PROPOSER_IN_FLIGHT,
+            move |txns| {
+                let weak = weak.clone();
+                async move {
+                    let store = weak.upgrade().ok_or(StoreError::Closed)?;
+                    match store.write(Command::Txns(txns)).await? {
+                        CommandOutput::Txns(results) => Ok(results),
+                        other => Err(StoreError::Corrupt(format!(
+                            "state machine answered transactions with {other:?}"
+                        ))),
+                    }
+                }
+            },
+            StoreError::Closed,
+        );
+        let weak = Arc::downgrade(&store);
+        let combiner = Batcher::start(
+            COMBINER_IN_FLIGHT,
+            move |txns| {
+                let weak = weak.clone();
+                async move {
+                    let Some(store) = weak.upgrade() else {
+                        return Err(LeaderReply::NotLeader(None));
+                    };
+                    match store.propose(Command::Txns(txns)).await {
+                        LeaderReply::Done(Ok(CommandOutput::Txns(results))) => Ok(results),
+                        LeaderReply::Done(Ok(other)) => Err(LeaderReply::Done(
+                            StoreError::Corrupt(format!("unexpected {other:?}")),
+                        )),
+                        LeaderReply::Done(Err(e)) => Err(LeaderReply::Done(e)),
+                        LeaderReply::NotLeader(url) => Err(LeaderReply::NotLeader(url)),
+                    }
+                }
+            },
+            LeaderReply::NotLeader(None),
+        );
+        let _ = store.proposer.set(proposer);
+        let _ = store.combiner.set(combiner);
         Ok(store)
     }
 
@@ -146,20 +205,29 @@ impl RaftStore {
         let mut target = seed.trim_end_matches('/').to_string();
         loop {
             let url = format!("{target}/raft/join");
-            let reply: Result<LeaderReply<Result<(), StoreError>>, RpcError> = self.http.call(&url, &(self.id, self.url.clone()), deadline).await;
+            let reply: Result<LeaderReply<Result<(), StoreError>>, RpcError> = self
+                .http
+                .call(&url, &(self.id, self.url.clone()), deadline)
+                .await;
             match reply {
                 Ok(LeaderReply::Done(Ok(()))) => {
                     tracing::info!(node_id = self.id, via = %target, "joined the cluster as a voter");
                     return Ok(());
                 }
                 // E.g. another membership change in progress: retry.
-                Ok(LeaderReply::Done(Err(e))) => tracing::warn!(error = %e, "leader refused the join for now, retrying"),
+                Ok(LeaderReply::Done(Err(e))) => {
+                    tracing::warn!(error = %e, "leader refused the join for now, retrying")
+                }
                 Ok(LeaderReply::NotLeader(Some(leader))) => target = leader,
-                Ok(LeaderReply::NotLeader(None)) => tracing::info!(via = %target, "no leader yet, retrying join"),
+                Ok(LeaderReply::NotLeader(None)) => {
+                    tracing::info!(via = %target, "no leader yet, retrying join")
+                }
                 Err(e) => tracing::warn!(error = %e, "join attempt failed, retrying"),
             }
             if Instant::now() > until {
-                return Err(StoreError::Unavailable(format!("could not join the cluster through {seed} in {deadline:?}")));
+                return Err(StoreError::Unavailable(format!(
+                    "could not join the cluster through {seed} in {deadline:?}"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
@@ -168,20 +236,39 @@ impl RaftStore {
     fn leader_url(&self) -> Option<(NodeId, Option<String>)> {
         let m = self.raft.metrics().borrow().clone();
         let leader = m.current_leader?;
-        let url = m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone());
+        let url = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone());
         Some((leader, url))
     }
 
     /// Leader side of a join: add `id` as a learner (waiting for it to catch up), then promote.
-    pub(crate) async fn add_member(&self, id: NodeId, url: String) -> LeaderReply<Result<(), StoreError>> {
-        let voters: BTreeSet<NodeId> = self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+    pub(crate) async fn add_member(
+        &self,
+        id: NodeId,
+        url: String,
+    ) -> LeaderReply<Result<(), StoreError>> {
+        let voters: BTreeSet<NodeId> = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
         if voters.contains(&id) {
             return LeaderReply::Done(Ok(()));
         }
         if let Err(e) = self.raft.add_learner(id, BasicNode::new(&url), true).await {
             return self.not_leader_or(e.forward_to_leader().is_some(), raft_down(e));
         }
-        match self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await {
+        match self
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+        {
             Ok(_) => {
                 tracing::info!(node_id = id, %url, "promoted new member to voter");
                 LeaderReply::Done(Ok(()))
@@ -192,7 +279,11 @@ impl RaftStore {
 
     /// Leader side of a removal: drop `id` from the voters and the cluster.
     pub(crate) async fn remove_member(&self, id: NodeId) -> LeaderReply<Result<(), StoreError>> {
-        match self.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false).await {
+        match self
+            .raft
+            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+            .await
+        {
             Ok(_) => {
                 tracing::info!(node_id = id, "removed member");
                 LeaderReply::Done(Ok(()))
@@ -201,7 +292,11 @@ impl RaftStore {
         }
     }
 
-    fn not_leader_or<T>(&self, not_leader: bool, err: StoreError) -> LeaderReply<Result<T, StoreError>> {
+    fn not_leader_or<T>(
+        &self,
+        not_leader: bool,
+        err: StoreError,
+    ) -> LeaderReply<Result<T, StoreError>> {
         if not_leader {
             LeaderReply::NotLeader(self.leader_url().and_then(|(_, url)| url))
         } else {
@@ -211,11 +306,31 @@ impl RaftStore {
 
     /// Removes the member `id` from the cluster, through the leader.
     pub async fn remove(&self, id: NodeId) -> Result<(), StoreError> {
-        self.via_leader("/raft/leave", &id, |s| Box::pin(async move { s.remove_member(id).await })).await?
+        self.via_leader("/raft/leave", &id, |s| {
+            Box::pin(async move { s.remove_member(id).await })
+        })
+        .await?
     }
 
-    /// Proposes a command on this node if it leads (no forwarding).
-    pub(crate) async fn write_local(&self, cmd: Command) -> LeaderReply<Result<CommandOutput, StoreError>> {
+    /// Proposes a command on this node if it leads (no forwarding). Transactions are merged with
+    /// others arriving at the same time into one raft entry.
+    pub(crate) async fn write_local(
+        &self,
+        cmd: Command,
+    ) -> LeaderReply<Result<CommandOutput, StoreError>> {
+        let Command::Txns(txns) = cmd else {
+            return self.propose(cmd).await;
+        };
+        let combiner = self.combiner.get().expect("combiner is set at open");
+        match combiner.submit(txns, LeaderReply::NotLeader(None)).await {
+            Ok(results) => LeaderReply::Done(Ok(CommandOutput::Txns(results))),
+            Err(LeaderReply::Done(e)) => LeaderReply::Done(Err(e)),
+            Err(LeaderReply::NotLeader(url)) => LeaderReply::NotLeader(url),
+        }
+    }
+
+    /// Appends one command to the raft log as one entry and waits until it is applied.
+    async fn propose(&self, cmd: Command) -> LeaderReply<Result<CommandOutput, StoreError>> {
         match self.raft.client_write(cmd).await {
             Ok(resp) => LeaderReply::Done(resp.data),
             Err(e) => self.not_leader_or(e.forward_to_leader().is_some(), raft_down(e)),
@@ -246,10 +361,18 @@ impl RaftStore {
         loop {
             let attempt = match self.leader_url() {
                 Some((leader, _)) if leader == self.id => Some(local(self).await),
-                Some((_, Some(url))) => match self.http.call(&format!("{url}{path}"), req, FORWARD_TIMEOUT).await {
+                Some((_, Some(url))) => match self
+                    .http
+                    .call(&format!("{url}{path}"), req, FORWARD_TIMEOUT)
+                    .await
+                {
                     Ok(reply) => Some(reply),
                     Err(RpcError::Unreachable { .. }) => None,
-                    Err(e) => return Err(StoreError::Unavailable(format!("forwarding to the leader: {e}"))),
+                    Err(e) => {
+                        return Err(StoreError::Unavailable(format!(
+                            "forwarding to the leader: {e}"
+                        )))
+                    }
                 },
                 _ => None,
             };
@@ -257,7 +380,9 @@ impl RaftStore {
                 return Ok(v);
             }
             if Instant::now() > until {
-                return Err(StoreError::Unavailable(format!("no raft leader reachable within {LEADER_WAIT:?}")));
+                return Err(StoreError::Unavailable(format!(
+                    "no raft leader reachable within {LEADER_WAIT:?}"
+                )));
             }
             let mut metrics = self.raft.metrics();
             let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
@@ -274,12 +399,16 @@ impl RaftStore {
 
     /// Waits until this replica has applied everything committed before the call began.
     async fn read_barrier(&self) -> Result<(), StoreError> {
-        let index = self.via_leader("/raft/read-index", &(), |s| Box::pin(s.read_index_local())).await??;
+        let index = self
+            .via_leader("/raft/read-index", &(), |s| Box::pin(s.read_index_local()))
+            .await??;
         self.raft
             .wait(Some(LEADER_WAIT))
             .applied_index_at_least(Some(index), "read barrier")
             .await
-            .map_err(|e| StoreError::Unavailable(format!("replica did not catch up with the leader: {e}")))?;
+            .map_err(|e| {
+                StoreError::Unavailable(format!("replica did not catch up with the leader: {e}"))
+            })?;
         Ok(())
     }
 
@@ -295,7 +424,10 @@ impl RaftStore {
 fn node_id(db: &sled::Db) -> Result<NodeId, StoreError> {
     let tree = db.open_tree("node")?;
     if let Some(raw) = tree.get("id")? {
-        let bytes: [u8; 8] = raw.as_ref().try_into().map_err(|_| StoreError::Corrupt("node id".into()))?;
+        let bytes: [u8; 8] = raw
+            .as_ref()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("node id".into()))?;
         return Ok(u64::from_be_bytes(bytes));
     }
     let id = rand::random::<u64>() >> 1 | 1;
@@ -309,14 +441,16 @@ impl Store for RaftStore {
     async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
         self.read_barrier().await?;
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || engine.range(&req)).await.map_err(|_| StoreError::Closed)?
+        tokio::task::spawn_blocking(move || engine.range(&req))
+            .await
+            .map_err(|_| StoreError::Closed)?
     }
 
     async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, StoreError> {
         MvccEngine::validate(&req)?;
-        let (tx, rx) = oneshot::channel();
-        self.proposals.send((req, tx)).await.map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        let proposer = self.proposer.get().expect("proposer is set at open");
+        let mut results = proposer.submit(vec![req], StoreError::Closed).await?;
+        results.pop().unwrap_or(Err(StoreError::Closed))
     }
 
     async fn watch(&self, mut req: WatchRequest) -> Result<WatchStream, StoreError> {

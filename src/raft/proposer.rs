@@ -1,48 +1,108 @@
-//! The proposer: batches concurrent transactions into one raft entry. Proposals queue while
-//! earlier batches are in flight, so under load each raft round (and fsync) carries many
-//! transactions, while a lone client still gets a batch of one at once.
+//! Batching of transactions into raft entries, in two stages built from one [`Batcher`]:
+//!
+//! - the *proposer* on every node gathers the transactions of concurrent clients and writes
+//!   them as one command (forwarded to the leader on a follower);
+//! - the *combiner* on the leader merges the commands arriving at once (its own proposer's and
+//!   those forwarded by followers) into one raft entry.
+//!
+//! Each stage keeps a small number of batches in flight; what arrives meanwhile queues and rides
+//! the next batch, so under load every raft round (and fsync) carries many transactions, while a lone
+//! client still goes through at once. A batch succeeds or fails as a whole.
 
-use std::sync::{Arc, Weak};
+use std::future::Future;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::node::RaftStore;
-use super::{Command, CommandOutput};
 use crate::store::{StoreError, TxnRequest, TxnResponse};
 
-/// Most transactions in one raft entry.
-const MAX_BATCH: usize = 256;
-/// Batches proposed but not yet answered, at most.
-const MAX_IN_FLIGHT: usize = 2;
+/// Most transactions in one batch.
+const MAX_BATCH: usize = 512;
 
-pub(crate) type Reply = oneshot::Sender<Result<TxnResponse, StoreError>>;
+pub(crate) type TxnResults = Vec<Result<TxnResponse, StoreError>>;
+type Reply<E> = oneshot::Sender<Result<TxnResults, E>>;
 
-/// Runs until every sender is dropped (the store is gone).
-pub(crate) async fn run(store: Weak<RaftStore>, mut rx: mpsc::Receiver<(TxnRequest, Reply)>) {
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        let permit = in_flight.clone().acquire_owned().await.expect("semaphore is never closed");
-        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return;
+/// A queue of transaction groups executed in merged batches by `run`.
+pub(crate) struct Batcher<E> {
+    tx: mpsc::Sender<(Vec<TxnRequest>, Reply<E>)>,
+}
+
+impl<E: Clone + Send + 'static> Batcher<E> {
+    /// Starts the batching task; `execute` runs one merged batch and must return one result per
+    /// transaction. The task ends when the batcher is dropped.
+    pub(crate) fn start<F, Fut>(in_flight: usize, execute: F, closed: E) -> Self
+    where
+        F: Fn(Vec<TxnRequest>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<TxnResults, E>> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(run(rx, in_flight, Arc::new(execute), closed));
+        Self { tx }
+    }
+
+    /// Queues `txns` and waits for their results; `closed` when the batcher is gone.
+    pub(crate) async fn submit(&self, txns: Vec<TxnRequest>, closed: E) -> Result<TxnResults, E> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send((txns, reply)).await.is_err() {
+            return Err(closed);
         }
-        let Some(store) = store.upgrade() else { return };
-        let (txns, replies): (Vec<TxnRequest>, Vec<Reply>) = batch.drain(..).unzip();
+        rx.await.unwrap_or(Err(closed))
+    }
+}
+
+async fn run<E, F, Fut>(
+    mut rx: mpsc::Receiver<(Vec<TxnRequest>, Reply<E>)>,
+    in_flight: usize,
+    execute: Arc<F>,
+    closed: E,
+) where
+    E: Clone + Send + 'static,
+    F: Fn(Vec<TxnRequest>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<TxnResults, E>> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(in_flight));
+    let mut queued = Vec::new();
+    loop {
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed");
+        if rx.recv_many(&mut queued, MAX_BATCH).await == 0 {
+            break;
+        }
+        let mut merged = Vec::new();
+        let mut groups = Vec::with_capacity(queued.len());
+        for (txns, reply) in queued.drain(..) {
+            groups.push((txns.len(), reply));
+            merged.extend(txns);
+        }
+        let total = merged.len();
+        let batch = execute(merged);
         tokio::spawn(async move {
-            let result = store.write(Command::Txns(txns)).await;
+            let outcome = batch.await;
             drop(permit);
-            match result {
-                Ok(CommandOutput::Txns(results)) if results.len() == replies.len() => {
-                    for (reply, r) in replies.into_iter().zip(results) {
-                        let _ = reply.send(r);
+            match outcome {
+                Ok(results) if results.len() == total => {
+                    let mut results = results.into_iter();
+                    for (n, reply) in groups {
+                        let _ = reply.send(Ok(results.by_ref().take(n).collect()));
                     }
                 }
-                Ok(other) => {
-                    let e = StoreError::Corrupt(format!("state machine answered a batch with {other:?}"));
-                    replies.into_iter().for_each(|r| drop(r.send(Err(e.clone()))));
+                Ok(results) => {
+                    let e = StoreError::Corrupt(format!(
+                        "{} results for a batch of {total} transactions",
+                        results.len()
+                    ));
+                    for (n, reply) in groups {
+                        let _ = reply.send(Ok(vec![Err(e.clone()); n]));
+                    }
                 }
-                Err(e) => replies.into_iter().for_each(|r| drop(r.send(Err(e.clone())))),
+                Err(e) => groups
+                    .into_iter()
+                    .for_each(|(_, reply)| drop(reply.send(Err(e.clone())))),
             }
         });
     }
+    drop(closed);
 }

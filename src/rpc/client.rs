@@ -15,7 +15,11 @@ pub enum RpcError {
     #[error("cannot reach {url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("{url} answered HTTP {status}: {body}")]
-    Status { url: String, status: u16, body: String },
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
     #[error("call to {0} timed out")]
     Timeout(String),
     #[error("undecodable reply: {0}")]
@@ -43,31 +47,56 @@ impl Default for HttpClient {
 
 impl HttpClient {
     /// Sends `req` to `url` and returns the response with its body, within `timeout`.
-    pub async fn send(&self, req: http::Request<Full<Bytes>>, timeout: Duration) -> Result<http::Response<hyper::body::Incoming>, RpcError> {
+    pub async fn send(
+        &self,
+        req: http::Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<http::Response<hyper::body::Incoming>, RpcError> {
         let url = req.uri().to_string();
         let fut = self.inner.request(req);
         match tokio::time::timeout(timeout, fut).await {
             Err(_) => Err(RpcError::Timeout(url)),
-            Ok(Err(e)) => Err(RpcError::Unreachable { url, reason: error_chain(&e) }),
+            Ok(Err(e)) => Err(RpcError::Unreachable {
+                url,
+                reason: error_chain(&e),
+            }),
             Ok(Ok(resp)) => Ok(resp),
         }
     }
 
     /// POSTs a bincode body and decodes a bincode reply.
-    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(&self, url: &str, body: &Req, timeout: Duration) -> Result<Resp, RpcError> {
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RpcError> {
         let req = http::Request::post(url)
             .header(http::header::CONTENT_TYPE, "application/octet-stream")
-            .body(Full::new(encode(body))).map_err(|e| RpcError::Unreachable { url: url.into(), reason: e.to_string() })?;
+            .body(Full::new(encode(body)))
+            .map_err(|e| RpcError::Unreachable {
+                url: url.into(),
+                reason: e.to_string(),
+            })?;
         let resp = self.send(req, timeout).await?;
         let status = resp.status();
         let collect = tokio::time::timeout(timeout, resp.into_body().collect());
         let bytes = match collect.await {
             Err(_) => return Err(RpcError::Timeout(url.into())),
-            Ok(Err(e)) => return Err(RpcError::Unreachable { url: url.into(), reason: e.to_string() }),
+            Ok(Err(e)) => {
+                return Err(RpcError::Unreachable {
+                    url: url.into(),
+                    reason: e.to_string(),
+                })
+            }
             Ok(Ok(b)) => b.to_bytes(),
         };
         if !status.is_success() {
-            return Err(RpcError::Status { url: url.into(), status: status.as_u16(), body: String::from_utf8_lossy(&bytes).into_owned() });
+            return Err(RpcError::Status {
+                url: url.into(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            });
         }
         decode(&bytes)
     }

@@ -21,7 +21,10 @@ const DRAIN: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source} (is another orch server running? pick another --https-listen-port)")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("server I/O: {0}")]
@@ -42,7 +45,9 @@ fn advertise_url(args: &ServerArgs, port: u16) -> String {
 
 pub async fn run(data_dir: &Path, args: ServerArgs) -> Result<(), ServerError> {
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Listen { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Listen { addr, source })?;
     let port = listener.local_addr()?.port();
     let url = advertise_url(&args, port);
 
@@ -51,13 +56,17 @@ pub async fn run(data_dir: &Path, args: ServerArgs) -> Result<(), ServerError> {
         heartbeat: args.raft_heartbeat_interval,
         election_timeout: args.raft_election_timeout,
         snapshot_logs: args.raft_snapshot_entries,
-        store: StoreConfig { cache_capacity: args.store_cache_mb << 20, watch_history: args.watch_history },
+        store: StoreConfig {
+            cache_capacity: args.store_cache_mb << 20,
+            watch_history: args.watch_history,
+        },
     };
     let store = RaftStore::open(&data_dir.join("server").join("raft"), settings).await?;
 
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let app = crate::raft::router(store.clone()).merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
+    let app = crate::raft::router(store.clone())
+        .merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
     let serve_cancel = cancel.clone();
     tasks.spawn(async move {
         use axum::serve::ListenerExt;
@@ -67,7 +76,9 @@ pub async fn run(data_dir: &Path, args: ServerArgs) -> Result<(), ServerError> {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
         });
-        let served = axum::serve(listener, app).with_graceful_shutdown(serve_cancel.cancelled_owned()).await;
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(serve_cancel.cancelled_owned())
+            .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "server stopped serving");
         }
@@ -84,7 +95,12 @@ pub async fn run(data_dir: &Path, args: ServerArgs) -> Result<(), ServerError> {
     }
 
     let leader_store = store.clone();
-    tasks.spawn(compactor::run(store.clone(), args.compaction_interval, move || leader_store.is_leader(), cancel.clone()));
+    tasks.spawn(compactor::run(
+        store.clone(),
+        args.compaction_interval,
+        move || leader_store.is_leader(),
+        cancel.clone(),
+    ));
     tasks.close();
 
     wait_for_signal().await;
@@ -99,7 +115,8 @@ pub async fn run(data_dir: &Path, args: ServerArgs) -> Result<(), ServerError> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail");
+    let mut term =
+        signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -28,7 +28,10 @@ pub struct KeyRange {
 impl KeyRange {
     /// Exactly one key.
     pub fn single(key: impl Into<Vec<u8>>) -> Self {
-        Self { key: key.into(), range_end: Vec::new() }
+        Self {
+            key: key.into(),
+            range_end: Vec::new(),
+        }
     }
 
     /// Every key starting with `prefix` (the empty prefix covers the whole keyspace).
@@ -128,27 +131,46 @@ pub struct Compare {
 impl Compare {
     /// The key does not exist.
     pub fn absent(key: impl Into<Vec<u8>>) -> Self {
-        Self { key: key.into(), op: CompareOp::Equal, target: CompareTarget::CreateRevision(0) }
+        Self {
+            key: key.into(),
+            op: CompareOp::Equal,
+            target: CompareTarget::CreateRevision(0),
+        }
     }
 
     /// The key exists.
     pub fn exists(key: impl Into<Vec<u8>>) -> Self {
-        Self { key: key.into(), op: CompareOp::Greater, target: CompareTarget::CreateRevision(0) }
+        Self {
+            key: key.into(),
+            op: CompareOp::Greater,
+            target: CompareTarget::CreateRevision(0),
+        }
     }
 
     /// The key was last written at exactly `rev`.
     pub fn mod_revision(key: impl Into<Vec<u8>>, rev: Revision) -> Self {
-        Self { key: key.into(), op: CompareOp::Equal, target: CompareTarget::ModRevision(rev) }
+        Self {
+            key: key.into(),
+            op: CompareOp::Equal,
+            target: CompareTarget::ModRevision(rev),
+        }
     }
 }
 
 /// One operation inside a transaction branch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { key: Vec<u8> },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
     /// Read a key as of the transaction (after earlier ops of the same branch).
-    Get { key: Vec<u8> },
+    Get {
+        key: Vec<u8>,
+    },
 }
 
 /// If every compare holds, run `success`, else `failure`; atomically, at one revision.
@@ -162,12 +184,21 @@ pub struct TxnRequest {
 impl TxnRequest {
     /// An unconditional put.
     pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        Self { success: vec![Op::Put { key: key.into(), value: value.into() }], ..Default::default() }
+        Self {
+            success: vec![Op::Put {
+                key: key.into(),
+                value: value.into(),
+            }],
+            ..Default::default()
+        }
     }
 
     /// An unconditional delete.
     pub fn delete(key: impl Into<Vec<u8>>) -> Self {
-        Self { success: vec![Op::Delete { key: key.into() }], ..Default::default() }
+        Self {
+            success: vec![Op::Delete { key: key.into() }],
+            ..Default::default()
+        }
     }
 }
 

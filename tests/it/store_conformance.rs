@@ -14,7 +14,9 @@ async fn raft_store_single_voter_in_process() {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let store = RaftStore::open(dir.path(), RaftSettings::new(url)).await.unwrap();
+    let store = RaftStore::open(dir.path(), RaftSettings::new(url))
+        .await
+        .unwrap();
     let app = orch::raft::router(store.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     store.bootstrap().await.unwrap();

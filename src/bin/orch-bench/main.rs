@@ -21,7 +21,10 @@ use etcd::{EtcdCluster, EtcdKv};
 use harness::{key, Measurement, VALUE_SIZE};
 
 #[derive(Parser)]
-#[command(name = "orch-bench", about = "Benchmarks orch against the real peers on this machine")]
+#[command(
+    name = "orch-bench",
+    about = "Benchmarks orch against the real peers on this machine"
+)]
 struct Cli {
     #[command(subcommand)]
     bench: Bench,
@@ -37,34 +40,71 @@ enum Bench {
         /// Where data dirs go [default: a fresh temporary dir]
         #[arg(long)]
         work_dir: Option<PathBuf>,
+        /// Only these cluster sizes (comma-separated)
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 3])]
+        nodes: Vec<usize>,
+        /// Only these client counts (comma-separated)
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64])]
+        clients: Vec<usize>,
+        /// Skip etcd (for profiling orch alone)
+        #[arg(long)]
+        no_etcd: bool,
     },
 }
-
-const CLIENTS: [usize; 3] = [1, 16, 64];
 
 /// The `orch` binary next to this one (both are built by `make bench-store`).
 fn orch_binary() -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe()?;
     let orch = me.with_file_name("orch");
-    anyhow::ensure!(orch.exists(), "{} not found; build it with `cargo build --release --bins`", orch.display());
+    anyhow::ensure!(
+        orch.exists(),
+        "{} not found; build it with `cargo build --release --bins`",
+        orch.display()
+    );
     Ok(orch)
 }
 
-async fn bench_orch(root: &Path, nodes: usize, clients: usize, measure: Duration) -> anyhow::Result<Measurement> {
-    let servers = orch::testkit::start_cluster(&orch_binary()?, &root.join(format!("orch-{nodes}n-{clients}c")), nodes, &[]).await;
+async fn bench_orch(
+    root: &Path,
+    nodes: usize,
+    clients: usize,
+    measure: Duration,
+) -> anyhow::Result<Measurement> {
+    let servers = orch::testkit::start_cluster(
+        &orch_binary()?,
+        &root.join(format!("orch-{nodes}n-{clients}c")),
+        nodes,
+        &[],
+    )
+    .await;
     let stores: Arc<Vec<RemoteStore>> = Arc::new(servers.iter().map(|s| s.store()).collect());
     let value = Arc::new(vec![b'v'; VALUE_SIZE]);
     let m = harness::run(clients, Duration::from_secs(1), measure, move |c, i| {
         let (stores, value) = (stores.clone(), value.clone());
-        async move { stores[c % stores.len()].txn(TxnRequest::put(key(c, i), value.as_slice())).await.is_ok() }
+        async move {
+            stores[c % stores.len()]
+                .txn(TxnRequest::put(key(c, i), value.as_slice()))
+                .await
+                .is_ok()
+        }
     })
     .await;
     drop(servers);
     Ok(m)
 }
 
-async fn bench_etcd(root: &Path, members: usize, clients: usize, measure: Duration) -> anyhow::Result<Measurement> {
-    let cluster = EtcdCluster::start(&root.join(format!("etcd-{members}n-{clients}c")), members, &mut orch::testkit::free_port).await?;
+async fn bench_etcd(
+    root: &Path,
+    members: usize,
+    clients: usize,
+    measure: Duration,
+) -> anyhow::Result<Measurement> {
+    let cluster = EtcdCluster::start(
+        &root.join(format!("etcd-{members}n-{clients}c")),
+        members,
+        &mut orch::testkit::free_port,
+    )
+    .await?;
     let mut kvs = Vec::new();
     for url in &cluster.client_urls {
         kvs.push(EtcdKv::connect(url).await?);
@@ -73,25 +113,65 @@ async fn bench_etcd(root: &Path, members: usize, clients: usize, measure: Durati
     let value = Arc::new(vec![b'v'; VALUE_SIZE]);
     let m = harness::run(clients, Duration::from_secs(1), measure, move |c, i| {
         let (kvs, value) = (kvs.clone(), value.clone());
-        async move { kvs[c % kvs.len()].put(key(c, i), value.to_vec()).await.is_ok() }
+        async move {
+            kvs[c % kvs.len()]
+                .put(key(c, i), value.to_vec())
+                .await
+                .is_ok()
+        }
     })
     .await;
     drop(cluster);
     Ok(m)
 }
 
-async fn store_bench(seconds: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
+struct StoreBench {
+    seconds: u64,
+    work_dir: Option<PathBuf>,
+    nodes: Vec<usize>,
+    clients: Vec<usize>,
+    no_etcd: bool,
+}
+
+async fn store_bench(b: StoreBench) -> anyhow::Result<()> {
+    let StoreBench {
+        seconds,
+        work_dir,
+        nodes: node_counts,
+        clients: client_counts,
+        no_etcd,
+    } = b;
     let tmp = tempfile::Builder::new().prefix("orch-bench-").tempdir()?;
     let root = work_dir.unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&root)?;
     let measure = Duration::from_secs(seconds);
     println!("store benchmark: puts of {VALUE_SIZE}-byte values, {seconds} s per cell, clients spread over all nodes");
-    println!("{:<7} {:>7} | {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>7} {:>7}", "nodes", "clients", "orch op/s", "p50 ms", "p99 ms", "etcd op/s", "p50 ms", "p99 ms", "tput x", "p99 x");
+    println!(
+        "{:<7} {:>7} | {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>7} {:>7}",
+        "nodes",
+        "clients",
+        "orch op/s",
+        "p50 ms",
+        "p99 ms",
+        "etcd op/s",
+        "p50 ms",
+        "p99 ms",
+        "tput x",
+        "p99 x"
+    );
     let mut result = None;
-    for nodes in [1, 3] {
-        for clients in CLIENTS {
-            let o = bench_orch(&root, nodes, clients, measure).await.context("orch run")?;
-            let e = bench_etcd(&root, nodes, clients, measure).await.context("etcd run")?;
+    for &nodes in &node_counts {
+        for &clients in &client_counts {
+            let o = bench_orch(&root, nodes, clients, measure)
+                .await
+                .context("orch run")?;
+            let e = if no_etcd {
+                Measurement::default()
+            } else {
+                bench_etcd(&root, nodes, clients, measure)
+                    .await
+                    .context("etcd run")?
+            };
             let tput = o.ops_per_s / e.ops_per_s.max(1e-9);
             let p99 = o.p99_ms / e.p99_ms.max(1e-9);
             println!(
@@ -113,15 +193,34 @@ async fn store_bench(seconds: u64, work_dir: Option<PathBuf>) -> anyhow::Result<
             }
         }
     }
-    let (tput, p99) = result.expect("3-node 64-client cell ran");
-    println!("RESULT store_3node_64c_ratio={tput:.2} p99_ratio={p99:.2}");
+    if let Some((tput, p99)) = result {
+        println!("RESULT store_3node_64c_ratio={tput:.2} p99_ratio={p99:.2}");
+    }
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     match Cli::parse().bench {
-        Bench::Store { seconds, work_dir } => store_bench(seconds, work_dir).await,
+        Bench::Store {
+            seconds,
+            work_dir,
+            nodes,
+            clients,
+            no_etcd,
+        } => {
+            store_bench(StoreBench {
+                seconds,
+                work_dir,
+                nodes,
+                clients,
+                no_etcd,
+            })
+            .await
+        }
     }
 }
