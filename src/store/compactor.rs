@@ -38,3 +38,30 @@ pub async fn run(
         previous = store.current_revision().await.ok();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{KeyRange, LocalStore, RangeRequest, StoreConfig, TxnRequest};
+
+    #[tokio::test]
+    async fn churn_is_compacted_away_and_old_reads_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalStore::open(dir.path(), &StoreConfig::default()).unwrap());
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(store.clone(), Duration::from_millis(50), || true, cancel.clone()));
+        let first = store.txn(TxnRequest::put("/churn/0", "0")).await.unwrap().revision;
+        for i in 0..2000 {
+            store.txn(TxnRequest::put(format!("/churn/{}", i % 10), i.to_string())).await.unwrap();
+        }
+        let last = store.current_revision().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel();
+        task.await.unwrap();
+        let old = store.range(RangeRequest { range: KeyRange::prefix("/churn/"), revision: first, ..Default::default() }).await;
+        assert!(matches!(old, Err(StoreError::Compacted { .. })), "history before the last compaction is gone: {old:?}");
+        let now = store.range(RangeRequest { range: KeyRange::prefix("/churn/"), revision: last, ..Default::default() }).await.unwrap();
+        assert_eq!(now.kvs.len(), 10, "current state survives compaction");
+        assert!(store.history_len() <= 20, "at most the live versions remain, found {}", store.history_len());
+    }
+}

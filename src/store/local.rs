@@ -41,6 +41,11 @@ impl LocalStore {
         })
     }
 
+    /// How many key versions the store retains (live and historical), for tests and metrics.
+    pub fn history_len(&self) -> usize {
+        self.engine.history_len()
+    }
+
     async fn submit<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,

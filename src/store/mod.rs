@@ -84,6 +84,7 @@ pub fn open_db(path: &Path, config: &StoreConfig) -> Result<sled::Db, StoreError
     sled::Config::new()
         .path(path)
         .cache_capacity(config.cache_capacity)
+        .mode(sled::Mode::HighThroughput)
         .flush_every_ms(Some(1000))
         .open()
         .map_err(StoreError::from)

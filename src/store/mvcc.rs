@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
-use super::keys::{self, HISTORY, LATEST, META, REVLOG};
+use super::keys::{self, HISTORY, LATEST};
 use super::types::*;
 
 const META_REVISION: &str = "revision";
@@ -616,11 +616,6 @@ impl MvccEngine {
     pub fn history_len(&self) -> usize {
         self.tree.scan_prefix([HISTORY]).count()
     }
-
-    /// Metadata keys all share this prefix (used to keep raft state apart from data).
-    pub const META_PREFIX: u8 = META;
-    /// Revision log prefix, re-exported for metrics.
-    pub const REVLOG_PREFIX: u8 = REVLOG;
 }
 
 fn tombstone_kv() -> KeyValue {
