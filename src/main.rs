@@ -4,17 +4,9 @@ use anyhow::Context;
 use orch::cli::{self, Command};
 
 fn init_logging(debug: bool) {
-    let default = if debug {
-        "debug,openraft=info,sled=info,hyper=info,h2=info"
-    } else {
-        "info,openraft=error"
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let default = if debug { "debug,openraft=info,sled=info,hyper=info,h2=info" } else { "info,openraft=error" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 fn main() -> anyhow::Result<()> {
@@ -26,6 +18,7 @@ fn main() -> anyhow::Result<()> {
         }
     };
     init_logging(cli.debug);
+    let default_data_dir = cli.data_dir.is_none();
     let data_dir = cli.data_dir.clone().unwrap_or_else(cli::default_data_dir);
     match cli.command {
         Command::Version => {
@@ -35,8 +28,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Server(args) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            rt.block_on(orch::server::run(&data_dir, args))
-                .context("orch server failed")
+            rt.block_on(orch::server::run(&data_dir, default_data_dir, args)).context("orch server failed")
         }
         Command::Agent(_) => {
             eprintln!("orch: `orch agent` is not available in this build yet; run `orch server` for a single-node store");

@@ -6,14 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::rpc::RemoteStore;
+use crate::rpc::{HttpClient, RemoteStore};
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `check` until it returns `Some`, failing with `what` after `timeout`.
@@ -27,10 +23,7 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            Instant::now() < until,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < until, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -48,34 +41,38 @@ impl ServerProc {
     /// Starts `binary` as a server in `data_dir` on a fresh port; `extra` are more flags
     /// (e.g. `--join`).
     pub fn start(binary: &Path, data_dir: &Path, extra: &[String]) -> Self {
-        let mut s = Self {
-            binary: binary.to_path_buf(),
-            port: free_port(),
-            data_dir: data_dir.to_path_buf(),
-            extra: extra.to_vec(),
-            child: None,
-        };
+        let mut s =
+            Self { binary: binary.to_path_buf(), port: free_port(), data_dir: data_dir.to_path_buf(), extra: extra.to_vec(), child: None };
         s.restart();
         s
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.port)
     }
 
+    /// A client with this server's admin certificate (`system:masters`), once the server has
+    /// written its credentials.
+    pub fn admin_client(&self) -> Option<HttpClient> {
+        let (ca, admin) = crate::server::admin_credentials(&self.data_dir).ok()?;
+        Some(HttpClient::new(crate::pki::client_config(&ca, Some(&admin)).ok()?))
+    }
+
+    /// The store RPC of this server, as its admin.
     pub fn store(&self) -> RemoteStore {
-        RemoteStore::new(self.url())
+        RemoteStore::new(self.url(), self.admin_client().expect("server credentials exist once it started"))
+    }
+
+    /// The join token of this server's cluster.
+    pub fn token(&self) -> String {
+        crate::server::read_token(&self.data_dir).expect("server token exists once it started")
     }
 
     /// (Re)starts the process with the same data dir, port and flags.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "server already running");
         std::fs::create_dir_all(&self.data_dir).expect("creating the server's data dir");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data_dir.with_extension("log"))
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.with_extension("log")).unwrap();
         let child = Command::new(&self.binary)
             .arg("server")
             .arg("--data-dir")
@@ -83,10 +80,7 @@ impl ServerProc {
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--https-listen-port={}", self.port))
             .args(&self.extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("ORCH_TEST_LOG").unwrap_or_else(|_| "info,openraft=error".into()),
-            )
+            .env("RUST_LOG", std::env::var("ORCH_TEST_LOG").unwrap_or_else(|_| "info,openraft=error".into()))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -105,13 +99,8 @@ impl ServerProc {
     /// The node's own view of the cluster, from `/raft/status`.
     pub async fn status(&self) -> Option<serde_json::Value> {
         use http_body_util::BodyExt;
-        let req = http::Request::get(format!("{}/raft/status", self.url()))
-            .body(http_body_util::Full::default())
-            .ok()?;
-        let resp = crate::rpc::HttpClient::default()
-            .send(req, Duration::from_secs(2))
-            .await
-            .ok()?;
+        let req = http::Request::get(format!("{}/raft/status", self.url())).body(http_body_util::Full::default()).ok()?;
+        let resp = self.admin_client()?.send(req, Duration::from_secs(2)).await.ok()?;
         let body = resp.into_body().collect().await.ok()?.to_bytes();
         serde_json::from_slice(&body).ok()
     }
@@ -122,10 +111,7 @@ impl ServerProc {
             loop {
                 if let Some(st) = self.status().await {
                     let id = st["id"].as_u64();
-                    let voter = st["members"].as_array().is_some_and(|ms| {
-                        ms.iter()
-                            .any(|m| m["id"].as_u64() == id && m["voter"] == true)
-                    });
+                    let voter = st["members"].as_array().is_some_and(|ms| ms.iter().any(|m| m["id"].as_u64() == id && m["voter"] == true));
                     if let (true, Some(leader)) = (voter, st["leader"].as_u64()) {
                         return leader;
                     }
@@ -145,10 +131,7 @@ impl ServerProc {
     }
 
     pub async fn node_id(&self) -> u64 {
-        wait_for(Duration::from_secs(10), "node id", || async {
-            self.status().await?["id"].as_u64()
-        })
-        .await
+        wait_for(Duration::from_secs(10), "node id", || async { self.status().await?["id"].as_u64() }).await
     }
 
     /// The server's log so far, for failure messages.
@@ -164,18 +147,14 @@ impl Drop for ServerProc {
 }
 
 /// Starts a cluster of `n` servers under `root`, the first bootstrapping and the rest joining.
-pub async fn start_cluster(
-    binary: &Path,
-    root: &Path,
-    n: usize,
-    extra: &[String],
-) -> Vec<ServerProc> {
+pub async fn start_cluster(binary: &Path, root: &Path, n: usize, extra: &[String]) -> Vec<ServerProc> {
     let first = ServerProc::start(binary, &root.join("n0"), extra);
     first.wait_member(Duration::from_secs(20)).await;
     let mut nodes = vec![first];
     for i in 1..n {
         let mut flags = extra.to_vec();
         flags.push(format!("--join={}", nodes[0].url()));
+        flags.push(format!("--token={}", nodes[0].token()));
         let node = ServerProc::start(binary, &root.join(format!("n{i}")), &flags);
         node.wait_member(Duration::from_secs(30)).await;
         nodes.push(node);

@@ -7,15 +7,9 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("config file {path} is not valid YAML: {source}")]
-    Yaml {
-        path: String,
-        source: serde_yaml::Error,
-    },
+    Yaml { path: String, source: serde_yaml::Error },
     #[error("config file {path}: top level must be a mapping of flag names to values")]
     NotAMapping { path: String },
     #[error("config file {path}: key {key:?} has a value that is not a string, number, boolean or list of those")]
@@ -28,10 +22,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/orch/config.yaml";
 /// Turns the config file at `path` into command-line flags.
 pub fn flags_from_file(path: &Path) -> Result<Vec<String>, ConfigFileError> {
     let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
-        path: p.clone(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read { path: p.clone(), source })?;
     flags_from_yaml(&text, &p)
 }
 
@@ -45,11 +36,7 @@ fn scalar(v: &serde_yaml::Value) -> Option<String> {
 }
 
 pub fn flags_from_yaml(text: &str, path: &str) -> Result<Vec<String>, ConfigFileError> {
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|source| ConfigFileError::Yaml {
-            path: path.into(),
-            source,
-        })?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|source| ConfigFileError::Yaml { path: path.into(), source })?;
     let map = match doc {
         serde_yaml::Value::Null => return Ok(Vec::new()),
         serde_yaml::Value::Mapping(m) => m,
@@ -58,10 +45,7 @@ pub fn flags_from_yaml(text: &str, path: &str) -> Result<Vec<String>, ConfigFile
     let mut flags = Vec::new();
     for (k, v) in map {
         let key = scalar(&k).ok_or_else(|| ConfigFileError::NotAMapping { path: path.into() })?;
-        let bad = || ConfigFileError::BadValue {
-            path: path.into(),
-            key: key.clone(),
-        };
+        let bad = || ConfigFileError::BadValue { path: path.into(), key: key.clone() };
         match &v {
             serde_yaml::Value::Bool(true) => flags.push(format!("--{key}")),
             serde_yaml::Value::Bool(false) => {}
@@ -121,61 +105,21 @@ mod tests {
 
     #[test]
     fn yaml_becomes_flags() {
-        let flags = flags_from_yaml(
-            "https-listen-port: 7443\ndebug: true\nquiet: false\ntls-san: [a.example, 10.0.0.1]\n",
-            "x",
-        )
-        .unwrap();
-        assert_eq!(
-            flags,
-            [
-                "--https-listen-port=7443",
-                "--debug",
-                "--tls-san=a.example",
-                "--tls-san=10.0.0.1"
-            ]
-        );
+        let flags = flags_from_yaml("https-listen-port: 7443\ndebug: true\nquiet: false\ntls-san: [a.example, 10.0.0.1]\n", "x").unwrap();
+        assert_eq!(flags, ["--https-listen-port=7443", "--debug", "--tls-san=a.example", "--tls-san=10.0.0.1"]);
     }
 
     #[test]
     fn file_flags_go_after_the_subcommand_before_cli_flags() {
-        let args: Vec<String> = [
-            "orch",
-            "--config",
-            "c.yaml",
-            "server",
-            "--https-listen-port=9",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let args: Vec<String> = ["orch", "--config", "c.yaml", "server", "--https-listen-port=9"].iter().map(|s| s.to_string()).collect();
         let merged = merge(args, vec!["--https-listen-port=7443".into()]);
-        assert_eq!(
-            merged,
-            [
-                "orch",
-                "--config",
-                "c.yaml",
-                "server",
-                "--https-listen-port=7443",
-                "--https-listen-port=9"
-            ]
-        );
+        assert_eq!(merged, ["orch", "--config", "c.yaml", "server", "--https-listen-port=7443", "--https-listen-port=9"]);
     }
 
     #[test]
     fn bad_files_are_explained() {
-        assert!(matches!(
-            flags_from_yaml("- a\n- b\n", "f"),
-            Err(ConfigFileError::NotAMapping { .. })
-        ));
-        assert!(matches!(
-            flags_from_yaml("a: {b: 1}\n", "f"),
-            Err(ConfigFileError::BadValue { .. })
-        ));
-        assert!(matches!(
-            flags_from_yaml("a: [\n", "f"),
-            Err(ConfigFileError::Yaml { .. })
-        ));
+        assert!(matches!(flags_from_yaml("- a\n- b\n", "f"), Err(ConfigFileError::NotAMapping { .. })));
+        assert!(matches!(flags_from_yaml("a: {b: 1}\n", "f"), Err(ConfigFileError::BadValue { .. })));
+        assert!(matches!(flags_from_yaml("a: [\n", "f"), Err(ConfigFileError::Yaml { .. })));
     }
 }

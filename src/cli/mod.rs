@@ -13,12 +13,7 @@ use clap::{Args, Parser, Subcommand};
 /// Run `orch server` on the first machine; it starts the control plane and writes a kubeconfig.
 /// Run `orch agent --join https://SERVER:6443 --token TOKEN` on every other machine.
 #[derive(Debug, Parser)]
-#[command(
-    name = "orch",
-    version,
-    args_override_self = true,
-    propagate_version = true
-)]
+#[command(name = "orch", version, args_override_self = true, propagate_version = true)]
 pub struct Cli {
     /// Where orch keeps its state [default: /var/lib/orch as root, else ~/.orch]
     #[arg(long, global = true, value_name = "DIR")]
@@ -46,6 +41,13 @@ pub enum Command {
     Version,
 }
 
+fn octal_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not an octal file mode (use e.g. 600 or 644)"))
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 250ms, 2s, 5m)"))
 }
@@ -62,10 +64,24 @@ pub struct ServerArgs {
     /// when binding to all addresses]
     #[arg(long, value_name = "IP")]
     pub advertise_address: Option<std::net::IpAddr>,
-    /// Join the cluster of the server at this URL instead of starting a new one
-    /// (ignored when this data dir already belongs to a cluster)
+    /// Join the cluster of the server at this URL (e.g. https://10.0.0.1:6443) instead of
+    /// starting a new one; needs --token. Ignored when this data dir already belongs to a cluster.
     #[arg(long, value_name = "URL")]
     pub join: Option<String>,
+    /// Server token: K10<ca-hash>::server:<secret> as printed by the first server (stored in
+    /// <data-dir>/server/token), or a bare secret to use for a new cluster
+    #[arg(long, env = "ORCH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Extra host name or IP address for the serving certificate (repeatable)
+    #[arg(long, value_name = "NAME_OR_IP")]
+    pub tls_san: Vec<String>,
+    /// Also write the admin kubeconfig here [default: /etc/orch/orch.yaml with the default
+    /// data dir]; it is always written to <data-dir>/orch.yaml
+    #[arg(long, value_name = "PATH")]
+    pub write_kubeconfig: Option<std::path::PathBuf>,
+    /// File mode of the written kubeconfig, in octal
+    #[arg(long, default_value = "600", value_parser = octal_mode, value_name = "MODE")]
+    pub write_kubeconfig_mode: u32,
     /// How often the raft leader sends heartbeats
     #[arg(long, default_value = "150ms", value_parser = duration, value_name = "DURATION")]
     pub raft_heartbeat_interval: Duration,
@@ -104,10 +120,7 @@ pub fn default_data_dir() -> PathBuf {
     if root {
         PathBuf::from("/var/lib/orch")
     } else {
-        std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join(".orch")
+        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".orch")
     }
 }
 
@@ -137,24 +150,14 @@ mod tests {
 
     #[test]
     fn later_flags_override_earlier_ones() {
-        let cli = Cli::try_parse_from([
-            "orch",
-            "server",
-            "--https-listen-port=1",
-            "--https-listen-port=2",
-        ])
-        .unwrap();
-        let Command::Server(s) = cli.command else {
-            panic!("expected server")
-        };
+        let cli = Cli::try_parse_from(["orch", "server", "--https-listen-port=1", "--https-listen-port=2"]).unwrap();
+        let Command::Server(s) = cli.command else { panic!("expected server") };
         assert_eq!(s.https_listen_port, 2);
     }
 
     #[test]
     fn bad_durations_are_explained() {
-        let err = Cli::try_parse_from(["orch", "server", "--raft-heartbeat-interval=fast"])
-            .unwrap_err()
-            .to_string();
+        let err = Cli::try_parse_from(["orch", "server", "--raft-heartbeat-interval=fast"]).unwrap_err().to_string();
         assert!(err.contains("use e.g. 250ms"), "{err}");
     }
 }

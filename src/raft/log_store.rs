@@ -53,10 +53,7 @@ impl LogStore {
         Ok(Self { db, tree, flusher })
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &[u8],
-    ) -> Result<Option<T>, StorageError<NodeId>> {
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError<NodeId>> {
         match self.tree.get(key).map_err(read_err)? {
             Some(raw) => Ok(Some(bincode::deserialize(&raw).map_err(read_err)?)),
             None => Ok(None),
@@ -68,18 +65,9 @@ impl LogStore {
 async fn flush_loop(db: sled::Db, mut rx: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
     let mut pending = Vec::new();
     while rx.recv_many(&mut pending, 4096).await > 0 {
-        let result = db
-            .flush_async()
-            .await
-            .map(|_| ())
-            .map_err(std::io::Error::other);
+        let result = db.flush_async().await.map(|_| ()).map_err(std::io::Error::other);
         for cb in pending.drain(..) {
-            cb.log_io_completed(
-                result
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|e| std::io::Error::other(e.to_string())),
-            );
+            cb.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
         }
     }
 }
@@ -122,10 +110,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             None => last_purged_log_id,
         };
-        Ok(LogState {
-            last_purged_log_id,
-            last_log_id: last,
-        })
+        Ok(LogState { last_purged_log_id, last_log_id: last })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -133,9 +118,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.tree
-            .insert(VOTE, bincode::serialize(vote).map_err(vote_err)?)
-            .map_err(vote_err)?;
+        self.tree.insert(VOTE, bincode::serialize(vote).map_err(vote_err)?).map_err(vote_err)?;
         self.db.flush_async().await.map_err(vote_err)?;
         Ok(())
     }
@@ -144,16 +127,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_meta(VOTE)
     }
 
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId<NodeId>>,
-    ) -> Result<(), StorageError<NodeId>> {
-        self.tree
-            .insert(
-                COMMITTED,
-                bincode::serialize(&committed).map_err(write_err)?,
-            )
-            .map_err(write_err)?;
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+        self.tree.insert(COMMITTED, bincode::serialize(&committed).map_err(write_err)?).map_err(write_err)?;
         Ok(())
     }
 
@@ -161,26 +136,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.get_meta::<Option<LogId<NodeId>>>(COMMITTED)?.flatten())
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError<NodeId>>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();
         for entry in entries {
-            batch.insert(
-                &entry_key(entry.log_id.index),
-                bincode::serialize(&entry).map_err(write_err)?,
-            );
+            batch.insert(&entry_key(entry.log_id.index), bincode::serialize(&entry).map_err(write_err)?);
         }
         self.tree.apply_batch(batch).map_err(write_err)?;
-        self.flusher
-            .send(callback)
-            .map_err(|_| write_err(std::io::Error::other("log flusher stopped")))?;
+        self.flusher.send(callback).map_err(|_| write_err(std::io::Error::other("log flusher stopped")))?;
         Ok(())
     }
 

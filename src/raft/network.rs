@@ -1,12 +1,10 @@
-//! The client half of peer RPC: how this node's raft reaches the others (`/raft/*` over HTTP/2).
+//! The client half of peer RPC: how this node's raft reaches the others (`/raft/*` over
+//! HTTP/2 with mutual TLS).
 
-use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
-};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 use serde::{de::DeserializeOwned, Serialize};
@@ -14,9 +12,16 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::{NodeId, TypeConfig};
 use crate::rpc::{HttpClient, RpcError};
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Network {
     http: HttpClient,
+}
+
+impl Network {
+    /// Peers are reached through `http`, whose certificate identifies this server.
+    pub fn new(http: HttpClient) -> Self {
+        Self { http }
+    }
 }
 
 pub struct PeerConnection {
@@ -29,11 +34,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        PeerConnection {
-            http: self.http.clone(),
-            target,
-            base: node.addr.trim_end_matches('/').to_string(),
-        }
+        PeerConnection { http: self.http.clone(), target, base: node.addr.trim_end_matches('/').to_string() }
     }
 }
 
@@ -50,16 +51,10 @@ impl PeerConnection {
         E: std::error::Error + DeserializeOwned,
     {
         let url = format!("{}{path}", self.base);
-        let reply: Result<Resp, RaftError<NodeId, E>> = self
-            .http
-            .call(&url, req, option.hard_ttl())
-            .await
-            .map_err(|e| match e {
-                RpcError::Unreachable { .. } | RpcError::Timeout(_) => {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                }
-                _ => RPCError::Network(NetworkError::new(&e)),
-            })?;
+        let reply: Result<Resp, RaftError<NodeId, E>> = self.http.call(&url, req, option.hard_ttl()).await.map_err(|e| match e {
+            RpcError::Unreachable { .. } | RpcError::Timeout(_) => RPCError::Unreachable(Unreachable::new(&e)),
+            _ => RPCError::Network(NetworkError::new(&e)),
+        })?;
         reply.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -77,10 +72,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>> {
         self.call("/raft/snapshot", &rpc, &option).await
     }
 

@@ -32,10 +32,12 @@ const PROPOSER_IN_FLIGHT: usize = 1;
 const COMBINER_IN_FLIGHT: usize = 1;
 
 /// Tunables of a raft node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RaftSettings {
-    /// The URL peers reach this node at, e.g. `http://10.0.0.5:6443`.
+    /// The URL peers reach this node at, e.g. `https://10.0.0.5:6443`.
     pub advertise_url: String,
+    /// Client for peer calls: trusts the cluster CA and presents this server's peer certificate.
+    pub peer_client: HttpClient,
     /// Leader heartbeat interval.
     pub heartbeat: Duration,
     /// Minimum election timeout; the maximum is twice this. Must exceed a few heartbeats.
@@ -46,9 +48,10 @@ pub struct RaftSettings {
 }
 
 impl RaftSettings {
-    pub fn new(advertise_url: impl Into<String>) -> Self {
+    pub fn new(advertise_url: impl Into<String>, peer_client: HttpClient) -> Self {
         Self {
             advertise_url: advertise_url.into(),
+            peer_client,
             heartbeat: Duration::from_millis(150),
             election_timeout: Duration::from_millis(600),
             snapshot_logs: 10_000,
@@ -104,8 +107,7 @@ impl RaftStore {
     /// raft. The node is not part of any cluster until [`Self::bootstrap`] or [`Self::join`],
     /// unless it already was one before a restart.
     pub async fn open(dir: &Path, settings: RaftSettings) -> Result<Arc<Self>, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Storage(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Storage(format!("{}: {e}", dir.display())))?;
         let db = open_db(&dir.join("db"), &settings.store)?;
         let id = node_id(&db)?;
         let engine = Arc::new(MvccEngine::open(db.open_tree("kv")?)?);
@@ -113,9 +115,7 @@ impl RaftStore {
         let sm = StateMachine::open(db.clone(), engine.clone(), hub.clone(), dir)?;
         let log = LogStore::open(db)?;
         let config = Arc::new(settings.raft_config()?);
-        let raft = Raft::new(id, config, Network::default(), log, sm)
-            .await
-            .map_err(raft_down)?;
+        let raft = Raft::new(id, config, Network::new(settings.peer_client.clone()), log, sm).await.map_err(raft_down)?;
         tracing::info!(node_id = id, url = %settings.advertise_url, revision = engine.revision(), "raft store open");
         let store = Arc::new(Self {
             id,
@@ -125,7 +125,7 @@ impl RaftStore {
             raft,
             engine,
             hub,
-            http: HttpClient::default(),
+            http: settings.peer_client,
         });
         let weak = Arc::downgrade(&store);
         let proposer = Batcher::start(
@@ -136,9 +136,7 @@ impl RaftStore {
                     let store = weak.upgrade().ok_or(StoreError::Closed)?;
                     match store.write(Command::Txns(txns)).await? {
                         CommandOutput::Txns(results) => Ok(results),
-                        other => Err(StoreError::Corrupt(format!(
-                            "state machine answered transactions with {other:?}"
-                        ))),
+                        other => Err(StoreError::Corrupt(format!("state machine answered transactions with {other:?}"))),
                     }
                 }
             },
@@ -155,9 +153,7 @@ impl RaftStore {
                     };
                     match store.propose(Command::Txns(txns)).await {
                         LeaderReply::Done(Ok(CommandOutput::Txns(results))) => Ok(results),
-                        LeaderReply::Done(Ok(other)) => Err(LeaderReply::Done(
-                            StoreError::Corrupt(format!("unexpected {other:?}")),
-                        )),
+                        LeaderReply::Done(Ok(other)) => Err(LeaderReply::Done(StoreError::Corrupt(format!("unexpected {other:?}")))),
                         LeaderReply::Done(Err(e)) => Err(LeaderReply::Done(e)),
                         LeaderReply::NotLeader(url) => Err(LeaderReply::NotLeader(url)),
                     }
@@ -205,10 +201,8 @@ impl RaftStore {
         let mut target = seed.trim_end_matches('/').to_string();
         loop {
             let url = format!("{target}/raft/join");
-            let reply: Result<LeaderReply<Result<(), StoreError>>, RpcError> = self
-                .http
-                .call(&url, &(self.id, self.url.clone()), deadline)
-                .await;
+            let reply: Result<LeaderReply<Result<(), StoreError>>, RpcError> =
+                self.http.call(&url, &(self.id, self.url.clone()), deadline).await;
             match reply {
                 Ok(LeaderReply::Done(Ok(()))) => {
                     tracing::info!(node_id = self.id, via = %target, "joined the cluster as a voter");
@@ -225,9 +219,7 @@ impl RaftStore {
                 Err(e) => tracing::warn!(error = %e, "join attempt failed, retrying"),
             }
             if Instant::now() > until {
-                return Err(StoreError::Unavailable(format!(
-                    "could not join the cluster through {seed} in {deadline:?}"
-                )));
+                return Err(StoreError::Unavailable(format!("could not join the cluster through {seed} in {deadline:?}")));
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
@@ -236,39 +228,20 @@ impl RaftStore {
     fn leader_url(&self) -> Option<(NodeId, Option<String>)> {
         let m = self.raft.metrics().borrow().clone();
         let leader = m.current_leader?;
-        let url = m
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .map(|n| n.addr.clone());
+        let url = m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone());
         Some((leader, url))
     }
 
     /// Leader side of a join: add `id` as a learner (waiting for it to catch up), then promote.
-    pub(crate) async fn add_member(
-        &self,
-        id: NodeId,
-        url: String,
-    ) -> LeaderReply<Result<(), StoreError>> {
-        let voters: BTreeSet<NodeId> = self
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect();
+    pub(crate) async fn add_member(&self, id: NodeId, url: String) -> LeaderReply<Result<(), StoreError>> {
+        let voters: BTreeSet<NodeId> = self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
         if voters.contains(&id) {
             return LeaderReply::Done(Ok(()));
         }
         if let Err(e) = self.raft.add_learner(id, BasicNode::new(&url), true).await {
             return self.not_leader_or(e.forward_to_leader().is_some(), raft_down(e));
         }
-        match self
-            .raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-            .await
-        {
+        match self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await {
             Ok(_) => {
                 tracing::info!(node_id = id, %url, "promoted new member to voter");
                 LeaderReply::Done(Ok(()))
@@ -279,11 +252,7 @@ impl RaftStore {
 
     /// Leader side of a removal: drop `id` from the voters and the cluster.
     pub(crate) async fn remove_member(&self, id: NodeId) -> LeaderReply<Result<(), StoreError>> {
-        match self
-            .raft
-            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-            .await
-        {
+        match self.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false).await {
             Ok(_) => {
                 tracing::info!(node_id = id, "removed member");
                 LeaderReply::Done(Ok(()))
@@ -292,11 +261,7 @@ impl RaftStore {
         }
     }
 
-    fn not_leader_or<T>(
-        &self,
-        not_leader: bool,
-        err: StoreError,
-    ) -> LeaderReply<Result<T, StoreError>> {
+    fn not_leader_or<T>(&self, not_leader: bool, err: StoreError) -> LeaderReply<Result<T, StoreError>> {
         if not_leader {
             LeaderReply::NotLeader(self.leader_url().and_then(|(_, url)| url))
         } else {
@@ -306,18 +271,12 @@ impl RaftStore {
 
     /// Removes the member `id` from the cluster, through the leader.
     pub async fn remove(&self, id: NodeId) -> Result<(), StoreError> {
-        self.via_leader("/raft/leave", &id, |s| {
-            Box::pin(async move { s.remove_member(id).await })
-        })
-        .await?
+        self.via_leader("/raft/leave", &id, |s| Box::pin(async move { s.remove_member(id).await })).await?
     }
 
     /// Proposes a command on this node if it leads (no forwarding). Transactions are merged with
     /// others arriving at the same time into one raft entry.
-    pub(crate) async fn write_local(
-        &self,
-        cmd: Command,
-    ) -> LeaderReply<Result<CommandOutput, StoreError>> {
+    pub(crate) async fn write_local(&self, cmd: Command) -> LeaderReply<Result<CommandOutput, StoreError>> {
         let Command::Txns(txns) = cmd else {
             return self.propose(cmd).await;
         };
@@ -361,18 +320,10 @@ impl RaftStore {
         loop {
             let attempt = match self.leader_url() {
                 Some((leader, _)) if leader == self.id => Some(local(self).await),
-                Some((_, Some(url))) => match self
-                    .http
-                    .call(&format!("{url}{path}"), req, FORWARD_TIMEOUT)
-                    .await
-                {
+                Some((_, Some(url))) => match self.http.call(&format!("{url}{path}"), req, FORWARD_TIMEOUT).await {
                     Ok(reply) => Some(reply),
                     Err(RpcError::Unreachable { .. }) => None,
-                    Err(e) => {
-                        return Err(StoreError::Unavailable(format!(
-                            "forwarding to the leader: {e}"
-                        )))
-                    }
+                    Err(e) => return Err(StoreError::Unavailable(format!("forwarding to the leader: {e}"))),
                 },
                 _ => None,
             };
@@ -380,9 +331,7 @@ impl RaftStore {
                 return Ok(v);
             }
             if Instant::now() > until {
-                return Err(StoreError::Unavailable(format!(
-                    "no raft leader reachable within {LEADER_WAIT:?}"
-                )));
+                return Err(StoreError::Unavailable(format!("no raft leader reachable within {LEADER_WAIT:?}")));
             }
             let mut metrics = self.raft.metrics();
             let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
@@ -399,16 +348,12 @@ impl RaftStore {
 
     /// Waits until this replica has applied everything committed before the call began.
     async fn read_barrier(&self) -> Result<(), StoreError> {
-        let index = self
-            .via_leader("/raft/read-index", &(), |s| Box::pin(s.read_index_local()))
-            .await??;
+        let index = self.via_leader("/raft/read-index", &(), |s| Box::pin(s.read_index_local())).await??;
         self.raft
             .wait(Some(LEADER_WAIT))
             .applied_index_at_least(Some(index), "read barrier")
             .await
-            .map_err(|e| {
-                StoreError::Unavailable(format!("replica did not catch up with the leader: {e}"))
-            })?;
+            .map_err(|e| StoreError::Unavailable(format!("replica did not catch up with the leader: {e}")))?;
         Ok(())
     }
 
@@ -424,10 +369,7 @@ impl RaftStore {
 fn node_id(db: &sled::Db) -> Result<NodeId, StoreError> {
     let tree = db.open_tree("node")?;
     if let Some(raw) = tree.get("id")? {
-        let bytes: [u8; 8] = raw
-            .as_ref()
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("node id".into()))?;
+        let bytes: [u8; 8] = raw.as_ref().try_into().map_err(|_| StoreError::Corrupt("node id".into()))?;
         return Ok(u64::from_be_bytes(bytes));
     }
     let id = rand::random::<u64>() >> 1 | 1;
@@ -441,9 +383,7 @@ impl Store for RaftStore {
     async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
         self.read_barrier().await?;
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || engine.range(&req))
-            .await
-            .map_err(|_| StoreError::Closed)?
+        tokio::task::spawn_blocking(move || engine.range(&req)).await.map_err(|_| StoreError::Closed)?
     }
 
     async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, StoreError> {

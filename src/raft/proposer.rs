@@ -50,12 +50,8 @@ impl<E: Clone + Send + 'static> Batcher<E> {
     }
 }
 
-async fn run<E, F, Fut>(
-    mut rx: mpsc::Receiver<(Vec<TxnRequest>, Reply<E>)>,
-    in_flight: usize,
-    execute: Arc<F>,
-    closed: E,
-) where
+async fn run<E, F, Fut>(mut rx: mpsc::Receiver<(Vec<TxnRequest>, Reply<E>)>, in_flight: usize, execute: Arc<F>, closed: E)
+where
     E: Clone + Send + 'static,
     F: Fn(Vec<TxnRequest>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<TxnResults, E>> + Send + 'static,
@@ -63,11 +59,7 @@ async fn run<E, F, Fut>(
     let slots = Arc::new(Semaphore::new(in_flight));
     let mut queued = Vec::new();
     loop {
-        let permit = slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore is never closed");
+        let permit = slots.clone().acquire_owned().await.expect("semaphore is never closed");
         if rx.recv_many(&mut queued, MAX_BATCH).await == 0 {
             break;
         }
@@ -90,17 +82,12 @@ async fn run<E, F, Fut>(
                     }
                 }
                 Ok(results) => {
-                    let e = StoreError::Corrupt(format!(
-                        "{} results for a batch of {total} transactions",
-                        results.len()
-                    ));
+                    let e = StoreError::Corrupt(format!("{} results for a batch of {total} transactions", results.len()));
                     for (n, reply) in groups {
                         let _ = reply.send(Ok(vec![Err(e.clone()); n]));
                     }
                 }
-                Err(e) => groups
-                    .into_iter()
-                    .for_each(|(_, reply)| drop(reply.send(Err(e.clone())))),
+                Err(e) => groups.into_iter().for_each(|(_, reply)| drop(reply.send(Err(e.clone())))),
             }
         });
     }

@@ -33,21 +33,11 @@ pub fn router(store: Shared) -> Router {
 }
 
 fn reply<T: Serialize>(v: &T) -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
-        encode(v),
-    )
-        .into_response()
+    ([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], encode(v)).into_response()
 }
 
 fn body<T: DeserializeOwned>(raw: &Bytes) -> Result<T, Response> {
-    decode(raw).map_err(|e| {
-        (
-            StatusCode::BAD_REQUEST,
-            format!("unreadable request body: {e}"),
-        )
-            .into_response()
-    })
+    decode(raw).map_err(|e| (StatusCode::BAD_REQUEST, format!("unreadable request body: {e}")).into_response())
 }
 
 macro_rules! handler {
@@ -61,25 +51,12 @@ macro_rules! handler {
     };
 }
 
-handler!(
-    append,
-    openraft::raft::AppendEntriesRequest<super::TypeConfig>,
-    |s, req| s.raft().append_entries(req).await
-);
-handler!(vote, openraft::raft::VoteRequest<NodeId>, |s, req| s
-    .raft()
-    .vote(req)
-    .await);
-handler!(
-    snapshot,
-    openraft::raft::InstallSnapshotRequest<super::TypeConfig>,
-    |s, req| s.raft().install_snapshot(req).await
-);
+handler!(append, openraft::raft::AppendEntriesRequest<super::TypeConfig>, |s, req| s.raft().append_entries(req).await);
+handler!(vote, openraft::raft::VoteRequest<NodeId>, |s, req| s.raft().vote(req).await);
+handler!(snapshot, openraft::raft::InstallSnapshotRequest<super::TypeConfig>, |s, req| s.raft().install_snapshot(req).await);
 handler!(write, Command, |s, cmd| s.write_local(cmd).await);
 handler!(read_index, (), |s, _req| s.read_index_local().await);
-handler!(join, (NodeId, String), |s, req| s
-    .add_member(req.0, req.1)
-    .await);
+handler!(join, (NodeId, String), |s, req| s.add_member(req.0, req.1).await);
 handler!(leave, NodeId, |s, id| s.remove_member(id).await);
 handler!(remove, NodeId, |s, id| s.remove(id).await);
 

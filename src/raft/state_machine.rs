@@ -13,8 +13,7 @@ use std::sync::Arc;
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, SnapshotMeta, StorageError,
-    StorageIOError, StoredMembership,
+    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 
@@ -53,26 +52,15 @@ pub struct StateMachine {
 
 impl StateMachine {
     /// Opens the state machine over `engine`, finishing a snapshot install a crash interrupted.
-    pub fn open(
-        db: sled::Db,
-        engine: Arc<MvccEngine>,
-        hub: Arc<WatchHub>,
-        dir: &Path,
-    ) -> Result<Self, StoreError> {
-        let sm = Self {
-            engine,
-            hub,
-            db,
-            dir: dir.to_path_buf(),
-        };
+    pub fn open(db: sled::Db, engine: Arc<MvccEngine>, hub: Arc<WatchHub>, dir: &Path) -> Result<Self, StoreError> {
+        let sm = Self { engine, hub, db, dir: dir.to_path_buf() };
         if dir.join(INSTALLING_MARKER).exists() {
             tracing::warn!("finishing a snapshot install interrupted by a crash");
             let file = sm
                 .read_snapshot_file()
                 .map_err(|e| StoreError::Storage(e.to_string()))?
                 .ok_or_else(|| StoreError::Corrupt("install marker without snapshot".into()))?;
-            sm.load(&file)
-                .map_err(|e| StoreError::Storage(e.to_string()))?;
+            sm.load(&file).map_err(|e| StoreError::Storage(e.to_string()))?;
         }
         Ok(sm)
     }
@@ -86,8 +74,7 @@ impl StateMachine {
     }
 
     fn load(&self, file: &SnapshotFile) -> Result<(), StorageError<NodeId>> {
-        let entries: Vec<(Vec<u8>, Vec<u8>)> =
-            bincode::deserialize(&file.data).map_err(snap_err)?;
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = bincode::deserialize(&file.data).map_err(snap_err)?;
         self.engine.load(entries).map_err(sm_err)?;
         self.engine
             .put_meta(vec![
@@ -97,29 +84,16 @@ impl StateMachine {
             .map_err(sm_err)?;
         self.db.flush().map_err(sm_err)?;
         std::fs::remove_file(self.dir.join(INSTALLING_MARKER))
-            .or_else(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
+            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
             .map_err(snap_err)?;
         self.hub.reset(self.engine.revision());
         Ok(())
     }
 
-    fn apply_command(
-        &self,
-        cmd: &Command,
-        applied: (Vec<u8>, Vec<u8>),
-    ) -> Result<CommandResult, StorageError<NodeId>> {
+    fn apply_command(&self, cmd: &Command, applied: (Vec<u8>, Vec<u8>)) -> Result<CommandResult, StorageError<NodeId>> {
         match cmd {
             Command::Txns(reqs) => {
-                let results = self
-                    .engine
-                    .apply_txns(reqs, vec![applied])
-                    .map_err(sm_err)?;
+                let results = self.engine.apply_txns(reqs, vec![applied]).map_err(sm_err)?;
                 let responses = results
                     .into_iter()
                     .map(|r| {
@@ -171,53 +145,25 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let entries = self.entries.as_ref().map_err(snap_err)?;
         let data = bincode::serialize(entries).map_err(snap_err)?;
         let snapshot_id = match &self.applied {
-            Some(id) => format!(
-                "{}-{}-{}",
-                id.leader_id.term,
-                id.index,
-                rand::random::<u32>()
-            ),
+            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, rand::random::<u32>()),
             None => format!("empty-{}", rand::random::<u32>()),
         };
-        let meta = SnapshotMeta {
-            last_log_id: self.applied,
-            last_membership: self.membership.clone(),
-            snapshot_id,
-        };
-        let file = SnapshotFile {
-            meta: meta.clone(),
-            data,
-        };
+        let meta = SnapshotMeta { last_log_id: self.applied, last_membership: self.membership.clone(), snapshot_id };
+        let file = SnapshotFile { meta: meta.clone(), data };
         let raw = bincode::serialize(&file).map_err(snap_err)?;
         let path = self.dir.join(SNAPSHOT_FILE);
-        tokio::task::spawn_blocking(move || write_durably(&path, &raw))
-            .await
-            .map_err(snap_err)?
-            .map_err(snap_err)?;
+        tokio::task::spawn_blocking(move || write_durably(&path, &raw)).await.map_err(snap_err)?.map_err(snap_err)?;
         tracing::info!(snapshot = %meta.snapshot_id, bytes = file.data.len(), "built raft snapshot");
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(file.data)),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(file.data)) })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, Membership), StorageError<NodeId>> {
-        let applied = self
-            .engine
-            .meta::<Option<LogId<NodeId>>>(APPLIED)
-            .map_err(sm_err)?
-            .flatten();
-        let membership = self
-            .engine
-            .meta::<Membership>(MEMBERSHIP)
-            .map_err(sm_err)?
-            .unwrap_or_default();
+    async fn applied_state(&mut self) -> Result<(Option<LogId<NodeId>>, Membership), StorageError<NodeId>> {
+        let applied = self.engine.meta::<Option<LogId<NodeId>>>(APPLIED).map_err(sm_err)?.flatten();
+        let membership = self.engine.meta::<Membership>(MEMBERSHIP).map_err(sm_err)?.unwrap_or_default();
         Ok((applied, membership))
     }
 
@@ -237,9 +183,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Normal(cmd) => out.push(self.apply_command(&cmd, applied)?),
                 EntryPayload::Membership(m) => {
                     let stored = StoredMembership::new(Some(entry.log_id), m);
-                    self.engine
-                        .put_meta(vec![applied, MvccEngine::meta_entry(MEMBERSHIP, &stored)])
-                        .map_err(sm_err)?;
+                    self.engine.put_meta(vec![applied, MvccEngine::meta_entry(MEMBERSHIP, &stored)]).map_err(sm_err)?;
                     out.push(Ok(CommandOutput::Nothing));
                 }
             }
@@ -254,23 +198,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let entries = self.engine.dump();
         let (applied, membership, entries) = match state {
             Ok((applied, membership)) => (applied, membership, entries),
-            Err(e) => (
-                None,
-                Membership::default(),
-                Err(StoreError::Storage(e.to_string())),
-            ),
+            Err(e) => (None, Membership::default(), Err(StoreError::Storage(e.to_string()))),
         };
-        SnapshotBuilder {
-            entries,
-            applied,
-            membership,
-            dir: self.dir.clone(),
-        }
+        SnapshotBuilder { entries, applied, membership, dir: self.dir.clone() }
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -280,22 +213,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         tracing::info!(snapshot = %meta.snapshot_id, "installing raft snapshot from the leader");
-        let file = SnapshotFile {
-            meta: meta.clone(),
-            data: snapshot.into_inner(),
-        };
+        let file = SnapshotFile { meta: meta.clone(), data: snapshot.into_inner() };
         let raw = bincode::serialize(&file).map_err(snap_err)?;
         write_durably(&self.dir.join(SNAPSHOT_FILE), &raw).map_err(snap_err)?;
         write_durably(&self.dir.join(INSTALLING_MARKER), b"").map_err(snap_err)?;
         self.load(&file)
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        Ok(self.read_snapshot_file()?.map(|f| Snapshot {
-            meta: f.meta,
-            snapshot: Box::new(Cursor::new(f.data)),
-        }))
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(self.read_snapshot_file()?.map(|f| Snapshot { meta: f.meta, snapshot: Box::new(Cursor::new(f.data)) }))
     }
 }

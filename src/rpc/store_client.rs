@@ -22,25 +22,15 @@ pub struct RemoteStore {
 }
 
 impl RemoteStore {
-    /// A client of the node at `base` (e.g. `http://127.0.0.1:6443`).
-    pub fn new(base: impl Into<String>) -> Self {
-        Self {
-            base: base.into().trim_end_matches('/').to_string(),
-            http: HttpClient::default(),
-        }
+    /// A client of the node at `base` (e.g. `https://127.0.0.1:6443`) over `http`, whose TLS
+    /// identity must be an orch server or in `system:masters`.
+    pub fn new(base: impl Into<String>, http: HttpClient) -> Self {
+        Self { base: base.into().trim_end_matches('/').to_string(), http }
     }
 
-    async fn call<Req: Serialize, Resp: DeserializeOwned>(
-        &self,
-        path: &str,
-        req: &Req,
-    ) -> Result<Resp, StoreError> {
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(&self, path: &str, req: &Req) -> Result<Resp, StoreError> {
         let url = format!("{}{path}", self.base);
-        let result: Result<Resp, StoreError> = self
-            .http
-            .call(&url, req, CALL_TIMEOUT)
-            .await
-            .map_err(unavailable)?;
+        let result: Result<Resp, StoreError> = self.http.call(&url, req, CALL_TIMEOUT).await.map_err(unavailable)?;
         result
     }
 }
@@ -61,19 +51,10 @@ impl Store for RemoteStore {
 
     async fn watch(&self, req: WatchRequest) -> Result<WatchStream, StoreError> {
         let url = format!("{}/store/watch", self.base);
-        let http_req = http::Request::post(&url)
-            .body(Full::new(encode(&req)))
-            .map_err(|e| StoreError::InvalidArgument(e.to_string()))?;
-        let resp = self
-            .http
-            .send(http_req, CALL_TIMEOUT)
-            .await
-            .map_err(unavailable)?;
+        let http_req = http::Request::post(&url).body(Full::new(encode(&req))).map_err(|e| StoreError::InvalidArgument(e.to_string()))?;
+        let resp = self.http.send(http_req, CALL_TIMEOUT).await.map_err(unavailable)?;
         if !resp.status().is_success() {
-            return Err(StoreError::Unavailable(format!(
-                "{url} answered HTTP {}",
-                resp.status()
-            )));
+            return Err(StoreError::Unavailable(format!("{url} answered HTTP {}", resp.status())));
         }
         let mut body = resp.into_body();
         let mut buf = BytesMut::new();
@@ -88,11 +69,7 @@ impl Store for RemoteStore {
                         buf.extend_from_slice(&data);
                     }
                 }
-                _ => {
-                    return Err(StoreError::Unavailable(format!(
-                        "{url} closed the watch before it started"
-                    )))
-                }
+                _ => return Err(StoreError::Unavailable(format!("{url} closed the watch before it started"))),
             }
         };
         decode::<Result<Vec<Event>, StoreError>>(&first).map_err(unavailable)??;
@@ -100,9 +77,7 @@ impl Store for RemoteStore {
             let (mut body, mut buf) = state?;
             loop {
                 if let Some(f) = take_frame(&mut buf) {
-                    let item = decode::<Result<Vec<Event>, StoreError>>(&f)
-                        .map_err(unavailable)
-                        .and_then(|r| r);
+                    let item = decode::<Result<Vec<Event>, StoreError>>(&f).map_err(unavailable).and_then(|r| r);
                     let done = item.is_err();
                     return Some((item, if done { None } else { Some((body, buf)) }));
                 }
@@ -112,18 +87,8 @@ impl Store for RemoteStore {
                             buf.extend_from_slice(&data);
                         }
                     }
-                    Some(Err(e)) => {
-                        return Some((
-                            Err(StoreError::Unavailable(format!("watch stream broke: {e}"))),
-                            None,
-                        ))
-                    }
-                    None => {
-                        return Some((
-                            Err(StoreError::Unavailable("watch stream ended".into())),
-                            None,
-                        ))
-                    }
+                    Some(Err(e)) => return Some((Err(StoreError::Unavailable(format!("watch stream broke: {e}"))), None)),
+                    None => return Some((Err(StoreError::Unavailable("watch stream ended".into())), None)),
                 }
             }
         });

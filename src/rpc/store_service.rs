@@ -29,21 +29,11 @@ pub fn router(store: Shared) -> Router {
 }
 
 fn reply<T: Serialize>(v: &T) -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
-        encode(v),
-    )
-        .into_response()
+    ([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], encode(v)).into_response()
 }
 
 fn body<T: DeserializeOwned>(raw: &Bytes) -> Result<T, Response> {
-    decode(raw).map_err(|e| {
-        (
-            StatusCode::BAD_REQUEST,
-            format!("unreadable request body: {e}"),
-        )
-            .into_response()
-    })
+    decode(raw).map_err(|e| (StatusCode::BAD_REQUEST, format!("unreadable request body: {e}")).into_response())
 }
 
 async fn range(State(s): State<Shared>, raw: Bytes) -> Response {
@@ -89,10 +79,7 @@ async fn watch(State(s): State<Shared>, raw: Bytes) -> Response {
             None
         }
     };
-    let head =
-        futures::stream::once(async move { Ok::<_, std::convert::Infallible>(frame(&started)) });
-    let tail = futures::stream::iter(stream)
-        .flatten()
-        .map(|batch| Ok(frame(&batch)));
+    let head = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(frame(&started)) });
+    let tail = futures::stream::iter(stream).flatten().map(|batch| Ok(frame(&batch)));
     Response::new(Body::from_stream(head.chain(tail)))
 }

@@ -1,7 +1,15 @@
-//! `orch server`: opens the replicated store in the data dir, serves peer and store RPC on the
-//! server port, starts or joins a cluster, and runs until SIGINT/SIGTERM.
+//! `orch server`: sets up the cluster's TLS material (or receives it when joining), opens the
+//! replicated store in the data dir, serves HTTPS on the server port (public endpoints, peer
+//! and store RPC for cluster members), writes the admin kubeconfig, starts or joins a cluster,
+//! and runs until SIGINT/SIGTERM.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+mod credentials;
+mod https;
+mod join;
+mod kubeconfig;
+mod routes;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +17,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use credentials::{admin_credentials, read_token};
+pub use join::JoinError;
+
 use crate::cli::ServerArgs;
+use crate::pki::{self, JoinToken, PkiError};
 use crate::raft::{RaftSettings, RaftStore};
+use crate::rpc::HttpClient;
 use crate::store::{compactor, Store, StoreConfig, StoreError};
 
 /// How long a joining server keeps trying to reach the cluster.
@@ -21,68 +34,107 @@ const DRAIN: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source} (is another orch server running? pick another --https-listen-port)")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("--join needs --token: use the token printed by the first server (its <data-dir>/server/token)")]
+    JoinWithoutToken,
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("server I/O: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// The URL peers use to reach this server.
-fn advertise_url(args: &ServerArgs, port: u16) -> String {
-    let ip = args.advertise_address.unwrap_or(match args.bind_address {
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The address peers use to reach this server.
+fn advertise_ip(args: &ServerArgs) -> IpAddr {
+    args.advertise_address.unwrap_or(match args.bind_address {
         ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         ip => ip,
-    });
+    })
+}
+
+fn https_url(ip: IpAddr, port: u16) -> String {
     match ip {
-        IpAddr::V6(v6) => format!("http://[{v6}]:{port}"),
-        IpAddr::V4(v4) => format!("http://{v4}:{port}"),
+        IpAddr::V6(v6) => format!("https://[{v6}]:{port}"),
+        IpAddr::V4(v4) => format!("https://{v4}:{port}"),
     }
 }
 
-pub async fn run(data_dir: &Path, args: ServerArgs) -> Result<(), ServerError> {
-    let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Listen { addr, source })?;
-    let port = listener.local_addr()?.port();
-    let url = advertise_url(&args, port);
+/// Host names and addresses the serving certificate covers.
+fn sans(args: &ServerArgs, host: &str) -> (Vec<String>, Vec<IpAddr>) {
+    let mut dns: Vec<String> =
+        ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost", host]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST), advertise_ip(args)];
+    if !args.bind_address.is_unspecified() {
+        ips.push(args.bind_address);
+    }
+    for san in &args.tls_san {
+        match san.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => dns.push(san.clone()),
+        }
+    }
+    dns.sort();
+    dns.dedup();
+    ips.sort();
+    ips.dedup();
+    (dns, ips)
+}
 
+pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> Result<(), ServerError> {
+    let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Listen { addr, source })?;
+    let port = listener.local_addr()?.port();
+    let url = https_url(advertise_ip(&args), port);
+    let host = hostname();
+
+    let joining = args.join.as_deref().filter(|_| !credentials::has_ca(data_dir));
+    if let Some(seed) = joining {
+        let token = JoinToken::parse(args.token.as_deref().ok_or(ServerError::JoinWithoutToken)?)?;
+        tracing::info!(%seed, "fetching the cluster CA");
+        let ca = join::fetch_cluster_ca(seed, &token).await?;
+        credentials::store_received_ca(data_dir, &ca)?;
+    }
+    let (dns, ips) = sans(&args, &host);
+    let creds = credentials::load_or_create(data_dir, &host, &dns, &ips, args.token.as_deref())?;
+    let kubeconfig = kubeconfig::render(&https_url(IpAddr::V4(Ipv4Addr::LOCALHOST), port), &creds.ca.pem().cert, &creds.admin);
+    kubeconfig::write(&data_dir.join("orch.yaml"), &kubeconfig, args.write_kubeconfig_mode)?;
+    let extra_kubeconfig = args.write_kubeconfig.clone().or_else(|| default_data_dir.then(|| "/etc/orch/orch.yaml".into()));
+    if let Some(path) = extra_kubeconfig {
+        kubeconfig::write(&path, &kubeconfig, args.write_kubeconfig_mode)?;
+    }
+
+    let peer_client = HttpClient::new(pki::client_config(&creds.ca.pem().cert, Some(&creds.peer))?);
     let settings = RaftSettings {
         advertise_url: url.clone(),
+        peer_client,
         heartbeat: args.raft_heartbeat_interval,
         election_timeout: args.raft_election_timeout,
         snapshot_logs: args.raft_snapshot_entries,
-        store: StoreConfig {
-            cache_capacity: args.store_cache_mb << 20,
-            watch_history: args.watch_history,
-        },
+        store: StoreConfig { cache_capacity: args.store_cache_mb << 20, watch_history: args.watch_history },
     };
     let store = RaftStore::open(&data_dir.join("server").join("raft"), settings).await?;
 
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let app = crate::raft::router(store.clone())
-        .merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
-    let serve_cancel = cancel.clone();
-    tasks.spawn(async move {
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            // Raft and store RPC are small request/response messages: never wait for Nagle.
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(serve_cancel.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "server stopped serving");
-        }
-    });
+    let internal = crate::raft::router(store.clone()).merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
+    let public = routes::public(Arc::new(routes::PublicState { ca: creds.ca.pem().clone(), token: creds.token.clone() }));
+    let app = public.merge(routes::internal(internal));
+    let tls = Arc::new(pki::server_config(&creds.ca.pem().cert, &creds.serving)?);
+    tasks.spawn(https::serve(listener, tls, app, cancel.clone(), tasks.clone()));
     tracing::info!(%url, node_id = store.id(), "orch server listening");
 
     if store.is_member().await? {
@@ -92,20 +144,17 @@ pub async fn run(data_dir: &Path, args: ServerArgs) -> Result<(), ServerError> {
         store.join(seed, JOIN_DEADLINE).await?;
     } else {
         store.bootstrap().await?;
+        eprintln!("orch: new cluster created. Join other servers with:\n  orch server --join {url} --token {}", creds.token);
     }
+    tracing::info!(kubeconfig = %data_dir.join("orch.yaml").display(), "ready");
 
     let leader_store = store.clone();
-    tasks.spawn(compactor::run(
-        store.clone(),
-        args.compaction_interval,
-        move || leader_store.is_leader(),
-        cancel.clone(),
-    ));
-    tasks.close();
+    tasks.spawn(compactor::run(store.clone(), args.compaction_interval, move || leader_store.is_leader(), cancel.clone()));
 
     wait_for_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();
+    tasks.close();
     if tokio::time::timeout(DRAIN, tasks.wait()).await.is_err() {
         tracing::warn!("some tasks did not stop within {DRAIN:?}");
     }
@@ -115,8 +164,7 @@ pub async fn run(data_dir: &Path, args: ServerArgs) -> Result<(), ServerError> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term =
-        signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail");
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

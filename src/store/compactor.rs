@@ -10,12 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Revision, Store, StoreError};
 
 /// Runs until `cancel` fires. `should_run` lets only one replica (the raft leader) compact.
-pub async fn run(
-    store: Arc<dyn Store>,
-    interval: Duration,
-    should_run: impl Fn() -> bool + Send,
-    cancel: CancellationToken,
-) {
+pub async fn run(store: Arc<dyn Store>, interval: Duration, should_run: impl Fn() -> bool + Send, cancel: CancellationToken) {
     let mut previous: Option<Revision> = None;
     let mut ticker = tokio::time::interval(interval);
     ticker.tick().await;

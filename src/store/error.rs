@@ -8,15 +8,9 @@ use super::types::Revision;
 pub enum StoreError {
     /// The requested revision is older than the last compaction (the API maps this to 410 Gone).
     #[error("required revision {requested} has been compacted (compacted up to {compacted})")]
-    Compacted {
-        requested: Revision,
-        compacted: Revision,
-    },
+    Compacted { requested: Revision, compacted: Revision },
     #[error("required revision {requested} is a future revision (current {current})")]
-    FutureRevision {
-        requested: Revision,
-        current: Revision,
-    },
+    FutureRevision { requested: Revision, current: Revision },
     #[error("invalid request: {0}")]
     InvalidArgument(String),
     /// No leader is known or the leader cannot be reached; retrying later may succeed.

@@ -34,11 +34,7 @@ impl LocalStore {
         let hub = WatchHub::new(engine.revision(), config.watch_history);
         let (writes, rx) = mpsc::channel(4 * MAX_GROUP);
         tokio::spawn(writer(db, engine.clone(), hub.clone(), rx));
-        Ok(Self {
-            engine,
-            hub,
-            writes,
-        })
+        Ok(Self { engine, hub, writes })
     }
 
     /// How many key versions the store retains (live and historical), for tests and metrics.
@@ -46,30 +42,18 @@ impl LocalStore {
         self.engine.history_len()
     }
 
-    async fn submit<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
-    ) -> Result<T, StoreError> {
+    async fn submit<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.writes
-            .send(make(tx))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.writes.send(make(tx)).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
 
 /// The single writer: applies a group of writes, flushes once, then acknowledges and publishes.
-async fn writer(
-    db: sled::Db,
-    engine: Arc<MvccEngine>,
-    hub: Arc<WatchHub>,
-    mut rx: mpsc::Receiver<Write>,
-) {
+async fn writer(db: sled::Db, engine: Arc<MvccEngine>, hub: Arc<WatchHub>, mut rx: mpsc::Receiver<Write>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let mut acks: Vec<Box<dyn FnOnce(Option<StoreError>) + Send>> =
-            Vec::with_capacity(group.len());
+        let mut acks: Vec<Box<dyn FnOnce(Option<StoreError>) + Send>> = Vec::with_capacity(group.len());
         let mut published = Vec::new();
         for write in group.drain(..) {
             match write {
@@ -113,18 +97,13 @@ impl Store for LocalStore {
         // Serve only what is flushed: the newest acknowledged revision, not writes in flight.
         let published = self.hub.published();
         if req.revision > published {
-            return Err(StoreError::FutureRevision {
-                requested: req.revision,
-                current: published,
-            });
+            return Err(StoreError::FutureRevision { requested: req.revision, current: published });
         }
         if req.revision == 0 {
             req.revision = published;
         }
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || engine.range(&req))
-            .await
-            .map_err(|_| StoreError::Closed)?
+        tokio::task::spawn_blocking(move || engine.range(&req)).await.map_err(|_| StoreError::Closed)?
     }
 
     async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, StoreError> {
@@ -152,8 +131,7 @@ mod tests {
     #[tokio::test]
     async fn local_store_passes_conformance() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(LocalStore::open(dir.path(), &StoreConfig::default()).unwrap());
+        let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path(), &StoreConfig::default()).unwrap());
         crate::store::conformance::run(store, "/conformance").await;
     }
 
@@ -163,52 +141,26 @@ mod tests {
         let rev = {
             let store = LocalStore::open(dir.path(), &StoreConfig::default()).unwrap();
             store.txn(TxnRequest::put("/a", "1")).await.unwrap();
-            store
-                .txn(TxnRequest::put("/a", "2"))
-                .await
-                .unwrap()
-                .revision
+            store.txn(TxnRequest::put("/a", "2")).await.unwrap().revision
         };
         // The writer task still holds the db; wait for it to notice the closed channel.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let store = LocalStore::open(dir.path(), &StoreConfig::default()).unwrap();
         assert_eq!(store.current_revision().await.unwrap(), rev);
-        let got = store
-            .range(RangeRequest {
-                range: KeyRange::single("/a"),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let got = store.range(RangeRequest { range: KeyRange::single("/a"), ..Default::default() }).await.unwrap();
         assert_eq!(got.kvs[0].value, b"2");
     }
 
     #[tokio::test]
     async fn small_watch_ring_falls_back_to_disk_history() {
         let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            watch_history: 8,
-            ..Default::default()
-        };
+        let config = StoreConfig { watch_history: 8, ..Default::default() };
         let store = LocalStore::open(dir.path(), &config).unwrap();
-        let first = store
-            .txn(TxnRequest::put("/w/0", "0"))
-            .await
-            .unwrap()
-            .revision;
+        let first = store.txn(TxnRequest::put("/w/0", "0")).await.unwrap().revision;
         for i in 1..100 {
-            store
-                .txn(TxnRequest::put(format!("/w/{}", i % 7), i.to_string()))
-                .await
-                .unwrap();
+            store.txn(TxnRequest::put(format!("/w/{}", i % 7), i.to_string())).await.unwrap();
         }
-        let mut w = store
-            .watch(WatchRequest {
-                range: KeyRange::prefix("/w/"),
-                start_revision: first,
-            })
-            .await
-            .unwrap();
+        let mut w = store.watch(WatchRequest { range: KeyRange::prefix("/w/"), start_revision: first }).await.unwrap();
         let mut seen = Vec::new();
         while seen.len() < 100 {
             use futures::StreamExt;

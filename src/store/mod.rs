@@ -72,10 +72,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self {
-            cache_capacity: 32 << 20,
-            watch_history: 10_000,
-        }
+        Self { cache_capacity: 32 << 20, watch_history: 10_000 }
     }
 }
 

@@ -88,9 +88,7 @@ impl Pending<'_> {
         let cur = self.get(&c.key)?;
         let ord = match &c.target {
             CompareTarget::ModRevision(r) => cur.as_ref().map_or(0, |l| l.mod_revision).cmp(r),
-            CompareTarget::CreateRevision(r) => {
-                cur.as_ref().map_or(0, |l| l.create_revision).cmp(r)
-            }
+            CompareTarget::CreateRevision(r) => cur.as_ref().map_or(0, |l| l.create_revision).cmp(r),
             CompareTarget::Version(v) => cur.as_ref().map_or(0, |l| l.version).cmp(v),
             CompareTarget::Value(v) => match &cur {
                 Some(l) => l.value.as_slice().cmp(v.as_slice()),
@@ -114,20 +112,14 @@ impl Pending<'_> {
                 break;
             }
         }
-        let ops = if succeeded {
-            &req.success
-        } else {
-            &req.failure
-        };
+        let ops = if succeeded { &req.success } else { &req.failure };
         let rev = self.revision + 1;
         let mut responses = Vec::with_capacity(ops.len());
         let mut events = Vec::new();
         let mut sub: u32 = 0;
         for op in ops {
             match op {
-                Op::Get { key } => responses.push(OpResponse::Get {
-                    kv: self.get(key)?.map(|l| l.to_kv(key)),
-                }),
+                Op::Get { key } => responses.push(OpResponse::Get { kv: self.get(key)?.map(|l| l.to_kv(key)) }),
                 Op::Put { key, value } => {
                     let prev = self.get(key)?;
                     let next = Latest {
@@ -136,51 +128,31 @@ impl Pending<'_> {
                         version: prev.as_ref().map_or(1, |p| p.version + 1),
                         value: value.clone(),
                     };
-                    let hist = Version {
-                        create_revision: next.create_revision,
-                        version: next.version,
-                        value: Some(value.clone()),
-                    };
+                    let hist = Version { create_revision: next.create_revision, version: next.version, value: Some(value.clone()) };
                     self.batch.insert(keys::latest_key(key), encode(&next));
-                    self.batch
-                        .insert(keys::history_key(key, rev), encode(&hist));
+                    self.batch.insert(keys::history_key(key, rev), encode(&hist));
                     self.batch.insert(keys::revlog_key(rev, sub), key.clone());
                     sub += 1;
                     let prev_kv = prev.map(|p| p.to_kv(key));
-                    events.push(Event {
-                        kind: EventKind::Put,
-                        kv: next.to_kv(key),
-                        prev_kv: prev_kv.clone(),
-                    });
+                    events.push(Event { kind: EventKind::Put, kv: next.to_kv(key), prev_kv: prev_kv.clone() });
                     responses.push(OpResponse::Put { prev_kv });
                     self.overlay.insert(key.clone(), Some(next));
                 }
                 Op::Delete { key } => {
                     let prev = self.get(key)?;
                     if let Some(p) = &prev {
-                        let tomb = Version {
-                            create_revision: 0,
-                            version: 0,
-                            value: None,
-                        };
+                        let tomb = Version { create_revision: 0, version: 0, value: None };
                         self.batch.remove(keys::latest_key(key));
-                        self.batch
-                            .insert(keys::history_key(key, rev), encode(&tomb));
+                        self.batch.insert(keys::history_key(key, rev), encode(&tomb));
                         self.batch.insert(keys::revlog_key(rev, sub), key.clone());
                         sub += 1;
                         events.push(Event {
                             kind: EventKind::Delete,
-                            kv: KeyValue {
-                                key: key.clone(),
-                                mod_revision: rev,
-                                ..tombstone_kv()
-                            },
+                            kv: KeyValue { key: key.clone(), mod_revision: rev, ..tombstone_kv() },
                             prev_kv: Some(p.to_kv(key)),
                         });
                     }
-                    responses.push(OpResponse::Delete {
-                        prev_kv: prev.map(|p| p.to_kv(key)),
-                    });
+                    responses.push(OpResponse::Delete { prev_kv: prev.map(|p| p.to_kv(key)) });
                     self.overlay.insert(key.clone(), None);
                 }
             }
@@ -188,14 +160,7 @@ impl Pending<'_> {
         if sub > 0 {
             self.revision = rev;
         }
-        Ok(Applied {
-            response: TxnResponse {
-                succeeded,
-                revision: self.revision,
-                responses,
-            },
-            events,
-        })
+        Ok(Applied { response: TxnResponse { succeeded, revision: self.revision, responses }, events })
     }
 }
 
@@ -222,11 +187,7 @@ impl MvccEngine {
         };
         let revision = read(META_REVISION)?;
         let compacted = read(META_COMPACTED)?;
-        Ok(Self {
-            tree,
-            revision: AtomicI64::new(revision),
-            compacted: AtomicI64::new(compacted),
-        })
+        Ok(Self { tree, revision: AtomicI64::new(revision), compacted: AtomicI64::new(compacted) })
     }
 
     pub fn revision(&self) -> Revision {
@@ -239,10 +200,7 @@ impl MvccEngine {
 
     /// Reads an application metadata value stored alongside the data (e.g. raft's applied id).
     pub fn meta<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>, StoreError> {
-        self.tree
-            .get(keys::meta_key(name))?
-            .map(|raw| decode(&raw))
-            .transpose()
+        self.tree.get(keys::meta_key(name))?.map(|raw| decode(&raw)).transpose()
     }
 
     /// A batch entry that stores an application metadata value atomically with a write.
@@ -261,10 +219,7 @@ impl MvccEngine {
     }
 
     fn latest(&self, key: &[u8]) -> Result<Option<Latest>, StoreError> {
-        self.tree
-            .get(keys::latest_key(key))?
-            .map(|raw| decode(&raw))
-            .transpose()
+        self.tree.get(keys::latest_key(key))?.map(|raw| decode(&raw)).transpose()
     }
 
     /// Checks a transaction for requests the store refuses, before it is applied or proposed.
@@ -290,31 +245,16 @@ impl MvccEngine {
 
     /// Applies one transaction atomically, together with `meta` entries (e.g. raft's applied
     /// id). Deterministic: the same sequence of calls yields the same revisions on every replica.
-    pub fn apply_txn(
-        &self,
-        req: &TxnRequest,
-        meta: Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<Applied, StoreError> {
-        self.apply_txns(std::slice::from_ref(req), meta)?
-            .pop()
-            .expect("one result per transaction")
+    pub fn apply_txn(&self, req: &TxnRequest, meta: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Applied, StoreError> {
+        self.apply_txns(std::slice::from_ref(req), meta)?.pop().expect("one result per transaction")
     }
 
     /// Applies transactions in order as one atomic sled batch (with `meta`), each at its own
     /// revision. The outer error is a storage failure (nothing applied); an inner error is a
     /// transaction refused on its own (the others still apply).
-    pub fn apply_txns(
-        &self,
-        reqs: &[TxnRequest],
-        meta: Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
+    pub fn apply_txns(&self, reqs: &[TxnRequest], meta: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
         let start = self.revision();
-        let mut pending = Pending {
-            engine: self,
-            overlay: HashMap::new(),
-            batch: sled::Batch::default(),
-            revision: start,
-        };
+        let mut pending = Pending { engine: self, overlay: HashMap::new(), batch: sled::Batch::default(), revision: start };
         let mut results = Vec::with_capacity(reqs.len());
         for req in reqs {
             results.push(match Self::validate(req) {
@@ -322,11 +262,7 @@ impl MvccEngine {
                 Err(e) => Err(e),
             });
         }
-        let Pending {
-            mut batch,
-            revision,
-            ..
-        } = pending;
+        let Pending { mut batch, revision, .. } = pending;
         if revision != start {
             batch.insert(keys::meta_key(META_REVISION), encode(&revision));
         }
@@ -342,16 +278,10 @@ impl MvccEngine {
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
         let current = self.revision();
         if req.revision > current {
-            return Err(StoreError::FutureRevision {
-                requested: req.revision,
-                current,
-            });
+            return Err(StoreError::FutureRevision { requested: req.revision, current });
         }
         if req.revision > 0 && req.revision < self.compacted() {
-            return Err(StoreError::Compacted {
-                requested: req.revision,
-                compacted: self.compacted(),
-            });
+            return Err(StoreError::Compacted { requested: req.revision, compacted: self.compacted() });
         }
         if req.revision == 0 || req.revision == current {
             // Optimistic read of the live keys; valid if no write landed meanwhile.
@@ -360,11 +290,7 @@ impl MvccEngine {
                 return Ok(resp);
             }
         }
-        let at = if req.revision == 0 {
-            current
-        } else {
-            req.revision
-        };
+        let at = if req.revision == 0 { current } else { req.revision };
         self.range_history(req, at)
     }
 
@@ -373,10 +299,7 @@ impl MvccEngine {
         at: Revision,
         kvs: impl Iterator<Item = Result<KeyValue, StoreError>>,
     ) -> Result<RangeResponse, StoreError> {
-        let mut out = RangeResponse {
-            revision: at,
-            ..Default::default()
-        };
+        let mut out = RangeResponse { revision: at, ..Default::default() };
         for kv in kvs {
             let kv = kv?;
             out.count += 1;
@@ -417,8 +340,7 @@ impl MvccEngine {
         let mut current_key: Option<(Vec<u8>, Option<KeyValue>)> = None;
         for item in self.tree.range((Bound::Included(start), end)) {
             let (k, v) = item?;
-            let (key, rev) = keys::parse_history_key(&k)
-                .ok_or_else(|| StoreError::Corrupt("bad history key".into()))?;
+            let (key, rev) = keys::parse_history_key(&k).ok_or_else(|| StoreError::Corrupt("bad history key".into()))?;
             if current_key.as_ref().is_some_and(|(ck, _)| *ck != key) {
                 if let Some((_, Some(kv))) = current_key.take() {
                     visible.push(kv);
@@ -437,49 +359,25 @@ impl MvccEngine {
     }
 
     /// Events with revision in `[from, to]` touching `range`, rebuilt from the retained history.
-    pub fn events_between(
-        &self,
-        from: Revision,
-        to: Revision,
-        range: &KeyRange,
-    ) -> Result<Vec<Event>, StoreError> {
+    pub fn events_between(&self, from: Revision, to: Revision, range: &KeyRange) -> Result<Vec<Event>, StoreError> {
         if from <= self.compacted() {
-            return Err(StoreError::Compacted {
-                requested: from,
-                compacted: self.compacted(),
-            });
+            return Err(StoreError::Compacted { requested: from, compacted: self.compacted() });
         }
         let mut events = Vec::new();
         let start = keys::revlog_key(from, 0);
         let end = keys::revlog_key(to + 1, 0);
         for item in self.tree.range(start..end) {
             let (k, key) = item?;
-            let (rev, _) = keys::parse_revlog_key(&k)
-                .ok_or_else(|| StoreError::Corrupt("bad revlog key".into()))?;
+            let (rev, _) = keys::parse_revlog_key(&k).ok_or_else(|| StoreError::Corrupt("bad revlog key".into()))?;
             if !range.contains(&key) {
                 continue;
             }
-            let raw = self
-                .tree
-                .get(keys::history_key(&key, rev))?
-                .ok_or_else(|| StoreError::Corrupt("revlog without history".into()))?;
+            let raw = self.tree.get(keys::history_key(&key, rev))?.ok_or_else(|| StoreError::Corrupt("revlog without history".into()))?;
             let version: Version = decode(&raw)?;
             let prev_kv = self.version_before(&key, rev)?;
             events.push(match version.to_kv(&key, rev) {
-                Some(kv) => Event {
-                    kind: EventKind::Put,
-                    kv,
-                    prev_kv,
-                },
-                None => Event {
-                    kind: EventKind::Delete,
-                    kv: KeyValue {
-                        key: key.to_vec(),
-                        mod_revision: rev,
-                        ..tombstone_kv()
-                    },
-                    prev_kv,
-                },
+                Some(kv) => Event { kind: EventKind::Put, kv, prev_kv },
+                None => Event { kind: EventKind::Delete, kv: KeyValue { key: key.to_vec(), mod_revision: rev, ..tombstone_kv() }, prev_kv },
             });
         }
         Ok(events)
@@ -491,8 +389,7 @@ impl MvccEngine {
         match self.tree.range(lo..hi).next_back() {
             Some(item) => {
                 let (k, v) = item?;
-                let (_, prev_rev) = keys::parse_history_key(&k)
-                    .ok_or_else(|| StoreError::Corrupt("bad history key".into()))?;
+                let (_, prev_rev) = keys::parse_history_key(&k).ok_or_else(|| StoreError::Corrupt("bad history key".into()))?;
                 Ok(decode::<Version>(&v)?.to_kv(key, prev_rev))
             }
             None => Ok(None),
@@ -502,16 +399,10 @@ impl MvccEngine {
     /// Checks that `rev` may be compacted to (above the last compaction, not in the future).
     pub fn check_compact(&self, rev: Revision) -> Result<(), StoreError> {
         if rev <= self.compacted() {
-            return Err(StoreError::Compacted {
-                requested: rev,
-                compacted: self.compacted(),
-            });
+            return Err(StoreError::Compacted { requested: rev, compacted: self.compacted() });
         }
         if rev > self.revision() {
-            return Err(StoreError::FutureRevision {
-                requested: rev,
-                current: self.revision(),
-            });
+            return Err(StoreError::FutureRevision { requested: rev, current: self.revision() });
         }
         Ok(())
     }
@@ -527,10 +418,7 @@ impl MvccEngine {
         let mut touched: Vec<Vec<u8>> = Vec::new();
         let mut revlog_batch = sled::Batch::default();
         let mut pending = 0;
-        for item in self
-            .tree
-            .range(keys::revlog_key(from, 0)..keys::revlog_key(rev + 1, 0))
-        {
+        for item in self.tree.range(keys::revlog_key(from, 0)..keys::revlog_key(rev + 1, 0)) {
             let (k, key) = item?;
             touched.push(key.to_vec());
             revlog_batch.remove(k);
@@ -561,19 +449,9 @@ impl MvccEngine {
 
     /// Removes the versions of `key` hidden by a newer one at or below `rev`, and a tombstone that
     /// is itself the newest at or below `rev`.
-    fn compact_key(
-        &self,
-        key: &[u8],
-        rev: Revision,
-        batch: &mut sled::Batch,
-    ) -> Result<(), StoreError> {
-        let versions: Vec<_> = self
-            .tree
-            .range(keys::history_key(key, 0)..keys::history_key(key, rev + 1))
-            .collect::<Result<_, _>>()?;
-        if let Some(((newest_key, newest), older)) =
-            versions.split_last().map(|(l, o)| (l.clone(), o))
-        {
+    fn compact_key(&self, key: &[u8], rev: Revision, batch: &mut sled::Batch) -> Result<(), StoreError> {
+        let versions: Vec<_> = self.tree.range(keys::history_key(key, 0)..keys::history_key(key, rev + 1)).collect::<Result<_, _>>()?;
+        if let Some(((newest_key, newest), older)) = versions.split_last().map(|(l, o)| (l.clone(), o)) {
             for (k, _) in older {
                 batch.remove(k.clone());
             }
@@ -586,13 +464,7 @@ impl MvccEngine {
 
     /// Every entry of the tree, for a snapshot.
     pub fn dump(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-        self.tree
-            .iter()
-            .map(|item| {
-                item.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(StoreError::from)
-            })
-            .collect()
+        self.tree.iter().map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from)).collect()
     }
 
     /// Replaces the whole tree with a snapshot's entries.
@@ -607,8 +479,7 @@ impl MvccEngine {
         }
         let reopened = Self::open(self.tree.clone())?;
         self.revision.store(reopened.revision(), Ordering::Release);
-        self.compacted
-            .store(reopened.compacted(), Ordering::Release);
+        self.compacted.store(reopened.compacted(), Ordering::Release);
         Ok(())
     }
 
@@ -619,11 +490,5 @@ impl MvccEngine {
 }
 
 fn tombstone_kv() -> KeyValue {
-    KeyValue {
-        key: Vec::new(),
-        value: Vec::new(),
-        create_revision: 0,
-        mod_revision: 0,
-        version: 0,
-    }
+    KeyValue { key: Vec::new(), value: Vec::new(), create_revision: 0, mod_revision: 0, version: 0 }
 }

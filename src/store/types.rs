@@ -28,10 +28,7 @@ pub struct KeyRange {
 impl KeyRange {
     /// Exactly one key.
     pub fn single(key: impl Into<Vec<u8>>) -> Self {
-        Self {
-            key: key.into(),
-            range_end: Vec::new(),
-        }
+        Self { key: key.into(), range_end: Vec::new() }
     }
 
     /// Every key starting with `prefix` (the empty prefix covers the whole keyspace).
@@ -131,29 +128,17 @@ pub struct Compare {
 impl Compare {
     /// The key does not exist.
     pub fn absent(key: impl Into<Vec<u8>>) -> Self {
-        Self {
-            key: key.into(),
-            op: CompareOp::Equal,
-            target: CompareTarget::CreateRevision(0),
-        }
+        Self { key: key.into(), op: CompareOp::Equal, target: CompareTarget::CreateRevision(0) }
     }
 
     /// The key exists.
     pub fn exists(key: impl Into<Vec<u8>>) -> Self {
-        Self {
-            key: key.into(),
-            op: CompareOp::Greater,
-            target: CompareTarget::CreateRevision(0),
-        }
+        Self { key: key.into(), op: CompareOp::Greater, target: CompareTarget::CreateRevision(0) }
     }
 
     /// The key was last written at exactly `rev`.
     pub fn mod_revision(key: impl Into<Vec<u8>>, rev: Revision) -> Self {
-        Self {
-            key: key.into(),
-            op: CompareOp::Equal,
-            target: CompareTarget::ModRevision(rev),
-        }
+        Self { key: key.into(), op: CompareOp::Equal, target: CompareTarget::ModRevision(rev) }
     }
 }
 
@@ -184,21 +169,12 @@ pub struct TxnRequest {
 impl TxnRequest {
     /// An unconditional put.
     pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        Self {
-            success: vec![Op::Put {
-                key: key.into(),
-                value: value.into(),
-            }],
-            ..Default::default()
-        }
+        Self { success: vec![Op::Put { key: key.into(), value: value.into() }], ..Default::default() }
     }
 
     /// An unconditional delete.
     pub fn delete(key: impl Into<Vec<u8>>) -> Self {
-        Self {
-            success: vec![Op::Delete { key: key.into() }],
-            ..Default::default()
-        }
+        Self { success: vec![Op::Delete { key: key.into() }], ..Default::default() }
     }
 }
 

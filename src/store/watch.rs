@@ -33,10 +33,7 @@ impl WatchHub {
     pub fn new(revision: Revision, capacity: usize) -> Arc<Self> {
         let (published, _) = watch::channel(revision);
         Arc::new(Self {
-            ring: RwLock::new(Ring {
-                events: VecDeque::with_capacity(capacity.min(4096)),
-                start: revision + 1,
-            }),
+            ring: RwLock::new(Ring { events: VecDeque::with_capacity(capacity.min(4096)), start: revision + 1 }),
             capacity: capacity.max(1),
             published,
         })
@@ -56,11 +53,7 @@ impl WatchHub {
                     // Evict whole revisions so that the ring holds all events of every
                     // revision from `start` on.
                     if let Some(evicted) = ring.events.pop_front().map(|e| e.kv.mod_revision) {
-                        while ring
-                            .events
-                            .front()
-                            .is_some_and(|e| e.kv.mod_revision == evicted)
-                        {
+                        while ring.events.front().is_some_and(|e| e.kv.mod_revision == evicted) {
                             ring.events.pop_front();
                         }
                         ring.start = evicted + 1;
@@ -92,29 +85,14 @@ impl WatchHub {
     /// Events from `cursor` up to `to` in `range` and the cursor to continue from. Reads the
     /// ring when it covers `cursor`, else the engine's history; stops after about
     /// [`MAX_BATCH`] events, always at a revision boundary.
-    fn read(
-        &self,
-        engine: &MvccEngine,
-        cursor: Revision,
-        to: Revision,
-        range: &KeyRange,
-    ) -> Result<(Vec<Event>, Revision), StoreError> {
+    fn read(&self, engine: &MvccEngine, cursor: Revision, to: Revision, range: &KeyRange) -> Result<(Vec<Event>, Revision), StoreError> {
         {
             let ring = self.ring.read().expect("watch ring lock poisoned");
             if cursor >= ring.start {
                 let skip = ring.events.partition_point(|e| e.kv.mod_revision < cursor);
                 let mut out: Vec<Event> = Vec::new();
-                for e in ring
-                    .events
-                    .iter()
-                    .skip(skip)
-                    .take_while(|e| e.kv.mod_revision <= to)
-                {
-                    if out.len() >= MAX_BATCH
-                        && out
-                            .last()
-                            .is_some_and(|l| l.kv.mod_revision != e.kv.mod_revision)
-                    {
+                for e in ring.events.iter().skip(skip).take_while(|e| e.kv.mod_revision <= to) {
+                    if out.len() >= MAX_BATCH && out.last().is_some_and(|l| l.kv.mod_revision != e.kv.mod_revision) {
                         let next = e.kv.mod_revision;
                         return Ok((out, next));
                     }
@@ -126,10 +104,7 @@ impl WatchHub {
             }
         }
         let window_end = to.min(cursor + MAX_BATCH as Revision - 1);
-        Ok((
-            engine.events_between(cursor, window_end, range)?,
-            window_end + 1,
-        ))
+        Ok((engine.events_between(cursor, window_end, range)?, window_end + 1))
     }
 
     /// Starts a watch. Fails with [`StoreError::Compacted`] when `start_revision` is at or below
@@ -141,44 +116,31 @@ impl WatchHub {
     ) -> Result<BoxStream<'static, Result<Vec<Event>, StoreError>>, StoreError> {
         let mut rx = self.published.subscribe();
         let published = *rx.borrow_and_update();
-        let cursor = if req.start_revision <= 0 {
-            published + 1
-        } else {
-            req.start_revision
-        };
+        let cursor = if req.start_revision <= 0 { published + 1 } else { req.start_revision };
         if cursor <= engine.compacted() {
-            return Err(StoreError::Compacted {
-                requested: cursor,
-                compacted: engine.compacted(),
-            });
+            return Err(StoreError::Compacted { requested: cursor, compacted: engine.compacted() });
         }
         let hub = self.clone();
         let state = (hub, engine, rx, cursor, req.range);
-        Ok(Box::pin(futures::stream::unfold(
-            Some(state),
-            |state| async move {
-                let (hub, engine, mut rx, mut cursor, range) = state?;
-                loop {
-                    let to = *rx.borrow_and_update();
-                    while cursor <= to {
-                        match hub.read(&engine, cursor, to, &range) {
-                            Ok((events, next)) => {
-                                cursor = next;
-                                if !events.is_empty() {
-                                    return Some((
-                                        Ok(events),
-                                        Some((hub, engine, rx, cursor, range)),
-                                    ));
-                                }
+        Ok(Box::pin(futures::stream::unfold(Some(state), |state| async move {
+            let (hub, engine, mut rx, mut cursor, range) = state?;
+            loop {
+                let to = *rx.borrow_and_update();
+                while cursor <= to {
+                    match hub.read(&engine, cursor, to, &range) {
+                        Ok((events, next)) => {
+                            cursor = next;
+                            if !events.is_empty() {
+                                return Some((Ok(events), Some((hub, engine, rx, cursor, range))));
                             }
-                            Err(e) => return Some((Err(e), None)),
                         }
-                    }
-                    if rx.changed().await.is_err() {
-                        return Some((Err(StoreError::Closed), None));
+                        Err(e) => return Some((Err(e), None)),
                     }
                 }
-            },
-        )))
+                if rx.changed().await.is_err() {
+                    return Some((Err(StoreError::Closed), None));
+                }
+            }
+        })))
     }
 }

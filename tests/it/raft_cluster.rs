@@ -11,13 +11,7 @@ use orch::store::{conformance, KeyRange, RangeRequest, Store, TxnRequest};
 use crate::support::{start_cluster, wait_for, ServerProc};
 
 async fn get(store: &dyn Store, key: &str) -> Option<Vec<u8>> {
-    let r = store
-        .range(RangeRequest {
-            range: KeyRange::single(key),
-            ..Default::default()
-        })
-        .await
-        .ok()?;
+    let r = store.range(RangeRequest { range: KeyRange::single(key), ..Default::default() }).await.ok()?;
     r.kvs.into_iter().next().map(|kv| kv.value)
 }
 
@@ -38,17 +32,11 @@ async fn failover_restart_and_no_lost_writes() {
 
     // Writes through every node, read back from every node.
     for (i, n) in nodes.iter().enumerate() {
-        n.store()
-            .txn(TxnRequest::put(format!("/any/{i}"), format!("v{i}")))
-            .await
-            .unwrap();
+        n.store().txn(TxnRequest::put(format!("/any/{i}"), format!("v{i}"))).await.unwrap();
     }
     for n in &nodes {
         for i in 0..3 {
-            assert_eq!(
-                get(&n.store(), &format!("/any/{i}")).await,
-                Some(format!("v{i}").into_bytes())
-            );
+            assert_eq!(get(&n.store(), &format!("/any/{i}")).await, Some(format!("v{i}").into_bytes()));
         }
     }
 
@@ -74,53 +62,24 @@ async fn failover_restart_and_no_lost_writes() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let killed_at = Instant::now();
     nodes[li].kill();
-    let others: Vec<&ServerProc> = nodes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != li)
-        .map(|(_, n)| n)
-        .collect();
-    wait_for(
-        Duration::from_secs(10),
-        "a new leader after killing the old one",
-        || async {
-            let st = others[0].status().await?;
-            st["leader"].as_u64().filter(|l| *l != old_leader)
-        },
-    )
+    let others: Vec<&ServerProc> = nodes.iter().enumerate().filter(|(i, _)| *i != li).map(|(_, n)| n).collect();
+    wait_for(Duration::from_secs(10), "a new leader after killing the old one", || async {
+        let st = others[0].status().await?;
+        st["leader"].as_u64().filter(|l| *l != old_leader)
+    })
     .await;
     let failover = killed_at.elapsed();
     eprintln!("new leader elected {failover:?} after the leader was killed");
-    assert!(
-        failover < Duration::from_millis(3500),
-        "failover took {failover:?}, expected about 3 s at most"
-    );
+    assert!(failover < Duration::from_millis(3500), "failover took {failover:?}, expected about 3 s at most");
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
     let acked = acked.lock().unwrap().clone();
-    assert!(
-        acked.len() > 10,
-        "the writer made progress ({} writes)",
-        acked.len()
-    );
-    let all = survivor
-        .range(RangeRequest {
-            range: KeyRange::prefix("/fail/"),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let present: std::collections::HashSet<_> = all
-        .kvs
-        .iter()
-        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
-        .collect();
+    assert!(acked.len() > 10, "the writer made progress ({} writes)", acked.len());
+    let all = survivor.range(RangeRequest { range: KeyRange::prefix("/fail/"), ..Default::default() }).await.unwrap();
+    let present: std::collections::HashSet<_> = all.kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect();
     for key in &acked {
-        assert!(
-            present.contains(key),
-            "acknowledged write {key} was lost in the failover"
-        );
+        assert!(present.contains(key), "acknowledged write {key} was lost in the failover");
     }
 
     // The killed node restarts from its data dir and catches up.
@@ -128,23 +87,9 @@ async fn failover_restart_and_no_lost_writes() {
     nodes[li].wait_member(Duration::from_secs(20)).await;
     let rev = survivor.current_revision().await.unwrap();
     let back = nodes[li].store();
-    assert_eq!(
-        back.current_revision().await.unwrap(),
-        rev,
-        "restarted node serves the latest revision"
-    );
-    let got = back
-        .range(RangeRequest {
-            range: KeyRange::prefix("/fail/"),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        got.kvs.len(),
-        all.kvs.len(),
-        "restarted node has every write"
-    );
+    assert_eq!(back.current_revision().await.unwrap(), rev, "restarted node serves the latest revision");
+    let got = back.range(RangeRequest { range: KeyRange::prefix("/fail/"), ..Default::default() }).await.unwrap();
+    assert_eq!(got.kvs.len(), all.kvs.len(), "restarted node has every write");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,22 +102,12 @@ async fn far_behind_node_catches_up_by_snapshot() {
     nodes[lagger].kill();
     let store = nodes[li].store();
     for i in 0..600 {
-        store
-            .txn(TxnRequest::put(format!("/lag/{i:04}"), vec![b'x'; 256]))
-            .await
-            .unwrap();
+        store.txn(TxnRequest::put(format!("/lag/{i:04}"), vec![b'x'; 256])).await.unwrap();
     }
     nodes[lagger].restart();
     nodes[lagger].wait_member(Duration::from_secs(20)).await;
     let back = nodes[lagger].store();
-    let got = back
-        .range(RangeRequest {
-            range: KeyRange::prefix("/lag/"),
-            count_only: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let got = back.range(RangeRequest { range: KeyRange::prefix("/lag/"), count_only: true, ..Default::default() }).await.unwrap();
     assert_eq!(got.count, 600);
     assert!(
         nodes[lagger].log().contains("installing raft snapshot"),
@@ -180,17 +115,9 @@ async fn far_behind_node_catches_up_by_snapshot() {
         nodes[lagger].log()
     );
     // Watches on the restored replica resume from its history.
-    let mut w = back
-        .watch(orch::store::WatchRequest {
-            range: KeyRange::prefix("/lag/"),
-            start_revision: 0,
-        })
-        .await
-        .unwrap();
+    let mut w = back.watch(orch::store::WatchRequest { range: KeyRange::prefix("/lag/"), start_revision: 0 }).await.unwrap();
     store.txn(TxnRequest::put("/lag/new", "1")).await.unwrap();
-    let ev = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut w))
-        .await
-        .expect("watch event on restored node");
+    let ev = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut w)).await.expect("watch event on restored node");
     assert_eq!(ev.unwrap().unwrap()[0].kv.key, b"/lag/new");
 }
 
@@ -198,10 +125,7 @@ async fn far_behind_node_catches_up_by_snapshot() {
 async fn cas_clients_on_every_node_lose_no_update_and_members_can_leave() {
     let dir = tempfile::tempdir().unwrap();
     let nodes = start_cluster(dir.path(), 3, &[]).await;
-    let stores: Vec<Arc<dyn Store>> = nodes
-        .iter()
-        .map(|n| Arc::new(n.store()) as Arc<dyn Store>)
-        .collect();
+    let stores: Vec<Arc<dyn Store>> = nodes.iter().map(|n| Arc::new(n.store()) as Arc<dyn Store>).collect();
     conformance::concurrent_compare_and_swap(&stores, "/cas32", 32, 5).await;
 
     // Remove one member; the remaining two keep serving writes.
@@ -210,28 +134,20 @@ async fn cas_clients_on_every_node_lose_no_update_and_members_can_leave() {
     let id = nodes[leaving].node_id().await;
     let leader_status = nodes[li].status().await.unwrap();
     assert_eq!(leader_status["members"].as_array().unwrap().len(), 3);
-    let via = nodes[(li + 2) % 3].url();
-    remove_member(&via, id).await;
+    remove_member(&nodes[(li + 2) % 3], id).await;
     wait_for(Duration::from_secs(10), "membership of two", || async {
         let st = nodes[li].status().await?;
         (st["members"].as_array()?.len() == 2).then_some(())
     })
     .await;
-    stores[li]
-        .txn(TxnRequest::put("/after-leave", "ok"))
-        .await
-        .unwrap();
-    assert_eq!(
-        get(stores[(li + 2) % 3].as_ref(), "/after-leave").await,
-        Some(b"ok".to_vec())
-    );
+    stores[li].txn(TxnRequest::put("/after-leave", "ok")).await.unwrap();
+    assert_eq!(get(stores[(li + 2) % 3].as_ref(), "/after-leave").await, Some(b"ok".to_vec()));
 }
 
-/// Asks the node at `url` to remove member `id` (forwarded to the leader as needed).
-async fn remove_member(url: &str, id: u64) {
-    let http = orch::rpc::HttpClient::default();
-    let reply: Result<Result<(), orch::store::StoreError>, orch::rpc::RpcError> = http
-        .call(&format!("{url}/raft/remove"), &id, Duration::from_secs(20))
-        .await;
+/// Asks `via` to remove member `id` (forwarded to the leader as needed).
+async fn remove_member(via: &ServerProc, id: u64) {
+    let http = via.admin_client().expect("admin client");
+    let reply: Result<Result<(), orch::store::StoreError>, orch::rpc::RpcError> =
+        http.call(&format!("{}/raft/remove", via.url()), &id, Duration::from_secs(20)).await;
     reply.expect("remove call").expect("member removed");
 }

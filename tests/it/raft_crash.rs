@@ -48,52 +48,20 @@ async fn acknowledged_writes_survive_sigkill() {
         let rev = store.current_revision().await.unwrap();
         let acked = acked.lock().unwrap().clone();
         let max_acked = acked.values().map(|(_, r)| *r).max().unwrap_or(0);
-        assert!(
-            rev >= max_acked,
-            "round {round}: revision went back to {rev}, acknowledged {max_acked}"
-        );
-        assert!(
-            rev >= highest_seen,
-            "round {round}: revision {rev} below earlier {highest_seen}"
-        );
+        assert!(rev >= max_acked, "round {round}: revision went back to {rev}, acknowledged {max_acked}");
+        assert!(rev >= highest_seen, "round {round}: revision {rev} below earlier {highest_seen}");
         highest_seen = rev;
-        let all = store
-            .range(RangeRequest {
-                range: KeyRange::prefix("/crash/"),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let present: HashMap<_, _> = all
-            .kvs
-            .into_iter()
-            .map(|kv| {
-                (
-                    String::from_utf8(kv.key).unwrap(),
-                    (kv.value, kv.mod_revision),
-                )
-            })
-            .collect();
+        let all = store.range(RangeRequest { range: KeyRange::prefix("/crash/"), ..Default::default() }).await.unwrap();
+        let present: HashMap<_, _> =
+            all.kvs.into_iter().map(|kv| (String::from_utf8(kv.key).unwrap(), (kv.value, kv.mod_revision))).collect();
         for (key, (value, rev)) in &acked {
-            let (got, got_rev) = present
-                .get(key)
-                .unwrap_or_else(|| panic!("round {round}: acknowledged key {key} lost"));
+            let (got, got_rev) = present.get(key).unwrap_or_else(|| panic!("round {round}: acknowledged key {key} lost"));
             // A later write to the same key may have landed without its ack reaching us.
-            assert!(
-                *got_rev >= *rev,
-                "round {round}: {key} went back from revision {rev} to {got_rev}"
-            );
+            assert!(*got_rev >= *rev, "round {round}: {key} went back from revision {rev} to {got_rev}");
             if got_rev == rev {
-                assert_eq!(
-                    got,
-                    value.as_bytes(),
-                    "round {round}: {key} has the wrong value"
-                );
+                assert_eq!(got, value.as_bytes(), "round {round}: {key} has the wrong value");
             }
         }
-        eprintln!(
-            "round {round}: {} keys, revision {rev}, all acknowledged writes present",
-            acked.len()
-        );
+        eprintln!("round {round}: {} keys, revision {rev}, all acknowledged writes present", acked.len());
     }
 }

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use orch::pki::{self, CertSpec, ClusterCa};
 use orch::raft::{RaftSettings, RaftStore};
+use orch::rpc::HttpClient;
 use orch::store::{conformance, Store};
 
 use crate::support::start_cluster;
@@ -12,13 +14,18 @@ use crate::support::start_cluster;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raft_store_single_voter_in_process() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let store = RaftStore::open(dir.path(), RaftSettings::new(url))
-        .await
+    // A single voter never calls its peers; its client still needs a cluster identity.
+    let ca = ClusterCa::create("test-ca").unwrap();
+    let peer = ca
+        .sign(&CertSpec {
+            common_name: "peer".into(),
+            organizations: vec![pki::SERVERS_GROUP.into()],
+            client_auth: true,
+            ..Default::default()
+        })
         .unwrap();
-    let app = orch::raft::router(store.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = HttpClient::new(pki::client_config(&ca.pem().cert, Some(&peer)).unwrap());
+    let store = RaftStore::open(dir.path(), RaftSettings::new("https://127.0.0.1:6443", client)).await.unwrap();
     store.bootstrap().await.unwrap();
     conformance::run(store.clone() as Arc<dyn Store>, "/conformance").await;
     store.shutdown().await;

@@ -43,13 +43,8 @@ pub struct EtcdKv {
 
 impl EtcdKv {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(url.to_string())?
-            .connect()
-            .await
-            .with_context(|| format!("connecting to etcd at {url}"))?;
-        Ok(Self {
-            grpc: tonic::client::Grpc::new(channel),
-        })
+        let channel = Channel::from_shared(url.to_string())?.connect().await.with_context(|| format!("connecting to etcd at {url}"))?;
+        Ok(Self { grpc: tonic::client::Grpc::new(channel) })
     }
 
     pub async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> anyhow::Result<i64> {
@@ -57,9 +52,7 @@ impl EtcdKv {
         grpc.ready().await?;
         let path = http::uri::PathAndQuery::from_static("/etcdserverpb.KV/Put");
         let codec = tonic_prost::ProstCodec::<PutRequest, PutResponse>::default();
-        let resp = grpc
-            .unary(tonic::Request::new(PutRequest { key, value }), path, codec)
-            .await?;
+        let resp = grpc.unary(tonic::Request::new(PutRequest { key, value }), path, codec).await?;
         Ok(resp.into_inner().header.map_or(0, |h| h.revision))
     }
 }
@@ -71,24 +64,12 @@ pub struct EtcdCluster {
 }
 
 impl EtcdCluster {
-    pub async fn start(
-        root: &Path,
-        members: usize,
-        ports: &mut impl FnMut() -> u16,
-    ) -> anyhow::Result<Self> {
+    pub async fn start(root: &Path, members: usize, ports: &mut impl FnMut() -> u16) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
         let names: Vec<String> = (0..members).map(|i| format!("e{i}")).collect();
-        let peer: Vec<String> = (0..members)
-            .map(|_| format!("http://127.0.0.1:{}", ports()))
-            .collect();
-        let client: Vec<String> = (0..members)
-            .map(|_| format!("http://127.0.0.1:{}", ports()))
-            .collect();
-        let initial: Vec<String> = names
-            .iter()
-            .zip(&peer)
-            .map(|(n, p)| format!("{n}={p}"))
-            .collect();
+        let peer: Vec<String> = (0..members).map(|_| format!("http://127.0.0.1:{}", ports())).collect();
+        let client: Vec<String> = (0..members).map(|_| format!("http://127.0.0.1:{}", ports())).collect();
+        let initial: Vec<String> = names.iter().zip(&peer).map(|(n, p)| format!("{n}={p}")).collect();
         let mut children = Vec::new();
         for i in 0..members {
             let dir = root.join(&names[i]);
@@ -96,34 +77,16 @@ impl EtcdCluster {
             let child = Command::new("etcd")
                 .args(["--name", &names[i], "--data-dir"])
                 .arg(&dir)
-                .args([
-                    "--listen-client-urls",
-                    &client[i],
-                    "--advertise-client-urls",
-                    &client[i],
-                ])
-                .args([
-                    "--listen-peer-urls",
-                    &peer[i],
-                    "--initial-advertise-peer-urls",
-                    &peer[i],
-                ])
-                .args([
-                    "--initial-cluster",
-                    &initial.join(","),
-                    "--initial-cluster-state",
-                    "new",
-                ])
+                .args(["--listen-client-urls", &client[i], "--advertise-client-urls", &client[i]])
+                .args(["--listen-peer-urls", &peer[i], "--initial-advertise-peer-urls", &peer[i]])
+                .args(["--initial-cluster", &initial.join(","), "--initial-cluster-state", "new"])
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
                 .context("starting etcd (install Debian's etcd-server: make deps)")?;
             children.push(child);
         }
-        let cluster = Self {
-            children,
-            client_urls: client,
-        };
+        let cluster = Self { children, client_urls: client };
         cluster.wait_ready().await?;
         Ok(cluster)
     }

@@ -17,12 +17,7 @@ pub struct Measurement {
 }
 
 /// Runs `clients` concurrent loops of `put(client, i)` for `duration` after `warmup`.
-pub async fn run<F, Fut>(
-    clients: usize,
-    warmup: Duration,
-    duration: Duration,
-    put: F,
-) -> Measurement
+pub async fn run<F, Fut>(clients: usize, warmup: Duration, duration: Duration, put: F) -> Measurement
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send,
@@ -63,16 +58,8 @@ where
         errors += e;
     }
     all.sort_unstable();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .map_or(0.0, |us| *us as f64 / 1000.0)
-    };
-    Measurement {
-        ops_per_s: all.len() as f64 / duration.as_secs_f64(),
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        errors,
-    }
+    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).map_or(0.0, |us| *us as f64 / 1000.0);
+    Measurement { ops_per_s: all.len() as f64 / duration.as_secs_f64(), p50_ms: pct(0.50), p99_ms: pct(0.99), errors }
 }
 
 /// The key a client writes on its i-th put: each client cycles over 1,000 keys of its own.

@@ -21,10 +21,7 @@ use etcd::{EtcdCluster, EtcdKv};
 use harness::{key, Measurement, VALUE_SIZE};
 
 #[derive(Parser)]
-#[command(
-    name = "orch-bench",
-    about = "Benchmarks orch against the real peers on this machine"
-)]
+#[command(name = "orch-bench", about = "Benchmarks orch against the real peers on this machine")]
 struct Cli {
     #[command(subcommand)]
     bench: Bench,
@@ -56,55 +53,25 @@ enum Bench {
 fn orch_binary() -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe()?;
     let orch = me.with_file_name("orch");
-    anyhow::ensure!(
-        orch.exists(),
-        "{} not found; build it with `cargo build --release --bins`",
-        orch.display()
-    );
+    anyhow::ensure!(orch.exists(), "{} not found; build it with `cargo build --release --bins`", orch.display());
     Ok(orch)
 }
 
-async fn bench_orch(
-    root: &Path,
-    nodes: usize,
-    clients: usize,
-    measure: Duration,
-) -> anyhow::Result<Measurement> {
-    let servers = orch::testkit::start_cluster(
-        &orch_binary()?,
-        &root.join(format!("orch-{nodes}n-{clients}c")),
-        nodes,
-        &[],
-    )
-    .await;
+async fn bench_orch(root: &Path, nodes: usize, clients: usize, measure: Duration) -> anyhow::Result<Measurement> {
+    let servers = orch::testkit::start_cluster(&orch_binary()?, &root.join(format!("orch-{nodes}n-{clients}c")), nodes, &[]).await;
     let stores: Arc<Vec<RemoteStore>> = Arc::new(servers.iter().map(|s| s.store()).collect());
     let value = Arc::new(vec![b'v'; VALUE_SIZE]);
     let m = harness::run(clients, Duration::from_secs(1), measure, move |c, i| {
         let (stores, value) = (stores.clone(), value.clone());
-        async move {
-            stores[c % stores.len()]
-                .txn(TxnRequest::put(key(c, i), value.as_slice()))
-                .await
-                .is_ok()
-        }
+        async move { stores[c % stores.len()].txn(TxnRequest::put(key(c, i), value.as_slice())).await.is_ok() }
     })
     .await;
     drop(servers);
     Ok(m)
 }
 
-async fn bench_etcd(
-    root: &Path,
-    members: usize,
-    clients: usize,
-    measure: Duration,
-) -> anyhow::Result<Measurement> {
-    let cluster = EtcdCluster::start(
-        &root.join(format!("etcd-{members}n-{clients}c")),
-        members,
-        &mut orch::testkit::free_port,
-    )
-    .await?;
+async fn bench_etcd(root: &Path, members: usize, clients: usize, measure: Duration) -> anyhow::Result<Measurement> {
+    let cluster = EtcdCluster::start(&root.join(format!("etcd-{members}n-{clients}c")), members, &mut orch::testkit::free_port).await?;
     let mut kvs = Vec::new();
     for url in &cluster.client_urls {
         kvs.push(EtcdKv::connect(url).await?);
@@ -113,12 +80,7 @@ async fn bench_etcd(
     let value = Arc::new(vec![b'v'; VALUE_SIZE]);
     let m = harness::run(clients, Duration::from_secs(1), measure, move |c, i| {
         let (kvs, value) = (kvs.clone(), value.clone());
-        async move {
-            kvs[c % kvs.len()]
-                .put(key(c, i), value.to_vec())
-                .await
-                .is_ok()
-        }
+        async move { kvs[c % kvs.len()].put(key(c, i), value.to_vec()).await.is_ok() }
     })
     .await;
     drop(cluster);
@@ -134,13 +96,7 @@ struct StoreBench {
 }
 
 async fn store_bench(b: StoreBench) -> anyhow::Result<()> {
-    let StoreBench {
-        seconds,
-        work_dir,
-        nodes: node_counts,
-        clients: client_counts,
-        no_etcd,
-    } = b;
+    let StoreBench { seconds, work_dir, nodes: node_counts, clients: client_counts, no_etcd } = b;
     let tmp = tempfile::Builder::new().prefix("orch-bench-").tempdir()?;
     let root = work_dir.unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&root)?;
@@ -148,30 +104,13 @@ async fn store_bench(b: StoreBench) -> anyhow::Result<()> {
     println!("store benchmark: puts of {VALUE_SIZE}-byte values, {seconds} s per cell, clients spread over all nodes");
     println!(
         "{:<7} {:>7} | {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>7} {:>7}",
-        "nodes",
-        "clients",
-        "orch op/s",
-        "p50 ms",
-        "p99 ms",
-        "etcd op/s",
-        "p50 ms",
-        "p99 ms",
-        "tput x",
-        "p99 x"
+        "nodes", "clients", "orch op/s", "p50 ms", "p99 ms", "etcd op/s", "p50 ms", "p99 ms", "tput x", "p99 x"
     );
     let mut result = None;
     for &nodes in &node_counts {
         for &clients in &client_counts {
-            let o = bench_orch(&root, nodes, clients, measure)
-                .await
-                .context("orch run")?;
-            let e = if no_etcd {
-                Measurement::default()
-            } else {
-                bench_etcd(&root, nodes, clients, measure)
-                    .await
-                    .context("etcd run")?
-            };
+            let o = bench_orch(&root, nodes, clients, measure).await.context("orch run")?;
+            let e = if no_etcd { Measurement::default() } else { bench_etcd(&root, nodes, clients, measure).await.context("etcd run")? };
             let tput = o.ops_per_s / e.ops_per_s.max(1e-9);
             let p99 = o.p99_ms / e.p99_ms.max(1e-9);
             println!(
@@ -201,26 +140,10 @@ async fn store_bench(b: StoreBench) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
     match Cli::parse().bench {
-        Bench::Store {
-            seconds,
-            work_dir,
-            nodes,
-            clients,
-            no_etcd,
-        } => {
-            store_bench(StoreBench {
-                seconds,
-                work_dir,
-                nodes,
-                clients,
-                no_etcd,
-            })
-            .await
+        Bench::Store { seconds, work_dir, nodes, clients, no_etcd } => {
+            store_bench(StoreBench { seconds, work_dir, nodes, clients, no_etcd }).await
         }
     }
 }

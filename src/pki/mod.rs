@@ -1,0 +1,34 @@
+//! The cluster's PKI: one CA that signs serving certificates, peer and admin client
+//! certificates; the join token; TLS configurations built from them; and the identity a
+//! client certificate carries (CN = user, O = groups).
+
+mod ca;
+mod identity;
+mod tls;
+mod token;
+
+pub use ca::{write_private, CertSpec, ClusterCa, PemPair};
+pub use identity::Identity;
+pub use tls::{client_config, insecure_client_config, server_config};
+pub use token::{ca_hash, JoinToken};
+
+/// Group of the certificates orch servers use towards each other (raft, store RPC).
+pub const SERVERS_GROUP: &str = "system:orch-servers";
+/// Kubernetes' superuser group.
+pub const MASTERS_GROUP: &str = "system:masters";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("invalid PEM in {what}: {reason}")]
+    Pem { what: String, reason: String },
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("invalid join token: {0}")]
+    Token(String),
+}

@@ -1,0 +1,82 @@
+//! Join tokens, k3s's format: `K10<sha256 of the CA certificate PEM>::<user>:<secret>`. The
+//! hash lets a joiner verify the server it first talks to; a bare secret is accepted too (then
+//! the joiner cannot check the CA).
+
+use sha2::{Digest, Sha256};
+
+use super::PkiError;
+
+/// SHA-256 of the CA certificate as served (PEM), in lowercase hex.
+pub fn ca_hash(ca_pem: &str) -> String {
+    Sha256::digest(ca_pem.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinToken {
+    /// Expected CA hash, when the token carries one.
+    pub ca_hash: Option<String>,
+    pub user: String,
+    pub secret: String,
+}
+
+impl JoinToken {
+    /// The server token for a cluster whose CA is `ca_pem`.
+    pub fn server(ca_pem: &str, secret: &str) -> Self {
+        Self { ca_hash: Some(ca_hash(ca_pem)), user: "server".into(), secret: secret.into() }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, PkiError> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(PkiError::Token("the token is empty".into()));
+        }
+        let Some(rest) = raw.strip_prefix("K10") else {
+            return Ok(Self { ca_hash: None, user: "server".into(), secret: raw.into() });
+        };
+        let (hash, creds) = rest.split_once("::").ok_or_else(|| PkiError::Token("expected K10<ca-hash>::<user>:<secret>".into()))?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(PkiError::Token("the CA hash after K10 must be 64 hex digits".into()));
+        }
+        let (user, secret) = creds.split_once(':').ok_or_else(|| PkiError::Token("expected <user>:<secret> after ::".into()))?;
+        if user.is_empty() || secret.is_empty() {
+            return Err(PkiError::Token("user and secret must not be empty".into()));
+        }
+        Ok(Self { ca_hash: Some(hash.to_ascii_lowercase()), user: user.into(), secret: secret.into() })
+    }
+
+    /// Whether `ca_pem` is the CA this token names (always true for a bare secret).
+    pub fn matches_ca(&self, ca_pem: &str) -> bool {
+        self.ca_hash.as_deref().is_none_or(|h| h == ca_hash(ca_pem))
+    }
+}
+
+impl std::fmt::Display for JoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.ca_hash {
+            Some(h) => write!(f, "K10{h}::{}:{}", self.user, self.secret),
+            None => write!(f, "{}", self.secret),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_check_the_ca() {
+        let t = JoinToken::server("CA PEM", "s3cret");
+        let parsed = JoinToken::parse(&t.to_string()).unwrap();
+        assert_eq!(parsed, t);
+        assert!(parsed.matches_ca("CA PEM"));
+        assert!(!parsed.matches_ca("OTHER CA"));
+        assert!(JoinToken::parse("plain").unwrap().matches_ca("anything"));
+    }
+
+    #[test]
+    fn malformed_tokens_are_explained() {
+        for bad in ["", "K10abc::server:x", &format!("K10{}server:x", "a".repeat(64)), &format!("K10{}::server:", "a".repeat(64))] {
+            assert!(JoinToken::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The joining side of `orch server --join URL --token TOKEN`: fetch the cluster CA without
+//! trusting anyone yet, check it against the hash in the token, then present the token to
+//! receive the CA's key (every server signs its own certificates).
+
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::Full;
+
+use crate::pki::{self, JoinToken, PemPair};
+use crate::rpc::{HttpClient, RpcError};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("cannot reach {url}: {source}")]
+    Unreachable { url: String, source: RpcError },
+    #[error("the server at {url} presents CA {got}, but the token expects {expected}: wrong server, or a token from another cluster")]
+    CaMismatch { url: String, expected: String, got: String },
+    #[error("the server at {url} refused the token (wrong token?)")]
+    WrongToken { url: String },
+    #[error("unexpected answer from {url}: HTTP {status}: {body}")]
+    Unexpected { url: String, status: u16, body: String },
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+}
+
+async fn fetch(http: &HttpClient, req: http::Request<Full<Bytes>>) -> Result<(http::StatusCode, Bytes), JoinError> {
+    let url = req.uri().to_string();
+    http.fetch(req, TIMEOUT).await.map_err(|source| JoinError::Unreachable { url, source })
+}
+
+/// Fetches and verifies the cluster CA from the server at `seed`, returning it with its key.
+pub async fn fetch_cluster_ca(seed: &str, token: &JoinToken) -> Result<PemPair, JoinError> {
+    let seed = seed.trim_end_matches('/');
+    let url = format!("{seed}/cacerts");
+    let insecure = HttpClient::new(pki::insecure_client_config());
+    let (status, body) = fetch(&insecure, http::Request::get(&url).body(Full::default()).expect("valid request")).await?;
+    if !status.is_success() {
+        return Err(JoinError::Unexpected { url, status: status.as_u16(), body: String::from_utf8_lossy(&body).into() });
+    }
+    let ca_pem = String::from_utf8_lossy(&body).into_owned();
+    if !token.matches_ca(&ca_pem) {
+        return Err(JoinError::CaMismatch { url, expected: token.ca_hash.clone().unwrap_or_default(), got: pki::ca_hash(&ca_pem) });
+    }
+    if token.ca_hash.is_none() {
+        tracing::warn!("the token has no CA hash (K10...), so the server's CA is trusted on first use");
+    }
+    let verified = HttpClient::new(pki::client_config(&ca_pem, None)?);
+    let url = format!("{seed}/v1-orch/server-bootstrap");
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("server:{}", token.secret));
+    let req = http::Request::post(&url)
+        .header(http::header::AUTHORIZATION, format!("Basic {basic}"))
+        .body(Full::default())
+        .expect("valid request");
+    let (status, body) = fetch(&verified, req).await?;
+    match status.as_u16() {
+        200 => {}
+        401 => return Err(JoinError::WrongToken { url }),
+        s => return Err(JoinError::Unexpected { url, status: s, body: String::from_utf8_lossy(&body).into() }),
+    }
+    #[derive(serde::Deserialize)]
+    struct Bootstrap {
+        ca: PemPair,
+    }
+    let boot: Bootstrap =
+        serde_json::from_slice(&body).map_err(|e| JoinError::Unexpected { url: url.clone(), status: 200, body: e.to_string() })?;
+    if boot.ca.cert != ca_pem {
+        return Err(JoinError::CaMismatch { url, expected: pki::ca_hash(&ca_pem), got: pki::ca_hash(&boot.ca.cert) });
+    }
+    Ok(boot.ca)
+}

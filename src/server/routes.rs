@@ -1,0 +1,100 @@
+//! The server's own HTTP surface: public endpoints (`/cacerts`, `/version`, health), the
+//! server-bootstrap endpoint joining servers call with the token, and the guard that admits
+//! only cluster servers and `system:masters` to the internal `/raft/*` and `/store/*` routes.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use base64::Engine;
+
+use super::https::Peer;
+use crate::pki::{JoinToken, PemPair, MASTERS_GROUP, SERVERS_GROUP};
+use crate::version;
+
+/// What the public routes need.
+pub struct PublicState {
+    pub ca: PemPair,
+    pub token: JoinToken,
+}
+
+pub fn public(state: Arc<PublicState>) -> Router {
+    Router::new()
+        .route("/cacerts", get(cacerts))
+        .route("/version", get(version_info))
+        .route("/healthz", get(ok))
+        .route("/livez", get(ok))
+        .route("/readyz", get(ok))
+        .route("/v1-orch/server-bootstrap", post(server_bootstrap))
+        .with_state(state)
+}
+
+/// Wraps internal routes so that only orch servers and cluster admins reach them.
+pub fn internal(routes: Router) -> Router {
+    routes.layer(axum::middleware::from_fn(require_cluster_member))
+}
+
+async fn require_cluster_member(Extension(peer): Extension<Peer>, req: Request, next: Next) -> Response {
+    match &peer.0 {
+        None => (StatusCode::UNAUTHORIZED, "a client certificate signed by the cluster CA is required").into_response(),
+        Some(id) if id.in_group(SERVERS_GROUP) || id.in_group(MASTERS_GROUP) => next.run(req).await,
+        Some(id) => (StatusCode::FORBIDDEN, format!("user {:?} may not use the server-internal API", id.user)).into_response(),
+    }
+}
+
+async fn cacerts(State(s): State<Arc<PublicState>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/x-pem-file")], s.ca.cert.clone())
+}
+
+async fn ok() -> &'static str {
+    "ok"
+}
+
+async fn version_info() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "major": version::KUBERNETES_MAJOR,
+        "minor": version::KUBERNETES_MINOR,
+        "gitVersion": format!("{}+orch", version::KUBERNETES_VERSION),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, kube_arch()),
+    }))
+}
+
+/// The architecture in Kubernetes' (Go's) spelling.
+pub fn kube_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        other => other,
+    }
+}
+
+/// Checks `Authorization: Basic base64(server:<secret>)` against the server token.
+fn authorised(headers: &HeaderMap, token: &JoinToken) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(encoded) = value.strip_prefix("Basic ") else { return false };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return false };
+    let expected = format!("server:{}", token.secret);
+    constant_time_eq(&decoded, expected.as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Hands the cluster CA (certificate and key) to a joining server holding the server token.
+async fn server_bootstrap(State(s): State<Arc<PublicState>>, headers: HeaderMap) -> Response {
+    if !authorised(&headers, &s.token) {
+        return (StatusCode::UNAUTHORIZED, "invalid server token").into_response();
+    }
+    Json(serde_json::json!({ "ca": s.ca })).into_response()
+}
