@@ -5,4 +5,5 @@ mod support;
 mod cli;
 mod raft_cluster;
 mod raft_crash;
+mod server_tls;
 mod store_conformance;

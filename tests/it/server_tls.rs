@@ -1,0 +1,94 @@
+//! The server port's security: joining needs the right token and the right CA, the internal
+//! API needs a cluster certificate, and stock kubectl talks to `/version` with the kubeconfig.
+
+use std::time::Duration;
+
+use orch::pki::{self, CertSpec, ClusterCa, PemPair};
+use orch::rpc::{HttpClient, RemoteStore, RpcError};
+use orch::store::{Store, StoreError};
+
+use crate::support::{orch_binary, start_server};
+
+/// Runs `orch server --join` against `seed` with `token` and returns its stderr once it exits.
+async fn failed_join(dir: &std::path::Path, seed: &str, token: &str) -> String {
+    let out = tokio::process::Command::new(orch_binary())
+        .args(["server", "--bind-address=127.0.0.1", "--https-listen-port=0", "--join", seed, "--token", token, "--data-dir"])
+        .arg(dir)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out).await.expect("a refused join must end the process").unwrap();
+    assert!(!out.status.success(), "join with a bad token must fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_needs_the_right_token_and_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(&dir.path().join("n0"), &[]);
+    server.wait_member(Duration::from_secs(20)).await;
+    let token = pki::JoinToken::parse(&server.token()).unwrap();
+
+    let wrong_secret = pki::JoinToken { secret: "not-the-secret".into(), ..token.clone() };
+    let err = failed_join(&dir.path().join("j1"), &server.url(), &wrong_secret.to_string()).await;
+    assert!(err.contains("refused the token"), "{err}");
+
+    let other_ca = pki::JoinToken { ca_hash: Some("0".repeat(64)), ..token.clone() };
+    let err = failed_join(&dir.path().join("j2"), &server.url(), &other_ca.to_string()).await;
+    assert!(err.contains("but the token expects"), "{err}");
+    assert!(!dir.path().join("j2/server/tls/server-ca.key").exists(), "nothing is kept from a refused join");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_api_needs_a_cluster_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(&dir.path().join("n0"), &[]);
+    server.wait_member(Duration::from_secs(20)).await;
+    let tls = dir.path().join("n0/server/tls");
+    let ca = ClusterCa::from_pem(PemPair::read(&tls, "server-ca").unwrap().unwrap()).unwrap();
+    let ca_pem = ca.pem().cert.clone();
+    let status = |client: HttpClient| {
+        let url = server.url();
+        async move { RemoteStore::new(url, client).current_revision().await }
+    };
+
+    let anonymous = status(HttpClient::new(pki::client_config(&ca_pem, None).unwrap())).await;
+    assert!(matches!(&anonymous, Err(StoreError::Unavailable(m)) if m.contains("401")), "{anonymous:?}");
+
+    let developer = ca.sign(&CertSpec { common_name: "dev".into(), organizations: vec!["developers".into()], client_auth: true, ..Default::default() }).unwrap();
+    let forbidden = status(HttpClient::new(pki::client_config(&ca_pem, Some(&developer)).unwrap())).await;
+    assert!(matches!(&forbidden, Err(StoreError::Unavailable(m)) if m.contains("403") && m.contains("dev")), "{forbidden:?}");
+
+    let stranger_ca = ClusterCa::create("someone-else").unwrap();
+    let stranger = stranger_ca.sign(&CertSpec { common_name: "x".into(), organizations: vec![pki::MASTERS_GROUP.into()], client_auth: true, ..Default::default() }).unwrap();
+    let refused = status(HttpClient::new(pki::client_config(&ca_pem, Some(&stranger)).unwrap())).await;
+    assert!(refused.is_err(), "a certificate from another CA must not be accepted");
+
+    assert!(server.store().current_revision().await.is_ok(), "the admin certificate is accepted");
+
+    // A client that does not trust the cluster CA cannot talk to the server at all.
+    let untrusting = HttpClient::new(pki::client_config(&stranger_ca.pem().cert, Some(&stranger)).unwrap());
+    let call: Result<u64, RpcError> = untrusting.call(&format!("{}/store/revision", server.url()), &(), Duration::from_secs(5)).await;
+    assert!(matches!(call, Err(RpcError::Unreachable { .. })), "{call:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_reads_the_server_version_with_the_kubeconfig() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(&dir.path().join("n0"), &[]);
+    server.wait_member(Duration::from_secs(20)).await;
+    let kubeconfig = dir.path().join("n0/orch.yaml");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&kubeconfig).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "kubeconfig must be private");
+    let out = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["version", "-o", "json"])
+        .env("HOME", dir.path())
+        .output()
+        .await
+        .expect("running kubectl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "kubectl version failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["serverVersion"]["major"], "1");
+    assert_eq!(v["serverVersion"]["minor"], "33");
+}
