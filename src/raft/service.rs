@@ -4,17 +4,13 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{de::DeserializeOwned, Serialize};
 
 use super::node::RaftStore;
 use super::{Command, NodeId};
-use crate::rpc::{decode, encode};
+use crate::rpc::bincode_handler;
 
 type Shared = Arc<RaftStore>;
 
@@ -32,33 +28,14 @@ pub fn router(store: Shared) -> Router {
         .with_state(store)
 }
 
-fn reply<T: Serialize>(v: &T) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], encode(v)).into_response()
-}
-
-fn body<T: DeserializeOwned>(raw: &Bytes) -> Result<T, Response> {
-    decode(raw).map_err(|e| (StatusCode::BAD_REQUEST, format!("unreadable request body: {e}")).into_response())
-}
-
-macro_rules! handler {
-    ($name:ident, $ty:ty, |$s:ident, $req:ident| $call:expr) => {
-        async fn $name(State($s): State<Shared>, raw: Bytes) -> Response {
-            match body::<$ty>(&raw) {
-                Ok($req) => reply(&$call),
-                Err(r) => r,
-            }
-        }
-    };
-}
-
-handler!(append, openraft::raft::AppendEntriesRequest<super::TypeConfig>, |s, req| s.raft().append_entries(req).await);
-handler!(vote, openraft::raft::VoteRequest<NodeId>, |s, req| s.raft().vote(req).await);
-handler!(snapshot, openraft::raft::InstallSnapshotRequest<super::TypeConfig>, |s, req| s.raft().install_snapshot(req).await);
-handler!(write, Command, |s, cmd| s.write_local(cmd).await);
-handler!(read_index, (), |s, _req| s.read_index_local().await);
-handler!(join, (NodeId, String), |s, req| s.add_member(req.0, req.1).await);
-handler!(leave, NodeId, |s, id| s.remove_member(id).await);
-handler!(remove, NodeId, |s, id| s.remove(id).await);
+bincode_handler!(append, Shared, openraft::raft::AppendEntriesRequest<super::TypeConfig>, |s, req| s.raft().append_entries(req).await);
+bincode_handler!(vote, Shared, openraft::raft::VoteRequest<NodeId>, |s, req| s.raft().vote(req).await);
+bincode_handler!(snapshot, Shared, openraft::raft::InstallSnapshotRequest<super::TypeConfig>, |s, req| s.raft().install_snapshot(req).await);
+bincode_handler!(write, Shared, Command, |s, cmd| s.write_local(cmd).await);
+bincode_handler!(read_index, Shared, (), |s, _req| s.read_index_local().await);
+bincode_handler!(join, Shared, (NodeId, String), |s, req| s.add_member(req.0, req.1).await);
+bincode_handler!(leave, Shared, NodeId, |s, id| s.remove_member(id).await);
+bincode_handler!(remove, Shared, NodeId, |s, id| s.remove(id).await);
 
 /// Who this node is and what it believes about the cluster, as JSON.
 async fn status(State(s): State<Shared>) -> Json<serde_json::Value> {

@@ -1,4 +1,5 @@
-//! Binary bodies for node-to-node RPC (bincode), and the length-prefixed framing of streams.
+//! Binary bodies for node-to-node RPC (bincode), the length-prefixed framing of streams, and
+//! the server-side helpers every bincode endpoint uses.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{de::DeserializeOwned, Serialize};
@@ -12,6 +13,32 @@ pub fn encode<T: Serialize>(v: &T) -> Bytes {
 pub fn decode<T: DeserializeOwned>(raw: &[u8]) -> Result<T, RpcError> {
     bincode::deserialize(raw).map_err(|e| RpcError::Decode(e.to_string()))
 }
+
+/// A 200 reply carrying `v`.
+pub fn reply<T: Serialize>(v: &T) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], encode(v)).into_response()
+}
+
+/// Decodes a request body, or answers 400 saying why it is unreadable.
+pub fn request_body<T: DeserializeOwned>(raw: &[u8]) -> Result<T, axum::response::Response> {
+    use axum::response::IntoResponse;
+    decode(raw).map_err(|e| (axum::http::StatusCode::BAD_REQUEST, format!("unreadable request body: {e}")).into_response())
+}
+
+/// Defines an axum handler `$name` that decodes a `$ty` body into `$req`, evaluates `$call`
+/// with the state `$s`, and replies with its bincode encoding.
+macro_rules! bincode_handler {
+    ($name:ident, $state:ty, $ty:ty, |$s:ident, $req:ident| $call:expr) => {
+        async fn $name(axum::extract::State($s): axum::extract::State<$state>, raw: axum::body::Bytes) -> axum::response::Response {
+            match $crate::rpc::request_body::<$ty>(&raw) {
+                Ok($req) => $crate::rpc::reply(&$call),
+                Err(r) => r,
+            }
+        }
+    };
+}
+pub(crate) use bincode_handler;
 
 /// One frame of a stream: a big-endian u32 length, then the encoded value.
 pub fn frame<T: Serialize>(v: &T) -> Bytes {

@@ -7,6 +7,7 @@ mod store_client;
 mod store_service;
 
 pub use client::{HttpClient, RpcError};
-pub use codec::{decode, encode};
+pub(crate) use codec::bincode_handler;
+pub use codec::{decode, encode, reply, request_body};
 pub use store_client::RemoteStore;
 pub use store_service::router as store_router;

@@ -6,14 +6,12 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use futures::StreamExt;
-use serde::{de::DeserializeOwned, Serialize};
 
-use super::codec::{decode, encode, frame};
+use super::codec::{bincode_handler, frame, reply, request_body};
 use crate::store::{Event, Revision, Store, StoreError};
 
 type Shared = Arc<dyn Store>;
@@ -28,34 +26,9 @@ pub fn router(store: Shared) -> Router {
         .with_state(store)
 }
 
-fn reply<T: Serialize>(v: &T) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], encode(v)).into_response()
-}
-
-fn body<T: DeserializeOwned>(raw: &Bytes) -> Result<T, Response> {
-    decode(raw).map_err(|e| (StatusCode::BAD_REQUEST, format!("unreadable request body: {e}")).into_response())
-}
-
-async fn range(State(s): State<Shared>, raw: Bytes) -> Response {
-    match body(&raw) {
-        Ok(req) => reply(&s.range(req).await),
-        Err(r) => r,
-    }
-}
-
-async fn txn(State(s): State<Shared>, raw: Bytes) -> Response {
-    match body(&raw) {
-        Ok(req) => reply(&s.txn(req).await),
-        Err(r) => r,
-    }
-}
-
-async fn compact(State(s): State<Shared>, raw: Bytes) -> Response {
-    match body::<Revision>(&raw) {
-        Ok(rev) => reply(&s.compact(rev).await),
-        Err(r) => r,
-    }
-}
+bincode_handler!(range, Shared, crate::store::RangeRequest, |s, req| s.range(req).await);
+bincode_handler!(txn, Shared, crate::store::TxnRequest, |s, req| s.txn(req).await);
+bincode_handler!(compact, Shared, Revision, |s, rev| s.compact(rev).await);
 
 async fn revision(State(s): State<Shared>) -> Response {
     reply(&s.current_revision().await)
@@ -64,7 +37,7 @@ async fn revision(State(s): State<Shared>) -> Response {
 /// Streams frames of `Result<Vec<Event>, StoreError>`; the first frame is an empty batch
 /// confirming the watch started (or its error).
 async fn watch(State(s): State<Shared>, raw: Bytes) -> Response {
-    let req = match body(&raw) {
+    let req = match request_body(&raw) {
         Ok(req) => req,
         Err(r) => return r,
     };
