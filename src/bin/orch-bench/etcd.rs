@@ -1,13 +1,15 @@
-//! The etcd peer: starting Debian's `etcd` (1 or 3 members on loopback, default durability) and
-//! a minimal gRPC client for `etcdserverpb.KV/Put`, with the messages declared by hand (prost
-//! derive) so no .proto files or protoc are needed.
+//! The etcd peer: starting Debian's `etcd` (1 or 3 members on loopback, default durability,
+//! mutual TLS for clients and peers as k3s runs it, with certificates from a CA made by
+//! `orch::pki`) and a minimal gRPC client for `etcdserverpb.KV/Put`, with the messages declared
+//! by hand (prost derive) so no .proto files or protoc are needed.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use tonic::transport::Channel;
+use orch::pki::{CertSpec, ClusterCa, PemPair};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct PutRequest {
@@ -42,8 +44,17 @@ pub struct EtcdKv {
 }
 
 impl EtcdKv {
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(url.to_string())?.connect().await.with_context(|| format!("connecting to etcd at {url}"))?;
+    /// Connects to `url` over TLS, trusting `ca` and presenting `client`.
+    pub async fn connect(url: &str, ca: &str, client: &PemPair) -> anyhow::Result<Self> {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .identity(Identity::from_pem(&client.cert, &client.key))
+            .domain_name("localhost");
+        let channel = Channel::from_shared(url.to_string())?
+            .tls_config(tls)?
+            .connect()
+            .await
+            .with_context(|| format!("connecting to etcd at {url}"))?;
         Ok(Self { grpc: tonic::client::Grpc::new(channel) })
     }
 
@@ -61,14 +72,31 @@ impl EtcdKv {
 pub struct EtcdCluster {
     children: Vec<Child>,
     pub client_urls: Vec<String>,
+    /// The CA certificate and a client certificate it accepts.
+    pub ca: String,
+    pub client: PemPair,
 }
 
 impl EtcdCluster {
     pub async fn start(root: &Path, members: usize, ports: &mut impl FnMut() -> u16) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
         let names: Vec<String> = (0..members).map(|i| format!("e{i}")).collect();
-        let peer: Vec<String> = (0..members).map(|_| format!("http://127.0.0.1:{}", ports())).collect();
-        let client: Vec<String> = (0..members).map(|_| format!("http://127.0.0.1:{}", ports())).collect();
+        let peer: Vec<String> = (0..members).map(|_| format!("https://127.0.0.1:{}", ports())).collect();
+        let client: Vec<String> = (0..members).map(|_| format!("https://127.0.0.1:{}", ports())).collect();
+        let ca = ClusterCa::create("etcd-bench-ca")?;
+        let member = ca.sign(&CertSpec {
+            common_name: "etcd".into(),
+            dns_names: vec!["localhost".into()],
+            ips: vec![std::net::Ipv4Addr::LOCALHOST.into()],
+            server_auth: true,
+            client_auth: true,
+            ..Default::default()
+        })?;
+        let client_cert = ca.sign(&CertSpec { common_name: "bench".into(), client_auth: true, ..Default::default() })?;
+        let tls = root.join("tls");
+        member.write(&tls, "member")?;
+        std::fs::write(tls.join("ca.crt"), &ca.pem().cert)?;
+        let path = |name: &str| tls.join(name).display().to_string();
         let initial: Vec<String> = names.iter().zip(&peer).map(|(n, p)| format!("{n}={p}")).collect();
         let mut children = Vec::new();
         for i in 0..members {
@@ -80,13 +108,17 @@ impl EtcdCluster {
                 .args(["--listen-client-urls", &client[i], "--advertise-client-urls", &client[i]])
                 .args(["--listen-peer-urls", &peer[i], "--initial-advertise-peer-urls", &peer[i]])
                 .args(["--initial-cluster", &initial.join(","), "--initial-cluster-state", "new"])
+                .args(["--cert-file", &path("member.crt"), "--key-file", &path("member.key")])
+                .args(["--client-cert-auth", "--trusted-ca-file", &path("ca.crt")])
+                .args(["--peer-cert-file", &path("member.crt"), "--peer-key-file", &path("member.key")])
+                .args(["--peer-client-cert-auth", "--peer-trusted-ca-file", &path("ca.crt")])
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
                 .context("starting etcd (install Debian's etcd-server: make deps)")?;
             children.push(child);
         }
-        let cluster = Self { children, client_urls: client };
+        let cluster = Self { children, client_urls: client, ca: ca.pem().cert.clone(), client: client_cert };
         cluster.wait_ready().await?;
         Ok(cluster)
     }
@@ -95,7 +127,7 @@ impl EtcdCluster {
         let until = Instant::now() + Duration::from_secs(30);
         for url in &self.client_urls {
             loop {
-                if let Ok(kv) = EtcdKv::connect(url).await {
+                if let Ok(kv) = EtcdKv::connect(url, &self.ca, &self.client).await {
                     if kv.put(b"/ready".to_vec(), b"1".to_vec()).await.is_ok() {
                         break;
                     }

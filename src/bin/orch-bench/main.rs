@@ -3,7 +3,7 @@
 //! `orch-bench store`: puts/s and p50/p99 latency with 1, 16 and 64 clients, 256-byte values,
 //! on a 1-node and a 3-node orch store (each node its own `orch server` process on loopback,
 //! driven through the store RPC) and on etcd (1 and 3 members, default durability, driven
-//! through its gRPC API) in the same run.
+//! through its gRPC API) in the same run. Both use mutual TLS between clients and members.
 
 mod etcd;
 mod harness;
@@ -74,7 +74,7 @@ async fn bench_etcd(root: &Path, members: usize, clients: usize, measure: Durati
     let cluster = EtcdCluster::start(&root.join(format!("etcd-{members}n-{clients}c")), members, &mut orch::testkit::free_port).await?;
     let mut kvs = Vec::new();
     for url in &cluster.client_urls {
-        kvs.push(EtcdKv::connect(url).await?);
+        kvs.push(EtcdKv::connect(url, &cluster.ca, &cluster.client).await?);
     }
     let kvs = Arc::new(kvs);
     let value = Arc::new(vec![b'v'; VALUE_SIZE]);
