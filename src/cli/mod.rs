@@ -60,8 +60,8 @@ pub struct ServerArgs {
     /// Port for the API and for peer (raft) traffic
     #[arg(long, default_value_t = 6443, value_name = "PORT")]
     pub https_listen_port: u16,
-    /// Address other servers reach this one at [default: the bind address, or 127.0.0.1
-    /// when binding to all addresses]
+    /// Address other servers reach this one at [default: the bind address or, when binding to
+    /// all addresses, the address of the default route's interface]
     #[arg(long, value_name = "IP")]
     pub advertise_address: Option<std::net::IpAddr>,
     /// Join the cluster of the server at this URL (e.g. https://10.0.0.1:6443) instead of

@@ -55,12 +55,21 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// The address peers use to reach this server.
+/// The address peers use to reach this server: `--advertise-address`, else the bind address,
+/// else (binding to all addresses) the address of the interface holding the default route.
 fn advertise_ip(args: &ServerArgs) -> IpAddr {
     args.advertise_address.unwrap_or(match args.bind_address {
-        ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ip if ip.is_unspecified() => default_route_ip().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         ip => ip,
     })
+}
+
+/// The local address the kernel would use towards the outside world. Connecting a UDP socket
+/// only selects a route; no packet is sent.
+fn default_route_ip() -> Option<IpAddr> {
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    socket.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
+    socket.local_addr().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified())
 }
 
 fn https_url(ip: IpAddr, port: u16) -> String {
