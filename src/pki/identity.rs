@@ -22,3 +22,8 @@ impl Identity {
         self.groups.iter().any(|g| g == group)
     }
 }
+
+/// The identity of a request's verified TLS client certificate (`None`: no certificate),
+/// attached to every request by the server's accept loop.
+#[derive(Debug, Clone)]
+pub struct Peer(pub Option<Identity>);

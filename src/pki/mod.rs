@@ -8,7 +8,7 @@ mod tls;
 mod token;
 
 pub use ca::{write_private, CertSpec, ClusterCa, PemPair};
-pub use identity::Identity;
+pub use identity::{Identity, Peer};
 pub use tls::{client_config, insecure_client_config, server_config};
 pub use token::{ca_hash, JoinToken};
 

@@ -13,11 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::pki::Identity;
-
-/// The identity of a request's TLS client certificate (`None`: no certificate).
-#[derive(Debug, Clone)]
-pub struct Peer(pub Option<Identity>);
+use crate::pki::{Identity, Peer};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 

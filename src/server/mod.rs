@@ -141,7 +141,8 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> R
     let tasks = TaskTracker::new();
     let internal = crate::raft::router(store.clone()).merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
     let public = routes::public(Arc::new(routes::PublicState { ca: creds.ca.pem().clone(), token: creds.token.clone() }));
-    let app = public.merge(routes::internal(internal));
+    let api = crate::api::router(store.clone() as Arc<dyn Store>);
+    let app = public.merge(routes::internal(internal)).merge(api);
     let tls = Arc::new(pki::server_config(&creds.ca.pem().cert, &creds.serving)?);
     tasks.spawn(https::serve(listener, tls, app, cancel.clone(), tasks.clone()));
     tracing::info!(%url, node_id = store.id(), "orch server listening");
@@ -155,6 +156,14 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> R
         store.bootstrap().await?;
         eprintln!("orch: new cluster created. Join other servers with:\n  orch server --join {url} --token {}", creds.token);
     }
+    let ns_store = store.clone();
+    tasks.spawn(async move {
+        // Every server tries (creation is idempotent); retried until the cluster has a leader.
+        while let Err(e) = crate::api::ensure_system_namespaces(ns_store.as_ref()).await {
+            tracing::info!(error = %e.message, "system namespaces not created yet; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
     tracing::info!(kubeconfig = %data_dir.join("orch.yaml").display(), "ready");
 
     let leader_store = store.clone();

@@ -12,8 +12,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use base64::Engine;
 
-use super::https::Peer;
-use crate::pki::{JoinToken, PemPair, MASTERS_GROUP, SERVERS_GROUP};
+use crate::pki::{JoinToken, PemPair, Peer, MASTERS_GROUP, SERVERS_GROUP};
 use crate::version;
 
 /// What the public routes need.

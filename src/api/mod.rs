@@ -1,0 +1,202 @@
+//! The Kubernetes REST API (being built up; see the issue tracker): discovery, and create, get,
+//! list (label selectors, limit/continue), watch, update and delete of the registry's
+//! resources, with Kubernetes Status errors. Callers authenticate with x509 client certificates;
+//! until RBAC lands only `system:masters` is authorised.
+
+mod discovery;
+mod objects;
+mod registry;
+mod selector;
+mod status;
+mod watch;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::{Extension, Json, Router};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+
+use crate::pki::{Peer, MASTERS_GROUP};
+use objects::{Scope, SharedStore};
+pub use registry::{Resource, BUILTIN};
+use selector::LabelSelector;
+pub use status::ApiError;
+
+/// Largest request body accepted, as kube-apiserver (3 MiB).
+const MAX_BODY: usize = 3 << 20;
+
+pub fn router(store: SharedStore) -> Router {
+    Router::new()
+        .route("/api", any(handle))
+        .route("/api/{*rest}", any(handle))
+        .route("/apis", any(handle))
+        .route("/apis/{*rest}", any(handle))
+        .with_state(store)
+}
+
+/// The namespaces every cluster has; created at start when missing.
+pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Creates the system namespaces that do not exist yet.
+pub async fn ensure_system_namespaces(store: &dyn crate::store::Store) -> Result<(), ApiError> {
+    let namespaces = registry::lookup("", "v1", "namespaces").expect("namespaces are built in");
+    let scope = Scope { resource: namespaces, namespace: None };
+    for name in SYSTEM_NAMESPACES {
+        match objects::create(store, &scope, json!({ "metadata": { "name": name } })).await {
+            Ok(_) => tracing::info!(namespace = name, "created system namespace"),
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// What a request path addresses.
+struct Target<'a> {
+    group: &'a str,
+    version: &'a str,
+    namespace: Option<&'a str>,
+    plural: Option<&'a str>,
+    name: Option<&'a str>,
+}
+
+fn parse_path(path: &str) -> Option<Target<'_>> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return None,
+    };
+    let (namespace, plural, name) = match rest {
+        [] => (None, None, None),
+        [plural] => (None, Some(*plural), None),
+        ["namespaces", ns, plural] => (Some(*ns), Some(*plural), None),
+        ["namespaces", ns, plural, name] => (Some(*ns), Some(*plural), Some(*name)),
+        [plural, name] => (None, Some(*plural), Some(*name)),
+        _ => return None,
+    };
+    Some(Target { group, version, namespace, plural, name })
+}
+
+fn verb(method: &Method, named: bool, watch: bool) -> &'static str {
+    match (method.as_str(), named, watch) {
+        ("GET", _, true) => "watch",
+        ("GET", true, _) => "get",
+        ("GET", false, _) => "list",
+        ("POST", _, _) => "create",
+        ("PUT", _, _) => "update",
+        ("DELETE", _, _) => "delete",
+        _ => "unknown",
+    }
+}
+
+async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.is_empty() && !content_type.starts_with("application/json") && !content_type.contains("yaml") {
+        return Err(ApiError::unsupported_media_type(content_type));
+    }
+    let bytes = http_body_util::Limited::new(body, MAX_BODY).collect().await.map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            ApiError { code: StatusCode::PAYLOAD_TOO_LARGE, reason: "RequestEntityTooLarge", message: "Request entity too large: limit is 3145728".into(), details: None }
+        } else {
+            ApiError::bad_request(format!("reading the request body: {e}"))
+        }
+    })?;
+    let bytes = bytes.to_bytes();
+    if content_type.contains("yaml") {
+        serde_yaml::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}")))
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+    }
+}
+
+async fn handle(
+    State(store): State<SharedStore>,
+    Extension(peer): Extension<Peer>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match serve(store, peer, method, uri, query, headers, body).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn serve(store: SharedStore, peer: Peer, method: Method, uri: Uri, query: HashMap<String, String>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let identity = peer.0.ok_or_else(ApiError::unauthorized)?;
+    let path = uri.path();
+    match path.trim_end_matches('/') {
+        "/api" => return Ok(Json(discovery::core_versions()).into_response()),
+        "/apis" => return Ok(Json(discovery::groups()).into_response()),
+        _ => {}
+    }
+    let target = parse_path(path).ok_or_else(|| ApiError::not_found("", "", path))?;
+    let Some(plural) = target.plural else {
+        return discovery::resources(target.group, target.version).map(|d| Json(d).into_response()).ok_or_else(|| ApiError::not_found("", "", path));
+    };
+    let resource = registry::lookup(target.group, target.version, plural).ok_or_else(|| ApiError::not_found(target.group, plural, target.name.unwrap_or("")))?;
+    let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    let verb = verb(&method, target.name.is_some(), watching);
+    if !identity.in_group(MASTERS_GROUP) {
+        return Err(ApiError::forbidden(&identity.user, verb, resource.group, resource.plural, target.namespace));
+    }
+    let scope = Scope { resource, namespace: target.namespace };
+    let store_ref = store.as_ref();
+    match (verb, target.name) {
+        ("get", Some(name)) => Ok(Json(objects::get(store_ref, &scope, name).await?).into_response()),
+        ("list" | "watch", None) => {
+            let selector = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str)).map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?;
+            if watching {
+                let from = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let timeout = query.get("timeoutSeconds").and_then(|v| v.parse().ok()).map(Duration::from_secs);
+                return watch::watch(store.clone(), scope, selector, from, timeout).await;
+            }
+            let limit = query.get("limit").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let page = objects::list(store_ref, &scope, &selector, limit, query.get("continue").map(String::as_str)).await?;
+            let mut meta = json!({ "resourceVersion": page.revision.to_string() });
+            if let Some(token) = page.continue_token {
+                meta["continue"] = json!(token);
+            }
+            Ok(Json(json!({ "kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": meta, "items": page.items })).into_response())
+        }
+        ("create", None) => {
+            let obj = objects::create(store_ref, &scope, read_json(&headers, body).await?).await?;
+            Ok((StatusCode::CREATED, Json(obj)).into_response())
+        }
+        ("update", Some(name)) => Ok(Json(objects::update(store_ref, &scope, name, read_json(&headers, body).await?).await?).into_response()),
+        ("delete", Some(name)) => {
+            let gone = objects::delete(store_ref, &scope, name).await?;
+            Ok(Json(json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": { "name": name, "group": resource.group, "kind": resource.plural, "uid": gone["metadata"]["uid"] },
+            }))
+            .into_response())
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_targets() {
+        let t = parse_path("/api/v1/namespaces/default/configmaps/a").unwrap();
+        assert_eq!((t.group, t.version, t.namespace, t.plural, t.name), ("", "v1", Some("default"), Some("configmaps"), Some("a")));
+        let t = parse_path("/api/v1/namespaces/kube-system").unwrap();
+        assert_eq!((t.namespace, t.plural, t.name), (None, Some("namespaces"), Some("kube-system")));
+        let t = parse_path("/apis/coordination.k8s.io/v1/leases").unwrap();
+        assert_eq!((t.group, t.plural, t.name), ("coordination.k8s.io", Some("leases"), None));
+        assert!(parse_path("/api/v1/a/b/c/d/e").is_none());
+    }
+}

@@ -1,0 +1,260 @@
+//! Object storage semantics on top of the store: create, get, list, update and delete of one
+//! resource's objects as JSON, with kube-apiserver's metadata rules (uid, creationTimestamp,
+//! resourceVersion = the store's mod_revision, optimistic concurrency, name validation).
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::registry::Resource;
+use super::status::ApiError;
+use crate::store::{Compare, KeyRange, KeyValue, Op, OpResponse, RangeRequest, Revision, Store, TxnRequest};
+
+/// Which objects a request addresses.
+pub struct Scope<'a> {
+    pub resource: &'static Resource,
+    /// The namespace from the path (`None`: all namespaces, or a cluster-scoped resource).
+    pub namespace: Option<&'a str>,
+}
+
+impl Scope<'_> {
+    fn key(&self, name: &str) -> String {
+        self.resource.key(self.namespace, name)
+    }
+
+    fn not_found(&self, name: &str) -> ApiError {
+        ApiError::not_found(self.resource.group, self.resource.plural, name)
+    }
+}
+
+/// Parses a stored value and stamps its resourceVersion.
+pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut obj: Value = serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(format!("stored object is not JSON: {e}")))?;
+    obj["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+    Ok(obj)
+}
+
+fn encode(obj: &Value) -> Vec<u8> {
+    let mut stored = obj.clone();
+    if let Some(meta) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    serde_json::to_vec(&stored).expect("a JSON value always serialises")
+}
+
+/// A DNS-1123 subdomain, as Kubernetes requires of most object names.
+pub fn check_name(name: &str) -> Result<(), &'static str> {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if name.is_empty() || name.len() > 253 {
+        return Err("must be no more than 253 characters and not empty");
+    }
+    if !name.chars().all(ok_char) || !alnum(name.chars().next()) || !alnum(name.chars().last()) {
+        return Err("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character");
+    }
+    Ok(())
+}
+
+fn now_rfc3339() -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::now_utc().format(&format).expect("a fixed format always formats")
+}
+
+fn new_uid() -> String {
+    let b: [u8; 16] = rand::random();
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    // RFC 4122 version 4: the version nibble is 4, the variant nibble one of 8, 9, a, b.
+    let variant = ['8', '9', 'a', 'b'][usize::from(b[8] & 3)];
+    format!("{}-{}-4{}-{variant}{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+}
+
+fn random_suffix() -> String {
+    const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5).map(|_| CHARS[rand::random::<usize>() % CHARS.len()] as char).collect()
+}
+
+async fn get_kv(store: &dyn Store, key: &str) -> Result<Option<KeyValue>, ApiError> {
+    let resp = store.range(RangeRequest { range: KeyRange::single(key), ..Default::default() }).await?;
+    Ok(resp.kvs.into_iter().next())
+}
+
+pub async fn get(store: &dyn Store, scope: &Scope<'_>, name: &str) -> Result<Value, ApiError> {
+    match get_kv(store, &scope.key(name)).await? {
+        Some(kv) => decode(&kv),
+        None => Err(scope.not_found(name)),
+    }
+}
+
+/// Checks a body's kind/apiVersion and its namespace against the path, filling them in when
+/// absent.
+fn check_body(scope: &Scope<'_>, obj: &mut Value) -> Result<(), ApiError> {
+    let r = scope.resource;
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    match obj.get("kind").and_then(Value::as_str) {
+        None => obj["kind"] = json!(r.kind),
+        Some(k) if k == r.kind => {}
+        Some(k) => return Err(ApiError::bad_request(format!("the kind {k:?} does not match the resource {:?} of the URL", r.plural))),
+    }
+    match obj.get("apiVersion").and_then(Value::as_str) {
+        None => obj["apiVersion"] = json!(r.api_version()),
+        Some(v) if v == r.api_version() => {}
+        Some(v) => return Err(ApiError::bad_request(format!("the apiVersion {v:?} does not match {:?} of the URL", r.api_version()))),
+    }
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    if r.namespaced {
+        let path_ns = scope.namespace.ok_or_else(|| ApiError::bad_request("a namespace is required in the URL"))?;
+        match obj["metadata"].get("namespace").and_then(Value::as_str) {
+            None => obj["metadata"]["namespace"] = json!(path_ns),
+            Some(ns) if ns == path_ns => {}
+            Some(ns) => return Err(ApiError::bad_request(format!("the namespace of the provided object ({ns}) does not match the namespace sent on the request ({path_ns})"))),
+        }
+    } else if let Some(meta) = obj["metadata"].as_object_mut() {
+        meta.remove("namespace");
+    }
+    Ok(())
+}
+
+pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value) -> Result<Value, ApiError> {
+    let r = scope.resource;
+    check_body(scope, &mut obj)?;
+    let meta = &mut obj["metadata"];
+    let name = match (meta.get("name").and_then(Value::as_str), meta.get("generateName").and_then(Value::as_str)) {
+        (Some(n), _) if !n.is_empty() => n.to_string(),
+        (_, Some(prefix)) => format!("{prefix}{}", random_suffix()),
+        _ => return Err(ApiError::invalid(r.group, r.kind, "", "metadata.name", "Required value: name or generateName is required")),
+    };
+    check_name(&name).map_err(|why| ApiError::invalid(r.group, r.kind, &name, "metadata.name", &format!("Invalid value: {name:?}: {why}")))?;
+    meta["name"] = json!(name);
+    meta["uid"] = json!(new_uid());
+    meta["creationTimestamp"] = json!(now_rfc3339());
+    if let Some(m) = meta.as_object_mut() {
+        m.remove("resourceVersion");
+    }
+    if r.plural == "namespaces" {
+        obj["spec"]["finalizers"] = json!(["kubernetes"]);
+        obj["status"] = json!({ "phase": "Active" });
+    }
+    let mut compare = vec![Compare::absent(scope.key(&name))];
+    if let Some(ns) = scope.namespace.filter(|_| r.namespaced) {
+        // The namespace must exist: checked in the same transaction as the write.
+        compare.push(Compare::exists(super::registry::BUILTIN[0].key(None, ns)));
+    }
+    let key = scope.key(&name);
+    let resp = store
+        .txn(TxnRequest {
+            compare,
+            success: vec![Op::Put { key: key.clone().into_bytes(), value: encode(&obj) }],
+            failure: vec![Op::Get { key: key.into_bytes() }],
+        })
+        .await?;
+    if !resp.succeeded {
+        return Err(match &resp.responses[0] {
+            OpResponse::Get { kv: Some(_) } => ApiError::already_exists(r.group, r.plural, &name),
+            _ => ApiError::not_found("", "namespaces", scope.namespace.unwrap_or_default()),
+        });
+    }
+    obj["metadata"]["resourceVersion"] = json!(resp.revision.to_string());
+    Ok(obj)
+}
+
+pub async fn update(store: &dyn Store, scope: &Scope<'_>, name: &str, mut obj: Value) -> Result<Value, ApiError> {
+    let r = scope.resource;
+    check_body(scope, &mut obj)?;
+    match obj["metadata"].get("name").and_then(Value::as_str) {
+        Some(n) if n == name => {}
+        Some(n) => return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})"))),
+        None => obj["metadata"]["name"] = json!(name),
+    }
+    let key = scope.key(name);
+    let current = get_kv(store, &key).await?.ok_or_else(|| scope.not_found(name))?;
+    let stored = decode(&current)?;
+    let expected: Revision = match obj["metadata"].get("resourceVersion").and_then(Value::as_str) {
+        Some(rv) => rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+        None => current.mod_revision,
+    };
+    for field in ["uid", "creationTimestamp"] {
+        obj["metadata"][field] = stored["metadata"][field].clone();
+    }
+    let resp = store
+        .txn(TxnRequest {
+            compare: vec![Compare::mod_revision(key.clone(), expected)],
+            success: vec![Op::Put { key: key.into_bytes(), value: encode(&obj) }],
+            failure: vec![],
+        })
+        .await?;
+    if !resp.succeeded {
+        return Err(ApiError::conflict(r.group, r.plural, name));
+    }
+    obj["metadata"]["resourceVersion"] = json!(resp.revision.to_string());
+    Ok(obj)
+}
+
+pub async fn delete(store: &dyn Store, scope: &Scope<'_>, name: &str) -> Result<Value, ApiError> {
+    let key = scope.key(name);
+    let resp = store.txn(TxnRequest::delete(key)).await?;
+    match resp.responses.into_iter().next() {
+        Some(OpResponse::Delete { prev_kv: Some(kv) }) => decode(&kv),
+        _ => Err(scope.not_found(name)),
+    }
+}
+
+/// A page of a list: the objects, the revision it was read at, and the continue token.
+pub struct Page {
+    pub items: Vec<Value>,
+    pub revision: Revision,
+    pub continue_token: Option<String>,
+}
+
+/// Lists objects matching `selector`, `limit` at a time; `continue_token` resumes a list at
+/// the revision its first page was read at.
+pub async fn list(store: &dyn Store, scope: &Scope<'_>, selector: &super::selector::LabelSelector, limit: u64, continue_token: Option<&str>) -> Result<Page, ApiError> {
+    use base64::Engine;
+    let prefix = scope.resource.key_prefix(scope.namespace);
+    let mut range = KeyRange::prefix(prefix.clone());
+    let mut revision = 0;
+    if let Some(token) = continue_token {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| ApiError::bad_request("invalid continue token"))?;
+        let (rev, start): (Revision, String) = serde_json::from_slice(&raw).map_err(|_| ApiError::bad_request("invalid continue token"))?;
+        if !start.starts_with(&prefix) {
+            return Err(ApiError::bad_request("the continue token belongs to another list"));
+        }
+        range.key = format!("{start}\0").into_bytes();
+        revision = rev;
+    }
+    // Selection happens here, so read in chunks until the page is full.
+    let mut items = Vec::new();
+    loop {
+        let chunk = if limit > 0 { (limit - items.len() as u64).max(64) } else { 0 };
+        let resp = store.range(RangeRequest { range: range.clone(), limit: chunk, revision, count_only: false }).await?;
+        revision = resp.revision;
+        let mut last_key = None;
+        for kv in &resp.kvs {
+            last_key = Some(kv.key.clone());
+            let obj = decode(kv)?;
+            if selector.matches(&obj["metadata"]["labels"]) {
+                items.push(obj);
+                if limit > 0 && items.len() as u64 == limit {
+                    let key = String::from_utf8_lossy(&kv.key).into_owned();
+                    let more = resp.more || kv.key != resp.kvs.last().map(|k| k.key.clone()).unwrap_or_default();
+                    let token = more.then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&(revision, key)).expect("serialisable")));
+                    return Ok(Page { items, revision, continue_token: token });
+                }
+            }
+        }
+        match last_key {
+            Some(k) if resp.more => {
+                let mut next = k;
+                next.push(0);
+                range.key = next;
+            }
+            _ => return Ok(Page { items, revision, continue_token: None }),
+        }
+    }
+}
+
+/// Shared handle to the store, as the API's handlers hold it.
+pub type SharedStore = Arc<dyn Store>;
