@@ -2,6 +2,7 @@
 
 mod support;
 
+mod api_basics;
 mod cli;
 mod raft_cluster;
 mod raft_crash;

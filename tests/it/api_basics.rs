@@ -1,0 +1,174 @@
+//! The first slice of the Kubernetes API, driven by the real kubectl and raw HTTPS: discovery,
+//! system namespaces, apply/get/list/replace/delete of ConfigMaps, conflicts, label selectors,
+//! paging, watch, and Status errors for bad input and missing credentials.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use orch::pki;
+use orch::rpc::HttpClient;
+use serde_json::Value;
+
+use crate::support::{start_server, ServerProc};
+
+/// Runs kubectl against the server's kubeconfig with `stdin`, returning (success, stdout, stderr).
+async fn kubectl(server: &ServerProc, home: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(server.data_dir.join("orch.yaml"))
+        .args(args)
+        .env("HOME", home)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running kubectl");
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.unwrap_or("").as_bytes()).await.unwrap();
+    drop(pipe);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("kubectl hung").unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+async fn request(client: &HttpClient, method: &str, url: &str, content_type: &str, body: &str) -> (u16, Value) {
+    let req = http::Request::builder().method(method).uri(url).header("content-type", content_type).body(Full::new(Bytes::from(body.to_string()))).unwrap();
+    let (status, bytes) = client.fetch(req, Duration::from_secs(10)).await.unwrap();
+    (status.as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn ready_server(dir: &Path) -> ServerProc {
+    let server = start_server(&dir.join("n0"), &[]);
+    server.wait_member(Duration::from_secs(20)).await;
+    let home = dir.join("home");
+    crate::support::wait_for(Duration::from_secs(20), "the system namespaces", || async {
+        let (ok, out, _) = kubectl(&server, &home, &["get", "ns", "-o", "name"], None).await;
+        (ok && out.contains("namespace/kube-system") && out.contains("namespace/default")).then_some(())
+    })
+    .await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_manages_configmaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ready_server(dir.path()).await;
+    let home = dir.path().join("home");
+
+    let (ok, out, err) = kubectl(&server, &home, &["api-resources"], None).await;
+    assert!(ok && out.contains("configmaps") && out.contains(" cm "), "{out}{err}");
+
+    let manifest = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"web","labels":{"app":"web"}},"data":{"k":"v"}}
+{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"db","labels":{"app":"db"}},"data":{"k":"v"}}"#;
+    let (ok, out, err) = kubectl(&server, &home, &["apply", "--validate=false", "-f", "-"], Some(manifest)).await;
+    assert!(ok, "apply failed: {out}{err}");
+    assert!(out.contains("configmap/web created") && out.contains("configmap/db created"), "{out}");
+
+    let (ok, out, _) = kubectl(&server, &home, &["get", "cm", "-l", "app=web", "-o", "name"], None).await;
+    assert!(ok);
+    assert_eq!(out.trim(), "configmap/web");
+
+    let (_, out, _) = kubectl(&server, &home, &["get", "cm", "web", "-o", "json"], None).await;
+    let obj: Value = serde_json::from_str(&out).unwrap();
+    let rv: u64 = obj["metadata"]["resourceVersion"].as_str().unwrap().parse().expect("numeric resourceVersion");
+    assert!(obj["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36));
+
+    // A replace carrying a stale resourceVersion is a conflict and changes nothing.
+    let mut stale = obj.clone();
+    stale["metadata"]["resourceVersion"] = Value::String((rv - 1).to_string());
+    stale["data"]["k"] = "changed".into();
+    let (ok, _, err) = kubectl(&server, &home, &["replace", "--validate=false", "-f", "-"], Some(&stale.to_string())).await;
+    assert!(!ok && err.contains("the object has been modified"), "{err}");
+    let mut fresh = obj.clone();
+    fresh["data"]["k"] = "changed".into();
+    let (ok, _, err) = kubectl(&server, &home, &["replace", "--validate=false", "-f", "-"], Some(&fresh.to_string())).await;
+    assert!(ok, "{err}");
+    let (_, out, _) = kubectl(&server, &home, &["get", "cm", "web", "-o", "jsonpath={.data.k}"], None).await;
+    assert_eq!(out, "changed");
+
+    let (ok, out, _) = kubectl(&server, &home, &["get", "cm", "-A", "--chunk-size=1", "-o", "name"], None).await;
+    assert!(ok);
+    assert_eq!(out.lines().count(), 2, "paging with limit/continue returns every object once: {out}");
+
+    let (ok, out, err) = kubectl(&server, &home, &["delete", "cm", "web"], None).await;
+    assert!(ok && out.contains("deleted"), "{out}{err}");
+    let (ok, _, err) = kubectl(&server, &home, &["get", "cm", "web"], None).await;
+    assert!(!ok && err.contains("configmaps \"web\" not found"), "{err}");
+
+    let (ok, _, err) = kubectl(&server, &home, &["apply", "--validate=false", "-n", "nope", "-f", "-"], Some(manifest)).await;
+    assert!(!ok && err.contains("namespaces \"nope\" not found"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_kubernetes_status_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ready_server(dir.path()).await;
+    let admin = server.admin_client().unwrap();
+    let url = format!("{}/api/v1/namespaces/default/configmaps", server.url());
+
+    let (code, status) = request(&admin, "POST", &url, "application/json", "{not json").await;
+    assert_eq!((code, status["kind"].as_str(), status["reason"].as_str()), (400, Some("Status"), Some("BadRequest")));
+    let (code, status) = request(&admin, "POST", &url, "application/json", r#"{"metadata":{"name":"Bad_Name"}}"#).await;
+    assert_eq!((code, status["reason"].as_str()), (422, Some("Invalid")), "{status}");
+    assert_eq!(status["details"]["causes"][0]["field"], "metadata.name");
+    let (code, _) = request(&admin, "POST", &url, "application/xml", "<x/>").await;
+    assert_eq!(code, 415);
+    let big = format!(r#"{{"metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#, "x".repeat(4 << 20));
+    let (code, status) = request(&admin, "POST", &url, "application/json", &big).await;
+    assert_eq!(code, 413, "{status}");
+    let (code, status) = request(&admin, "POST", &url, "application/json", r#"{"metadata":{"name":"dup"}}"#).await;
+    assert_eq!(code, 201, "{status}");
+    let (code, status) = request(&admin, "POST", &url, "application/json", r#"{"metadata":{"name":"dup"}}"#).await;
+    assert_eq!((code, status["reason"].as_str()), (409, Some("AlreadyExists")));
+    let (_, list) = request(&admin, "GET", &url, "", "").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "refused requests stored nothing");
+
+    let ca = std::fs::read_to_string(server.data_dir.join("server/tls/server-ca.crt")).unwrap();
+    let anonymous = HttpClient::new(pki::client_config(&ca, None).unwrap());
+    let (code, status) = request(&anonymous, "GET", &url, "", "").await;
+    assert_eq!((code, status["reason"].as_str()), (401, Some("Unauthorized")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_streams_events_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ready_server(dir.path()).await;
+    let admin = server.admin_client().unwrap();
+    let base = format!("{}/api/v1/namespaces/default/configmaps", server.url());
+    let (_, created) = request(&admin, "POST", &base, "application/json", r#"{"metadata":{"name":"w0"}}"#).await;
+    let rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+
+    let req = http::Request::get(format!("{base}?watch=true&resourceVersion={rv}&timeoutSeconds=5")).body(Full::default()).unwrap();
+    let resp = admin.send(req, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let writer = {
+        let admin = admin.clone();
+        let base = base.clone();
+        tokio::spawn(async move {
+            request(&admin, "POST", &base, "application/json", r#"{"metadata":{"name":"w1"}}"#).await;
+            let (_, w1) = request(&admin, "GET", &format!("{base}/w1"), "", "").await;
+            request(&admin, "PUT", &format!("{base}/w1"), "application/json", &w1.to_string()).await;
+            request(&admin, "DELETE", &format!("{base}/w1"), "", "").await;
+        })
+    };
+    let body = tokio::time::timeout(Duration::from_secs(15), resp.into_body().collect()).await.expect("watch ends at timeoutSeconds").unwrap().to_bytes();
+    writer.await.unwrap();
+    let events: Vec<(String, String)> = String::from_utf8_lossy(&body)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["type"].as_str().unwrap().to_string(), v["object"]["metadata"]["name"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [("ADDED", "w1"), ("MODIFIED", "w1"), ("DELETED", "w1")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    assert_eq!(events, expected);
+
+    // Without a resourceVersion the current objects come first, as ADDED.
+    let req = http::Request::get(format!("{base}?watch=1&timeoutSeconds=1")).body(Full::default()).unwrap();
+    let resp = admin.send(req, Duration::from_secs(10)).await.unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let first: Value = serde_json::from_str(String::from_utf8_lossy(&body).lines().next().unwrap()).unwrap();
+    assert_eq!((first["type"].as_str(), first["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("w0")));
+}
