@@ -1,10 +1,11 @@
 //! The Kubernetes REST API (being built up; see the issue tracker): discovery, and create, get,
-//! list (label selectors, limit/continue), watch, update and delete of the registry's
+//! list (label selectors, limit/continue), watch, update, patch and delete of the registry's
 //! resources, with Kubernetes Status errors. Callers authenticate with x509 client certificates;
 //! until RBAC lands only `system:masters` is authorised.
 
 mod discovery;
 mod objects;
+mod patch;
 mod registry;
 mod selector;
 mod status;
@@ -92,6 +93,7 @@ fn verb(method: &Method, named: bool, watch: bool) -> &'static str {
         ("POST", _, _) => "create",
         ("PUT", _, _) => "update",
         ("DELETE", _, _) => "delete",
+        ("PATCH", _, _) => "patch",
         _ => "unknown",
     }
 }
@@ -101,6 +103,16 @@ async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
     if !content_type.is_empty() && !content_type.starts_with("application/json") && !content_type.contains("yaml") {
         return Err(ApiError::unsupported_media_type(content_type));
     }
+    let bytes = read_body(body).await?;
+    if content_type.contains("yaml") {
+        serde_yaml::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}")))
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+    }
+}
+
+/// Reads a whole request body, refusing more than [`MAX_BODY`] with 413.
+async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
     let bytes = http_body_util::Limited::new(body, MAX_BODY).collect().await.map_err(|e| {
         if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
             ApiError { code: StatusCode::PAYLOAD_TOO_LARGE, reason: "RequestEntityTooLarge", message: "Request entity too large: limit is 3145728".into(), details: None }
@@ -108,12 +120,7 @@ async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
             ApiError::bad_request(format!("reading the request body: {e}"))
         }
     })?;
-    let bytes = bytes.to_bytes();
-    if content_type.contains("yaml") {
-        serde_yaml::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}")))
-    } else {
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
-    }
+    Ok(bytes.to_bytes())
 }
 
 async fn handle(
@@ -171,6 +178,12 @@ async fn serve(store: SharedStore, peer: Peer, method: Method, uri: Uri, query: 
         ("create", None) => {
             let obj = objects::create(store_ref, &scope, read_json(&headers, body).await?).await?;
             Ok((StatusCode::CREATED, Json(obj)).into_response())
+        }
+        ("patch", Some(name)) => {
+            let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let kind = patch::PatchType::from_content_type(content_type).ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
+            let raw = read_body(body).await?;
+            Ok(Json(objects::patch(store_ref, &scope, name, kind, &raw).await?).into_response())
         }
         ("update", Some(name)) => Ok(Json(objects::update(store_ref, &scope, name, read_json(&headers, body).await?).await?).into_response()),
         ("delete", Some(name)) => {

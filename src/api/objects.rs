@@ -193,6 +193,49 @@ pub async fn update(store: &dyn Store, scope: &Scope<'_>, name: &str, mut obj: V
     Ok(obj)
 }
 
+/// How often a patch is retried when the object changes between its read and its write.
+const PATCH_RETRIES: usize = 5;
+
+/// Applies a patch to the stored object, retrying on concurrent changes unless the patch
+/// itself pins a resourceVersion.
+pub async fn patch(store: &dyn Store, scope: &Scope<'_>, name: &str, kind: super::patch::PatchType, body: &[u8]) -> Result<Value, ApiError> {
+    let r = scope.resource;
+    let key = scope.key(name);
+    for _ in 0..PATCH_RETRIES {
+        let current = get_kv(store, &key).await?.ok_or_else(|| scope.not_found(name))?;
+        let before = decode(&current)?;
+        let mut obj = before.clone();
+        super::patch::apply(&mut obj, kind, body)?;
+        check_body(scope, &mut obj)?;
+        if obj["metadata"]["name"] != before["metadata"]["name"] {
+            return Err(ApiError::invalid(r.group, r.kind, name, "metadata.name", "field is immutable"));
+        }
+        let pinned = obj["metadata"]["resourceVersion"] != before["metadata"]["resourceVersion"];
+        let expected: Revision = match obj["metadata"].get("resourceVersion").and_then(Value::as_str) {
+            Some(rv) if pinned => rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+            _ => current.mod_revision,
+        };
+        for field in ["uid", "creationTimestamp"] {
+            obj["metadata"][field] = before["metadata"][field].clone();
+        }
+        let resp = store
+            .txn(TxnRequest {
+                compare: vec![Compare::mod_revision(key.clone(), expected)],
+                success: vec![Op::Put { key: key.clone().into_bytes(), value: encode(&obj) }],
+                failure: vec![],
+            })
+            .await?;
+        if resp.succeeded {
+            obj["metadata"]["resourceVersion"] = json!(resp.revision.to_string());
+            return Ok(obj);
+        }
+        if pinned {
+            return Err(ApiError::conflict(r.group, r.plural, name));
+        }
+    }
+    Err(ApiError::conflict(r.group, r.plural, name))
+}
+
 pub async fn delete(store: &dyn Store, scope: &Scope<'_>, name: &str) -> Result<Value, ApiError> {
     let key = scope.key(name);
     let resp = store.txn(TxnRequest::delete(key)).await?;

@@ -16,7 +16,7 @@ pub struct Resource {
 }
 
 /// Verbs every registry resource supports.
-pub const VERBS: &[&str] = &["create", "delete", "get", "list", "update", "watch"];
+pub const VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
 
 const fn res(
     group: &'static str,

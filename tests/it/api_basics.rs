@@ -1,6 +1,6 @@
 //! The first slice of the Kubernetes API, driven by the real kubectl and raw HTTPS: discovery,
-//! system namespaces, apply/get/list/replace/delete of ConfigMaps, conflicts, label selectors,
-//! paging, watch, and Status errors for bad input and missing credentials.
+//! system namespaces, apply/get/list/replace/patch/label/delete of ConfigMaps, conflicts,
+//! label selectors, paging, watch, and Status errors for bad input and missing credentials.
 
 use std::path::Path;
 use std::time::Duration;
@@ -87,6 +87,31 @@ async fn kubectl_manages_configmaps() {
     assert!(ok, "{err}");
     let (_, out, _) = kubectl(&server, &home, &["get", "cm", "web", "-o", "jsonpath={.data.k}"], None).await;
     assert_eq!(out, "changed");
+
+    // Labels, annotations and the three patch types.
+    for args in [
+        vec!["label", "cm", "web", "tier=front"],
+        vec!["annotate", "cm", "web", "note=hi"],
+        vec!["patch", "cm", "web", "-p", r#"{"data":{"s":"strategic"}}"#],
+        vec!["patch", "cm", "web", "--type=merge", "-p", r#"{"data":{"k":null}}"#],
+        vec!["patch", "cm", "web", "--type=json", "-p", r#"[{"op":"add","path":"/data/j","value":"json"}]"#],
+    ] {
+        let (ok, out, err) = kubectl(&server, &home, &args, None).await;
+        assert!(ok, "kubectl {args:?}: {out}{err}");
+    }
+    let (_, out, _) = kubectl(&server, &home, &["get", "cm", "web", "-o", "json"], None).await;
+    let patched: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(patched["data"], serde_json::json!({"s": "strategic", "j": "json"}));
+    assert_eq!(patched["metadata"]["labels"]["tier"], "front");
+    assert_eq!(patched["metadata"]["annotations"]["note"], "hi");
+    assert_eq!(patched["metadata"]["uid"], obj["metadata"]["uid"], "patches keep the uid");
+
+    // Re-applying a changed manifest updates the object (client-side apply patches it).
+    let changed = manifest.replace(r#""name":"db","labels":{"app":"db"}},"data":{"k":"v"}"#, r#""name":"db","labels":{"app":"db"}},"data":{"k":"v2"}"#);
+    let (ok, out, err) = kubectl(&server, &home, &["apply", "--validate=false", "-f", "-"], Some(&changed)).await;
+    assert!(ok && out.contains("configmap/db configured"), "{out}{err}");
+    let (_, out, _) = kubectl(&server, &home, &["get", "cm", "db", "-o", "jsonpath={.data.k}"], None).await;
+    assert_eq!(out, "v2");
 
     let (ok, out, _) = kubectl(&server, &home, &["get", "cm", "-A", "--chunk-size=1", "-o", "name"], None).await;
     assert!(ok);
