@@ -9,6 +9,7 @@ mod patch;
 mod registry;
 mod selector;
 mod status;
+mod table;
 mod watch;
 
 use std::collections::HashMap;
@@ -158,17 +159,29 @@ async fn serve(store: SharedStore, peer: Peer, method: Method, uri: Uri, query: 
     }
     let scope = Scope { resource, namespace: target.namespace };
     let store_ref = store.as_ref();
+    let as_table = table::wanted(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or(""));
     match (verb, target.name) {
-        ("get", Some(name)) => Ok(Json(objects::get(store_ref, &scope, name).await?).into_response()),
+        ("get", Some(name)) => {
+            let obj = objects::get(store_ref, &scope, name).await?;
+            if as_table {
+                let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+                return Ok(Json(table::render(resource, &[obj], &rv, None)).into_response());
+            }
+            Ok(Json(obj).into_response())
+        }
         ("list" | "watch", None) => {
             let selector = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str)).map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?;
             if watching {
                 let from = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
                 let timeout = query.get("timeoutSeconds").and_then(|v| v.parse().ok()).map(Duration::from_secs);
-                return watch::watch(store.clone(), scope, selector, from, timeout).await;
+                let shape = if as_table { watch::Shape::Table(resource) } else { watch::Shape::Object };
+                return watch::watch(store.clone(), scope, selector, from, timeout, shape).await;
             }
             let limit = query.get("limit").and_then(|v| v.parse().ok()).unwrap_or(0);
             let page = objects::list(store_ref, &scope, &selector, limit, query.get("continue").map(String::as_str)).await?;
+            if as_table {
+                return Ok(Json(table::render(resource, &page.items, &page.revision.to_string(), page.continue_token.as_deref())).into_response());
+            }
             let mut meta = json!({ "resourceVersion": page.revision.to_string() });
             if let Some(token) = page.continue_token {
                 meta["continue"] = json!(token);

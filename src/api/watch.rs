@@ -10,6 +10,8 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use super::objects::{self, Scope, SharedStore};
+use super::registry::Resource;
+use super::table;
 use super::selector::LabelSelector;
 use super::status::ApiError;
 use crate::store::{EventKind, KeyRange, Revision, StoreError, WatchRequest};
@@ -22,13 +24,33 @@ fn line(kind: &str, object: &Value) -> bytes::Bytes {
 
 /// Starts a watch stream response. `from` is the client's resourceVersion (0 or absent: send
 /// the current objects as ADDED first).
-pub async fn watch(store: SharedStore, scope: Scope<'_>, selector: LabelSelector, from: Revision, timeout: Option<Duration>) -> Result<Response, ApiError> {
+/// How the events' objects are shaped.
+#[derive(Clone, Copy)]
+pub enum Shape {
+    Object,
+    /// A one-row Table per event (`kubectl get -w`).
+    Table(&'static Resource),
+}
+
+impl Shape {
+    fn apply(self, obj: Value) -> Value {
+        match self {
+            Shape::Object => obj,
+            Shape::Table(resource) => {
+                let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+                table::render(resource, &[obj], &rv, None)
+            }
+        }
+    }
+}
+
+pub async fn watch(store: SharedStore, scope: Scope<'_>, selector: LabelSelector, from: Revision, timeout: Option<Duration>, shape: Shape) -> Result<Response, ApiError> {
     let mut initial = Vec::new();
     let start = if from > 0 {
         from + 1
     } else {
         let page = objects::list(store.as_ref(), &scope, &selector, 0, None).await?;
-        initial = page.items.iter().map(|o| line("ADDED", o)).collect();
+        initial = page.items.into_iter().map(|o| line("ADDED", &shape.apply(o))).collect();
         page.revision + 1
     };
     let range = KeyRange::prefix(scope.resource.key_prefix(scope.namespace));
@@ -56,7 +78,7 @@ pub async fn watch(store: SharedStore, scope: Scope<'_>, selector: LabelSelector
                     if ev.kind == EventKind::Delete {
                         obj["metadata"]["resourceVersion"] = json!(ev.kv.mod_revision.to_string());
                     }
-                    selector_live.matches(&obj["metadata"]["labels"]).then(|| Ok(line(kind, &obj)))
+                    selector_live.matches(&obj["metadata"]["labels"]).then(|| Ok(line(kind, &shape.apply(obj))))
                 })
                 .collect(),
             Err(e) => vec![Ok(line("ERROR", &ApiError::from(e).to_status()))],

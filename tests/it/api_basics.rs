@@ -66,6 +66,15 @@ async fn kubectl_manages_configmaps() {
     assert!(ok, "apply failed: {out}{err}");
     assert!(out.contains("configmap/web created") && out.contains("configmap/db created"), "{out}");
 
+    // Server-side Table columns, as kube-apiserver prints them.
+    let (ok, out, _) = kubectl(&server, &home, &["get", "cm", "web"], None).await;
+    assert!(ok);
+    let header: Vec<&str> = out.lines().next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "DATA", "AGE"], "{out}");
+    assert!(out.lines().nth(1).is_some_and(|l| l.split_whitespace().take(2).collect::<Vec<_>>() == ["web", "1"]), "{out}");
+    let (_, out, _) = kubectl(&server, &home, &["get", "ns", "kube-system"], None).await;
+    assert!(out.starts_with("NAME") && out.contains("STATUS") && out.contains("Active"), "{out}");
+
     let (ok, out, _) = kubectl(&server, &home, &["get", "cm", "-l", "app=web", "-o", "name"], None).await;
     assert!(ok);
     assert_eq!(out.trim(), "configmap/web");
