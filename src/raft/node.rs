@@ -29,7 +29,7 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 const PROPOSER_IN_FLIGHT: usize = 1;
 /// Raft entries the leader's combiner keeps in flight: replication of one overlaps with
 /// applying the previous one.
-const COMBINER_IN_FLIGHT: usize = 1;
+const COMBINER_IN_FLIGHT: usize = 2;
 
 /// Tunables of a raft node.
 #[derive(Clone)]
