@@ -112,6 +112,22 @@ async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
     }
 }
 
+/// DeleteOptions from the body (if any) and the `propagationPolicy` query parameter.
+async fn delete_options(query: &HashMap<String, String>, body: Body) -> Result<objects::DeleteOptions, ApiError> {
+    let raw = read_body(body).await?;
+    let doc: Value = if raw.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("the DeleteOptions body is not valid JSON: {e}")))?
+    };
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    Ok(objects::DeleteOptions {
+        propagation_policy: query.get("propagationPolicy").cloned().or_else(|| text(&doc["propagationPolicy"])),
+        precondition_uid: text(&doc["preconditions"]["uid"]),
+        precondition_resource_version: text(&doc["preconditions"]["resourceVersion"]),
+    })
+}
+
 /// Reads a whole request body, refusing more than [`MAX_BODY`] with 413.
 async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
     let bytes = http_body_util::Limited::new(body, MAX_BODY).collect().await.map_err(|e| {
@@ -200,12 +216,15 @@ async fn serve(store: SharedStore, peer: Peer, method: Method, uri: Uri, query: 
         }
         ("update", Some(name)) => Ok(Json(objects::update(store_ref, &scope, name, read_json(&headers, body).await?).await?).into_response()),
         ("delete", Some(name)) => {
-            let gone = objects::delete(store_ref, &scope, name).await?;
-            Ok(Json(json!({
-                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": { "name": name, "group": resource.group, "kind": resource.plural, "uid": gone["metadata"]["uid"] },
-            }))
-            .into_response())
+            let options = delete_options(&query, body).await?;
+            match objects::delete(store_ref, &scope, name, &options).await? {
+                objects::Deleted::Terminating(obj) => Ok(Json(obj).into_response()),
+                objects::Deleted::Gone(obj) => Ok(Json(json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                    "details": { "name": name, "group": resource.group, "kind": resource.plural, "uid": obj["metadata"]["uid"] },
+                }))
+                .into_response()),
+            }
         }
         _ => Err(ApiError::method_not_allowed()),
     }

@@ -130,9 +130,18 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value) -> Res
     check_name(&name).map_err(|why| ApiError::invalid(r.group, r.kind, &name, "metadata.name", &format!("Invalid value: {name:?}: {why}")))?;
     meta["name"] = json!(name);
     meta["uid"] = json!(new_uid());
+    if let Some(m) = meta.as_object_mut() {
+        m.remove("generation");
+    }
     meta["creationTimestamp"] = json!(now_rfc3339());
     if let Some(m) = meta.as_object_mut() {
-        m.remove("resourceVersion");
+        for server_owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+            m.remove(server_owned);
+        }
+    }
+    // Objects with a desired state (spec) count its changes in `generation`.
+    if obj.get("spec").is_some() {
+        obj["metadata"]["generation"] = json!(1);
     }
     if r.plural == "namespaces" {
         obj["spec"]["finalizers"] = json!(["kubernetes"]);
@@ -161,6 +170,54 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value) -> Res
     Ok(obj)
 }
 
+/// Carries the server-owned metadata of `before` over to `obj` and bumps `generation` when
+/// anything but metadata and status changed.
+fn carry_over(before: &Value, obj: &mut Value) {
+    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+        match before["metadata"].get(field) {
+            Some(v) => obj["metadata"][field] = v.clone(),
+            None => {
+                if let Some(m) = obj["metadata"].as_object_mut() {
+                    m.remove(field);
+                }
+            }
+        }
+    }
+    match before["metadata"]["generation"].as_i64() {
+        Some(generation) => {
+            let bumped = if desired_state(before) != desired_state(obj) { generation + 1 } else { generation };
+            obj["metadata"]["generation"] = json!(bumped);
+        }
+        None => {
+            if let Some(m) = obj["metadata"].as_object_mut() {
+                m.remove("generation");
+            }
+        }
+    }
+}
+
+/// Everything of an object but its metadata and status: what `generation` counts changes of.
+fn desired_state(obj: &Value) -> Vec<(&String, &Value)> {
+    obj.as_object().map(|m| m.iter().filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status")).collect()).unwrap_or_default()
+}
+
+fn has_finalizers(obj: &Value) -> bool {
+    obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
+}
+
+/// Writes `obj` over the version at revision `expected`; an object being deleted whose last
+/// finalizer is gone is deleted instead. `None`: the object changed meanwhile.
+async fn write_over(store: &dyn Store, key: &str, expected: Revision, mut obj: Value) -> Result<Option<Value>, ApiError> {
+    let finished = obj["metadata"].get("deletionTimestamp").is_some() && !has_finalizers(&obj);
+    let op = if finished { Op::Delete { key: key.as_bytes().to_vec() } } else { Op::Put { key: key.as_bytes().to_vec(), value: encode(&obj) } };
+    let resp = store.txn(TxnRequest { compare: vec![Compare::mod_revision(key, expected)], success: vec![op], failure: vec![] }).await?;
+    if !resp.succeeded {
+        return Ok(None);
+    }
+    obj["metadata"]["resourceVersion"] = json!(resp.revision.to_string());
+    Ok(Some(obj))
+}
+
 pub async fn update(store: &dyn Store, scope: &Scope<'_>, name: &str, mut obj: Value) -> Result<Value, ApiError> {
     let r = scope.resource;
     check_body(scope, &mut obj)?;
@@ -171,26 +228,12 @@ pub async fn update(store: &dyn Store, scope: &Scope<'_>, name: &str, mut obj: V
     }
     let key = scope.key(name);
     let current = get_kv(store, &key).await?.ok_or_else(|| scope.not_found(name))?;
-    let stored = decode(&current)?;
     let expected: Revision = match obj["metadata"].get("resourceVersion").and_then(Value::as_str) {
         Some(rv) => rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
         None => current.mod_revision,
     };
-    for field in ["uid", "creationTimestamp"] {
-        obj["metadata"][field] = stored["metadata"][field].clone();
-    }
-    let resp = store
-        .txn(TxnRequest {
-            compare: vec![Compare::mod_revision(key.clone(), expected)],
-            success: vec![Op::Put { key: key.into_bytes(), value: encode(&obj) }],
-            failure: vec![],
-        })
-        .await?;
-    if !resp.succeeded {
-        return Err(ApiError::conflict(r.group, r.plural, name));
-    }
-    obj["metadata"]["resourceVersion"] = json!(resp.revision.to_string());
-    Ok(obj)
+    carry_over(&decode(&current)?, &mut obj);
+    write_over(store, &key, expected, obj).await?.ok_or_else(|| ApiError::conflict(r.group, r.plural, name))
 }
 
 /// How often a patch is retried when the object changes between its read and its write.
@@ -215,34 +258,76 @@ pub async fn patch(store: &dyn Store, scope: &Scope<'_>, name: &str, kind: super
             Some(rv) if pinned => rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
             _ => current.mod_revision,
         };
-        for field in ["uid", "creationTimestamp"] {
-            obj["metadata"][field] = before["metadata"][field].clone();
-        }
-        let resp = store
-            .txn(TxnRequest {
-                compare: vec![Compare::mod_revision(key.clone(), expected)],
-                success: vec![Op::Put { key: key.clone().into_bytes(), value: encode(&obj) }],
-                failure: vec![],
-            })
-            .await?;
-        if resp.succeeded {
-            obj["metadata"]["resourceVersion"] = json!(resp.revision.to_string());
-            return Ok(obj);
-        }
-        if pinned {
-            return Err(ApiError::conflict(r.group, r.plural, name));
+        carry_over(&before, &mut obj);
+        match write_over(store, &key, expected, obj).await? {
+            Some(done) => return Ok(done),
+            None if pinned => return Err(ApiError::conflict(r.group, r.plural, name)),
+            None => {}
         }
     }
     Err(ApiError::conflict(r.group, r.plural, name))
 }
 
-pub async fn delete(store: &dyn Store, scope: &Scope<'_>, name: &str) -> Result<Value, ApiError> {
+/// What a DELETE asks for (its `DeleteOptions` body and query).
+#[derive(Debug, Default)]
+pub struct DeleteOptions {
+    /// `Foreground` or `Orphan` record a finalizer for the garbage collector; `Background`
+    /// (the default) deletes at once.
+    pub propagation_policy: Option<String>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+}
+
+/// What became of a deleted object.
+pub enum Deleted {
+    /// Gone from the store.
+    Gone(Value),
+    /// Marked with a deletionTimestamp; finalizers still hold it.
+    Terminating(Value),
+}
+
+/// Deletes an object, or marks it for deletion while finalizers (including the one recorded
+/// for a foreground or orphan propagation policy) hold it.
+pub async fn delete(store: &dyn Store, scope: &Scope<'_>, name: &str, options: &DeleteOptions) -> Result<Deleted, ApiError> {
+    let r = scope.resource;
     let key = scope.key(name);
-    let resp = store.txn(TxnRequest::delete(key)).await?;
-    match resp.responses.into_iter().next() {
-        Some(OpResponse::Delete { prev_kv: Some(kv) }) => decode(&kv),
-        _ => Err(scope.not_found(name)),
+    for _ in 0..PATCH_RETRIES {
+        let current = get_kv(store, &key).await?.ok_or_else(|| scope.not_found(name))?;
+        let mut obj = decode(&current)?;
+        let uid_mismatch = options.precondition_uid.as_deref().is_some_and(|u| obj["metadata"]["uid"] != u);
+        let rv_mismatch = options.precondition_resource_version.as_deref().is_some_and(|v| obj["metadata"]["resourceVersion"] != v);
+        if uid_mismatch || rv_mismatch {
+            return Err(ApiError::conflict(r.group, r.plural, name));
+        }
+        let finalizer = match options.propagation_policy.as_deref() {
+            Some("Foreground") => Some("foregroundDeletion"),
+            Some("Orphan") => Some("orphan"),
+            _ => None,
+        };
+        if let Some(f) = finalizer {
+            let list = obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+            if !list.iter().any(|x| x == f) {
+                obj["metadata"]["finalizers"] = json!(list.into_iter().chain([json!(f)]).collect::<Vec<_>>());
+            }
+        }
+        if !has_finalizers(&obj) {
+            let resp = store
+                .txn(TxnRequest { compare: vec![Compare::mod_revision(key.clone(), current.mod_revision)], success: vec![Op::Delete { key: key.clone().into_bytes() }], failure: vec![] })
+                .await?;
+            if resp.succeeded {
+                return Ok(Deleted::Gone(obj));
+            }
+            continue;
+        }
+        if obj["metadata"].get("deletionTimestamp").is_none() {
+            obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        }
+        if let Some(done) = write_over(store, &key, current.mod_revision, obj).await? {
+            return Ok(Deleted::Terminating(done));
+        }
     }
+    Err(ApiError::conflict(r.group, r.plural, name))
 }
 
 /// A page of a list: the objects, the revision it was read at, and the continue token.

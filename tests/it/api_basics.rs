@@ -206,3 +206,38 @@ async fn watch_streams_events_in_order() {
     let first: Value = serde_json::from_str(String::from_utf8_lossy(&body).lines().next().unwrap()).unwrap();
     assert_eq!((first["type"].as_str(), first["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("w0")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalizers_hold_deletion_and_generation_counts_spec_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ready_server(dir.path()).await;
+    let admin = server.admin_client().unwrap();
+    let base = format!("{}/apis/coordination.k8s.io/v1/namespaces/default/leases", server.url());
+    let lease = r#"{"metadata":{"name":"l","finalizers":["example.com/hold"]},"spec":{"holderIdentity":"a"}}"#;
+    let (code, created) = request(&admin, "POST", &base, "application/json", lease).await;
+    assert_eq!((code, created["metadata"]["generation"].as_i64()), (201, Some(1)), "{created}");
+
+    let url = format!("{base}/l");
+    let (_, spec_changed) = request(&admin, "PATCH", &url, "application/merge-patch+json", r#"{"spec":{"holderIdentity":"b"}}"#).await;
+    assert_eq!(spec_changed["metadata"]["generation"], 2);
+    let (_, labelled) = request(&admin, "PATCH", &url, "application/merge-patch+json", r#"{"metadata":{"labels":{"x":"y"}}}"#).await;
+    assert_eq!(labelled["metadata"]["generation"], 2, "metadata changes do not bump generation");
+
+    let (code, terminating) = request(&admin, "DELETE", &url, "", "").await;
+    assert_eq!(code, 200);
+    assert!(terminating["metadata"]["deletionTimestamp"].is_string(), "{terminating}");
+    let (code, _) = request(&admin, "GET", &url, "", "").await;
+    assert_eq!(code, 200, "a finalizer keeps the object");
+    let (code, _) = request(&admin, "PATCH", &url, "application/merge-patch+json", r#"{"metadata":{"finalizers":null}}"#).await;
+    assert_eq!(code, 200);
+    let (code, _) = request(&admin, "GET", &url, "", "").await;
+    assert_eq!(code, 404, "removing the last finalizer completes the deletion");
+
+    // An orphan propagation policy is recorded as a finalizer for the garbage collector.
+    request(&admin, "POST", &base, "application/json", r#"{"metadata":{"name":"o"},"spec":{}}"#).await;
+    let (code, held) = request(&admin, "DELETE", &format!("{base}/o?propagationPolicy=Orphan"), "", "").await;
+    assert_eq!(code, 200);
+    assert_eq!(held["metadata"]["finalizers"], serde_json::json!(["orphan"]));
+    let (code, status) = request(&admin, "DELETE", &format!("{base}/o"), "application/json", r#"{"preconditions":{"uid":"not-it"}}"#).await;
+    assert_eq!((code, status["reason"].as_str()), (409, Some("Conflict")));
+}
