@@ -5,6 +5,7 @@
 
 mod discovery;
 mod objects;
+mod openapi;
 mod patch;
 mod registry;
 mod selector;
@@ -13,19 +14,21 @@ mod table;
 mod watch;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, get};
 use axum::{Extension, Json, Router};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 use crate::pki::{Peer, MASTERS_GROUP};
 use objects::{Scope, SharedStore};
+use openapi::{FieldValidation, OpenApi};
 pub use registry::{Resource, BUILTIN};
 use selector::LabelSelector;
 pub use status::ApiError;
@@ -33,13 +36,40 @@ pub use status::ApiError;
 /// Largest request body accepted, as kube-apiserver (3 MiB).
 const MAX_BODY: usize = 3 << 20;
 
+/// What every API handler shares.
+#[derive(Clone)]
+struct ApiState {
+    store: SharedStore,
+    openapi: Arc<OpenApi>,
+}
+
 pub fn router(store: SharedStore) -> Router {
+    let state = ApiState { store, openapi: Arc::new(OpenApi::build()) };
     Router::new()
         .route("/api", any(handle))
         .route("/api/{*rest}", any(handle))
         .route("/apis", any(handle))
         .route("/apis/{*rest}", any(handle))
-        .with_state(store)
+        .route("/openapi/v3", get(openapi_root))
+        .route("/openapi/v3/{*gv}", get(openapi_document))
+        .with_state(state)
+}
+
+async fn openapi_root(State(state): State<ApiState>, Extension(peer): Extension<Peer>) -> Response {
+    match peer.0 {
+        Some(_) => Json(state.openapi.root()).into_response(),
+        None => ApiError::unauthorized().into_response(),
+    }
+}
+
+async fn openapi_document(State(state): State<ApiState>, Extension(peer): Extension<Peer>, axum::extract::Path(gv): axum::extract::Path<String>) -> Response {
+    if peer.0.is_none() {
+        return ApiError::unauthorized().into_response();
+    }
+    match state.openapi.document(&gv) {
+        Some(doc) => Json(doc).into_response(),
+        None => ApiError::not_found("", "", &gv).into_response(),
+    }
 }
 
 /// The namespaces every cluster has; created at start when missing.
@@ -141,7 +171,7 @@ async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
 }
 
 async fn handle(
-    State(store): State<SharedStore>,
+    State(state): State<ApiState>,
     Extension(peer): Extension<Peer>,
     method: Method,
     uri: Uri,
@@ -149,13 +179,14 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match serve(store, peer, method, uri, query, headers, body).await {
+    match serve(state, peer, method, uri, query, headers, body).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
 }
 
-async fn serve(store: SharedStore, peer: Peer, method: Method, uri: Uri, query: HashMap<String, String>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn serve(state: ApiState, peer: Peer, method: Method, uri: Uri, query: HashMap<String, String>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let store = state.store.clone();
     let identity = peer.0.ok_or_else(ApiError::unauthorized)?;
     let path = uri.path();
     match path.trim_end_matches('/') {
@@ -174,9 +205,63 @@ async fn serve(store: SharedStore, peer: Peer, method: Method, uri: Uri, query: 
         return Err(ApiError::forbidden(&identity.user, verb, resource.group, resource.plural, target.namespace));
     }
     let scope = Scope { resource, namespace: target.namespace };
-    let store_ref = store.as_ref();
     let as_table = table::wanted(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or(""));
-    match (verb, target.name) {
+    let validation = FieldValidation::parse(query.get("fieldValidation").map(String::as_str)).map_err(ApiError::bad_request)?;
+    let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
+    let check = {
+        let (openapi, warnings) = (state.openapi.clone(), warnings.clone());
+        move |obj: &mut Value| -> Result<(), ApiError> {
+            let unknown = openapi.prune(resource, obj);
+            match validation {
+                FieldValidation::Strict if !unknown.is_empty() => {
+                    let fields: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                    Err(ApiError::bad_request(format!(
+                        "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                        fields.join(", "),
+                        kind = resource.kind,
+                        version = resource.version
+                    )))
+                }
+                FieldValidation::Warn => {
+                    warnings.lock().expect("warnings lock").extend(unknown.into_iter().map(|f| format!("unknown field \"{f}\"")));
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        }
+    };
+    let response = dispatch(&store, resource, scope, verb, target.name, watching, as_table, &query, &headers, body, &check).await?;
+    let warnings = std::mem::take(&mut *warnings.lock().expect("warnings lock"));
+    Ok(with_warnings(response, &warnings))
+}
+
+/// Adds a `Warning: 299 - "..."` header per warning, as kube-apiserver does.
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(value) = header::HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn dispatch(
+    store: &SharedStore,
+    resource: &'static Resource,
+    scope: Scope<'_>,
+    verb: &str,
+    name: Option<&str>,
+    watching: bool,
+    as_table: bool,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+    check: objects::Check<'_>,
+) -> Result<Response, ApiError> {
+    let store_ref = store.as_ref();
+    match (verb, name) {
         ("get", Some(name)) => {
             let obj = objects::get(store_ref, &scope, name).await?;
             if as_table {
@@ -205,18 +290,24 @@ async fn serve(store: SharedStore, peer: Peer, method: Method, uri: Uri, query: 
             Ok(Json(json!({ "kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": meta, "items": page.items })).into_response())
         }
         ("create", None) => {
-            let obj = objects::create(store_ref, &scope, read_json(&headers, body).await?).await?;
+            let mut obj = read_json(headers, body).await?;
+            check(&mut obj)?;
+            let obj = objects::create(store_ref, &scope, obj).await?;
             Ok((StatusCode::CREATED, Json(obj)).into_response())
         }
         ("patch", Some(name)) => {
             let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             let kind = patch::PatchType::from_content_type(content_type).ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
             let raw = read_body(body).await?;
-            Ok(Json(objects::patch(store_ref, &scope, name, kind, &raw).await?).into_response())
+            Ok(Json(objects::patch(store_ref, &scope, name, kind, &raw, check).await?).into_response())
         }
-        ("update", Some(name)) => Ok(Json(objects::update(store_ref, &scope, name, read_json(&headers, body).await?).await?).into_response()),
+        ("update", Some(name)) => {
+            let mut obj = read_json(headers, body).await?;
+            check(&mut obj)?;
+            Ok(Json(objects::update(store_ref, &scope, name, obj).await?).into_response())
+        }
         ("delete", Some(name)) => {
-            let options = delete_options(&query, body).await?;
+            let options = delete_options(query, body).await?;
             match objects::delete(store_ref, &scope, name, &options).await? {
                 objects::Deleted::Terminating(obj) => Ok(Json(obj).into_response()),
                 objects::Deleted::Gone(obj) => Ok(Json(json!({

@@ -241,7 +241,10 @@ const PATCH_RETRIES: usize = 5;
 
 /// Applies a patch to the stored object, retrying on concurrent changes unless the patch
 /// itself pins a resourceVersion.
-pub async fn patch(store: &dyn Store, scope: &Scope<'_>, name: &str, kind: super::patch::PatchType, body: &[u8]) -> Result<Value, ApiError> {
+/// Checks (and prunes) an object before it is written; see `openapi::FieldValidation`.
+pub type Check<'a> = &'a (dyn Fn(&mut Value) -> Result<(), ApiError> + Send + Sync);
+
+pub async fn patch(store: &dyn Store, scope: &Scope<'_>, name: &str, kind: super::patch::PatchType, body: &[u8], check: Check<'_>) -> Result<Value, ApiError> {
     let r = scope.resource;
     let key = scope.key(name);
     for _ in 0..PATCH_RETRIES {
@@ -249,6 +252,7 @@ pub async fn patch(store: &dyn Store, scope: &Scope<'_>, name: &str, kind: super
         let before = decode(&current)?;
         let mut obj = before.clone();
         super::patch::apply(&mut obj, kind, body)?;
+        check(&mut obj)?;
         check_body(scope, &mut obj)?;
         if obj["metadata"]["name"] != before["metadata"]["name"] {
             return Err(ApiError::invalid(r.group, r.kind, name, "metadata.name", "field is immutable"));

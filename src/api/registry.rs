@@ -2,7 +2,7 @@
 //! kind, names, scope, verbs). Discovery, routing and storage keys all come from it.
 
 /// One served resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Resource {
     /// API group; empty for the core (legacy) group.
     pub group: &'static str,
@@ -13,11 +13,18 @@ pub struct Resource {
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
     pub namespaced: bool,
+    /// Registers the resource's OpenAPI schema (from k8s-openapi) and returns a reference to it.
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+}
+
+fn schema_of<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<T>()
 }
 
 /// Verbs every registry resource supports.
 pub const VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
 
+#[allow(clippy::too_many_arguments)]
 const fn res(
     group: &'static str,
     version: &'static str,
@@ -26,19 +33,24 @@ const fn res(
     singular: &'static str,
     short_names: &'static [&'static str],
     namespaced: bool,
+    schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 ) -> Resource {
-    Resource { group, version, kind, plural, singular, short_names, categories: &[], namespaced }
+    Resource { group, version, kind, plural, singular, short_names, categories: &[], namespaced, schema }
 }
 
 /// The built-in resources served so far.
-pub const BUILTIN: &[Resource] = &[
-    res("", "v1", "Namespace", "namespaces", "namespace", &["ns"], false),
-    res("", "v1", "ConfigMap", "configmaps", "configmap", &["cm"], true),
-    res("", "v1", "Secret", "secrets", "secret", &[], true),
-    res("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", &["sa"], true),
-    res("", "v1", "Event", "events", "event", &["ev"], true),
-    res("coordination.k8s.io", "v1", "Lease", "leases", "lease", &[], true),
-];
+pub const BUILTIN: &[Resource] = {
+    use k8s_openapi::api::coordination::v1 as coordination;
+    use k8s_openapi::api::core::v1 as core;
+    &[
+        res("", "v1", "Namespace", "namespaces", "namespace", &["ns"], false, schema_of::<core::Namespace>),
+        res("", "v1", "ConfigMap", "configmaps", "configmap", &["cm"], true, schema_of::<core::ConfigMap>),
+        res("", "v1", "Secret", "secrets", "secret", &[], true, schema_of::<core::Secret>),
+        res("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", &["sa"], true, schema_of::<core::ServiceAccount>),
+        res("", "v1", "Event", "events", "event", &["ev"], true, schema_of::<core::Event>),
+        res("coordination.k8s.io", "v1", "Lease", "leases", "lease", &[], true, schema_of::<coordination::Lease>),
+    ]
+};
 
 impl Resource {
     /// `v1` for the core group, else `group/version`.

@@ -62,7 +62,7 @@ async fn kubectl_manages_configmaps() {
 
     let manifest = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"web","labels":{"app":"web"}},"data":{"k":"v"}}
 {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"db","labels":{"app":"db"}},"data":{"k":"v"}}"#;
-    let (ok, out, err) = kubectl(&server, &home, &["apply", "--validate=false", "-f", "-"], Some(manifest)).await;
+    let (ok, out, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(manifest)).await;
     assert!(ok, "apply failed: {out}{err}");
     assert!(out.contains("configmap/web created") && out.contains("configmap/db created"), "{out}");
 
@@ -88,11 +88,11 @@ async fn kubectl_manages_configmaps() {
     let mut stale = obj.clone();
     stale["metadata"]["resourceVersion"] = Value::String((rv - 1).to_string());
     stale["data"]["k"] = "changed".into();
-    let (ok, _, err) = kubectl(&server, &home, &["replace", "--validate=false", "-f", "-"], Some(&stale.to_string())).await;
+    let (ok, _, err) = kubectl(&server, &home, &["replace", "-f", "-"], Some(&stale.to_string())).await;
     assert!(!ok && err.contains("the object has been modified"), "{err}");
     let mut fresh = obj.clone();
     fresh["data"]["k"] = "changed".into();
-    let (ok, _, err) = kubectl(&server, &home, &["replace", "--validate=false", "-f", "-"], Some(&fresh.to_string())).await;
+    let (ok, _, err) = kubectl(&server, &home, &["replace", "-f", "-"], Some(&fresh.to_string())).await;
     assert!(ok, "{err}");
     let (_, out, _) = kubectl(&server, &home, &["get", "cm", "web", "-o", "jsonpath={.data.k}"], None).await;
     assert_eq!(out, "changed");
@@ -117,7 +117,7 @@ async fn kubectl_manages_configmaps() {
 
     // Re-applying a changed manifest updates the object (client-side apply patches it).
     let changed = manifest.replace(r#""name":"db","labels":{"app":"db"}},"data":{"k":"v"}"#, r#""name":"db","labels":{"app":"db"}},"data":{"k":"v2"}"#);
-    let (ok, out, err) = kubectl(&server, &home, &["apply", "--validate=false", "-f", "-"], Some(&changed)).await;
+    let (ok, out, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(&changed)).await;
     assert!(ok && out.contains("configmap/db configured"), "{out}{err}");
     let (_, out, _) = kubectl(&server, &home, &["get", "cm", "db", "-o", "jsonpath={.data.k}"], None).await;
     assert_eq!(out, "v2");
@@ -131,7 +131,17 @@ async fn kubectl_manages_configmaps() {
     let (ok, _, err) = kubectl(&server, &home, &["get", "cm", "web"], None).await;
     assert!(!ok && err.contains("configmaps \"web\" not found"), "{err}");
 
-    let (ok, _, err) = kubectl(&server, &home, &["apply", "--validate=false", "-n", "nope", "-f", "-"], Some(manifest)).await;
+    // Server-side field validation: kubectl's default (Strict) refuses unknown fields, Warn
+    // drops them with a warning; kubectl explain reads the OpenAPI v3 schemas.
+    let typo = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"typo"},"dta":{"k":"v"}}"#;
+    let (ok, _, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(typo)).await;
+    assert!(!ok && err.contains(r#"strict decoding error: unknown field "dta""#), "{err}");
+    let (ok, _, err) = kubectl(&server, &home, &["apply", "--validate=warn", "-f", "-"], Some(typo)).await;
+    assert!(ok && err.contains(r#"unknown field "dta""#), "{err}");
+    let (ok, out, err) = kubectl(&server, &home, &["explain", "configmap.data"], None).await;
+    assert!(ok && out.contains("map[string]string"), "{out}{err}");
+
+    let (ok, _, err) = kubectl(&server, &home, &["apply", "-n", "nope", "-f", "-"], Some(manifest)).await;
     assert!(!ok && err.contains("namespaces \"nope\" not found"), "{err}");
 }
 
