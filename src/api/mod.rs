@@ -7,6 +7,7 @@ mod discovery;
 mod objects;
 mod openapi;
 mod patch;
+mod protobuf;
 mod registry;
 mod selector;
 mod status;
@@ -129,12 +130,17 @@ fn verb(method: &Method, named: bool, watch: bool) -> &'static str {
     }
 }
 
-async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+/// Reads a request body as JSON, YAML or (for the kinds kubectl sends it for) protobuf.
+async fn read_object(resource: &Resource, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !content_type.is_empty() && !content_type.starts_with("application/json") && !content_type.contains("yaml") {
+    let is_protobuf = content_type.starts_with(protobuf::CONTENT_TYPE);
+    if !content_type.is_empty() && !content_type.starts_with("application/json") && !content_type.contains("yaml") && !is_protobuf {
         return Err(ApiError::unsupported_media_type(content_type));
     }
     let bytes = read_body(body).await?;
+    if is_protobuf {
+        return protobuf::decode(resource, &bytes);
+    }
     if content_type.contains("yaml") {
         serde_yaml::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}")))
     } else {
@@ -290,7 +296,7 @@ async fn dispatch(
             Ok(Json(json!({ "kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": meta, "items": page.items })).into_response())
         }
         ("create", None) => {
-            let mut obj = read_json(headers, body).await?;
+            let mut obj = read_object(resource, headers, body).await?;
             check(&mut obj)?;
             let obj = objects::create(store_ref, &scope, obj).await?;
             Ok((StatusCode::CREATED, Json(obj)).into_response())
@@ -302,7 +308,7 @@ async fn dispatch(
             Ok(Json(objects::patch(store_ref, &scope, name, kind, &raw, check).await?).into_response())
         }
         ("update", Some(name)) => {
-            let mut obj = read_json(headers, body).await?;
+            let mut obj = read_object(resource, headers, body).await?;
             check(&mut obj)?;
             Ok(Json(objects::update(store_ref, &scope, name, obj).await?).into_response())
         }

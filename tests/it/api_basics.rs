@@ -141,6 +141,21 @@ async fn kubectl_manages_configmaps() {
     let (ok, out, err) = kubectl(&server, &home, &["explain", "configmap.data"], None).await;
     assert!(ok && out.contains("map[string]string"), "{out}{err}");
 
+    // kubectl's typed create commands send protobuf bodies.
+    for args in [
+        vec!["create", "namespace", "team-a"],
+        vec!["create", "configmap", "settings", "-n", "team-a", "--from-literal=mode=fast"],
+        vec!["create", "secret", "generic", "creds", "-n", "team-a", "--from-literal=password=pw"],
+        vec!["create", "serviceaccount", "robot", "-n", "team-a"],
+    ] {
+        let (ok, out, err) = kubectl(&server, &home, &args, None).await;
+        assert!(ok && out.contains("created"), "kubectl {args:?}: {out}{err}");
+    }
+    let (_, out, _) = kubectl(&server, &home, &["get", "secret", "creds", "-n", "team-a", "-o", "jsonpath={.data.password}"], None).await;
+    assert_eq!(out, "cHc=", "secret data arrives base64-encoded");
+    let (_, out, _) = kubectl(&server, &home, &["get", "cm,secret,sa", "-n", "team-a", "-o", "name"], None).await;
+    assert_eq!(out.lines().count(), 3, "{out}");
+
     let (ok, _, err) = kubectl(&server, &home, &["apply", "-n", "nope", "-f", "-"], Some(manifest)).await;
     assert!(!ok && err.contains("namespaces \"nope\" not found"), "{err}");
 }
