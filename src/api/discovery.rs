@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::registry::{self, VERBS};
+use super::registry;
 
 pub fn core_versions() -> Value {
     json!({ "kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{ "clientCIDR": "0.0.0.0/0", "serverAddress": "" }] })
@@ -32,7 +32,7 @@ pub fn resources(group: &str, version: &str) -> Option<Value> {
                 "singularName": r.singular,
                 "namespaced": r.namespaced,
                 "kind": r.kind,
-                "verbs": VERBS,
+                "verbs": r.verbs,
                 "shortNames": r.short_names,
                 "categories": r.categories,
             })

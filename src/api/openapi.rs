@@ -78,6 +78,10 @@ fn paths_of(r: &Resource, reference: &str) -> Vec<(String, Value)> {
     };
     let named = with(scope.clone(), vec![param("name", "path", "name of the object")]);
     let kind = r.kind;
+    if !r.stored() {
+        let post = operation(r, "post", &format!("create{kind}"), reference, with(scope, vec![validation()]), true);
+        return vec![(collection, json!({ "post": post }))];
+    }
     vec![
         (
             collection.clone(),

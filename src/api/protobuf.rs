@@ -107,6 +107,23 @@ pub fn decode(resource: &Resource, body: &[u8]) -> Result<Value, ApiError> {
             set(&mut obj, "imagePullSecrets", json!(pulls));
             set(&mut obj, "automountServiceAccountToken", json!(sa.automount_service_account_token));
         }
+        "selfsubjectaccessreviews" => {
+            let review = k8s_pb::api::authorization::v1::SelfSubjectAccessReview::decode(raw.as_slice()).map_err(bad)?;
+            let spec = review.spec.unwrap_or_default();
+            let mut out = Map::new();
+            if let Some(a) = spec.resource_attributes {
+                let mut attrs = Map::new();
+                for (k, v) in [("namespace", a.namespace), ("verb", a.verb), ("group", a.group), ("version", a.version), ("resource", a.resource), ("subresource", a.subresource), ("name", a.name)] {
+                    set(&mut attrs, k, json!(v));
+                }
+                out.insert("resourceAttributes".into(), Value::Object(attrs));
+            }
+            if let Some(a) = spec.non_resource_attributes {
+                out.insert("nonResourceAttributes".into(), json!({ "path": a.path, "verb": a.verb }));
+            }
+            obj.insert("metadata".into(), object_meta(review.metadata));
+            obj.insert("spec".into(), Value::Object(out));
+        }
         _ => return Err(ApiError::unsupported_media_type(CONTENT_TYPE)),
     }
     Ok(Value::Object(obj))

@@ -13,6 +13,7 @@ pub struct Resource {
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
     pub namespaced: bool,
+    pub verbs: &'static [&'static str],
     /// Registers the resource's OpenAPI schema (from k8s-openapi) and returns a reference to it.
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
@@ -21,8 +22,8 @@ fn schema_of<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator)
     generator.subschema_for::<T>()
 }
 
-/// Verbs every registry resource supports.
-pub const VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+/// Verbs of a stored resource.
+const VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
 
 #[allow(clippy::too_many_arguments)]
 const fn res(
@@ -35,11 +36,12 @@ const fn res(
     namespaced: bool,
     schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 ) -> Resource {
-    Resource { group, version, kind, plural, singular, short_names, categories: &[], namespaced, schema }
+    Resource { group, version, kind, plural, singular, short_names, categories: &[], namespaced, verbs: VERBS, schema }
 }
 
 /// The built-in resources served so far.
 pub const BUILTIN: &[Resource] = {
+    use k8s_openapi::api::authorization::v1 as authorization;
     use k8s_openapi::api::coordination::v1 as coordination;
     use k8s_openapi::api::core::v1 as core;
     &[
@@ -49,10 +51,20 @@ pub const BUILTIN: &[Resource] = {
         res("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", &["sa"], true, schema_of::<core::ServiceAccount>),
         res("", "v1", "Event", "events", "event", &["ev"], true, schema_of::<core::Event>),
         res("coordination.k8s.io", "v1", "Lease", "leases", "lease", &[], true, schema_of::<coordination::Lease>),
+        // A question, not a stored object: create only (`kubectl auth can-i`).
+        Resource {
+            verbs: &["create"],
+            ..res("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", &[], false, schema_of::<authorization::SelfSubjectAccessReview>)
+        },
     ]
 };
 
 impl Resource {
+    /// Whether objects of this resource are kept in the store.
+    pub fn stored(&self) -> bool {
+        self.verbs.contains(&"get")
+    }
+
     /// `v1` for the core group, else `group/version`.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {

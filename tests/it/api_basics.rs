@@ -266,3 +266,24 @@ async fn finalizers_hold_deletion_and_generation_counts_spec_changes() {
     let (code, status) = request(&admin, "DELETE", &format!("{base}/o"), "application/json", r#"{"preconditions":{"uid":"not-it"}}"#).await;
     assert_eq!((code, status["reason"].as_str()), (409, Some("Conflict")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_can_i_answers_for_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ready_server(dir.path()).await;
+    let (ok, out, err) = kubectl(&server, &dir.path().join("home"), &["auth", "can-i", "create", "configmaps"], None).await;
+    assert!(ok && out.trim() == "yes", "{out}{err}");
+
+    // Someone outside system:masters is refused, and a review says so.
+    let tls = server.data_dir.join("server/tls");
+    let ca = pki::ClusterCa::from_pem(pki::PemPair::read(&tls, "server-ca").unwrap().unwrap()).unwrap();
+    let dev = ca.sign(&pki::CertSpec { common_name: "dev".into(), organizations: vec!["developers".into()], client_auth: true, ..Default::default() }).unwrap();
+    let client = HttpClient::new(pki::client_config(&ca.pem().cert, Some(&dev)).unwrap());
+    let review = r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SelfSubjectAccessReview","spec":{"resourceAttributes":{"verb":"get","resource":"configmaps","namespace":"default"}}}"#;
+    let (code, answer) = request(&client, "POST", &format!("{}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", server.url()), "application/json", review).await;
+    assert_eq!((code, answer["status"]["allowed"].as_bool()), (201, Some(false)), "{answer}");
+    let (code, status) = request(&client, "GET", &format!("{}/api/v1/namespaces/default/configmaps", server.url()), "", "").await;
+    assert_eq!(code, 403);
+    let message = status["message"].as_str().unwrap_or("");
+    assert!(message.contains("User \"dev\" cannot list resource \"configmaps\""), "{message}");
+}
