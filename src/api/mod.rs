@@ -3,6 +3,7 @@
 //! resources, with Kubernetes Status errors. Callers authenticate with x509 client certificates;
 //! until RBAC lands only `system:masters` is authorised.
 
+mod apply;
 mod authz;
 mod discovery;
 mod objects;
@@ -82,7 +83,7 @@ pub async fn ensure_system_namespaces(store: &dyn crate::store::Store) -> Result
     let namespaces = registry::lookup("", "v1", "namespaces").expect("namespaces are built in");
     let scope = Scope { resource: namespaces, namespace: None };
     for name in SYSTEM_NAMESPACES {
-        match objects::create(store, &scope, json!({ "metadata": { "name": name } })).await {
+        match objects::create(store, &scope, json!({ "metadata": { "name": name } }), Some("orch-server")).await {
             Ok(_) => tracing::info!(namespace = name, "created system namespace"),
             Err(e) if e.reason == "AlreadyExists" => {}
             Err(e) => return Err(e),
@@ -250,6 +251,16 @@ async fn serve(state: ApiState, peer: Peer, method: Method, uri: Uri, query: Has
     Ok(with_warnings(response, &warnings))
 }
 
+/// The field manager of a non-apply write: `?fieldManager=`, else the client's name from its
+/// User-Agent, as kube-apiserver does.
+fn field_manager(query: &HashMap<String, String>, headers: &HeaderMap) -> String {
+    if let Some(m) = query.get("fieldManager").filter(|m| !m.is_empty()) {
+        return m.clone();
+    }
+    let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+    agent.split('/').next().unwrap_or("unknown").chars().take(128).collect()
+}
+
 /// Adds a `Warning: 299 - "..."` header per warning, as kube-apiserver does.
 fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     for w in warnings {
@@ -276,6 +287,7 @@ async fn dispatch(
     check: objects::Check<'_>,
 ) -> Result<Response, ApiError> {
     let store_ref = store.as_ref();
+    let manager = field_manager(query, headers);
     match (verb, name) {
         ("get", Some(name)) => {
             let obj = objects::get(store_ref, &scope, name).await?;
@@ -307,19 +319,30 @@ async fn dispatch(
         ("create", None) => {
             let mut obj = read_object(resource, headers, body).await?;
             check(&mut obj)?;
-            let obj = objects::create(store_ref, &scope, obj).await?;
+            let obj = objects::create(store_ref, &scope, obj, Some(&manager)).await?;
             Ok((StatusCode::CREATED, Json(obj)).into_response())
         }
         ("patch", Some(name)) => {
             let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if content_type.starts_with("application/apply-patch+yaml") {
+                let Some(manager) = query.get("fieldManager").filter(|m| !m.is_empty()) else {
+                    return Err(ApiError::invalid(resource.group, resource.kind, name, "fieldManager", "Required value: is required for apply patch"));
+                };
+                let raw = read_body(body).await?;
+                let config: Value = serde_yaml::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("the applied configuration is not valid YAML: {e}")))?;
+                let force = query.get("force").is_some_and(|f| f == "true");
+                let (obj, created) = objects::apply_config(store_ref, &scope, name, config, manager, force, check).await?;
+                let code = if created { StatusCode::CREATED } else { StatusCode::OK };
+                return Ok((code, Json(obj)).into_response());
+            }
             let kind = patch::PatchType::from_content_type(content_type).ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
             let raw = read_body(body).await?;
-            Ok(Json(objects::patch(store_ref, &scope, name, kind, &raw, check).await?).into_response())
+            Ok(Json(objects::patch(store_ref, &scope, name, kind, &raw, &manager, check).await?).into_response())
         }
         ("update", Some(name)) => {
             let mut obj = read_object(resource, headers, body).await?;
             check(&mut obj)?;
-            Ok(Json(objects::update(store_ref, &scope, name, obj).await?).into_response())
+            Ok(Json(objects::update(store_ref, &scope, name, obj, &manager).await?).into_response())
         }
         ("delete", Some(name)) => {
             let options = delete_options(query, body).await?;

@@ -55,7 +55,7 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn now_rfc3339() -> String {
+pub(super) fn now_rfc3339() -> String {
     let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     time::OffsetDateTime::now_utc().format(&format).expect("a fixed format always formats")
 }
@@ -118,7 +118,9 @@ fn check_body(scope: &Scope<'_>, obj: &mut Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value) -> Result<Value, ApiError> {
+/// Creates an object. `manager` records its fields in managedFields (operation Update);
+/// `None` when they are already recorded (server-side apply).
+pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manager: Option<&str>) -> Result<Value, ApiError> {
     let r = scope.resource;
     check_body(scope, &mut obj)?;
     let meta = &mut obj["metadata"];
@@ -138,6 +140,9 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value) -> Res
         for server_owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"] {
             m.remove(server_owned);
         }
+    }
+    if let Some(manager) = manager {
+        super::apply::record_update(None, &mut obj, manager, &r.api_version(), &now_rfc3339());
     }
     // Objects with a desired state (spec) count its changes in `generation`.
     if obj.get("spec").is_some() {
@@ -218,7 +223,7 @@ async fn write_over(store: &dyn Store, key: &str, expected: Revision, mut obj: V
     Ok(Some(obj))
 }
 
-pub async fn update(store: &dyn Store, scope: &Scope<'_>, name: &str, mut obj: Value) -> Result<Value, ApiError> {
+pub async fn update(store: &dyn Store, scope: &Scope<'_>, name: &str, mut obj: Value, manager: &str) -> Result<Value, ApiError> {
     let r = scope.resource;
     check_body(scope, &mut obj)?;
     match obj["metadata"].get("name").and_then(Value::as_str) {
@@ -232,7 +237,9 @@ pub async fn update(store: &dyn Store, scope: &Scope<'_>, name: &str, mut obj: V
         Some(rv) => rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
         None => current.mod_revision,
     };
-    carry_over(&decode(&current)?, &mut obj);
+    let before = decode(&current)?;
+    carry_over(&before, &mut obj);
+    super::apply::record_update(Some(&before), &mut obj, manager, &r.api_version(), &now_rfc3339());
     write_over(store, &key, expected, obj).await?.ok_or_else(|| ApiError::conflict(r.group, r.plural, name))
 }
 
@@ -244,7 +251,15 @@ const PATCH_RETRIES: usize = 5;
 /// Checks (and prunes) an object before it is written; see `openapi::FieldValidation`.
 pub type Check<'a> = &'a (dyn Fn(&mut Value) -> Result<(), ApiError> + Send + Sync);
 
-pub async fn patch(store: &dyn Store, scope: &Scope<'_>, name: &str, kind: super::patch::PatchType, body: &[u8], check: Check<'_>) -> Result<Value, ApiError> {
+pub async fn patch(
+    store: &dyn Store,
+    scope: &Scope<'_>,
+    name: &str,
+    kind: super::patch::PatchType,
+    body: &[u8],
+    manager: &str,
+    check: Check<'_>,
+) -> Result<Value, ApiError> {
     let r = scope.resource;
     let key = scope.key(name);
     for _ in 0..PATCH_RETRIES {
@@ -263,10 +278,40 @@ pub async fn patch(store: &dyn Store, scope: &Scope<'_>, name: &str, kind: super
             _ => current.mod_revision,
         };
         carry_over(&before, &mut obj);
+        super::apply::record_update(Some(&before), &mut obj, manager, &r.api_version(), &now_rfc3339());
         match write_over(store, &key, expected, obj).await? {
             Some(done) => return Ok(done),
             None if pinned => return Err(ApiError::conflict(r.group, r.plural, name)),
             None => {}
+        }
+    }
+    Err(ApiError::conflict(r.group, r.plural, name))
+}
+
+/// Server-side apply of `config` by `manager`: creates the object when missing, else merges
+/// it in with field ownership and conflict detection (see `apply`).
+pub async fn apply_config(store: &dyn Store, scope: &Scope<'_>, name: &str, mut config: Value, manager: &str, force: bool, check: Check<'_>) -> Result<(Value, bool), ApiError> {
+    let r = scope.resource;
+    check(&mut config)?;
+    check_body(scope, &mut config)?;
+    if config["metadata"]["name"].as_str().is_some_and(|n| n != name) {
+        return Err(ApiError::bad_request(format!("the name of the object ({}) does not match the name on the URL ({name})", config["metadata"]["name"])));
+    }
+    config["metadata"]["name"] = json!(name);
+    let key = scope.key(name);
+    for _ in 0..PATCH_RETRIES {
+        let current = get_kv(store, &key).await?;
+        let before = current.as_ref().map(decode).transpose()?;
+        let mut obj = super::apply::apply(before.as_ref(), &config, manager, force, &r.api_version(), &now_rfc3339(), (r.group, r.plural, name))?;
+        let Some((current, before)) = current.zip(before) else {
+            match create(store, scope, obj, None).await {
+                Err(e) if e.reason == "AlreadyExists" => continue,
+                other => return other.map(|o| (o, true)),
+            }
+        };
+        carry_over(&before, &mut obj);
+        if let Some(done) = write_over(store, &key, current.mod_revision, obj).await? {
+            return Ok((done, false));
         }
     }
     Err(ApiError::conflict(r.group, r.plural, name))

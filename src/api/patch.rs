@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::status::ApiError;
 
 /// Lists merged by a key field instead of being replaced, by field name.
-const MERGE_KEYS: &[(&str, &str)] = &[("ownerReferences", "uid"), ("secrets", "name"), ("imagePullSecrets", "name")];
+pub(super) const MERGE_KEYS: &[(&str, &str)] = &[("ownerReferences", "uid"), ("secrets", "name"), ("imagePullSecrets", "name")];
 /// Primitive lists merged as sets.
 const SET_LISTS: &[&str] = &["finalizers"];
 

@@ -287,3 +287,29 @@ async fn auth_can_i_answers_for_the_caller() {
     let message = status["message"].as_str().unwrap_or("");
     assert!(message.contains("User \"dev\" cannot list resource \"configmaps\""), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_tracks_managers_and_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ready_server(dir.path()).await;
+    let home = dir.path().join("home");
+    let cm = |data: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n{data}");
+
+    let (ok, out, err) = kubectl(&server, &home, &["apply", "--server-side", "-f", "-"], Some(&cm("  k: v1\n  j: x\n"))).await;
+    assert!(ok && out.contains("serverside-applied"), "{out}{err}");
+    let (ok, _, err) = kubectl(&server, &home, &["apply", "--server-side", "--field-manager=other", "-f", "-"], Some(&cm("  k: v2\n"))).await;
+    assert!(!ok && err.contains("Apply failed with 1 conflict") && err.contains(".data.k"), "{err}");
+    let (ok, _, err) = kubectl(&server, &home, &["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", "-"], Some(&cm("  k: v2\n"))).await;
+    assert!(ok, "{err}");
+    let (_, out, _) = kubectl(&server, &home, &["get", "cm", "ssa", "-o", "json", "--show-managed-fields"], None).await;
+    let obj: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(obj["data"], serde_json::json!({"k": "v2", "j": "x"}));
+    let managers: Vec<(&str, &str)> = obj["metadata"]["managedFields"].as_array().unwrap().iter().map(|e| (e["manager"].as_str().unwrap(), e["operation"].as_str().unwrap())).collect();
+    assert_eq!(managers, [("kubectl", "Apply"), ("other", "Apply")]);
+
+    // A manager that stops applying a field it alone owns removes it.
+    let (ok, _, err) = kubectl(&server, &home, &["apply", "--server-side", "--field-manager=other", "-f", "-"], Some(&cm("  z: new\n"))).await;
+    assert!(ok, "{err}");
+    let (_, out, _) = kubectl(&server, &home, &["get", "cm", "ssa", "-o", "jsonpath={.data}"], None).await;
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), serde_json::json!({"j": "x", "z": "new"}));
+}

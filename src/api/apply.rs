@@ -1,0 +1,256 @@
+//! Server-side apply (`PATCH` with `application/apply-patch+yaml`): field ownership per manager
+//! in `metadata.managedFields` (FieldsV1), conflicts when another manager owns a field the
+//! applied configuration sets to a different value (overridden with `force=true`), and removal
+//! of fields a manager stops applying.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Map, Value};
+
+use super::patch::{strategic_merge, MERGE_KEYS};
+use super::status::ApiError;
+
+/// One path element: `f:<field>` or `k:<merge key JSON>`.
+type Path = Vec<String>;
+
+/// Fields kube-apiserver never records as owned.
+fn untracked(path: &[String]) -> bool {
+    matches!(path.first().map(String::as_str), Some("f:apiVersion" | "f:kind" | "f:status"))
+        || (path.first().map(String::as_str) == Some("f:metadata")
+            && matches!(
+                path.get(1).map(String::as_str),
+                Some("f:name" | "f:namespace" | "f:uid" | "f:resourceVersion" | "f:generation" | "f:creationTimestamp" | "f:managedFields" | "f:deletionTimestamp")
+            ))
+}
+
+/// The leaf fields `value` sets.
+pub fn field_set(value: &Value) -> BTreeSet<Path> {
+    let mut out = BTreeSet::new();
+    collect(value, &mut Vec::new(), None, &mut out);
+    out.retain(|p| !untracked(p));
+    out
+}
+
+fn collect(value: &Value, path: &mut Path, field: Option<&str>, out: &mut BTreeSet<Path>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                path.push(format!("f:{k}"));
+                collect(v, path, Some(k), out);
+                path.pop();
+            }
+        }
+        Value::Array(items) if field.and_then(merge_key).is_some() => {
+            let key = field.and_then(merge_key).unwrap_or_default();
+            for item in items {
+                path.push(format!("k:{}", json!({ key: item[key] })));
+                collect(item, path, None, out);
+                path.pop();
+            }
+        }
+        _ => {
+            out.insert(path.clone());
+        }
+    }
+}
+
+fn merge_key(field: &str) -> Option<&'static str> {
+    MERGE_KEYS.iter().find(|(f, _)| *f == field).map(|(_, k)| *k)
+}
+
+/// The value at `path`, if present.
+fn lookup<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let Some((head, rest)) = path.split_first() else { return Some(value) };
+    let next = if let Some(f) = head.strip_prefix("f:") {
+        value.get(f)?
+    } else {
+        let key: Value = serde_json::from_str(head.strip_prefix("k:")?).ok()?;
+        let (k, v) = key.as_object()?.iter().next()?;
+        value.as_array()?.iter().find(|i| i.get(k) == Some(v))?
+    };
+    lookup(next, rest)
+}
+
+/// Removes the value at `path`.
+fn remove(value: &mut Value, path: &[String]) {
+    let Some((head, rest)) = path.split_first() else { return };
+    if let Some(f) = head.strip_prefix("f:") {
+        if rest.is_empty() {
+            if let Some(m) = value.as_object_mut() {
+                m.remove(f);
+            }
+        } else if let Some(child) = value.get_mut(f) {
+            remove(child, rest);
+        }
+    } else if let Some(key) = head.strip_prefix("k:").and_then(|k| serde_json::from_str::<Value>(k).ok()) {
+        let Some((k, v)) = key.as_object().and_then(|m| m.iter().next()) else { return };
+        if let Some(items) = value.as_array_mut() {
+            if rest.is_empty() {
+                items.retain(|i| i.get(k) != Some(v));
+            } else if let Some(item) = items.iter_mut().find(|i| i.get(k) == Some(v)) {
+                remove(item, rest);
+            }
+        }
+    }
+}
+
+/// FieldsV1 JSON for a set of paths.
+pub fn to_fields_v1(paths: &BTreeSet<Path>) -> Value {
+    let mut root = Map::new();
+    for p in paths {
+        let mut node = &mut root;
+        for seg in p {
+            node = node.entry(seg.clone()).or_insert_with(|| json!({})).as_object_mut().expect("FieldsV1 nodes are objects");
+        }
+    }
+    Value::Object(root)
+}
+
+fn from_fields_v1(value: &Value) -> BTreeSet<Path> {
+    fn walk(v: &Value, path: &mut Path, out: &mut BTreeSet<Path>) {
+        let children: Vec<_> = v.as_object().map(|m| m.iter().filter(|(k, _)| k.as_str() != ".").collect()).unwrap_or_default();
+        if children.is_empty() {
+            if !path.is_empty() {
+                out.insert(path.clone());
+            }
+            return;
+        }
+        for (k, child) in children {
+            path.push(k.clone());
+            walk(child, path, out);
+            path.pop();
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(value, &mut Vec::new(), &mut out);
+    out
+}
+
+/// One manager's entry in `metadata.managedFields`.
+struct Entry {
+    manager: String,
+    operation: String,
+    raw: Value,
+    fields: BTreeSet<Path>,
+}
+
+fn entries(obj: &Value) -> Vec<Entry> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|e| Entry {
+                    manager: e["manager"].as_str().unwrap_or("").into(),
+                    operation: e["operation"].as_str().unwrap_or("").into(),
+                    fields: from_fields_v1(&e["fieldsV1"]),
+                    raw: e.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn entry_json(manager: &str, operation: &str, api_version: &str, fields: &BTreeSet<Path>, now: &str) -> Value {
+    json!({ "manager": manager, "operation": operation, "apiVersion": api_version, "time": now, "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(fields) })
+}
+
+fn describe(path: &[String]) -> String {
+    path.iter().map(|s| s.trim_start_matches("f:").to_string()).collect::<Vec<_>>().join(".")
+}
+
+/// Applies `config` for `manager` on top of `current` (`None`: the object does not exist yet)
+/// and returns the object to store, or a 409 listing the conflicting fields.
+pub fn apply(current: Option<&Value>, config: &Value, manager: &str, force: bool, api_version: &str, now: &str, kind_plural: (&str, &str, &str)) -> Result<Value, ApiError> {
+    let applied = field_set(config);
+    let mut obj = current.cloned().unwrap_or_else(|| json!({}));
+    let mut managers = entries(&obj);
+    let mut conflicts = Vec::new();
+    for other in managers.iter().filter(|e| !(e.manager == manager && e.operation == "Apply")) {
+        for path in other.fields.intersection(&applied) {
+            if lookup(&obj, path) != lookup(config, path) {
+                conflicts.push(format!("conflict with \"{}\": .{}", other.manager, describe(path)));
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        let (group, plural, name) = kind_plural;
+        let mut e = ApiError::conflict(group, plural, name);
+        e.reason = "Conflict";
+        e.message = format!("Apply failed with {} conflict{}: {}", conflicts.len(), if conflicts.len() == 1 { "" } else { "s" }, conflicts.join("; "));
+        return Err(e);
+    }
+    // Fields this manager applied before but no longer does, and nobody else owns, go away.
+    let previous = managers.iter().find(|e| e.manager == manager && e.operation == "Apply").map(|e| e.fields.clone()).unwrap_or_default();
+    let others: BTreeSet<Path> = managers.iter().filter(|e| !(e.manager == manager && e.operation == "Apply")).flat_map(|e| e.fields.iter().cloned()).collect();
+    for dropped in previous.difference(&applied).filter(|p| !others.contains(*p)) {
+        remove(&mut obj, dropped);
+    }
+    let mut merged_config = config.clone();
+    if let Some(meta) = merged_config.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    strategic_merge(&mut obj, &merged_config);
+    // Forced fields change hands; emptied entries disappear.
+    for e in managers.iter_mut().filter(|e| !(e.manager == manager && e.operation == "Apply")) {
+        let before = e.fields.len();
+        e.fields.retain(|p| !applied.contains(p));
+        if e.fields.len() != before {
+            e.raw["fieldsV1"] = to_fields_v1(&e.fields);
+        }
+    }
+    let mut list: Vec<Value> = managers.into_iter().filter(|e| !(e.manager == manager && e.operation == "Apply") && !e.fields.is_empty()).map(|e| e.raw).collect();
+    list.push(entry_json(manager, "Apply", api_version, &applied, now));
+    obj["metadata"]["managedFields"] = Value::Array(list);
+    Ok(obj)
+}
+
+/// Records that `manager` set `fields` by a non-apply write (operation `Update`), taking them
+/// from other managers.
+pub fn record_update(before: Option<&Value>, obj: &mut Value, manager: &str, api_version: &str, now: &str) {
+    let changed: BTreeSet<Path> = {
+        let after = field_set(obj);
+        match before {
+            Some(b) => after.into_iter().filter(|p| lookup(b, p) != lookup(obj, p)).collect(),
+            None => after,
+        }
+    };
+    let mut managers = before.map(entries).unwrap_or_default();
+    for e in managers.iter_mut() {
+        e.fields.retain(|p| !changed.contains(p) && lookup(obj, p).is_some());
+        e.raw["fieldsV1"] = to_fields_v1(&e.fields);
+    }
+    let mine: BTreeSet<Path> = managers.iter().filter(|e| e.manager == manager && e.operation == "Update").flat_map(|e| e.fields.iter().cloned()).chain(changed).collect();
+    let mut list: Vec<Value> = managers.into_iter().filter(|e| !(e.manager == manager && e.operation == "Update") && !e.fields.is_empty()).map(|e| e.raw).collect();
+    if !mine.is_empty() {
+        list.push(entry_json(manager, "Update", api_version, &mine, now));
+    }
+    obj["metadata"]["managedFields"] = Value::Array(list);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: &str = "2026-01-01T00:00:00Z";
+
+    fn apply_as(current: Option<&Value>, config: Value, manager: &str, force: bool) -> Result<Value, ApiError> {
+        apply(current, &config, manager, force, "v1", NOW, ("", "configmaps", "c"))
+    }
+
+    #[test]
+    fn managers_conflict_force_takes_over_and_dropped_fields_go() {
+        let a = apply_as(None, json!({"metadata": {"name": "c"}, "data": {"x": "1", "y": "1"}}), "a", false).unwrap();
+        assert_eq!(a["metadata"]["managedFields"][0]["fieldsV1"], json!({"f:data": {"f:x": {}, "f:y": {}}}));
+        let err = apply_as(Some(&a), json!({"metadata": {"name": "c"}, "data": {"x": "2"}}), "b", false).unwrap_err();
+        assert_eq!(err.code.as_u16(), 409);
+        assert!(err.message.contains("conflict with \"a\": .data.x"), "{}", err.message);
+        let same = apply_as(Some(&a), json!({"metadata": {"name": "c"}, "data": {"x": "1"}}), "b", false).unwrap();
+        assert_eq!(same["data"]["x"], "1", "agreeing on a value is no conflict");
+        let forced = apply_as(Some(&a), json!({"metadata": {"name": "c"}, "data": {"x": "2"}}), "b", true).unwrap();
+        assert_eq!(forced["data"], json!({"x": "2", "y": "1"}));
+        let owners: Vec<_> = forced["metadata"]["managedFields"].as_array().unwrap().iter().map(|e| (e["manager"].clone(), e["fieldsV1"].clone())).collect();
+        assert_eq!(owners, vec![(json!("a"), json!({"f:data": {"f:y": {}}})), (json!("b"), json!({"f:data": {"f:x": {}}}))]);
+        let shrunk = apply_as(Some(&forced), json!({"metadata": {"name": "c"}}), "a", false).unwrap();
+        assert_eq!(shrunk["data"], json!({"x": "2"}), "a no longer applies y, so y is removed");
+    }
+}
