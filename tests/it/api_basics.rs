@@ -313,3 +313,47 @@ async fn server_side_apply_tracks_managers_and_conflicts() {
     let (_, out, _) = kubectl(&server, &home, &["get", "cm", "ssa", "-o", "jsonpath={.data}"], None).await;
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), serde_json::json!({"j": "x", "z": "new"}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_watchers_each_receive_every_event_in_order() {
+    const WATCHERS: usize = 1000;
+    const EVENTS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ready_server(dir.path()).await;
+    let base = format!("{}/api/v1/namespaces/default/configmaps", server.url());
+    let admin = server.admin_client().unwrap();
+    let (_, list) = request(&admin, "GET", &base, "", "").await;
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+
+    // Ten connections, a hundred watch streams on each.
+    let clients: Vec<HttpClient> = (0..10).map(|_| server.admin_client().unwrap()).collect();
+    let mut watchers = Vec::new();
+    for i in 0..WATCHERS {
+        let client = clients[i % clients.len()].clone();
+        let url = format!("{base}?watch=true&resourceVersion={rv}&timeoutSeconds=60");
+        watchers.push(tokio::spawn(async move {
+            let resp = client.send(http::Request::get(url).body(Full::default()).unwrap(), Duration::from_secs(30)).await.unwrap();
+            let mut body = resp.into_body();
+            let (mut buf, mut names) = (Vec::new(), Vec::new());
+            while names.len() < EVENTS {
+                let frame = tokio::time::timeout(Duration::from_secs(60), body.frame()).await.expect("watch event in time").expect("stream open").unwrap();
+                buf.extend_from_slice(&frame.into_data().unwrap_or_default());
+                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    let ev: Value = serde_json::from_slice(&line).unwrap();
+                    names.push(ev["object"]["metadata"]["name"].as_str().unwrap().to_string());
+                }
+            }
+            names
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for i in 0..EVENTS {
+        let (code, _) = request(&admin, "POST", &base, "application/json", &format!(r#"{{"metadata":{{"name":"e{i:02}"}}}}"#)).await;
+        assert_eq!(code, 201);
+    }
+    let expected: Vec<String> = (0..EVENTS).map(|i| format!("e{i:02}")).collect();
+    for w in watchers {
+        assert_eq!(w.await.unwrap(), expected);
+    }
+}
