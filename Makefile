@@ -22,7 +22,8 @@ bench-store:
 	$(CARGO) build --release --bins
 	target/release/orch-bench store
 
-# Installs missing Debian packages (only as root; otherwise says what is missing).
+# Installs missing Debian packages (only as root; otherwise says what is missing) and the
+# Python kubernetes client the integration tests drive the API with.
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
@@ -31,6 +32,8 @@ deps:
 	elif [ "$$(id -u)" = 0 ]; then echo "deps: installing$$missing"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "deps: missing$$missing (run 'sudo make deps')"; fi
+	@python3 -c 'import kubernetes' 2>/dev/null && echo "deps: python kubernetes client present" || \
+		python3 -m pip install -q kubernetes || python3 -m pip install -q --break-system-packages kubernetes
 
 clean:
 	$(CARGO) clean

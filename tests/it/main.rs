@@ -4,6 +4,7 @@ mod support;
 
 mod api_basics;
 mod cli;
+mod python_client;
 mod raft_cluster;
 mod raft_crash;
 mod server_tls;
