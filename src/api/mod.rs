@@ -5,6 +5,7 @@
 
 mod apply;
 mod authz;
+mod client;
 mod discovery;
 mod objects;
 mod openapi;
@@ -32,6 +33,7 @@ use serde_json::{json, Value};
 use crate::pki::Peer;
 use objects::{Scope, SharedStore};
 use openapi::{FieldValidation, OpenApi};
+pub use client::in_process_client;
 pub use registry::{Resource, BUILTIN};
 use selector::LabelSelector;
 pub use status::ApiError;

@@ -1,0 +1,73 @@
+//! The core flows through kube-rs: over HTTPS with the kubeconfig `orch server` writes, and
+//! in-process through the API router with an identity of its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use orch::pki::{Identity, MASTERS_GROUP};
+use orch::store::{LocalStore, Store, StoreConfig};
+use serde_json::json;
+
+use crate::support::start_server;
+
+fn config_map(name: &str, value: &str) -> ConfigMap {
+    serde_json::from_value(json!({ "metadata": { "name": name, "labels": { "app": "kube" } }, "data": { "k": value } })).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(&dir.path().join("n0"), &[]);
+    server.wait_member(Duration::from_secs(20)).await;
+    let kubeconfig = Kubeconfig::read_from(server.data_dir.join("orch.yaml")).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    crate::support::wait_for(Duration::from_secs(20), "the default namespace", || async { api.list(&ListParams::default()).await.ok() }).await;
+
+    let created = api.create(&PostParams::default(), &config_map("a", "1")).await.unwrap();
+    let rv = created.metadata.resource_version.clone().unwrap();
+    let mut events = api.watch(&WatchParams::default().timeout(10), &rv).await.unwrap().boxed();
+
+    api.patch("a", &PatchParams::default(), &Patch::Merge(json!({ "data": { "k": "2" } }))).await.unwrap();
+    let applied = api.patch("b", &PatchParams::apply("kube-test").force(), &Patch::Apply(config_map("b", "x"))).await.unwrap();
+    assert_eq!(applied.data.unwrap()["k"], "x");
+    let listed = api.list(&ListParams::default().labels("app=kube")).await.unwrap();
+    assert_eq!(listed.items.len(), 2);
+    api.delete("a", &DeleteParams::default()).await.unwrap();
+
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match events.try_next().await.unwrap().expect("watch ended early") {
+            WatchEvent::Added(o) => seen.push(("added", o.metadata.name.unwrap())),
+            WatchEvent::Modified(o) => seen.push(("modified", o.metadata.name.unwrap())),
+            WatchEvent::Deleted(o) => seen.push(("deleted", o.metadata.name.unwrap())),
+            other => panic!("unexpected watch event {other:?}"),
+        }
+    }
+    assert_eq!(seen, [("modified", "a".to_string()), ("added", "b".to_string()), ("deleted", "a".to_string())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_client_goes_through_authorisation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path(), &StoreConfig::default()).unwrap());
+    orch::api::ensure_system_namespaces(store.as_ref()).await.unwrap();
+    let router = orch::api::router(store.clone());
+
+    let controller = Identity { user: "system:orch-controller-manager".into(), groups: vec![MASTERS_GROUP.into()] };
+    let api: Api<ConfigMap> = Api::default_namespaced(orch::api::in_process_client(router.clone(), controller, "default"));
+    api.create(&PostParams::default(), &config_map("inproc", "1")).await.unwrap();
+    assert_eq!(api.get("inproc").await.unwrap().data.unwrap()["k"], "1");
+
+    let stranger = Identity { user: "nobody".into(), groups: vec![] };
+    let denied: Api<ConfigMap> = Api::default_namespaced(orch::api::in_process_client(router, stranger, "default"));
+    match denied.get("inproc").await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
+        other => panic!("expected 403, got {other:?}"),
+    }
+}
