@@ -5,7 +5,7 @@ RELEASE_BIN := target/release/orch
 # Debian packages the tests, benchmarks and runtime need.
 DEB_PACKAGES := protobuf-compiler containerd runc iproute2 nftables busybox-static etcd-server curl ca-certificates
 
-.PHONY: build run test bench bench-store deps clean
+.PHONY: build run test bench bench-store bench-api deps clean
 
 build:
 	$(CARGO) build --release --bin orch
@@ -16,7 +16,11 @@ run: deps build
 test:
 	$(CARGO) test --all-targets
 
-bench: bench-store
+bench: bench-store bench-api
+
+bench-api:
+	$(CARGO) build --release --bins
+	target/release/orch-bench api
 
 bench-store:
 	$(CARGO) build --release --bins

@@ -1,10 +1,13 @@
 //! `orch-bench`: benchmarks that compare orch with the real thing on this machine.
 //!
+//! `orch-bench api`: the Kubernetes API of one server (see `api`).
+//!
 //! `orch-bench store`: puts/s and p50/p99 latency with 1, 16 and 64 clients, 256-byte values,
 //! on a 1-node and a 3-node orch store (each node its own `orch server` process on loopback,
 //! driven through the store RPC) and on etcd (1 and 3 members, default durability, driven
 //! through its gRPC API) in the same run. Both use mutual TLS between clients and members.
 
+mod api;
 mod etcd;
 mod harness;
 
@@ -29,6 +32,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// The Kubernetes API of one server: ConfigMap create/get/list/update at 1/16/64 clients,
+    /// watch fan-out to 100 watchers
+    Api {
+        /// Measured seconds per cell (after one second of warm-up)
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
     /// orch store vs etcd: puts/s and latency at 1/16/64 clients, 1 and 3 nodes
     Store {
         /// Measured seconds per cell (after one second of warm-up)
@@ -142,6 +152,10 @@ async fn store_bench(b: StoreBench) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
     match Cli::parse().bench {
+        Bench::Api { seconds } => {
+            let tmp = tempfile::Builder::new().prefix("orch-bench-api-").tempdir()?;
+            api::run(&orch_binary()?, tmp.path(), seconds).await
+        }
         Bench::Store { seconds, work_dir, nodes, clients, no_etcd } => {
             store_bench(StoreBench { seconds, work_dir, nodes, clients, no_etcd }).await
         }
