@@ -7,6 +7,7 @@ mod apply;
 mod authz;
 mod client;
 mod discovery;
+mod fields;
 mod objects;
 mod openapi;
 mod patch;
@@ -300,7 +301,9 @@ async fn dispatch(
             Ok(Json(obj).into_response())
         }
         ("list" | "watch", None) => {
-            let selector = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str)).map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?;
+            let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str)).map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?;
+            let fields = fields::FieldSelector::parse(resource, query.get("fieldSelector").map_or("", String::as_str)).map_err(ApiError::bad_request)?;
+            let selector = objects::Selection { labels, fields };
             if watching {
                 let from = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
                 let timeout = query.get("timeoutSeconds").and_then(|v| v.parse().ok()).map(Duration::from_secs);

@@ -388,7 +388,20 @@ pub struct Page {
 
 /// Lists objects matching `selector`, `limit` at a time; `continue_token` resumes a list at
 /// the revision its first page was read at.
-pub async fn list(store: &dyn Store, scope: &Scope<'_>, selector: &super::selector::LabelSelector, limit: u64, continue_token: Option<&str>) -> Result<Page, ApiError> {
+/// Which objects a list or watch selects: by labels and by fields.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub labels: super::selector::LabelSelector,
+    pub fields: super::fields::FieldSelector,
+}
+
+impl Selection {
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches(&obj["metadata"]["labels"]) && self.fields.matches(obj)
+    }
+}
+
+pub async fn list(store: &dyn Store, scope: &Scope<'_>, selector: &Selection, limit: u64, continue_token: Option<&str>) -> Result<Page, ApiError> {
     use base64::Engine;
     let prefix = scope.resource.key_prefix(scope.namespace);
     let mut range = KeyRange::prefix(prefix.clone());
@@ -412,7 +425,7 @@ pub async fn list(store: &dyn Store, scope: &Scope<'_>, selector: &super::select
         for kv in &resp.kvs {
             last_key = Some(kv.key.clone());
             let obj = decode(kv)?;
-            if selector.matches(&obj["metadata"]["labels"]) {
+            if selector.matches(&obj) {
                 items.push(obj);
                 if limit > 0 && items.len() as u64 == limit {
                     let key = String::from_utf8_lossy(&kv.key).into_owned();

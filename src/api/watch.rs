@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 use super::objects::{self, Scope, SharedStore};
 use super::registry::Resource;
 use super::table;
-use super::selector::LabelSelector;
 use super::status::ApiError;
 use crate::store::{EventKind, KeyRange, Revision, StoreError, WatchRequest};
 
@@ -44,7 +43,7 @@ impl Shape {
     }
 }
 
-pub async fn watch(store: SharedStore, scope: Scope<'_>, selector: LabelSelector, from: Revision, timeout: Option<Duration>, shape: Shape) -> Result<Response, ApiError> {
+pub async fn watch(store: SharedStore, scope: Scope<'_>, selector: objects::Selection, from: Revision, timeout: Option<Duration>, shape: Shape) -> Result<Response, ApiError> {
     let mut initial = Vec::new();
     let start = if from > 0 {
         from + 1
@@ -78,7 +77,7 @@ pub async fn watch(store: SharedStore, scope: Scope<'_>, selector: LabelSelector
                     if ev.kind == EventKind::Delete {
                         obj["metadata"]["resourceVersion"] = json!(ev.kv.mod_revision.to_string());
                     }
-                    selector_live.matches(&obj["metadata"]["labels"]).then(|| Ok(line(kind, &shape.apply(obj))))
+                    selector_live.matches(&obj).then(|| Ok(line(kind, &shape.apply(obj))))
                 })
                 .collect(),
             Err(e) => vec![Ok(line("ERROR", &ApiError::from(e).to_status()))],

@@ -79,6 +79,14 @@ async fn kubectl_manages_configmaps() {
     assert!(ok);
     assert_eq!(out.trim(), "configmap/web");
 
+    let (ok, out, _) = kubectl(&server, &home, &["get", "cm", "--field-selector", "metadata.name=db", "-o", "name"], None).await;
+    assert!(ok);
+    assert_eq!(out.trim(), "configmap/db");
+    let (ok, _, err) = kubectl(&server, &home, &["get", "cm", "--field-selector", "data.k=v"], None).await;
+    assert!(!ok && err.contains("field label not supported: data.k"), "{err}");
+    let (ok, out, err) = kubectl(&server, &home, &["describe", "cm", "web"], None).await;
+    assert!(ok && out.contains("Name:         web") && out.contains("Events:"), "{out}{err}");
+
     let (_, out, _) = kubectl(&server, &home, &["get", "cm", "web", "-o", "json"], None).await;
     let obj: Value = serde_json::from_str(&out).unwrap();
     let rv: u64 = obj["metadata"]["resourceVersion"].as_str().unwrap().parse().expect("numeric resourceVersion");
@@ -126,7 +134,7 @@ async fn kubectl_manages_configmaps() {
     assert!(ok);
     assert_eq!(out.lines().count(), 2, "paging with limit/continue returns every object once: {out}");
 
-    let (ok, out, err) = kubectl(&server, &home, &["delete", "cm", "web"], None).await;
+    let (ok, out, err) = kubectl(&server, &home, &["delete", "cm", "web", "--wait"], None).await;
     assert!(ok && out.contains("deleted"), "{out}{err}");
     let (ok, _, err) = kubectl(&server, &home, &["get", "cm", "web"], None).await;
     assert!(!ok && err.contains("configmaps \"web\" not found"), "{err}");
