@@ -92,3 +92,26 @@ async fn kubectl_reads_the_server_version_with_the_kubeconfig() {
     assert_eq!(v["serverVersion"]["major"], "1");
     assert_eq!(v["serverVersion"]["minor"], "33");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_reuses_the_ca_token_and_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_server(&dir.path().join("n0"), &[]);
+    server.wait_member(Duration::from_secs(20)).await;
+    let tls = dir.path().join("n0/server/tls");
+    let ca_before = std::fs::read_to_string(tls.join("server-ca.crt")).unwrap();
+    let token_before = server.token();
+    let admin_before = server.admin_client().unwrap();
+    let rev = server.store().txn(orch::store::TxnRequest::put("/restart", "kept")).await.unwrap().revision;
+
+    server.kill();
+    server.restart();
+    server.wait_member(Duration::from_secs(20)).await;
+    assert_eq!(std::fs::read_to_string(tls.join("server-ca.crt")).unwrap(), ca_before, "the CA survives a restart");
+    assert_eq!(server.token(), token_before, "the token survives a restart");
+    // A client built before the restart (old kubeconfig credentials) still works.
+    let store = RemoteStore::new(server.url(), admin_before);
+    assert!(store.current_revision().await.unwrap() >= rev);
+    let got = store.range(orch::store::RangeRequest { range: orch::store::KeyRange::single("/restart"), ..Default::default() }).await.unwrap();
+    assert_eq!(got.kvs[0].value, b"kept");
+}
