@@ -14,6 +14,7 @@ mod patch;
 mod protobuf;
 mod registry;
 mod selector;
+mod services;
 mod status;
 mod table;
 mod watch;
@@ -36,6 +37,7 @@ use objects::{Scope, SharedStore};
 use openapi::{FieldValidation, OpenApi};
 pub use client::in_process_client;
 pub use registry::{Resource, BUILTIN};
+pub use services::ServiceNetwork;
 use selector::LabelSelector;
 pub use status::ApiError;
 
@@ -47,10 +49,12 @@ const MAX_BODY: usize = 3 << 20;
 struct ApiState {
     store: SharedStore,
     openapi: Arc<OpenApi>,
+    net: ServiceNetwork,
 }
 
-pub fn router(store: SharedStore) -> Router {
-    let state = ApiState { store, openapi: Arc::new(OpenApi::build()) };
+/// The API served from `store`; Services get addresses and node ports from `net`.
+pub fn router(store: SharedStore, net: ServiceNetwork) -> Router {
+    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net };
     Router::new()
         .route("/api", any(handle))
         .route("/api/{*rest}", any(handle))
@@ -84,7 +88,7 @@ pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"
 /// Creates the system namespaces that do not exist yet.
 pub async fn ensure_system_namespaces(store: &dyn crate::store::Store) -> Result<(), ApiError> {
     let namespaces = registry::lookup("", "v1", "namespaces").expect("namespaces are built in");
-    let scope = Scope { resource: namespaces, namespace: None };
+    let scope = Scope { resource: namespaces, namespace: None, net: ServiceNetwork::default() };
     for name in SYSTEM_NAMESPACES {
         match objects::create(store, &scope, json!({ "metadata": { "name": name } }), Some("orch-server")).await {
             Ok(_) => tracing::info!(namespace = name, "created system namespace"),
@@ -223,7 +227,7 @@ async fn serve(state: ApiState, peer: Peer, method: Method, uri: Uri, query: Has
     if !authz::allowed(&identity, verb, resource.group, resource.plural, target.namespace) {
         return Err(ApiError::forbidden(&identity.user, verb, resource.group, resource.plural, target.namespace));
     }
-    let scope = Scope { resource, namespace: target.namespace };
+    let scope = Scope { resource, namespace: target.namespace, net: state.net };
     let as_table = table::wanted(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or(""));
     let validation = FieldValidation::parse(query.get("fieldValidation").map(String::as_str)).map_err(ApiError::bad_request)?;
     let warnings = Arc::new(Mutex::new(Vec::<String>::new()));

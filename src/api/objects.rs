@@ -15,6 +15,8 @@ pub struct Scope<'a> {
     pub resource: &'static Resource,
     /// The namespace from the path (`None`: all namespaces, or a cluster-scoped resource).
     pub namespace: Option<&'a str>,
+    /// Where Services get their addresses and node ports.
+    pub net: super::services::ServiceNetwork,
 }
 
 impl Scope<'_> {
@@ -152,28 +154,53 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
         obj["spec"]["finalizers"] = json!(["kubernetes"]);
         obj["status"] = json!({ "phase": "Active" });
     }
-    let mut compare = vec![Compare::absent(scope.key(&name))];
-    if let Some(ns) = scope.namespace.filter(|_| r.namespaced) {
-        // The namespace must exist: checked in the same transaction as the write.
-        compare.push(Compare::exists(super::registry::BUILTIN[0].key(None, ns)));
-    }
     let key = scope.key(&name);
-    let resp = store
-        .txn(TxnRequest {
-            compare,
-            success: vec![Op::Put { key: key.clone().into_bytes(), value: encode(&obj) }],
-            failure: vec![Op::Get { key: key.into_bytes() }],
-        })
-        .await?;
-    if !resp.succeeded {
-        return Err(match &resp.responses[0] {
-            OpResponse::Get { kv: Some(_) } => ApiError::already_exists(r.group, r.plural, &name),
-            _ => ApiError::not_found("", "namespaces", scope.namespace.unwrap_or_default()),
-        });
+    let namespace_key = scope.namespace.filter(|_| r.namespaced).map(|ns| super::registry::BUILTIN[0].key(None, ns));
+    for _ in 0..ALLOCATION_ATTEMPTS {
+        let mut candidate = obj.clone();
+        let held = if r.plural == "services" { super::services::admit_create(&scope.net, &mut candidate)? } else { Vec::new() };
+        let mut compare = vec![Compare::absent(key.clone())];
+        let mut success = vec![Op::Put { key: key.clone().into_bytes(), value: encode(&candidate) }];
+        let mut failure = vec![Op::Get { key: key.clone().into_bytes() }];
+        if let Some(ns_key) = &namespace_key {
+            // The namespace must exist: checked in the same transaction as the write.
+            compare.push(Compare::exists(ns_key.clone()));
+            failure.push(Op::Get { key: ns_key.clone().into_bytes() });
+        }
+        for (alloc, _) in &held {
+            compare.push(Compare::absent(alloc.clone()));
+            success.push(Op::Put { key: alloc.clone().into_bytes(), value: format!("{}/{name}", scope.namespace.unwrap_or_default()).into_bytes() });
+            failure.push(Op::Get { key: alloc.clone().into_bytes() });
+        }
+        let resp = store.txn(TxnRequest { compare, success, failure }).await?;
+        if resp.succeeded {
+            candidate["metadata"]["resourceVersion"] = json!(resp.revision.to_string());
+            return Ok(candidate);
+        }
+        let found = |i: usize| matches!(resp.responses.get(i), Some(OpResponse::Get { kv: Some(_) }));
+        if found(0) {
+            return Err(ApiError::already_exists(r.group, r.plural, &name));
+        }
+        let first_alloc = if namespace_key.is_some() {
+            if !found(1) {
+                return Err(ApiError::not_found("", "namespaces", scope.namespace.unwrap_or_default()));
+            }
+            2
+        } else {
+            1
+        };
+        // An allocation was taken: an error if the user chose it, else pick again.
+        for (i, (alloc, explicit)) in held.iter().enumerate() {
+            if *explicit && found(first_alloc + i) {
+                return Err(super::services::taken(&name, alloc));
+            }
+        }
     }
-    obj["metadata"]["resourceVersion"] = json!(resp.revision.to_string());
-    Ok(obj)
+    Err(ApiError::internal(format!("could not allocate addresses for {name:?} after {ALLOCATION_ATTEMPTS} attempts; the range may be full")))
 }
+
+/// How often a create retries random allocations that turned out to be taken.
+const ALLOCATION_ATTEMPTS: usize = 32;
 
 /// Carries the server-owned metadata of `before` over to `obj` and bumps `generation` when
 /// anything but metadata and status changed.
@@ -210,12 +237,18 @@ fn has_finalizers(obj: &Value) -> bool {
     obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
 }
 
+/// The operations that delete `obj` stored at `key`, releasing what it holds (Service
+/// addresses and node ports).
+fn deletion(key: &str, obj: &Value) -> Vec<Op> {
+    std::iter::once(key.to_string()).chain(super::services::allocations(obj)).map(|k| Op::Delete { key: k.into_bytes() }).collect()
+}
+
 /// Writes `obj` over the version at revision `expected`; an object being deleted whose last
 /// finalizer is gone is deleted instead. `None`: the object changed meanwhile.
 async fn write_over(store: &dyn Store, key: &str, expected: Revision, mut obj: Value) -> Result<Option<Value>, ApiError> {
     let finished = obj["metadata"].get("deletionTimestamp").is_some() && !has_finalizers(&obj);
-    let op = if finished { Op::Delete { key: key.as_bytes().to_vec() } } else { Op::Put { key: key.as_bytes().to_vec(), value: encode(&obj) } };
-    let resp = store.txn(TxnRequest { compare: vec![Compare::mod_revision(key, expected)], success: vec![op], failure: vec![] }).await?;
+    let success = if finished { deletion(key, &obj) } else { vec![Op::Put { key: key.as_bytes().to_vec(), value: encode(&obj) }] };
+    let resp = store.txn(TxnRequest { compare: vec![Compare::mod_revision(key, expected)], success, failure: vec![] }).await?;
     if !resp.succeeded {
         return Ok(None);
     }
@@ -239,6 +272,9 @@ pub async fn update(store: &dyn Store, scope: &Scope<'_>, name: &str, mut obj: V
     };
     let before = decode(&current)?;
     carry_over(&before, &mut obj);
+    if r.plural == "services" {
+        super::services::admit_update(&before, &mut obj)?;
+    }
     super::apply::record_update(Some(&before), &mut obj, manager, &r.api_version(), &now_rfc3339());
     write_over(store, &key, expected, obj).await?.ok_or_else(|| ApiError::conflict(r.group, r.plural, name))
 }
@@ -278,6 +314,9 @@ pub async fn patch(
             _ => current.mod_revision,
         };
         carry_over(&before, &mut obj);
+        if r.plural == "services" {
+            super::services::admit_update(&before, &mut obj)?;
+        }
         super::apply::record_update(Some(&before), &mut obj, manager, &r.api_version(), &now_rfc3339());
         match write_over(store, &key, expected, obj).await? {
             Some(done) => return Ok(done),
@@ -310,6 +349,9 @@ pub async fn apply_config(store: &dyn Store, scope: &Scope<'_>, name: &str, mut 
             }
         };
         carry_over(&before, &mut obj);
+        if r.plural == "services" {
+            super::services::admit_update(&before, &mut obj)?;
+        }
         if let Some(done) = write_over(store, &key, current.mod_revision, obj).await? {
             return Ok((done, false));
         }
@@ -361,7 +403,7 @@ pub async fn delete(store: &dyn Store, scope: &Scope<'_>, name: &str, options: &
         }
         if !has_finalizers(&obj) {
             let resp = store
-                .txn(TxnRequest { compare: vec![Compare::mod_revision(key.clone(), current.mod_revision)], success: vec![Op::Delete { key: key.clone().into_bytes() }], failure: vec![] })
+                .txn(TxnRequest { compare: vec![Compare::mod_revision(key.clone(), current.mod_revision)], success: deletion(&key, &obj), failure: vec![] })
                 .await?;
             if resp.succeeded {
                 return Ok(Deleted::Gone(obj));

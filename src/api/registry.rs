@@ -50,6 +50,7 @@ pub const BUILTIN: &[Resource] = {
         res("", "v1", "Secret", "secrets", "secret", &[], true, schema_of::<core::Secret>),
         res("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", &["sa"], true, schema_of::<core::ServiceAccount>),
         res("", "v1", "Event", "events", "event", &["ev"], true, schema_of::<core::Event>),
+        Resource { categories: &["all"], ..res("", "v1", "Service", "services", "service", &["svc"], true, schema_of::<core::Service>) },
         res("coordination.k8s.io", "v1", "Lease", "leases", "lease", &[], true, schema_of::<coordination::Lease>),
         // A question, not a stored object: create only (`kubectl auth can-i`).
         Resource {

@@ -53,6 +53,28 @@ fn columns(resource: &Resource) -> Vec<Column> {
             AGE,
         ],
         "serviceaccounts" => vec![NAME, col("Secrets", "integer", "", "Number of secrets", |o| json!(count(&o["secrets"]))), AGE],
+        "services" => vec![
+            NAME,
+            col("Type", "string", "", "The type of the service", |o| o["spec"]["type"].clone()),
+            col("Cluster-IP", "string", "", "The cluster IP of the service", |o| o["spec"]["clusterIP"].clone()),
+            col("External-IP", "string", "", "External addresses of the service", |o| {
+                let ips: Vec<&str> = o["spec"]["externalIPs"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                json!(if ips.is_empty() { "<none>".to_string() } else { ips.join(",") })
+            }),
+            col("Port(s)", "string", "", "The ports of the service", |o| {
+                let ports: Vec<String> = o["spec"]["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        let node = p["nodePort"].as_u64().map(|n| format!(":{n}")).unwrap_or_default();
+                        format!("{}{node}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP"))
+                    })
+                    .collect();
+                json!(if ports.is_empty() { "<none>".to_string() } else { ports.join(",") })
+            }),
+            AGE,
+        ],
         "leases" => vec![NAME, col("Holder", "string", "", "The holder of the lease", |o| o["spec"]["holderIdentity"].clone()), AGE],
         "events" => vec![
             col("Last Seen", "string", "", "Time of the last occurrence", |o| {

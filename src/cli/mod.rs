@@ -98,6 +98,12 @@ pub struct ServerArgs {
     /// How many recent changes are kept in memory for watchers to resume from
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub watch_history: usize,
+    /// Address range of Service ClusterIPs (IPv4 CIDR)
+    #[arg(long, default_value = "10.43.0.0/16", value_name = "CIDR")]
+    pub service_cidr: String,
+    /// Port range of Service NodePorts
+    #[arg(long, default_value = "30000-32767", value_name = "FROM-TO")]
+    pub service_node_port_range: String,
     /// How often old revisions are compacted away (each run keeps one interval of history)
     #[arg(long, default_value = "5m", value_parser = duration, value_name = "DURATION")]
     pub compaction_interval: Duration,

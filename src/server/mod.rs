@@ -35,6 +35,8 @@ const DRAIN: Duration = Duration::from_secs(5);
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source} (is another orch server running? pick another --https-listen-port)")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Flag(String),
     #[error("--join needs --token: use the token printed by the first server (its <data-dir>/server/token)")]
     JoinWithoutToken,
     #[error(transparent)]
@@ -104,6 +106,8 @@ fn sans(args: &ServerArgs, host: &str) -> (Vec<String>, Vec<IpAddr>) {
 }
 
 pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> Result<(), ServerError> {
+    let net = crate::api::ServiceNetwork::parse(&args.service_cidr, &args.service_node_port_range)
+        .map_err(|e| ServerError::Flag(format!("--service-cidr/--service-node-port-range: {e}")))?;
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Listen { addr, source })?;
     let port = listener.local_addr()?.port();
@@ -141,7 +145,7 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> R
     let tasks = TaskTracker::new();
     let internal = crate::raft::router(store.clone()).merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
     let public = routes::public(Arc::new(routes::PublicState { ca: creds.ca.pem().clone(), token: creds.token.clone() }));
-    let api = crate::api::router(store.clone() as Arc<dyn Store>);
+    let api = crate::api::router(store.clone() as Arc<dyn Store>, net);
     let app = public.merge(routes::internal(internal)).merge(api);
     let tls = Arc::new(pki::server_config(&creds.ca.pem().cert, &creds.serving)?);
     tasks.spawn(https::serve(listener, tls, app, cancel.clone(), tasks.clone()));

@@ -365,3 +365,48 @@ async fn a_thousand_watchers_each_receive_every_event_in_order() {
         assert_eq!(w.await.unwrap(), expected);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_get_unique_cluster_ips_and_node_ports_under_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ready_server(dir.path()).await;
+    let admin = server.admin_client().unwrap();
+    let base = format!("{}/api/v1/namespaces/default/services", server.url());
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let (admin, base) = (admin.clone(), base.clone());
+        tasks.push(tokio::spawn(async move {
+            let svc = format!(r#"{{"metadata":{{"name":"s{i}"}},"spec":{{"type":"NodePort","ports":[{{"port":80}}]}}}}"#);
+            let (code, obj) = request(&admin, "POST", &base, "application/json", &svc).await;
+            assert_eq!(code, 201, "{obj}");
+            (obj["spec"]["clusterIP"].as_str().unwrap().to_string(), obj["spec"]["ports"][0]["nodePort"].as_u64().unwrap())
+        }));
+    }
+    let mut ips = std::collections::HashSet::new();
+    let mut ports = std::collections::HashSet::new();
+    for t in tasks {
+        let (ip, port) = t.await.unwrap();
+        let addr: std::net::Ipv4Addr = ip.parse().unwrap();
+        assert!(addr.octets()[..2] == [10, 43] && ip != "10.43.0.1", "{ip} must come from 10.43.0.0/16, not the kubernetes address");
+        assert!((30000..=32767).contains(&port));
+        assert!(ips.insert(ip.clone()), "ClusterIP {ip} handed out twice");
+        assert!(ports.insert(port), "NodePort {port} handed out twice");
+    }
+
+    // An address someone holds cannot be taken; deleting its Service releases it.
+    let taken = ips.iter().next().unwrap().clone();
+    let want = format!(r#"{{"metadata":{{"name":"fixed"}},"spec":{{"clusterIP":"{taken}","ports":[{{"port":53}}]}}}}"#);
+    let (code, status) = request(&admin, "POST", &base, "application/json", &want).await;
+    assert_eq!(code, 422, "{status}");
+    assert!(status["message"].as_str().unwrap().contains("provided IP is already allocated"));
+    let (_, list) = request(&admin, "GET", &base, "", "").await;
+    let owner = list["items"].as_array().unwrap().iter().find(|s| s["spec"]["clusterIP"] == taken.as_str()).unwrap()["metadata"]["name"].as_str().unwrap().to_string();
+    let (code, _) = request(&admin, "DELETE", &format!("{base}/{owner}"), "", "").await;
+    assert_eq!(code, 200);
+    let (code, created) = request(&admin, "POST", &base, "application/json", &want).await;
+    assert_eq!((code, created["spec"]["clusterIP"].as_str()), (201, Some(taken.as_str())));
+
+    // Addresses are immutable.
+    let (code, _) = request(&admin, "PATCH", &format!("{base}/fixed"), "application/merge-patch+json", r#"{"spec":{"clusterIP":"10.43.9.9"}}"#).await;
+    assert_eq!(code, 422);
+}
