@@ -1,5 +1,6 @@
 //! Protobuf request bodies (`application/vnd.kubernetes.protobuf`), as kubectl's typed
-//! commands (`kubectl create configmap|secret|namespace|serviceaccount`) send them: the `k8s\0`
+//! commands (`kubectl create configmap|secret|namespace|serviceaccount|service`, `kubectl auth
+//! can-i`) send them: the `k8s\0`
 //! envelope around a `runtime.Unknown`, decoded with k8s-pb and turned into the JSON the rest
 //! of the API works on.
 
@@ -106,6 +107,34 @@ pub fn decode(resource: &Resource, body: &[u8]) -> Result<Value, ApiError> {
             let pulls: Vec<Value> = sa.image_pull_secrets.into_iter().map(|r| json!({ "name": r.name })).collect();
             set(&mut obj, "imagePullSecrets", json!(pulls));
             set(&mut obj, "automountServiceAccountToken", json!(sa.automount_service_account_token));
+        }
+        "services" => {
+            let svc = core::Service::decode(raw.as_slice()).map_err(bad)?;
+            obj.insert("metadata".into(), object_meta(svc.metadata));
+            let spec = svc.spec.unwrap_or_default();
+            let ports: Vec<Value> = spec
+                .ports
+                .into_iter()
+                .map(|p| {
+                    let mut port = Map::new();
+                    set(&mut port, "name", json!(p.name));
+                    set(&mut port, "protocol", json!(p.protocol));
+                    set(&mut port, "port", json!(p.port));
+                    let target = p.target_port.map(|t| if t.r#type == Some(1) { json!(t.str_val) } else { json!(t.int_val) });
+                    set(&mut port, "targetPort", target.unwrap_or(Value::Null));
+                    set(&mut port, "nodePort", json!(p.node_port.filter(|n| *n != 0)));
+                    Value::Object(port)
+                })
+                .collect();
+            let mut out = Map::new();
+            set(&mut out, "type", json!(spec.r#type));
+            set(&mut out, "ports", json!(ports));
+            set(&mut out, "selector", json!(spec.selector));
+            set(&mut out, "clusterIP", json!(spec.cluster_ip));
+            set(&mut out, "externalName", json!(spec.external_name));
+            set(&mut out, "externalIPs", json!(spec.external_ips));
+            set(&mut out, "sessionAffinity", json!(spec.session_affinity));
+            obj.insert("spec".into(), Value::Object(out));
         }
         "selfsubjectaccessreviews" => {
             let review = k8s_pb::api::authorization::v1::SelfSubjectAccessReview::decode(raw.as_slice()).map_err(bad)?;

@@ -155,6 +155,7 @@ async fn kubectl_manages_configmaps() {
         vec!["create", "configmap", "settings", "-n", "team-a", "--from-literal=mode=fast"],
         vec!["create", "secret", "generic", "creds", "-n", "team-a", "--from-literal=password=pw"],
         vec!["create", "serviceaccount", "robot", "-n", "team-a"],
+        vec!["create", "service", "nodeport", "web", "-n", "team-a", "--tcp=80:8080"],
     ] {
         let (ok, out, err) = kubectl(&server, &home, &args, None).await;
         assert!(ok && out.contains("created"), "kubectl {args:?}: {out}{err}");
@@ -163,6 +164,10 @@ async fn kubectl_manages_configmaps() {
     assert_eq!(out, "cHc=", "secret data arrives base64-encoded");
     let (_, out, _) = kubectl(&server, &home, &["get", "cm,secret,sa", "-n", "team-a", "-o", "name"], None).await;
     assert_eq!(out.lines().count(), 3, "{out}");
+    let (_, out, _) = kubectl(&server, &home, &["get", "svc", "-n", "team-a"], None).await;
+    let header: Vec<&str> = out.lines().next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], "{out}");
+    assert!(out.contains("NodePort") && out.contains("80:3"), "{out}");
 
     let (ok, _, err) = kubectl(&server, &home, &["apply", "-n", "nope", "-f", "-"], Some(manifest)).await;
     assert!(!ok && err.contains("namespaces \"nope\" not found"), "{err}");
