@@ -88,6 +88,24 @@ impl ServerProc {
         self.child = Some(child);
     }
 
+    /// Sends SIGTERM and waits up to `timeout` for the process to exit; returns its exit code
+    /// (`None` if it had to be killed).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let mut child = self.child.take()?;
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let until = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < until {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// SIGKILLs the process (no graceful shutdown) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

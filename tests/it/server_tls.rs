@@ -115,3 +115,14 @@ async fn a_restart_reuses_the_ca_token_and_data() {
     let got = store.range(orch::store::RangeRequest { range: orch::store::KeyRange::single("/restart"), ..Default::default() }).await.unwrap();
     assert_eq!(got.kvs[0].value, b"kept");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_the_server_down_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_server(&dir.path().join("n0"), &[]);
+    server.wait_member(Duration::from_secs(20)).await;
+    // An open watch must not hold the shutdown up.
+    let _watch = server.store().watch(orch::store::WatchRequest { range: orch::store::KeyRange::prefix("/"), start_revision: 0 }).await.unwrap();
+    let code = server.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "orch server should exit 0 within 10 s of SIGTERM:\n{}", server.log());
+}
