@@ -1,23 +1,27 @@
-//! Authorisation: who may do what. Until RBAC lands, members of `system:masters` may do
-//! everything and nobody else anything; every decision goes through [`allowed`], which is also
-//! what SelfSubjectAccessReview (`kubectl auth can-i`) answers.
+//! SelfSubjectAccessReview (`kubectl auth can-i`): the caller asks the same authoriser every
+//! request goes through ([`super::rbac::Rbac`]).
 
 use serde_json::{json, Value};
 
-use crate::pki::{Identity, MASTERS_GROUP};
-
-/// Whether `identity` may `verb` the resource (the attributes are kept for RBAC).
-pub fn allowed(identity: &Identity, _verb: &str, _group: &str, _resource: &str, _namespace: Option<&str>) -> bool {
-    identity.in_group(MASTERS_GROUP)
-}
+use super::rbac::{Attributes, Rbac};
+use crate::pki::Identity;
 
 /// Answers a SelfSubjectAccessReview about the caller.
-pub fn self_subject_access_review(identity: &Identity, mut review: Value) -> Value {
+pub fn self_subject_access_review(rbac: &Rbac, identity: &Identity, mut review: Value) -> Value {
     let attrs = &review["spec"]["resourceAttributes"];
     let text = |k: &str| attrs[k].as_str().unwrap_or("").to_string();
-    let namespace = text("namespace");
-    let ok = allowed(identity, &text("verb"), &text("group"), &text("resource"), Some(namespace.as_str()).filter(|n| !n.is_empty()));
-    let reason = if ok { "member of system:masters" } else { "only system:masters is authorised until RBAC is available" };
+    let (verb, group, resource, namespace, name) = (text("verb"), text("group"), text("resource"), text("namespace"), text("name"));
+    let ok = rbac.allowed(
+        identity,
+        &Attributes {
+            verb: &verb,
+            group: &group,
+            resource: &resource,
+            namespace: Some(namespace.as_str()).filter(|n| !n.is_empty()),
+            name: Some(name.as_str()).filter(|n| !n.is_empty()),
+        },
+    );
+    let reason = if ok { "allowed by RBAC" } else { "no RBAC rule allows it" };
     review["status"] = json!({ "allowed": ok, "reason": reason });
     review["metadata"] = json!({});
     review

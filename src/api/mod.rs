@@ -1,7 +1,7 @@
 //! The Kubernetes REST API (being built up; see the issue tracker): discovery, and create, get,
 //! list (label selectors, limit/continue), watch, update, patch and delete of the registry's
-//! resources, with Kubernetes Status errors. Callers authenticate with x509 client certificates;
-//! until RBAC lands only `system:masters` is authorised.
+//! resources, with Kubernetes Status errors. Callers authenticate with x509 client certificates
+//! and are authorised by RBAC (`system:masters` may do everything).
 
 mod apply;
 mod authz;
@@ -12,6 +12,7 @@ mod objects;
 mod openapi;
 mod patch;
 mod protobuf;
+mod rbac;
 mod registry;
 mod selector;
 mod services;
@@ -50,11 +51,13 @@ struct ApiState {
     store: SharedStore,
     openapi: Arc<OpenApi>,
     net: ServiceNetwork,
+    rbac: Arc<rbac::Rbac>,
 }
 
 /// The API served from `store`; Services get addresses and node ports from `net`.
 pub fn router(store: SharedStore, net: ServiceNetwork) -> Router {
-    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net };
+    let rbac = rbac::Rbac::start(store.clone());
+    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac };
     Router::new()
         .route("/api", any(handle))
         .route("/api/{*rest}", any(handle))
@@ -85,8 +88,18 @@ async fn openapi_document(State(state): State<ApiState>, Extension(peer): Extens
 /// The namespaces every cluster has; created at start when missing.
 pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// Creates the system namespaces that do not exist yet.
+/// Creates the system namespaces and the `cluster-admin` ClusterRole that do not exist yet.
 pub async fn ensure_system_namespaces(store: &dyn crate::store::Store) -> Result<(), ApiError> {
+    let roles = registry::lookup("rbac.authorization.k8s.io", "v1", "clusterroles").expect("clusterroles are built in");
+    let admin = json!({ "metadata": { "name": "cluster-admin", "labels": { "kubernetes.io/bootstrapping": "rbac-defaults" } }, "rules": [
+        { "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] },
+        { "nonResourceURLs": ["*"], "verbs": ["*"] },
+    ] });
+    match objects::create(store, &Scope { resource: roles, namespace: None, net: ServiceNetwork::default() }, admin, Some("orch-server")).await {
+        Ok(_) => tracing::info!("created the cluster-admin ClusterRole"),
+        Err(e) if e.reason == "AlreadyExists" => {}
+        Err(e) => return Err(e),
+    }
     let namespaces = registry::lookup("", "v1", "namespaces").expect("namespaces are built in");
     let scope = Scope { resource: namespaces, namespace: None, net: ServiceNetwork::default() };
     for name in SYSTEM_NAMESPACES {
@@ -222,9 +235,10 @@ async fn serve(state: ApiState, peer: Peer, method: Method, uri: Uri, query: Has
             return Err(ApiError::method_not_allowed());
         }
         let review = read_object(resource, &headers, body).await?;
-        return Ok((StatusCode::CREATED, Json(authz::self_subject_access_review(&identity, review))).into_response());
+        return Ok((StatusCode::CREATED, Json(authz::self_subject_access_review(&state.rbac, &identity, review))).into_response());
     }
-    if !authz::allowed(&identity, verb, resource.group, resource.plural, target.namespace) {
+    let attributes = rbac::Attributes { verb, group: resource.group, resource: resource.plural, namespace: target.namespace, name: target.name };
+    if !state.rbac.allowed(&identity, &attributes) {
         return Err(ApiError::forbidden(&identity.user, verb, resource.group, resource.plural, target.namespace));
     }
     let scope = Scope { resource, namespace: target.namespace, net: state.net };

@@ -1,11 +1,12 @@
 //! Protobuf request bodies (`application/vnd.kubernetes.protobuf`), as kubectl's typed
-//! commands (`kubectl create configmap|secret|namespace|serviceaccount|service`, `kubectl auth
-//! can-i`) send them: the `k8s\0`
+//! commands (`kubectl create configmap|secret|namespace|serviceaccount|service|role|rolebinding|
+//! clusterrole|clusterrolebinding`, `kubectl auth can-i`) send them: the `k8s\0`
 //! envelope around a `runtime.Unknown`, decoded with k8s-pb and turned into the JSON the rest
 //! of the API works on.
 
 use base64::Engine;
 use k8s_pb::api::core::v1 as core;
+use k8s_pb::api::rbac::v1 as rbac;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_pb::apimachinery::pkg::runtime::Unknown;
 use prost::Message;
@@ -135,6 +136,52 @@ pub fn decode(resource: &Resource, body: &[u8]) -> Result<Value, ApiError> {
             set(&mut out, "externalIPs", json!(spec.external_ips));
             set(&mut out, "sessionAffinity", json!(spec.session_affinity));
             obj.insert("spec".into(), Value::Object(out));
+        }
+        "roles" | "clusterroles" => {
+            let (metadata, rules) = if resource.plural == "roles" {
+                let r = rbac::Role::decode(raw.as_slice()).map_err(bad)?;
+                (r.metadata, r.rules)
+            } else {
+                let r = rbac::ClusterRole::decode(raw.as_slice()).map_err(bad)?;
+                (r.metadata, r.rules)
+            };
+            obj.insert("metadata".into(), object_meta(metadata));
+            let rules: Vec<Value> = rules
+                .into_iter()
+                .map(|r| {
+                    let mut rule = Map::new();
+                    set(&mut rule, "verbs", json!(r.verbs));
+                    set(&mut rule, "apiGroups", json!(r.api_groups));
+                    set(&mut rule, "resources", json!(r.resources));
+                    set(&mut rule, "resourceNames", json!(r.resource_names));
+                    set(&mut rule, "nonResourceURLs", json!(r.non_resource_ur_ls));
+                    Value::Object(rule)
+                })
+                .collect();
+            obj.insert("rules".into(), json!(rules));
+        }
+        "rolebindings" | "clusterrolebindings" => {
+            let (metadata, subjects, role_ref) = if resource.plural == "rolebindings" {
+                let b = rbac::RoleBinding::decode(raw.as_slice()).map_err(bad)?;
+                (b.metadata, b.subjects, b.role_ref)
+            } else {
+                let b = rbac::ClusterRoleBinding::decode(raw.as_slice()).map_err(bad)?;
+                (b.metadata, b.subjects, b.role_ref)
+            };
+            obj.insert("metadata".into(), object_meta(metadata));
+            let subjects: Vec<Value> = subjects
+                .into_iter()
+                .map(|x| {
+                    let mut subject = Map::new();
+                    for (k, v) in [("kind", x.kind), ("apiGroup", x.api_group), ("name", x.name), ("namespace", x.namespace)] {
+                        set(&mut subject, k, json!(v));
+                    }
+                    Value::Object(subject)
+                })
+                .collect();
+            set(&mut obj, "subjects", json!(subjects));
+            let r = role_ref.unwrap_or_default();
+            obj.insert("roleRef".into(), json!({ "apiGroup": r.api_group, "kind": r.kind, "name": r.name }));
         }
         "selfsubjectaccessreviews" => {
             let review = k8s_pb::api::authorization::v1::SelfSubjectAccessReview::decode(raw.as_slice()).map_err(bad)?;

@@ -44,6 +44,8 @@ pub const BUILTIN: &[Resource] = {
     use k8s_openapi::api::authorization::v1 as authorization;
     use k8s_openapi::api::coordination::v1 as coordination;
     use k8s_openapi::api::core::v1 as core;
+    use k8s_openapi::api::rbac::v1 as rbac;
+    const RBAC: &str = "rbac.authorization.k8s.io";
     &[
         res("", "v1", "Namespace", "namespaces", "namespace", &["ns"], false, schema_of::<core::Namespace>),
         res("", "v1", "ConfigMap", "configmaps", "configmap", &["cm"], true, schema_of::<core::ConfigMap>),
@@ -52,6 +54,10 @@ pub const BUILTIN: &[Resource] = {
         res("", "v1", "Event", "events", "event", &["ev"], true, schema_of::<core::Event>),
         Resource { categories: &["all"], ..res("", "v1", "Service", "services", "service", &["svc"], true, schema_of::<core::Service>) },
         res("coordination.k8s.io", "v1", "Lease", "leases", "lease", &[], true, schema_of::<coordination::Lease>),
+        res(RBAC, "v1", "Role", "roles", "role", &[], true, schema_of::<rbac::Role>),
+        res(RBAC, "v1", "RoleBinding", "rolebindings", "rolebinding", &[], true, schema_of::<rbac::RoleBinding>),
+        res(RBAC, "v1", "ClusterRole", "clusterroles", "clusterrole", &[], false, schema_of::<rbac::ClusterRole>),
+        res(RBAC, "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", &[], false, schema_of::<rbac::ClusterRoleBinding>),
         // A question, not a stored object: create only (`kubectl auth can-i`).
         Resource {
             verbs: &["create"],

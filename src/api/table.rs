@@ -75,6 +75,12 @@ fn columns(resource: &Resource) -> Vec<Column> {
             }),
             AGE,
         ],
+        "roles" | "clusterroles" => vec![NAME, col("Created At", "date", "", "Time the role was created", |o| o["metadata"]["creationTimestamp"].clone())],
+        "rolebindings" | "clusterrolebindings" => vec![
+            NAME,
+            col("Role", "string", "", "The role bound", |o| json!(format!("{}/{}", o["roleRef"]["kind"].as_str().unwrap_or(""), o["roleRef"]["name"].as_str().unwrap_or("")))),
+            AGE,
+        ],
         "leases" => vec![NAME, col("Holder", "string", "", "The holder of the lease", |o| o["spec"]["holderIdentity"].clone()), AGE],
         "events" => vec![
             col("Last Seen", "string", "", "Time of the last occurrence", |o| {

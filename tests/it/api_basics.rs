@@ -415,3 +415,50 @@ async fn services_get_unique_cluster_ips_and_node_ports_under_concurrency() {
     let (code, _) = request(&admin, "PATCH", &format!("{base}/fixed"), "application/merge-patch+json", r#"{"spec":{"clusterIP":"10.43.9.9"}}"#).await;
     assert_eq!(code, 422);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_grants_what_bindings_say_and_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ready_server(dir.path()).await;
+    let home = dir.path().join("home");
+    for args in [
+        vec!["create", "namespace", "team"],
+        vec!["create", "role", "cm-reader", "-n", "team", "--verb=get,list", "--resource=configmaps"],
+        vec!["create", "rolebinding", "devs-read", "-n", "team", "--role=cm-reader", "--group=developers"],
+        vec!["create", "configmap", "settings", "-n", "team", "--from-literal=a=b"],
+    ] {
+        let (ok, out, err) = kubectl(&server, &home, &args, None).await;
+        assert!(ok, "kubectl {args:?}: {out}{err}");
+    }
+    let (_, out, _) = kubectl(&server, &home, &["get", "rolebindings", "-n", "team"], None).await;
+    assert!(out.contains("Role/cm-reader"), "{out}");
+
+    let tls = server.data_dir.join("server/tls");
+    let ca = pki::ClusterCa::from_pem(pki::PemPair::read(&tls, "server-ca").unwrap().unwrap()).unwrap();
+    let dev = ca.sign(&pki::CertSpec { common_name: "bob".into(), organizations: vec!["developers".into()], client_auth: true, ..Default::default() }).unwrap();
+    let client = HttpClient::new(pki::client_config(&ca.pem().cert, Some(&dev)).unwrap());
+    let api = format!("{}/api/v1/namespaces", server.url());
+    // The cache follows the store; give it a moment to see the new binding.
+    crate::support::wait_for(Duration::from_secs(10), "the binding to take effect", || async {
+        let (code, _) = request(&client, "GET", &format!("{api}/team/configmaps"), "", "").await;
+        (code == 200).then_some(())
+    })
+    .await;
+    let (code, cm) = request(&client, "GET", &format!("{api}/team/configmaps/settings"), "", "").await;
+    assert_eq!((code, cm["data"]["a"].as_str()), (200, Some("b")));
+    let (code, _) = request(&client, "GET", &format!("{api}/default/configmaps"), "", "").await;
+    assert_eq!(code, 403, "a RoleBinding grants only in its namespace");
+    let (code, _) = request(&client, "POST", &format!("{api}/team/configmaps"), "application/json", r#"{"metadata":{"name":"x"}}"#).await;
+    assert_eq!(code, 403, "the role does not allow create");
+    let (code, _) = request(&client, "GET", &format!("{api}/team/secrets"), "", "").await;
+    assert_eq!(code, 403, "nor other resources");
+
+    // Removing the binding takes the access away again.
+    let (ok, _, err) = kubectl(&server, &home, &["delete", "rolebinding", "devs-read", "-n", "team"], None).await;
+    assert!(ok, "{err}");
+    crate::support::wait_for(Duration::from_secs(10), "the binding removal to take effect", || async {
+        let (code, _) = request(&client, "GET", &format!("{api}/team/configmaps"), "", "").await;
+        (code == 403).then_some(())
+    })
+    .await;
+}
