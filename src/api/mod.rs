@@ -18,6 +18,7 @@ mod selector;
 mod services;
 mod status;
 mod table;
+mod tokens;
 mod watch;
 
 use std::collections::HashMap;
@@ -39,6 +40,7 @@ use openapi::{FieldValidation, OpenApi};
 pub use client::in_process_client;
 pub use registry::{Resource, BUILTIN};
 pub use services::ServiceNetwork;
+pub use tokens::TokenKeys;
 use selector::LabelSelector;
 pub use status::ApiError;
 
@@ -52,12 +54,14 @@ struct ApiState {
     openapi: Arc<OpenApi>,
     net: ServiceNetwork,
     rbac: Arc<rbac::Rbac>,
+    tokens: TokenKeys,
 }
 
-/// The API served from `store`; Services get addresses and node ports from `net`.
-pub fn router(store: SharedStore, net: ServiceNetwork) -> Router {
+/// The API served from `store`; Services get addresses and node ports from `net`;
+/// ServiceAccount tokens are signed and checked with `tokens`.
+pub fn router(store: SharedStore, net: ServiceNetwork, tokens: TokenKeys) -> Router {
     let rbac = rbac::Rbac::start(store.clone());
-    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac };
+    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac, tokens };
     Router::new()
         .route("/api", any(handle))
         .route("/api/{*rest}", any(handle))
@@ -119,6 +123,7 @@ struct Target<'a> {
     namespace: Option<&'a str>,
     plural: Option<&'a str>,
     name: Option<&'a str>,
+    subresource: Option<&'a str>,
 }
 
 fn parse_path(path: &str) -> Option<Target<'_>> {
@@ -128,15 +133,17 @@ fn parse_path(path: &str) -> Option<Target<'_>> {
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return None,
     };
-    let (namespace, plural, name) = match rest {
-        [] => (None, None, None),
-        [plural] => (None, Some(*plural), None),
-        ["namespaces", ns, plural] => (Some(*ns), Some(*plural), None),
-        ["namespaces", ns, plural, name] => (Some(*ns), Some(*plural), Some(*name)),
-        [plural, name] => (None, Some(*plural), Some(*name)),
+    let (namespace, plural, name, subresource) = match rest {
+        [] => (None, None, None, None),
+        [plural] => (None, Some(*plural), None, None),
+        ["namespaces", ns, plural] => (Some(*ns), Some(*plural), None, None),
+        ["namespaces", ns, plural, name] => (Some(*ns), Some(*plural), Some(*name), None),
+        ["namespaces", ns, plural, name, sub] => (Some(*ns), Some(*plural), Some(*name), Some(*sub)),
+        [plural, name] => (None, Some(*plural), Some(*name), None),
+        [plural, name, sub] => (None, Some(*plural), Some(*name), Some(*sub)),
         _ => return None,
     };
-    Some(Target { group, version, namespace, plural, name })
+    Some(Target { group, version, namespace, plural, name, subresource })
 }
 
 fn verb(method: &Method, named: bool, watch: bool) -> &'static str {
@@ -215,7 +222,10 @@ async fn handle(
 
 async fn serve(state: ApiState, peer: Peer, method: Method, uri: Uri, query: HashMap<String, String>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let store = state.store.clone();
-    let identity = peer.0.ok_or_else(ApiError::unauthorized)?;
+    let identity = match peer.0 {
+        Some(identity) => identity,
+        None => bearer_identity(&state, &headers).await.ok_or_else(ApiError::unauthorized)?,
+    };
     let path = uri.path();
     match path.trim_end_matches('/') {
         "/api" => return Ok(Json(discovery::core_versions()).into_response()),
@@ -236,6 +246,17 @@ async fn serve(state: ApiState, peer: Peer, method: Method, uri: Uri, query: Has
         }
         let review = read_object(resource, &headers, body).await?;
         return Ok((StatusCode::CREATED, Json(authz::self_subject_access_review(&state.rbac, &identity, review))).into_response());
+    }
+    if let Some(sub) = target.subresource {
+        if (resource.plural, sub, method.as_str()) != ("serviceaccounts", "token", "POST") {
+            return Err(ApiError::not_found(resource.group, &format!("{}/{sub}", resource.plural), target.name.unwrap_or("")));
+        }
+        let attributes = rbac::Attributes { verb: "create", group: "", resource: "serviceaccounts/token", namespace: target.namespace, name: target.name };
+        if !state.rbac.allowed(&identity, &attributes) {
+            return Err(ApiError::forbidden(&identity.user, "create", "", "serviceaccounts/token", target.namespace));
+        }
+        let scope = Scope { resource, namespace: target.namespace, net: state.net };
+        return token_request(&state, &scope, target.name.unwrap_or_default(), &headers, body).await;
     }
     let attributes = rbac::Attributes { verb, group: resource.group, resource: resource.plural, namespace: target.namespace, name: target.name };
     if !state.rbac.allowed(&identity, &attributes) {
@@ -270,6 +291,50 @@ async fn serve(state: ApiState, peer: Peer, method: Method, uri: Uri, query: Has
     let response = dispatch(&store, resource, scope, verb, target.name, watching, as_table, &query, &headers, body, &check).await?;
     let warnings = std::mem::take(&mut *warnings.lock().expect("warnings lock"));
     Ok(with_warnings(response, &warnings))
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// The ServiceAccount a valid `Authorization: Bearer` token stands for, if it still exists.
+async fn bearer_identity(state: &ApiState, headers: &HeaderMap) -> Option<crate::pki::Identity> {
+    let token = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")?;
+    let claims = state.tokens.verify(token.trim(), unix_now())?;
+    let accounts = registry::lookup("", "v1", "serviceaccounts")?;
+    let scope = Scope { resource: accounts, namespace: Some(&claims.namespace), net: state.net };
+    let account = objects::get(state.store.as_ref(), &scope, &claims.name).await.ok()?;
+    (account["metadata"]["uid"] == claims.uid.as_str()).then(|| claims.identity())
+}
+
+/// `POST .../serviceaccounts/<name>/token`: issues a token for an existing ServiceAccount.
+async fn token_request(state: &ApiState, scope: &Scope<'_>, name: &str, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let account = objects::get(state.store.as_ref(), scope, name).await?;
+    let raw = read_body(body).await?;
+    let is_protobuf = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with(protobuf::CONTENT_TYPE));
+    let request = if is_protobuf {
+        protobuf::decode_token_request(&raw)?
+    } else if raw.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("the TokenRequest is not valid JSON: {e}")))?
+    };
+    let audiences: Vec<String> = request["spec"]["audiences"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_string)).collect();
+    let namespace = scope.namespace.unwrap_or_default();
+    let uid = account["metadata"]["uid"].as_str().unwrap_or_default();
+    let (token, exp) = state.tokens.issue(namespace, name, uid, &audiences, request["spec"]["expirationSeconds"].as_i64(), unix_now());
+    let expires = time::OffsetDateTime::from_unix_timestamp(exp).ok().and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()).unwrap_or_default();
+    let spec = json!({ "audiences": if audiences.is_empty() { vec![tokens::ISSUER.to_string()] } else { audiences }, "expirationSeconds": exp - unix_now() });
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+            "metadata": { "name": name, "namespace": namespace, "creationTimestamp": null },
+            "spec": spec,
+            "status": { "token": token, "expirationTimestamp": expires },
+        })),
+    )
+        .into_response())
 }
 
 /// The field manager of a non-apply write: `?fieldManager=`, else the client's name from its

@@ -205,6 +205,15 @@ pub fn decode(resource: &Resource, body: &[u8]) -> Result<Value, ApiError> {
     Ok(Value::Object(obj))
 }
 
+/// Decodes a protobuf TokenRequest (`kubectl create token`) into its JSON form.
+pub fn decode_token_request(body: &[u8]) -> Result<Value, ApiError> {
+    let inner = body.strip_prefix(MAGIC).ok_or_else(|| bad("missing the k8s envelope"))?;
+    let unknown = Unknown::decode(inner).map_err(bad)?;
+    let request = k8s_pb::api::authentication::v1::TokenRequest::decode(unknown.raw.unwrap_or_default().as_slice()).map_err(bad)?;
+    let spec = request.spec.unwrap_or_default();
+    Ok(json!({ "spec": { "audiences": spec.audiences, "expirationSeconds": spec.expiration_seconds } }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

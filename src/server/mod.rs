@@ -145,7 +145,8 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> R
     let tasks = TaskTracker::new();
     let internal = crate::raft::router(store.clone()).merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
     let public = routes::public(Arc::new(routes::PublicState { ca: creds.ca.pem().clone(), token: creds.token.clone() }));
-    let api = crate::api::router(store.clone() as Arc<dyn Store>, net);
+    let tokens = crate::api::TokenKeys::derive(creds.ca.pem().key.as_bytes());
+    let api = crate::api::router(store.clone() as Arc<dyn Store>, net, tokens);
     let app = public.merge(routes::internal(internal)).merge(api);
     let tls = Arc::new(pki::server_config(&creds.ca.pem().cert, &creds.serving)?);
     tasks.spawn(https::serve(listener, tls, app, cancel.clone(), tasks.clone()));

@@ -462,3 +462,40 @@ async fn rbac_grants_what_bindings_say_and_nothing_more() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_tokens_authenticate_for_their_audience_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ready_server(dir.path()).await;
+    let home = dir.path().join("home");
+    let (ok, _, err) = kubectl(&server, &home, &["create", "serviceaccount", "robot"], None).await;
+    assert!(ok, "{err}");
+    let (ok, token, err) = kubectl(&server, &home, &["create", "token", "robot"], None).await;
+    assert!(ok && token.starts_with("ey"), "{err}");
+    let (_, vault_token, _) = kubectl(&server, &home, &["create", "token", "robot", "--audience=vault"], None).await;
+
+    let ca = std::fs::read_to_string(server.data_dir.join("server/tls/server-ca.crt")).unwrap();
+    let anonymous = HttpClient::new(pki::client_config(&ca, None).unwrap());
+    let url = format!("{}/api/v1/namespaces/default/configmaps", server.url());
+    let as_token = |token: String| {
+        let (client, url) = (anonymous.clone(), url.clone());
+        async move {
+            let req = http::Request::get(url).header("authorization", format!("Bearer {}", token.trim())).body(Full::default()).unwrap();
+            let (status, body) = client.fetch(req, Duration::from_secs(10)).await.unwrap();
+            (status.as_u16(), String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (code, body) = as_token(token.clone()).await;
+    assert!(code == 403 && body.contains("system:serviceaccount:default:robot"), "authenticated, not yet authorised: {body}");
+    let (code, _) = as_token(vault_token).await;
+    assert_eq!(code, 401, "a token for another audience is refused");
+    let (code, _) = as_token("not.a.token".into()).await;
+    assert_eq!(code, 401);
+
+    kubectl(&server, &home, &["create", "rolebinding", "robot-admin", "--clusterrole=cluster-admin", "--serviceaccount=default:robot"], None).await;
+    crate::support::wait_for(Duration::from_secs(10), "the token to be authorised", || async { (as_token(token.clone()).await.0 == 200).then_some(()) }).await;
+
+    // Deleting the ServiceAccount invalidates its tokens.
+    kubectl(&server, &home, &["delete", "serviceaccount", "robot"], None).await;
+    assert_eq!(as_token(token).await.0, 401);
+}
