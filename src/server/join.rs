@@ -1,6 +1,7 @@
-//! The joining side of `orch server --join URL --token TOKEN`: fetch the cluster CA without
-//! trusting anyone yet, check it against the hash in the token, then present the token to
-//! receive the CA's key (every server signs its own certificates).
+//! The joining side: fetch the cluster CA without trusting anyone yet and check it against the
+//! hash in the token; then a server (`orch server --join`) presents the token to receive the
+//! CA's key (every server signs its own certificates), and an agent presents it with its node
+//! name and password to receive a node client certificate.
 
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ pub enum JoinError {
     CaMismatch { url: String, expected: String, got: String },
     #[error("the server at {url} refused the token (wrong token?)")]
     WrongToken { url: String },
+    #[error("{0}")]
+    NameTaken(String),
     #[error("unexpected answer from {url}: HTTP {status}: {body}")]
     Unexpected { url: String, status: u16, body: String },
     #[error(transparent)]
@@ -32,9 +35,15 @@ async fn fetch(http: &HttpClient, req: http::Request<Full<Bytes>>) -> Result<(ht
     http.fetch(req, TIMEOUT).await.map_err(|source| JoinError::Unreachable { url, source })
 }
 
-/// Fetches and verifies the cluster CA from the server at `seed`, returning it with its key.
-pub async fn fetch_cluster_ca(seed: &str, token: &JoinToken) -> Result<PemPair, JoinError> {
-    let seed = seed.trim_end_matches('/');
+/// What a joined agent receives: the cluster CA and its node client certificate.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct AgentCredentials {
+    pub ca: String,
+    pub client: PemPair,
+}
+
+/// Fetches the CA from `/cacerts` without trusting it yet and checks it against the token.
+async fn verified_ca(seed: &str, token: &JoinToken) -> Result<String, JoinError> {
     let url = format!("{seed}/cacerts");
     let insecure = HttpClient::new(pki::insecure_client_config());
     let (status, body) = fetch(&insecure, http::Request::get(&url).body(Full::default()).expect("valid request")).await?;
@@ -48,6 +57,39 @@ pub async fn fetch_cluster_ca(seed: &str, token: &JoinToken) -> Result<PemPair, 
     if token.ca_hash.is_none() {
         tracing::warn!("the token has no CA hash (K10...), so the server's CA is trusted on first use");
     }
+    Ok(ca_pem)
+}
+
+fn basic_auth(token: &JoinToken) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("server:{}", token.secret)))
+}
+
+/// The agent side of joining: verifies the server against the token, then asks for a node
+/// client certificate for `name`, proving the machine with its node `password`.
+pub async fn join_as_agent(server: &str, token: &JoinToken, name: &str, password: &str) -> Result<AgentCredentials, JoinError> {
+    let server = server.trim_end_matches('/');
+    let ca_pem = verified_ca(server, token).await?;
+    let verified = HttpClient::new(pki::client_config(&ca_pem, None)?);
+    let url = format!("{server}/v1-orch/node-bootstrap");
+    let body = serde_json::json!({ "name": name, "password": password }).to_string();
+    let req = http::Request::post(&url)
+        .header(http::header::AUTHORIZATION, basic_auth(token))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid request");
+    let (status, body) = fetch(&verified, req).await?;
+    match status.as_u16() {
+        200 => serde_json::from_slice(&body).map_err(|e| JoinError::Unexpected { url, status: 200, body: e.to_string() }),
+        401 => Err(JoinError::WrongToken { url }),
+        403 => Err(JoinError::NameTaken(String::from_utf8_lossy(&body).into_owned())),
+        s => Err(JoinError::Unexpected { url, status: s, body: String::from_utf8_lossy(&body).into() }),
+    }
+}
+
+/// Fetches and verifies the cluster CA from the server at `seed`, returning it with its key.
+pub async fn fetch_cluster_ca(seed: &str, token: &JoinToken) -> Result<PemPair, JoinError> {
+    let seed = seed.trim_end_matches('/');
+    let ca_pem = verified_ca(seed, token).await?;
     let verified = HttpClient::new(pki::client_config(&ca_pem, None)?);
     let url = format!("{seed}/v1-orch/server-bootstrap");
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("server:{}", token.secret));

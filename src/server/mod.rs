@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use credentials::{admin_credentials, read_token};
-pub use join::JoinError;
+pub use join::{join_as_agent, AgentCredentials, JoinError};
 
 use crate::cli::ServerArgs;
 use crate::pki::{self, JoinToken, PkiError};
@@ -144,7 +144,12 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> R
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     let internal = crate::raft::router(store.clone()).merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
-    let public = routes::public(Arc::new(routes::PublicState { ca: creds.ca.pem().clone(), token: creds.token.clone() }));
+    let public = routes::public(Arc::new(routes::PublicState {
+        ca: creds.ca.pem().clone(),
+        token: creds.token.clone(),
+        signer: pki::ClusterCa::from_pem(creds.ca.pem().clone())?,
+        store: store.clone(),
+    }));
     let tokens = crate::api::TokenKeys::derive(creds.ca.pem().key.as_bytes());
     let api = crate::api::router(store.clone() as Arc<dyn Store>, net, tokens);
     let app = public.merge(routes::internal(internal)).merge(api);

@@ -19,6 +19,9 @@ use crate::version;
 pub struct PublicState {
     pub ca: PemPair,
     pub token: JoinToken,
+    /// Signs node client certificates for joining agents.
+    pub signer: crate::pki::ClusterCa,
+    pub store: std::sync::Arc<dyn crate::store::Store>,
 }
 
 pub fn public(state: Arc<PublicState>) -> Router {
@@ -29,6 +32,7 @@ pub fn public(state: Arc<PublicState>) -> Router {
         .route("/livez", get(ok))
         .route("/readyz", get(ok))
         .route("/v1-orch/server-bootstrap", post(server_bootstrap))
+        .route("/v1-orch/node-bootstrap", post(node_bootstrap))
         .with_state(state)
 }
 
@@ -88,6 +92,41 @@ fn authorised(headers: &HeaderMap, token: &JoinToken) -> bool {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// What a joining agent sends.
+#[derive(serde::Deserialize)]
+struct NodeJoin {
+    name: String,
+    password: String,
+}
+
+/// Gives a joining agent holding the token a node client certificate (CN `system:node:<name>`,
+/// O `system:nodes`), after checking its node password.
+async fn node_bootstrap(State(s): State<Arc<PublicState>>, headers: HeaderMap, Json(join): Json<NodeJoin>) -> Response {
+    if !authorised(&headers, &s.token) {
+        return (StatusCode::UNAUTHORIZED, "invalid token").into_response();
+    }
+    if crate::api::check_name(&join.name).is_err() || join.password.len() < 8 {
+        return (StatusCode::BAD_REQUEST, "the node name must be a DNS-1123 subdomain and the node password at least 8 characters").into_response();
+    }
+    match crate::api::node_password::check_or_record(s.store.as_ref(), &join.name, &join.password).await {
+        Ok(()) => {}
+        Err(crate::api::node_password::NodePasswordError::Taken(name)) => {
+            return (StatusCode::FORBIDDEN, format!("node name {name:?} is already in use by another machine (node password mismatch)")).into_response();
+        }
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+    let spec = crate::pki::CertSpec {
+        common_name: format!("system:node:{}", join.name),
+        organizations: vec!["system:nodes".into()],
+        client_auth: true,
+        ..Default::default()
+    };
+    match s.signer.sign(&spec) {
+        Ok(cert) => Json(serde_json::json!({ "ca": s.ca.cert, "client": cert })).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 /// Hands the cluster CA (certificate and key) to a joining server holding the server token.

@@ -126,3 +126,32 @@ async fn sigterm_shuts_the_server_down_cleanly() {
     let code = server.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0), "orch server should exit 0 within 10 s of SIGTERM:\n{}", server.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_join_with_the_token_and_keep_their_node_name() {
+    use orch::server::{join_as_agent, JoinError};
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(&dir.path().join("n0"), &[]);
+    server.wait_member(Duration::from_secs(20)).await;
+    let token = pki::JoinToken::parse(&server.token()).unwrap();
+    // The agent's node password lives in kube-system, which exists once the server is ready.
+    crate::support::wait_for(Duration::from_secs(20), "a first join", || async { join_as_agent(&server.url(), &token, "worker-1", "password-one").await.ok() }).await;
+
+    let creds = join_as_agent(&server.url(), &token, "worker-1", "password-one").await.expect("the same machine may join again");
+    let client = HttpClient::new(pki::client_config(&creds.ca, Some(&creds.client)).unwrap());
+    let (status, body) = client
+        .fetch(http::Request::get(format!("{}/api/v1/namespaces/default/configmaps", server.url())).body(http_body_util::Full::default()).unwrap(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert!(status == 403 && body.contains("system:node:worker-1"), "the node certificate identifies the node: {status} {body}");
+
+    match join_as_agent(&server.url(), &token, "worker-1", "another-machine").await {
+        Err(JoinError::NameTaken(msg)) => assert!(msg.contains("already in use"), "{msg}"),
+        other => panic!("a second machine must not take worker-1: {other:?}"),
+    }
+    let wrong = pki::JoinToken { secret: "nope".into(), ..token.clone() };
+    assert!(matches!(join_as_agent(&server.url(), &wrong, "worker-2", "password-two").await, Err(JoinError::WrongToken { .. })));
+    let other_ca = pki::JoinToken { ca_hash: Some("f".repeat(64)), ..token };
+    assert!(matches!(join_as_agent(&server.url(), &other_ca, "worker-2", "password-two").await, Err(JoinError::CaMismatch { .. })));
+}
