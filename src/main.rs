@@ -30,6 +30,10 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(orch::server::run(&data_dir, default_data_dir, args)).context("orch server failed")
         }
+        Command::Token(args) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(orch::cli::token::run(&data_dir, args))
+        }
         Command::Agent(_) => {
             eprintln!("orch: `orch agent` is not available in this build yet; run `orch server` for a single-node store");
             std::process::exit(2);

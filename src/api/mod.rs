@@ -5,6 +5,7 @@
 
 mod apply;
 mod authz;
+pub mod bootstrap_tokens;
 mod client;
 mod discovery;
 mod fields;

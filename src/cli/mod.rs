@@ -2,6 +2,7 @@
 //! config file.
 
 pub mod config_file;
+pub mod token;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +38,8 @@ pub enum Command {
     Server(ServerArgs),
     /// Run a worker node that joins a cluster (not available in this build yet).
     Agent(AgentArgs),
+    /// Manage agent-only join tokens (run on a server)
+    Token(token::TokenArgs),
     /// Print the orch version and the Kubernetes API version it serves.
     Version,
 }
@@ -48,7 +51,7 @@ fn octal_mode(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{s:?} is not an octal file mode (use e.g. 600 or 644)"))
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 250ms, 2s, 5m)"))
 }
 

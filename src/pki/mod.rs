@@ -10,7 +10,7 @@ mod token;
 pub use ca::{write_private, CertSpec, ClusterCa, PemPair};
 pub use identity::{Identity, Peer};
 pub use tls::{client_config, insecure_client_config, server_config};
-pub use token::{ca_hash, JoinToken};
+pub use token::{ca_hash, is_bootstrap, new_bootstrap, JoinToken};
 
 /// Group of the certificates orch servers use towards each other (raft, store RPC).
 pub const SERVERS_GROUP: &str = "system:orch-servers";

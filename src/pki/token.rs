@@ -11,6 +11,21 @@ pub fn ca_hash(ca_pem: &str) -> String {
     Sha256::digest(ca_pem.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether `s` is a bootstrap token `<6 chars>.<16 chars>` of `[a-z0-9]`.
+pub fn is_bootstrap(s: &str) -> bool {
+    let ok = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    s.split_once('.').is_some_and(|(id, secret)| ok(id, 6) && ok(secret, 16))
+}
+
+/// A new agent-only bootstrap token for the cluster whose CA is `ca_pem`.
+pub fn new_bootstrap(ca_pem: &str) -> JoinToken {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let pick = |n: usize| (0..n).map(|_| CHARS[rand::random::<usize>() % CHARS.len()] as char).collect::<String>();
+    JoinToken { ca_hash: Some(ca_hash(ca_pem)), user: "node".into(), secret: format!("{}.{}", pick(6), pick(16)) }
+}
+
+/// A join token: `user` is `server` for the server token (it also joins agents) or `node` for
+/// an agent-only bootstrap token, whose `secret` is `<id>.<secret>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinToken {
     /// Expected CA hash, when the token carries one.
@@ -37,7 +52,10 @@ impl JoinToken {
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(PkiError::Token("the CA hash after K10 must be 64 hex digits".into()));
         }
-        let (user, secret) = creds.split_once(':').ok_or_else(|| PkiError::Token("expected <user>:<secret> after ::".into()))?;
+        if is_bootstrap(creds) {
+            return Ok(Self { ca_hash: Some(hash.to_ascii_lowercase()), user: "node".into(), secret: creds.into() });
+        }
+        let (user, secret) = creds.split_once(':').ok_or_else(|| PkiError::Token("expected <user>:<secret> or <id>.<secret> after ::".into()))?;
         if user.is_empty() || secret.is_empty() {
             return Err(PkiError::Token("user and secret must not be empty".into()));
         }
@@ -53,6 +71,7 @@ impl JoinToken {
 impl std::fmt::Display for JoinToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.ca_hash {
+            Some(h) if self.user == "node" => write!(f, "K10{h}::{}", self.secret),
             Some(h) => write!(f, "K10{h}::{}:{}", self.user, self.secret),
             None => write!(f, "{}", self.secret),
         }
@@ -71,6 +90,14 @@ mod tests {
         assert!(parsed.matches_ca("CA PEM"));
         assert!(!parsed.matches_ca("OTHER CA"));
         assert!(JoinToken::parse("plain").unwrap().matches_ca("anything"));
+    }
+
+    #[test]
+    fn bootstrap_tokens_round_trip() {
+        let t = new_bootstrap("CA");
+        assert!(is_bootstrap(&t.secret));
+        assert_eq!(JoinToken::parse(&t.to_string()).unwrap(), t);
+        assert!(t.to_string().contains("::") && !t.to_string().contains(":node:"));
     }
 
     #[test]

@@ -61,7 +61,7 @@ async fn verified_ca(seed: &str, token: &JoinToken) -> Result<String, JoinError>
 }
 
 fn basic_auth(token: &JoinToken) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("server:{}", token.secret)))
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", token.user, token.secret)))
 }
 
 /// The agent side of joining: verifies the server against the token, then asks for a node

@@ -81,13 +81,25 @@ pub fn kube_arch() -> &'static str {
     }
 }
 
+/// The `user:secret` pair of an `Authorization: Basic` header.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(value.strip_prefix("Basic ")?.trim()).ok()?;
+    let (user, secret) = String::from_utf8(decoded).ok()?.split_once(':').map(|(u, s)| (u.to_string(), s.to_string()))?;
+    Some((user, secret))
+}
+
 /// Checks `Authorization: Basic base64(server:<secret>)` against the server token.
 fn authorised(headers: &HeaderMap, token: &JoinToken) -> bool {
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
-    let Some(encoded) = value.strip_prefix("Basic ") else { return false };
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return false };
-    let expected = format!("server:{}", token.secret);
-    constant_time_eq(&decoded, expected.as_bytes())
+    basic_credentials(headers).is_some_and(|(user, secret)| user == "server" && constant_time_eq(secret.as_bytes(), token.secret.as_bytes()))
+}
+
+/// Agents may join with the server token or an unexpired bootstrap token (`node:<id>.<secret>`).
+async fn agent_authorised(s: &PublicState, headers: &HeaderMap) -> bool {
+    match basic_credentials(headers) {
+        Some((user, secret)) if user == "node" => crate::api::bootstrap_tokens::valid(s.store.as_ref(), &secret).await,
+        _ => authorised(headers, &s.token),
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -104,7 +116,7 @@ struct NodeJoin {
 /// Gives a joining agent holding the token a node client certificate (CN `system:node:<name>`,
 /// O `system:nodes`), after checking its node password.
 async fn node_bootstrap(State(s): State<Arc<PublicState>>, headers: HeaderMap, Json(join): Json<NodeJoin>) -> Response {
-    if !authorised(&headers, &s.token) {
+    if !agent_authorised(&s, &headers).await {
         return (StatusCode::UNAUTHORIZED, "invalid token").into_response();
     }
     if crate::api::check_name(&join.name).is_err() || join.password.len() < 8 {

@@ -155,3 +155,56 @@ async fn agents_join_with_the_token_and_keep_their_node_name() {
     let other_ca = pki::JoinToken { ca_hash: Some("f".repeat(64)), ..token };
     assert!(matches!(join_as_agent(&server.url(), &other_ca, "worker-2", "password-two").await, Err(JoinError::CaMismatch { .. })));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_tokens_are_created_listed_used_and_deleted() {
+    use orch::server::{join_as_agent, JoinError};
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(&dir.path().join("n0"), &[]);
+    server.wait_member(Duration::from_secs(20)).await;
+    let orch_token = |args: Vec<String>| {
+        let data = server.data_dir.clone();
+        let url = server.url();
+        async move {
+            let out = tokio::process::Command::new(crate::support::orch_binary())
+                .arg("--data-dir")
+                .arg(&data)
+                .args(["token", "--server", &url])
+                .args(&args)
+                .output()
+                .await
+                .unwrap();
+            (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_string(), String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    };
+    // kube-system exists once the server is ready.
+    let created = crate::support::wait_for(Duration::from_secs(20), "a token to be created", || async {
+        let (ok, out, _) = orch_token(vec!["create".into(), "--description=rack 2".into()]).await;
+        ok.then_some(out)
+    })
+    .await;
+    let token = pki::JoinToken::parse(&created).expect("a K10 token");
+    assert!(pki::is_bootstrap(&token.secret), "{created}");
+    let id = token.secret.split('.').next().unwrap().to_string();
+
+    let (ok, list, err) = orch_token(vec!["list".into()]).await;
+    assert!(ok && list.contains(&id) && list.contains("rack 2"), "{list}{err}");
+
+    join_as_agent(&server.url(), &token, "edge-1", "edge-password").await.expect("an agent joins with an agent token");
+    // An agent token cannot make a server.
+    let ca = orch::server::admin_credentials(&server.data_dir).unwrap().0;
+    let http = HttpClient::new(pki::client_config(&ca, None).unwrap());
+    let basic = format!("Basic {}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("node:{}", token.secret)));
+    let req = http::Request::post(format!("{}/v1-orch/server-bootstrap", server.url())).header("authorization", basic).body(http_body_util::Full::default()).unwrap();
+    assert_eq!(http.fetch(req, Duration::from_secs(10)).await.unwrap().0, 401);
+
+    let (ok, _, err) = orch_token(vec!["delete".into(), id.clone()]).await;
+    assert!(ok, "{err}");
+    assert!(matches!(join_as_agent(&server.url(), &token, "edge-2", "edge-password").await, Err(JoinError::WrongToken { .. })), "a deleted token no longer works");
+
+    let (ok, short, err) = orch_token(vec!["create".into(), "--ttl=1s".into()]).await;
+    assert!(ok, "{err}");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let expired = pki::JoinToken::parse(&short).unwrap();
+    assert!(matches!(join_as_agent(&server.url(), &expired, "edge-3", "edge-password").await, Err(JoinError::WrongToken { .. })), "an expired token no longer works");
+}
