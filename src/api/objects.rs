@@ -202,9 +202,9 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
 /// How often a create retries random allocations that turned out to be taken.
 const ALLOCATION_ATTEMPTS: usize = 32;
 
-/// Carries the server-owned metadata of `before` over to `obj` and bumps `generation` when
-/// anything but metadata and status changed.
-fn carry_over(before: &Value, obj: &mut Value) {
+/// Carries the server-owned metadata of `before` over to `obj`, bumps `generation` when
+/// anything but metadata and status changed, and applies the resource's update admission.
+fn carry_over(r: &Resource, before: &Value, obj: &mut Value) -> Result<(), ApiError> {
     for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
         match before["metadata"].get(field) {
             Some(v) => obj["metadata"][field] = v.clone(),
@@ -226,6 +226,10 @@ fn carry_over(before: &Value, obj: &mut Value) {
             }
         }
     }
+    if r.plural == "services" {
+        super::services::admit_update(before, obj)?;
+    }
+    Ok(())
 }
 
 /// Everything of an object but its metadata and status: what `generation` counts changes of.
@@ -271,10 +275,7 @@ pub async fn update(store: &dyn Store, scope: &Scope<'_>, name: &str, mut obj: V
         None => current.mod_revision,
     };
     let before = decode(&current)?;
-    carry_over(&before, &mut obj);
-    if r.plural == "services" {
-        super::services::admit_update(&before, &mut obj)?;
-    }
+    carry_over(r, &before, &mut obj)?;
     super::apply::record_update(Some(&before), &mut obj, manager, &r.api_version(), &now_rfc3339());
     write_over(store, &key, expected, obj).await?.ok_or_else(|| ApiError::conflict(r.group, r.plural, name))
 }
@@ -313,10 +314,7 @@ pub async fn patch(
             Some(rv) if pinned => rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
             _ => current.mod_revision,
         };
-        carry_over(&before, &mut obj);
-        if r.plural == "services" {
-            super::services::admit_update(&before, &mut obj)?;
-        }
+        carry_over(r, &before, &mut obj)?;
         super::apply::record_update(Some(&before), &mut obj, manager, &r.api_version(), &now_rfc3339());
         match write_over(store, &key, expected, obj).await? {
             Some(done) => return Ok(done),
@@ -348,10 +346,7 @@ pub async fn apply_config(store: &dyn Store, scope: &Scope<'_>, name: &str, mut 
                 other => return other.map(|o| (o, true)),
             }
         };
-        carry_over(&before, &mut obj);
-        if r.plural == "services" {
-            super::services::admit_update(&before, &mut obj)?;
-        }
+        carry_over(r, &before, &mut obj)?;
         if let Some(done) = write_over(store, &key, current.mod_revision, obj).await? {
             return Ok((done, false));
         }

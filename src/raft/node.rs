@@ -140,7 +140,6 @@ impl RaftStore {
                     }
                 }
             },
-            StoreError::Closed,
         );
         let weak = Arc::downgrade(&store);
         let combiner = Batcher::start(
@@ -159,7 +158,6 @@ impl RaftStore {
                     }
                 }
             },
-            LeaderReply::NotLeader(None),
         );
         let _ = store.proposer.set(proposer);
         let _ = store.combiner.set(combiner);

@@ -30,13 +30,13 @@ pub(crate) struct Batcher<E> {
 impl<E: Clone + Send + 'static> Batcher<E> {
     /// Starts the batching task; `execute` runs one merged batch and must return one result per
     /// transaction. The task ends when the batcher is dropped.
-    pub(crate) fn start<F, Fut>(in_flight: usize, execute: F, closed: E) -> Self
+    pub(crate) fn start<F, Fut>(in_flight: usize, execute: F) -> Self
     where
         F: Fn(Vec<TxnRequest>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<TxnResults, E>> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(run(rx, in_flight, Arc::new(execute), closed));
+        tokio::spawn(run(rx, in_flight, Arc::new(execute)));
         Self { tx }
     }
 
@@ -50,7 +50,7 @@ impl<E: Clone + Send + 'static> Batcher<E> {
     }
 }
 
-async fn run<E, F, Fut>(mut rx: mpsc::Receiver<(Vec<TxnRequest>, Reply<E>)>, in_flight: usize, execute: Arc<F>, closed: E)
+async fn run<E, F, Fut>(mut rx: mpsc::Receiver<(Vec<TxnRequest>, Reply<E>)>, in_flight: usize, execute: Arc<F>)
 where
     E: Clone + Send + 'static,
     F: Fn(Vec<TxnRequest>) -> Fut + Send + Sync + 'static,
@@ -91,5 +91,4 @@ where
             }
         });
     }
-    drop(closed);
 }

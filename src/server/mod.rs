@@ -144,16 +144,12 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> R
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     let internal = crate::raft::router(store.clone()).merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
-    let public = routes::public(Arc::new(routes::PublicState {
-        ca: creds.ca.pem().clone(),
-        token: creds.token.clone(),
-        signer: pki::ClusterCa::from_pem(creds.ca.pem().clone())?,
-        store: store.clone(),
-    }));
     let tokens = crate::api::TokenKeys::derive(creds.ca.pem().key.as_bytes());
     let api = crate::api::router(store.clone() as Arc<dyn Store>, net, tokens);
-    let app = public.merge(routes::internal(internal)).merge(api);
     let tls = Arc::new(pki::server_config(&creds.ca.pem().cert, &creds.serving)?);
+    let join_token = creds.token.clone();
+    let public = routes::public(Arc::new(routes::PublicState { token: creds.token.clone(), ca: creds.ca, store: store.clone() }));
+    let app = public.merge(routes::internal(internal)).merge(api);
     tasks.spawn(https::serve(listener, tls, app, cancel.clone(), tasks.clone()));
     tracing::info!(%url, node_id = store.id(), "orch server listening");
 
@@ -164,7 +160,7 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> R
         store.join(seed, JOIN_DEADLINE).await?;
     } else {
         store.bootstrap().await?;
-        eprintln!("orch: new cluster created. Join other servers with:\n  orch server --join {url} --token {}", creds.token);
+        eprintln!("orch: new cluster created. Join other servers with:\n  orch server --join {url} --token {join_token}");
     }
     let ns_store = store.clone();
     tasks.spawn(async move {

@@ -12,15 +12,14 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use base64::Engine;
 
-use crate::pki::{JoinToken, PemPair, Peer, MASTERS_GROUP, SERVERS_GROUP};
+use crate::pki::{JoinToken, Peer, MASTERS_GROUP, SERVERS_GROUP};
 use crate::version;
 
 /// What the public routes need.
 pub struct PublicState {
-    pub ca: PemPair,
+    /// The cluster CA: served at `/cacerts`, handed to joining servers, signs agents' certificates.
+    pub ca: crate::pki::ClusterCa,
     pub token: JoinToken,
-    /// Signs node client certificates for joining agents.
-    pub signer: crate::pki::ClusterCa,
     pub store: std::sync::Arc<dyn crate::store::Store>,
 }
 
@@ -50,7 +49,7 @@ async fn require_cluster_member(Extension(peer): Extension<Peer>, req: Request, 
 }
 
 async fn cacerts(State(s): State<Arc<PublicState>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/x-pem-file")], s.ca.cert.clone())
+    ([(header::CONTENT_TYPE, "application/x-pem-file")], s.ca.pem().cert.clone())
 }
 
 async fn ok() -> &'static str {
@@ -135,8 +134,8 @@ async fn node_bootstrap(State(s): State<Arc<PublicState>>, headers: HeaderMap, J
         client_auth: true,
         ..Default::default()
     };
-    match s.signer.sign(&spec) {
-        Ok(cert) => Json(serde_json::json!({ "ca": s.ca.cert, "client": cert })).into_response(),
+    match s.ca.sign(&spec) {
+        Ok(cert) => Json(serde_json::json!({ "ca": s.ca.pem().cert, "client": cert })).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
@@ -146,5 +145,5 @@ async fn server_bootstrap(State(s): State<Arc<PublicState>>, headers: HeaderMap)
     if !authorised(&headers, &s.token) {
         return (StatusCode::UNAUTHORIZED, "invalid server token").into_response();
     }
-    Json(serde_json::json!({ "ca": s.ca })).into_response()
+    Json(serde_json::json!({ "ca": s.ca.pem() })).into_response()
 }

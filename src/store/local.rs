@@ -143,9 +143,19 @@ mod tests {
             store.txn(TxnRequest::put("/a", "1")).await.unwrap();
             store.txn(TxnRequest::put("/a", "2")).await.unwrap().revision
         };
-        // The writer task still holds the db; wait for it to notice the closed channel.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let store = LocalStore::open(dir.path(), &StoreConfig::default()).unwrap();
+        // The writer task holds the db until it notices the closed channel: retry until it has.
+        let mut attempts = 0;
+        let store = loop {
+            match LocalStore::open(dir.path(), &StoreConfig::default()) {
+                Ok(store) => break store,
+                Err(e) if attempts < 100 => {
+                    attempts += 1;
+                    tracing::debug!(error = %e, "store still held; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("the store was not released within a second: {e}"),
+            }
+        };
         assert_eq!(store.current_revision().await.unwrap(), rev);
         let got = store.range(RangeRequest { range: KeyRange::single("/a"), ..Default::default() }).await.unwrap();
         assert_eq!(got.kvs[0].value, b"2");
