@@ -19,7 +19,16 @@ fn untracked(path: &[String]) -> bool {
         || (path.first().map(String::as_str) == Some("f:metadata")
             && matches!(
                 path.get(1).map(String::as_str),
-                Some("f:name" | "f:namespace" | "f:uid" | "f:resourceVersion" | "f:generation" | "f:creationTimestamp" | "f:managedFields" | "f:deletionTimestamp")
+                Some(
+                    "f:name"
+                        | "f:namespace"
+                        | "f:uid"
+                        | "f:resourceVersion"
+                        | "f:generation"
+                        | "f:creationTimestamp"
+                        | "f:managedFields"
+                        | "f:deletionTimestamp"
+                )
             ))
 }
 
@@ -160,7 +169,15 @@ fn describe(path: &[String]) -> String {
 
 /// Applies `config` for `manager` on top of `current` (`None`: the object does not exist yet)
 /// and returns the object to store, or a 409 listing the conflicting fields.
-pub fn apply(current: Option<&Value>, config: &Value, manager: &str, force: bool, api_version: &str, now: &str, kind_plural: (&str, &str, &str)) -> Result<Value, ApiError> {
+pub fn apply(
+    current: Option<&Value>,
+    config: &Value,
+    manager: &str,
+    force: bool,
+    api_version: &str,
+    now: &str,
+    kind_plural: (&str, &str, &str),
+) -> Result<Value, ApiError> {
     let applied = field_set(config);
     let mut obj = current.cloned().unwrap_or_else(|| json!({}));
     let mut managers = entries(&obj);
@@ -176,12 +193,18 @@ pub fn apply(current: Option<&Value>, config: &Value, manager: &str, force: bool
         let (group, plural, name) = kind_plural;
         let mut e = ApiError::conflict(group, plural, name);
         e.reason = "Conflict";
-        e.message = format!("Apply failed with {} conflict{}: {}", conflicts.len(), if conflicts.len() == 1 { "" } else { "s" }, conflicts.join("; "));
+        e.message = format!(
+            "Apply failed with {} conflict{}: {}",
+            conflicts.len(),
+            if conflicts.len() == 1 { "" } else { "s" },
+            conflicts.join("; ")
+        );
         return Err(e);
     }
     // Fields this manager applied before but no longer does, and nobody else owns, go away.
     let previous = managers.iter().find(|e| e.manager == manager && e.operation == "Apply").map(|e| e.fields.clone()).unwrap_or_default();
-    let others: BTreeSet<Path> = managers.iter().filter(|e| !(e.manager == manager && e.operation == "Apply")).flat_map(|e| e.fields.iter().cloned()).collect();
+    let others: BTreeSet<Path> =
+        managers.iter().filter(|e| !(e.manager == manager && e.operation == "Apply")).flat_map(|e| e.fields.iter().cloned()).collect();
     for dropped in previous.difference(&applied).filter(|p| !others.contains(*p)) {
         remove(&mut obj, dropped);
     }
@@ -198,7 +221,8 @@ pub fn apply(current: Option<&Value>, config: &Value, manager: &str, force: bool
             e.raw["fieldsV1"] = to_fields_v1(&e.fields);
         }
     }
-    let mut list: Vec<Value> = managers.into_iter().filter(|e| !(e.manager == manager && e.operation == "Apply") && !e.fields.is_empty()).map(|e| e.raw).collect();
+    let mut list: Vec<Value> =
+        managers.into_iter().filter(|e| !(e.manager == manager && e.operation == "Apply") && !e.fields.is_empty()).map(|e| e.raw).collect();
     list.push(entry_json(manager, "Apply", api_version, &applied, now));
     obj["metadata"]["managedFields"] = Value::Array(list);
     Ok(obj)
@@ -219,8 +243,17 @@ pub fn record_update(before: Option<&Value>, obj: &mut Value, manager: &str, api
         e.fields.retain(|p| !changed.contains(p) && lookup(obj, p).is_some());
         e.raw["fieldsV1"] = to_fields_v1(&e.fields);
     }
-    let mine: BTreeSet<Path> = managers.iter().filter(|e| e.manager == manager && e.operation == "Update").flat_map(|e| e.fields.iter().cloned()).chain(changed).collect();
-    let mut list: Vec<Value> = managers.into_iter().filter(|e| !(e.manager == manager && e.operation == "Update") && !e.fields.is_empty()).map(|e| e.raw).collect();
+    let mine: BTreeSet<Path> = managers
+        .iter()
+        .filter(|e| e.manager == manager && e.operation == "Update")
+        .flat_map(|e| e.fields.iter().cloned())
+        .chain(changed)
+        .collect();
+    let mut list: Vec<Value> = managers
+        .into_iter()
+        .filter(|e| !(e.manager == manager && e.operation == "Update") && !e.fields.is_empty())
+        .map(|e| e.raw)
+        .collect();
     if !mine.is_empty() {
         list.push(entry_json(manager, "Update", api_version, &mine, now));
     }
@@ -248,7 +281,8 @@ mod tests {
         assert_eq!(same["data"]["x"], "1", "agreeing on a value is no conflict");
         let forced = apply_as(Some(&a), json!({"metadata": {"name": "c"}, "data": {"x": "2"}}), "b", true).unwrap();
         assert_eq!(forced["data"], json!({"x": "2", "y": "1"}));
-        let owners: Vec<_> = forced["metadata"]["managedFields"].as_array().unwrap().iter().map(|e| (e["manager"].clone(), e["fieldsV1"].clone())).collect();
+        let owners: Vec<_> =
+            forced["metadata"]["managedFields"].as_array().unwrap().iter().map(|e| (e["manager"].clone(), e["fieldsV1"].clone())).collect();
         assert_eq!(owners, vec![(json!("a"), json!({"f:data": {"f:y": {}}})), (json!("b"), json!({"f:data": {"f:x": {}}}))]);
         let shrunk = apply_as(Some(&forced), json!({"metadata": {"name": "c"}}), "a", false).unwrap();
         assert_eq!(shrunk["data"], json!({"x": "2"}), "a no longer applies y, so y is removed");

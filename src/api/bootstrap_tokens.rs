@@ -40,7 +40,8 @@ pub async fn valid(store: &dyn Store, token: &str) -> bool {
     let scope = Scope { resource: secrets, namespace: Some("kube-system"), net: ServiceNetwork::default() };
     let Ok(stored) = objects::get(store, &scope, &format!("bootstrap-token-{id}")).await else { return false };
     let unexpired = match field(&stored, "expiration") {
-        Some(exp) => time::OffsetDateTime::parse(&exp, &time::format_description::well_known::Rfc3339).is_ok_and(|t| t > time::OffsetDateTime::now_utc()),
+        Some(exp) => time::OffsetDateTime::parse(&exp, &time::format_description::well_known::Rfc3339)
+            .is_ok_and(|t| t > time::OffsetDateTime::now_utc()),
         None => true,
     };
     stored["type"] == SECRET_TYPE && field(&stored, "token-secret").as_deref() == Some(secret) && unexpired

@@ -11,9 +11,7 @@ fn supported(resource: &Resource, field: &str) -> bool {
         || match resource.plural {
             "namespaces" => field == "status.phase",
             "secrets" => field == "type",
-            "events" => {
-                field.starts_with("involvedObject.") || matches!(field, "reason" | "type" | "source" | "reportingComponent")
-            }
+            "events" => field.starts_with("involvedObject.") || matches!(field, "reason" | "type" | "source" | "reportingComponent"),
             _ => false,
         }
 }

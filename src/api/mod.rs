@@ -37,15 +37,15 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 use crate::pki::Peer;
+pub use client::in_process_client;
+pub use objects::check_name;
 use objects::{Scope, SharedStore};
 use openapi::{FieldValidation, OpenApi};
-pub use client::in_process_client;
 pub use registry::{Resource, BUILTIN};
-pub use services::ServiceNetwork;
-pub use objects::check_name;
-pub use tokens::TokenKeys;
 use selector::LabelSelector;
+pub use services::ServiceNetwork;
 pub use status::ApiError;
+pub use tokens::TokenKeys;
 
 /// Largest request body accepted, as kube-apiserver (3 MiB).
 const MAX_BODY: usize = 3 << 20;
@@ -82,7 +82,11 @@ async fn openapi_root(State(state): State<ApiState>, Extension(peer): Extension<
     }
 }
 
-async fn openapi_document(State(state): State<ApiState>, Extension(peer): Extension<Peer>, axum::extract::Path(gv): axum::extract::Path<String>) -> Response {
+async fn openapi_document(
+    State(state): State<ApiState>,
+    Extension(peer): Extension<Peer>,
+    axum::extract::Path(gv): axum::extract::Path<String>,
+) -> Response {
     if peer.0.is_none() {
         return ApiError::unauthorized().into_response();
     }
@@ -102,7 +106,9 @@ pub async fn ensure_system_namespaces(store: &dyn crate::store::Store) -> Result
         { "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] },
         { "nonResourceURLs": ["*"], "verbs": ["*"] },
     ] });
-    match objects::create(store, &Scope { resource: roles, namespace: None, net: ServiceNetwork::default() }, admin, Some("orch-server")).await {
+    match objects::create(store, &Scope { resource: roles, namespace: None, net: ServiceNetwork::default() }, admin, Some("orch-server"))
+        .await
+    {
         Ok(_) => tracing::info!("created the cluster-admin ClusterRole"),
         Err(e) if e.reason == "AlreadyExists" => {}
         Err(e) => return Err(e),
@@ -200,7 +206,12 @@ async fn delete_options(query: &HashMap<String, String>, body: Body) -> Result<o
 async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
     let bytes = http_body_util::Limited::new(body, MAX_BODY).collect().await.map_err(|e| {
         if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            ApiError { code: StatusCode::PAYLOAD_TOO_LARGE, reason: "RequestEntityTooLarge", message: "Request entity too large: limit is 3145728".into(), details: None }
+            ApiError {
+                code: StatusCode::PAYLOAD_TOO_LARGE,
+                reason: "RequestEntityTooLarge",
+                message: "Request entity too large: limit is 3145728".into(),
+                details: None,
+            }
         } else {
             ApiError::bad_request(format!("reading the request body: {e}"))
         }
@@ -223,7 +234,15 @@ async fn handle(
     }
 }
 
-async fn serve(state: ApiState, peer: Peer, method: Method, uri: Uri, query: HashMap<String, String>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn serve(
+    state: ApiState,
+    peer: Peer,
+    method: Method,
+    uri: Uri,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let identity = match peer.0 {
         Some(identity) => identity,
@@ -237,9 +256,12 @@ async fn serve(state: ApiState, peer: Peer, method: Method, uri: Uri, query: Has
     }
     let target = parse_path(path).ok_or_else(|| ApiError::not_found("", "", path))?;
     let Some(plural) = target.plural else {
-        return discovery::resources(target.group, target.version).map(|d| Json(d).into_response()).ok_or_else(|| ApiError::not_found("", "", path));
+        return discovery::resources(target.group, target.version)
+            .map(|d| Json(d).into_response())
+            .ok_or_else(|| ApiError::not_found("", "", path));
     };
-    let resource = registry::lookup(target.group, target.version, plural).ok_or_else(|| ApiError::not_found(target.group, plural, target.name.unwrap_or("")))?;
+    let resource = registry::lookup(target.group, target.version, plural)
+        .ok_or_else(|| ApiError::not_found(target.group, plural, target.name.unwrap_or("")))?;
     let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
     let verb = verb(&method, target.name.is_some(), watching);
     if !resource.stored() {
@@ -254,14 +276,21 @@ async fn serve(state: ApiState, peer: Peer, method: Method, uri: Uri, query: Has
         if (resource.plural, sub, method.as_str()) != ("serviceaccounts", "token", "POST") {
             return Err(ApiError::not_found(resource.group, &format!("{}/{sub}", resource.plural), target.name.unwrap_or("")));
         }
-        let attributes = rbac::Attributes { verb: "create", group: "", resource: "serviceaccounts/token", namespace: target.namespace, name: target.name };
+        let attributes = rbac::Attributes {
+            verb: "create",
+            group: "",
+            resource: "serviceaccounts/token",
+            namespace: target.namespace,
+            name: target.name,
+        };
         if !state.rbac.allowed(&identity, &attributes) {
             return Err(ApiError::forbidden(&identity.user, "create", "", "serviceaccounts/token", target.namespace));
         }
         let scope = Scope { resource, namespace: target.namespace, net: state.net };
         return token_request(&state, &scope, target.name.unwrap_or_default(), &headers, body).await;
     }
-    let attributes = rbac::Attributes { verb, group: resource.group, resource: resource.plural, namespace: target.namespace, name: target.name };
+    let attributes =
+        rbac::Attributes { verb, group: resource.group, resource: resource.plural, namespace: target.namespace, name: target.name };
     if !state.rbac.allowed(&identity, &attributes) {
         return Err(ApiError::forbidden(&identity.user, verb, resource.group, resource.plural, target.namespace));
     }
@@ -314,7 +343,8 @@ async fn bearer_identity(state: &ApiState, headers: &HeaderMap) -> Option<crate:
 async fn token_request(state: &ApiState, scope: &Scope<'_>, name: &str, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
     let account = objects::get(state.store.as_ref(), scope, name).await?;
     let raw = read_body(body).await?;
-    let is_protobuf = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with(protobuf::CONTENT_TYPE));
+    let is_protobuf =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with(protobuf::CONTENT_TYPE));
     let request = if is_protobuf {
         protobuf::decode_token_request(&raw)?
     } else if raw.iter().all(u8::is_ascii_whitespace) {
@@ -322,11 +352,15 @@ async fn token_request(state: &ApiState, scope: &Scope<'_>, name: &str, headers:
     } else {
         serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("the TokenRequest is not valid JSON: {e}")))?
     };
-    let audiences: Vec<String> = request["spec"]["audiences"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_string)).collect();
+    let audiences: Vec<String> =
+        request["spec"]["audiences"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_string)).collect();
     let namespace = scope.namespace.unwrap_or_default();
     let uid = account["metadata"]["uid"].as_str().unwrap_or_default();
     let (token, exp) = state.tokens.issue(namespace, name, uid, &audiences, request["spec"]["expirationSeconds"].as_i64(), unix_now());
-    let expires = time::OffsetDateTime::from_unix_timestamp(exp).ok().and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()).unwrap_or_default();
+    let expires = time::OffsetDateTime::from_unix_timestamp(exp)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default();
     let spec = json!({ "audiences": if audiences.is_empty() { vec![tokens::ISSUER.to_string()] } else { audiences }, "expirationSeconds": exp - unix_now() });
     Ok((
         StatusCode::CREATED,
@@ -387,8 +421,10 @@ async fn dispatch(
             Ok(Json(obj).into_response())
         }
         ("list" | "watch", None) => {
-            let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str)).map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?;
-            let fields = fields::FieldSelector::parse(resource, query.get("fieldSelector").map_or("", String::as_str)).map_err(ApiError::bad_request)?;
+            let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+                .map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?;
+            let fields = fields::FieldSelector::parse(resource, query.get("fieldSelector").map_or("", String::as_str))
+                .map_err(ApiError::bad_request)?;
             let selector = objects::Selection { labels, fields };
             if watching {
                 let from = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -399,7 +435,9 @@ async fn dispatch(
             let limit = query.get("limit").and_then(|v| v.parse().ok()).unwrap_or(0);
             let page = objects::list(store_ref, &scope, &selector, limit, query.get("continue").map(String::as_str)).await?;
             if as_table {
-                return Ok(Json(table::render(resource, &page.items, &page.revision.to_string(), page.continue_token.as_deref())).into_response());
+                return Ok(
+                    Json(table::render(resource, &page.items, &page.revision.to_string(), page.continue_token.as_deref())).into_response()
+                );
             }
             let mut meta = json!({ "resourceVersion": page.revision.to_string() });
             if let Some(token) = page.continue_token {
@@ -417,10 +455,17 @@ async fn dispatch(
             let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             if content_type.starts_with("application/apply-patch+yaml") {
                 let Some(manager) = query.get("fieldManager").filter(|m| !m.is_empty()) else {
-                    return Err(ApiError::invalid(resource.group, resource.kind, name, "fieldManager", "Required value: is required for apply patch"));
+                    return Err(ApiError::invalid(
+                        resource.group,
+                        resource.kind,
+                        name,
+                        "fieldManager",
+                        "Required value: is required for apply patch",
+                    ));
                 };
                 let raw = read_body(body).await?;
-                let config: Value = serde_yaml::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("the applied configuration is not valid YAML: {e}")))?;
+                let config: Value = serde_yaml::from_slice(&raw)
+                    .map_err(|e| ApiError::bad_request(format!("the applied configuration is not valid YAML: {e}")))?;
                 let force = query.get("force").is_some_and(|f| f == "true");
                 let (obj, created) = objects::apply_config(store_ref, &scope, name, config, manager, force, check).await?;
                 let code = if created { StatusCode::CREATED } else { StatusCode::OK };

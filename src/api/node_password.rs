@@ -29,13 +29,20 @@ pub async fn check_or_record(store: &dyn Store, node: &str, password: &str) -> R
     let name = format!("{node}.node-password.orch");
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let decode = |v: &serde_json::Value| {
-        v.as_str().and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        v.as_str()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     };
     loop {
         match objects::get(store, &scope, &name).await {
             Ok(secret) => {
                 let salt = decode(&secret["data"]["salt"]);
-                return if decode(&secret["data"]["hash"]) == hash(&salt, password) { Ok(()) } else { Err(NodePasswordError::Taken(node.into())) };
+                return if decode(&secret["data"]["hash"]) == hash(&salt, password) {
+                    Ok(())
+                } else {
+                    Err(NodePasswordError::Taken(node.into()))
+                };
             }
             Err(e) if e.reason == "NotFound" => {
                 let salt: String = (0..16).map(|_| format!("{:02x}", rand::random::<u8>())).collect();

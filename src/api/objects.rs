@@ -112,7 +112,11 @@ fn check_body(scope: &Scope<'_>, obj: &mut Value) -> Result<(), ApiError> {
         match obj["metadata"].get("namespace").and_then(Value::as_str) {
             None => obj["metadata"]["namespace"] = json!(path_ns),
             Some(ns) if ns == path_ns => {}
-            Some(ns) => return Err(ApiError::bad_request(format!("the namespace of the provided object ({ns}) does not match the namespace sent on the request ({path_ns})"))),
+            Some(ns) => {
+                return Err(ApiError::bad_request(format!(
+                    "the namespace of the provided object ({ns}) does not match the namespace sent on the request ({path_ns})"
+                )))
+            }
         }
     } else if let Some(meta) = obj["metadata"].as_object_mut() {
         meta.remove("namespace");
@@ -131,7 +135,8 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
         (_, Some(prefix)) => format!("{prefix}{}", random_suffix()),
         _ => return Err(ApiError::invalid(r.group, r.kind, "", "metadata.name", "Required value: name or generateName is required")),
     };
-    check_name(&name).map_err(|why| ApiError::invalid(r.group, r.kind, &name, "metadata.name", &format!("Invalid value: {name:?}: {why}")))?;
+    check_name(&name)
+        .map_err(|why| ApiError::invalid(r.group, r.kind, &name, "metadata.name", &format!("Invalid value: {name:?}: {why}")))?;
     meta["name"] = json!(name);
     meta["uid"] = json!(new_uid());
     if let Some(m) = meta.as_object_mut() {
@@ -169,7 +174,10 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
         }
         for (alloc, _) in &held {
             compare.push(Compare::absent(alloc.clone()));
-            success.push(Op::Put { key: alloc.clone().into_bytes(), value: format!("{}/{name}", scope.namespace.unwrap_or_default()).into_bytes() });
+            success.push(Op::Put {
+                key: alloc.clone().into_bytes(),
+                value: format!("{}/{name}", scope.namespace.unwrap_or_default()).into_bytes(),
+            });
             failure.push(Op::Get { key: alloc.clone().into_bytes() });
         }
         let resp = store.txn(TxnRequest { compare, success, failure }).await?;
@@ -196,7 +204,9 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
             }
         }
     }
-    Err(ApiError::internal(format!("could not allocate addresses for {name:?} after {ALLOCATION_ATTEMPTS} attempts; the range may be full")))
+    Err(ApiError::internal(format!(
+        "could not allocate addresses for {name:?} after {ALLOCATION_ATTEMPTS} attempts; the range may be full"
+    )))
 }
 
 /// How often a create retries random allocations that turned out to be taken.
@@ -327,19 +337,31 @@ pub async fn patch(
 
 /// Server-side apply of `config` by `manager`: creates the object when missing, else merges
 /// it in with field ownership and conflict detection (see `apply`).
-pub async fn apply_config(store: &dyn Store, scope: &Scope<'_>, name: &str, mut config: Value, manager: &str, force: bool, check: Check<'_>) -> Result<(Value, bool), ApiError> {
+pub async fn apply_config(
+    store: &dyn Store,
+    scope: &Scope<'_>,
+    name: &str,
+    mut config: Value,
+    manager: &str,
+    force: bool,
+    check: Check<'_>,
+) -> Result<(Value, bool), ApiError> {
     let r = scope.resource;
     check(&mut config)?;
     check_body(scope, &mut config)?;
     if config["metadata"]["name"].as_str().is_some_and(|n| n != name) {
-        return Err(ApiError::bad_request(format!("the name of the object ({}) does not match the name on the URL ({name})", config["metadata"]["name"])));
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            config["metadata"]["name"]
+        )));
     }
     config["metadata"]["name"] = json!(name);
     let key = scope.key(name);
     for _ in 0..PATCH_RETRIES {
         let current = get_kv(store, &key).await?;
         let before = current.as_ref().map(decode).transpose()?;
-        let mut obj = super::apply::apply(before.as_ref(), &config, manager, force, &r.api_version(), &now_rfc3339(), (r.group, r.plural, name))?;
+        let mut obj =
+            super::apply::apply(before.as_ref(), &config, manager, force, &r.api_version(), &now_rfc3339(), (r.group, r.plural, name))?;
         let Some((current, before)) = current.zip(before) else {
             match create(store, scope, obj, None).await {
                 Err(e) if e.reason == "AlreadyExists" => continue,
@@ -398,7 +420,11 @@ pub async fn delete(store: &dyn Store, scope: &Scope<'_>, name: &str, options: &
         }
         if !has_finalizers(&obj) {
             let resp = store
-                .txn(TxnRequest { compare: vec![Compare::mod_revision(key.clone(), current.mod_revision)], success: deletion(&key, &obj), failure: vec![] })
+                .txn(TxnRequest {
+                    compare: vec![Compare::mod_revision(key.clone(), current.mod_revision)],
+                    success: deletion(&key, &obj),
+                    failure: vec![],
+                })
                 .await?;
             if resp.succeeded {
                 return Ok(Deleted::Gone(obj));
@@ -438,13 +464,20 @@ impl Selection {
     }
 }
 
-pub async fn list(store: &dyn Store, scope: &Scope<'_>, selector: &Selection, limit: u64, continue_token: Option<&str>) -> Result<Page, ApiError> {
+pub async fn list(
+    store: &dyn Store,
+    scope: &Scope<'_>,
+    selector: &Selection,
+    limit: u64,
+    continue_token: Option<&str>,
+) -> Result<Page, ApiError> {
     use base64::Engine;
     let prefix = scope.resource.key_prefix(scope.namespace);
     let mut range = KeyRange::prefix(prefix.clone());
     let mut revision = 0;
     if let Some(token) = continue_token {
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| ApiError::bad_request("invalid continue token"))?;
+        let raw =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| ApiError::bad_request("invalid continue token"))?;
         let (rev, start): (Revision, String) = serde_json::from_slice(&raw).map_err(|_| ApiError::bad_request("invalid continue token"))?;
         if !start.starts_with(&prefix) {
             return Err(ApiError::bad_request("the continue token belongs to another list"));
@@ -467,7 +500,9 @@ pub async fn list(store: &dyn Store, scope: &Scope<'_>, selector: &Selection, li
                 if limit > 0 && items.len() as u64 == limit {
                     let key = String::from_utf8_lossy(&kv.key).into_owned();
                     let more = resp.more || kv.key != resp.kvs.last().map(|k| k.key.clone()).unwrap_or_default();
-                    let token = more.then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&(revision, key)).expect("serialisable")));
+                    let token = more.then(|| {
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&(revision, key)).expect("serialisable"))
+                    });
                     return Ok(Page { items, revision, continue_token: token });
                 }
             }

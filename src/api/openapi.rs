@@ -66,7 +66,8 @@ fn operation(r: &Resource, action: &str, id: &str, reference: &str, params: Vec<
 
 fn paths_of(r: &Resource, reference: &str) -> Vec<(String, Value)> {
     let prefix = format!("/{}", gv_path(r.group, r.version));
-    let collection = if r.namespaced { format!("{prefix}/namespaces/{{namespace}}/{}", r.plural) } else { format!("{prefix}/{}", r.plural) };
+    let collection =
+        if r.namespaced { format!("{prefix}/namespaces/{{namespace}}/{}", r.plural) } else { format!("{prefix}/{}", r.plural) };
     let validation = || param("fieldValidation", "query", "Ignore, Warn (default) or Strict handling of unknown fields");
     let mut scope = vec![];
     if r.namespaced {
@@ -139,8 +140,11 @@ impl OpenApi {
 
     /// The `/openapi/v3` root: where each group-version's document is.
     pub fn root(&self) -> Value {
-        let paths: Map<String, Value> =
-            self.docs.iter().map(|(gv, (hash, _))| (gv.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{gv}?hash={hash}") }))).collect();
+        let paths: Map<String, Value> = self
+            .docs
+            .iter()
+            .map(|(gv, (hash, _))| (gv.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{gv}?hash={hash}") })))
+            .collect();
         json!({ "paths": paths })
     }
 

@@ -33,7 +33,8 @@ impl PatchType {
 pub fn apply(doc: &mut Value, kind: PatchType, patch: &[u8]) -> Result<(), ApiError> {
     match kind {
         PatchType::Json => {
-            let ops: json_patch::Patch = serde_json::from_slice(patch).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+            let ops: json_patch::Patch =
+                serde_json::from_slice(patch).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
             json_patch::patch(doc, &ops.0).map_err(|e| ApiError::invalid("", "", "", "patch", &e.to_string()))
         }
         PatchType::Merge => {
@@ -42,7 +43,8 @@ pub fn apply(doc: &mut Value, kind: PatchType, patch: &[u8]) -> Result<(), ApiEr
             Ok(())
         }
         PatchType::Strategic => {
-            let p: Value = serde_json::from_slice(patch).map_err(|e| ApiError::bad_request(format!("invalid strategic merge patch: {e}")))?;
+            let p: Value =
+                serde_json::from_slice(patch).map_err(|e| ApiError::bad_request(format!("invalid strategic merge patch: {e}")))?;
             strategic_merge(doc, &p);
             Ok(())
         }
@@ -90,7 +92,9 @@ pub fn strategic_merge(doc: &mut Value, patch: &Value) {
         }
         let merge_key = MERGE_KEYS.iter().find(|(f, _)| f == key).map(|(_, k)| *k);
         match (target.get_mut(key), value) {
-            (Some(Value::Array(items)), Value::Array(patch_items)) if merge_key.is_some() => merge_list(items, patch_items, merge_key.unwrap_or_default()),
+            (Some(Value::Array(items)), Value::Array(patch_items)) if merge_key.is_some() => {
+                merge_list(items, patch_items, merge_key.unwrap_or_default())
+            }
             (Some(Value::Array(items)), Value::Array(patch_items)) if SET_LISTS.contains(&key.as_str()) => {
                 for i in patch_items {
                     if !items.contains(i) {

@@ -189,7 +189,15 @@ pub fn decode(resource: &Resource, body: &[u8]) -> Result<Value, ApiError> {
             let mut out = Map::new();
             if let Some(a) = spec.resource_attributes {
                 let mut attrs = Map::new();
-                for (k, v) in [("namespace", a.namespace), ("verb", a.verb), ("group", a.group), ("version", a.version), ("resource", a.resource), ("subresource", a.subresource), ("name", a.name)] {
+                for (k, v) in [
+                    ("namespace", a.namespace),
+                    ("verb", a.verb),
+                    ("group", a.group),
+                    ("version", a.version),
+                    ("resource", a.resource),
+                    ("subresource", a.subresource),
+                    ("name", a.name),
+                ] {
                     set(&mut attrs, k, json!(v));
                 }
                 out.insert("resourceAttributes".into(), Value::Object(attrs));

@@ -77,8 +77,11 @@ impl Rbac {
 
     async fn follow(&self, store: &dyn Store) -> Result<(), crate::store::StoreError> {
         let all = store.range(RangeRequest { range: KeyRange::prefix(PREFIX), ..Default::default() }).await?;
-        let loaded: HashMap<String, Value> =
-            all.kvs.iter().filter_map(|kv| Some((String::from_utf8_lossy(&kv.key).into_owned(), serde_json::from_slice(&kv.value).ok()?))).collect();
+        let loaded: HashMap<String, Value> = all
+            .kvs
+            .iter()
+            .filter_map(|kv| Some((String::from_utf8_lossy(&kv.key).into_owned(), serde_json::from_slice(&kv.value).ok()?)))
+            .collect();
         self.objects.write().expect("rbac lock").0 = loaded;
         let mut events = store.watch(WatchRequest { range: KeyRange::prefix(PREFIX), start_revision: all.revision + 1 }).await?;
         while let Some(batch) = events.next().await {
@@ -140,9 +143,18 @@ mod tests {
     fn bindings_grant_their_roles_rules_in_their_scope() {
         let r = rbac(vec![
             ("roles/team/reader", json!({"rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]})),
-            ("rolebindings/team/dev-reads", json!({"metadata": {"namespace": "team"}, "subjects": [{"kind": "Group", "name": "developers"}], "roleRef": {"kind": "Role", "name": "reader"}})),
-            ("clusterroles/ns-viewer", json!({"rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["*"], "resourceNames": ["team"]}]})),
-            ("clusterrolebindings/alice-ns", json!({"subjects": [{"kind": "User", "name": "alice"}], "roleRef": {"kind": "ClusterRole", "name": "ns-viewer"}})),
+            (
+                "rolebindings/team/dev-reads",
+                json!({"metadata": {"namespace": "team"}, "subjects": [{"kind": "Group", "name": "developers"}], "roleRef": {"kind": "Role", "name": "reader"}}),
+            ),
+            (
+                "clusterroles/ns-viewer",
+                json!({"rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["*"], "resourceNames": ["team"]}]}),
+            ),
+            (
+                "clusterrolebindings/alice-ns",
+                json!({"subjects": [{"kind": "User", "name": "alice"}], "roleRef": {"kind": "ClusterRole", "name": "ns-viewer"}}),
+            ),
         ]);
         let dev = Identity { user: "bob".into(), groups: vec!["developers".into()] };
         let alice = Identity { user: "alice".into(), groups: vec![] };

@@ -57,11 +57,29 @@ pub const BUILTIN: &[Resource] = {
         res(RBAC, "v1", "Role", "roles", "role", &[], true, schema_of::<rbac::Role>),
         res(RBAC, "v1", "RoleBinding", "rolebindings", "rolebinding", &[], true, schema_of::<rbac::RoleBinding>),
         res(RBAC, "v1", "ClusterRole", "clusterroles", "clusterrole", &[], false, schema_of::<rbac::ClusterRole>),
-        res(RBAC, "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", &[], false, schema_of::<rbac::ClusterRoleBinding>),
+        res(
+            RBAC,
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            "clusterrolebinding",
+            &[],
+            false,
+            schema_of::<rbac::ClusterRoleBinding>,
+        ),
         // A question, not a stored object: create only (`kubectl auth can-i`).
         Resource {
             verbs: &["create"],
-            ..res("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", &[], false, schema_of::<authorization::SelfSubjectAccessReview>)
+            ..res(
+                "authorization.k8s.io",
+                "v1",
+                "SelfSubjectAccessReview",
+                "selfsubjectaccessreviews",
+                "selfsubjectaccessreview",
+                &[],
+                false,
+                schema_of::<authorization::SelfSubjectAccessReview>,
+            )
         },
     ]
 };

@@ -31,11 +31,16 @@ impl ServiceNetwork {
     pub fn parse(cidr: &str, port_range: &str) -> Result<Self, String> {
         let (addr, bits) = cidr.split_once('/').ok_or_else(|| format!("{cidr:?} is not a CIDR (e.g. 10.43.0.0/16)"))?;
         let addr: Ipv4Addr = addr.parse().map_err(|_| format!("{addr:?} is not an IPv4 address"))?;
-        let bits: u32 = bits.parse().ok().filter(|b| (8..=28).contains(b)).ok_or_else(|| format!("prefix length in {cidr:?} must be between 8 and 28"))?;
+        let bits: u32 = bits
+            .parse()
+            .ok()
+            .filter(|b| (8..=28).contains(b))
+            .ok_or_else(|| format!("prefix length in {cidr:?} must be between 8 and 28"))?;
         let size = 1u32 << (32 - bits);
         let base = u32::from(addr) & !(size - 1);
         let (lo, hi) = port_range.split_once('-').ok_or_else(|| format!("{port_range:?} is not a port range (e.g. 30000-32767)"))?;
-        let ports = (lo.trim().parse().map_err(|_| format!("bad port {lo:?}"))?, hi.trim().parse().map_err(|_| format!("bad port {hi:?}"))?);
+        let ports =
+            (lo.trim().parse().map_err(|_| format!("bad port {lo:?}"))?, hi.trim().parse().map_err(|_| format!("bad port {hi:?}"))?);
         if ports.0 == 0 || ports.0 > ports.1 {
             return Err(format!("{port_range:?} is not an increasing port range"));
         }
@@ -90,7 +95,11 @@ pub fn admit_create(net: &ServiceNetwork, obj: &mut Value) -> Result<Vec<(String
     let spec = obj.get_mut("spec").filter(|s| s.is_object()).ok_or_else(|| invalid(&name, "spec", "Required value"))?;
     let kind = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
     if !matches!(kind.as_str(), "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
-        return Err(invalid(&name, "spec.type", &format!("Unsupported value: {kind:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"")));
+        return Err(invalid(
+            &name,
+            "spec.type",
+            &format!("Unsupported value: {kind:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""),
+        ));
     }
     spec["type"] = json!(kind);
     if spec.get("sessionAffinity").is_none() {
@@ -104,7 +113,10 @@ pub fn admit_create(net: &ServiceNetwork, obj: &mut Value) -> Result<Vec<(String
     };
     let mut held = Vec::new();
     for (i, p) in ports.iter_mut().enumerate() {
-        let port = p["port"].as_u64().filter(|n| (1..=65535).contains(n)).ok_or_else(|| invalid(&name, &format!("spec.ports[{i}].port"), "Invalid value: must be between 1 and 65535, inclusive"))?;
+        let port = p["port"]
+            .as_u64()
+            .filter(|n| (1..=65535).contains(n))
+            .ok_or_else(|| invalid(&name, &format!("spec.ports[{i}].port"), "Invalid value: must be between 1 and 65535, inclusive"))?;
         if p.get("protocol").is_none() {
             p["protocol"] = json!("TCP");
         }
@@ -114,7 +126,16 @@ pub fn admit_create(net: &ServiceNetwork, obj: &mut Value) -> Result<Vec<(String
         if matches!(kind.as_str(), "NodePort" | "LoadBalancer") {
             match p["nodePort"].as_u64() {
                 Some(n) if n >= u64::from(net.ports.0) && n <= u64::from(net.ports.1) => held.push((format!("{PORT_PREFIX}{n}"), true)),
-                Some(n) => return Err(invalid(&name, &format!("spec.ports[{i}].nodePort"), &format!("Invalid value: {n}: provided port is not in the valid range. The range of valid ports is {}-{}", net.ports.0, net.ports.1))),
+                Some(n) => {
+                    return Err(invalid(
+                        &name,
+                        &format!("spec.ports[{i}].nodePort"),
+                        &format!(
+                            "Invalid value: {n}: provided port is not in the valid range. The range of valid ports is {}-{}",
+                            net.ports.0, net.ports.1
+                        ),
+                    ))
+                }
                 None => {
                     let n = net.random_port();
                     p["nodePort"] = json!(n);
@@ -127,9 +148,15 @@ pub fn admit_create(net: &ServiceNetwork, obj: &mut Value) -> Result<Vec<(String
         match spec.get("clusterIP").and_then(Value::as_str) {
             Some("None") => {}
             Some(ip) if !ip.is_empty() => {
-                let addr: Ipv4Addr = ip.parse().map_err(|_| invalid(&name, "spec.clusterIPs[0]", &format!("Invalid value: {ip:?}: must be a valid IP address")))?;
+                let addr: Ipv4Addr = ip
+                    .parse()
+                    .map_err(|_| invalid(&name, "spec.clusterIPs[0]", &format!("Invalid value: {ip:?}: must be a valid IP address")))?;
                 if !net.contains(addr) {
-                    return Err(invalid(&name, "spec.clusterIPs[0]", &format!("Invalid value: {ip:?}: failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range")));
+                    return Err(invalid(
+                        &name,
+                        "spec.clusterIPs[0]",
+                        &format!("Invalid value: {ip:?}: failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range"),
+                    ));
                 }
                 held.push((format!("{IP_PREFIX}{ip}"), true));
             }
@@ -150,7 +177,11 @@ pub fn admit_create(net: &ServiceNetwork, obj: &mut Value) -> Result<Vec<(String
 /// The message for an allocation a user chose that someone else holds.
 pub fn taken(name: &str, key: &str) -> ApiError {
     match key.strip_prefix(IP_PREFIX) {
-        Some(ip) => invalid(name, "spec.clusterIPs[0]", &format!("Invalid value: {ip:?}: failed to allocate IP {ip}: provided IP is already allocated")),
+        Some(ip) => invalid(
+            name,
+            "spec.clusterIPs[0]",
+            &format!("Invalid value: {ip:?}: failed to allocate IP {ip}: provided IP is already allocated"),
+        ),
         None => {
             let port = key.strip_prefix(PORT_PREFIX).unwrap_or(key);
             invalid(name, "spec.ports[0].nodePort", &format!("Invalid value: {port}: provided port is already allocated"))

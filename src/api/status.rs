@@ -36,11 +36,13 @@ impl ApiError {
 
     /// `<plural>[.<group>] "<name>" not found`.
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NotFound", format!("{} \"{name}\" not found", qualified(group, plural))).with_details(group, plural, name)
+        Self::new(StatusCode::NOT_FOUND, "NotFound", format!("{} \"{name}\" not found", qualified(group, plural)))
+            .with_details(group, plural, name)
     }
 
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(StatusCode::CONFLICT, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(group, plural))).with_details(group, plural, name)
+        Self::new(StatusCode::CONFLICT, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(group, plural)))
+            .with_details(group, plural, name)
     }
 
     pub fn conflict(group: &str, plural: &str, name: &str) -> Self {
@@ -58,7 +60,8 @@ impl ApiError {
 
     /// 422: `<Kind> "<name>" is invalid: <field>: <reason>`.
     pub fn invalid(group: &str, kind: &str, name: &str, field: &str, reason: &str) -> Self {
-        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("{kind} \"{name}\" is invalid: {field}: {reason}")).with_details(group, kind, name);
+        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("{kind} \"{name}\" is invalid: {field}: {reason}"))
+            .with_details(group, kind, name);
         if let Some(d) = e.details.as_mut() {
             d["causes"] = json!([{ "reason": "FieldValueInvalid", "message": reason, "field": field }]);
         }
@@ -77,7 +80,10 @@ impl ApiError {
         Self::new(
             StatusCode::FORBIDDEN,
             "Forbidden",
-            format!("{} is forbidden: User \"{user}\" cannot {verb} resource \"{plural}\" in API group \"{group}\" {scope}", qualified(group, plural)),
+            format!(
+                "{} is forbidden: User \"{user}\" cannot {verb} resource \"{plural}\" in API group \"{group}\" {scope}",
+                qualified(group, plural)
+            ),
         )
         .with_details(group, plural, "")
     }

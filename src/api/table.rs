@@ -40,12 +40,15 @@ fn count(v: &Value) -> usize {
 }
 
 const NAME: Column = col("Name", "string", "name", "Name must be unique within a namespace.", name);
-const AGE: Column = col("Age", "string", "", "CreationTimestamp is a timestamp representing the server time when this object was created.", age);
+const AGE: Column =
+    col("Age", "string", "", "CreationTimestamp is a timestamp representing the server time when this object was created.", age);
 
 fn columns(resource: &Resource) -> Vec<Column> {
     match resource.plural {
         "namespaces" => vec![NAME, col("Status", "string", "", "The status of the namespace", |o| o["status"]["phase"].clone()), AGE],
-        "configmaps" => vec![NAME, col("Data", "integer", "", "Number of data items", |o| json!(count(&o["data"]) + count(&o["binaryData"]))), AGE],
+        "configmaps" => {
+            vec![NAME, col("Data", "integer", "", "Number of data items", |o| json!(count(&o["data"]) + count(&o["binaryData"]))), AGE]
+        }
         "secrets" => vec![
             NAME,
             col("Type", "string", "", "The type of the secret", |o| o.get("type").cloned().unwrap_or(json!("Opaque"))),
@@ -75,10 +78,14 @@ fn columns(resource: &Resource) -> Vec<Column> {
             }),
             AGE,
         ],
-        "roles" | "clusterroles" => vec![NAME, col("Created At", "date", "", "Time the role was created", |o| o["metadata"]["creationTimestamp"].clone())],
+        "roles" | "clusterroles" => {
+            vec![NAME, col("Created At", "date", "", "Time the role was created", |o| o["metadata"]["creationTimestamp"].clone())]
+        }
         "rolebindings" | "clusterrolebindings" => vec![
             NAME,
-            col("Role", "string", "", "The role bound", |o| json!(format!("{}/{}", o["roleRef"]["kind"].as_str().unwrap_or(""), o["roleRef"]["name"].as_str().unwrap_or("")))),
+            col("Role", "string", "", "The role bound", |o| {
+                json!(format!("{}/{}", o["roleRef"]["kind"].as_str().unwrap_or(""), o["roleRef"]["name"].as_str().unwrap_or("")))
+            }),
             AGE,
         ],
         "leases" => vec![NAME, col("Holder", "string", "", "The holder of the lease", |o| o["spec"]["holderIdentity"].clone()), AGE],
@@ -93,7 +100,11 @@ fn columns(resource: &Resource) -> Vec<Column> {
             col("Type", "string", "", "Type of the event", |o| o["type"].clone()),
             col("Reason", "string", "", "Short reason", |o| o["reason"].clone()),
             col("Object", "string", "", "The object the event is about", |o| {
-                json!(format!("{}/{}", o["involvedObject"]["kind"].as_str().unwrap_or("").to_lowercase(), o["involvedObject"]["name"].as_str().unwrap_or("")))
+                json!(format!(
+                    "{}/{}",
+                    o["involvedObject"]["kind"].as_str().unwrap_or("").to_lowercase(),
+                    o["involvedObject"]["name"].as_str().unwrap_or("")
+                ))
             }),
             col("Message", "string", "", "Human-readable description", |o| o["message"].clone()),
         ],
@@ -104,8 +115,10 @@ fn columns(resource: &Resource) -> Vec<Column> {
 /// Builds the Table for `objects` at `resource_version`.
 pub fn render(resource: &Resource, objects: &[Value], resource_version: &str, continue_token: Option<&str>) -> Value {
     let cols = columns(resource);
-    let definitions: Vec<Value> =
-        cols.iter().map(|c| json!({ "name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": 0 })).collect();
+    let definitions: Vec<Value> = cols
+        .iter()
+        .map(|c| json!({ "name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": 0 }))
+        .collect();
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
@@ -130,20 +143,36 @@ pub fn human_duration(seconds: i64) -> String {
     if s < 120 {
         format!("{s}s")
     } else if m < 10 {
-        if s % 60 == 0 { format!("{m}m") } else { format!("{m}m{}s", s % 60) }
+        if s % 60 == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{}s", s % 60)
+        }
     } else if m < 180 {
         format!("{m}m")
     } else if h < 8 {
-        if m % 60 == 0 { format!("{h}h") } else { format!("{h}h{}m", m % 60) }
+        if m % 60 == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{}m", m % 60)
+        }
     } else if h < 48 {
         format!("{h}h")
     } else if h < 24 * 8 {
-        if h % 24 == 0 { format!("{}d", h / 24) } else { format!("{}d{}h", h / 24, h % 24) }
+        if h % 24 == 0 {
+            format!("{}d", h / 24)
+        } else {
+            format!("{}d{}h", h / 24, h % 24)
+        }
     } else if h < 24 * 365 * 2 {
         format!("{}d", h / 24)
     } else if h < 24 * 365 * 8 {
         let days = h / 24 % 365;
-        if days == 0 { format!("{}y", h / 24 / 365) } else { format!("{}y{days}d", h / 24 / 365) }
+        if days == 0 {
+            format!("{}y", h / 24 / 365)
+        } else {
+            format!("{}y{days}d", h / 24 / 365)
+        }
     } else {
         format!("{}y", h / 24 / 365)
     }
@@ -155,7 +184,17 @@ mod tests {
 
     #[test]
     fn durations_read_like_kubectl() {
-        for (s, want) in [(5, "5s"), (119, "119s"), (150, "2m30s"), (600, "10m"), (3 * 3600 + 120, "3h2m"), (30 * 3600, "30h"), (3 * 86400 + 3600, "3d1h"), (40 * 86400, "40d"), (3 * 365 * 86400, "3y")] {
+        for (s, want) in [
+            (5, "5s"),
+            (119, "119s"),
+            (150, "2m30s"),
+            (600, "10m"),
+            (3 * 3600 + 120, "3h2m"),
+            (30 * 3600, "30h"),
+            (3 * 86400 + 3600, "3d1h"),
+            (40 * 86400, "40d"),
+            (3 * 365 * 86400, "3y"),
+        ] {
             assert_eq!(human_duration(s), want, "{s}");
         }
     }
@@ -165,7 +204,10 @@ mod tests {
         let cm = super::super::registry::lookup("", "v1", "configmaps").unwrap();
         let obj = json!({"metadata": {"name": "a", "creationTimestamp": "2020-01-01T00:00:00Z"}, "data": {"x": "1", "y": "2"}});
         let t = render(cm, &[obj], "7", None);
-        assert_eq!(t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect::<Vec<_>>(), ["Name", "Data", "Age"]);
+        assert_eq!(
+            t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect::<Vec<_>>(),
+            ["Name", "Data", "Age"]
+        );
         assert_eq!(t["rows"][0]["cells"][1], 2);
     }
 }

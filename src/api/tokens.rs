@@ -37,7 +37,11 @@ impl Claims {
     pub fn identity(&self) -> Identity {
         Identity {
             user: format!("system:serviceaccount:{}:{}", self.namespace, self.name),
-            groups: vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{}", self.namespace), "system:authenticated".into()],
+            groups: vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{}", self.namespace),
+                "system:authenticated".into(),
+            ],
         }
     }
 }

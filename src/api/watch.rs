@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use super::objects::{self, Scope, SharedStore};
 use super::registry::Resource;
-use super::table;
 use super::status::ApiError;
+use super::table;
 use crate::store::{EventKind, KeyRange, Revision, StoreError, WatchRequest};
 
 fn line(kind: &str, object: &Value) -> bytes::Bytes {
@@ -43,7 +43,14 @@ impl Shape {
     }
 }
 
-pub async fn watch(store: SharedStore, scope: Scope<'_>, selector: objects::Selection, from: Revision, timeout: Option<Duration>, shape: Shape) -> Result<Response, ApiError> {
+pub async fn watch(
+    store: SharedStore,
+    scope: Scope<'_>,
+    selector: objects::Selection,
+    from: Revision,
+    timeout: Option<Duration>,
+    shape: Shape,
+) -> Result<Response, ApiError> {
     let mut initial = Vec::new();
     let start = if from > 0 {
         from + 1
@@ -93,5 +100,9 @@ pub async fn watch(store: SharedStore, scope: Scope<'_>, selector: objects::Sele
 }
 
 fn json_stream(body: Body) -> Response {
-    Response::builder().header("content-type", "application/json").header("transfer-encoding", "chunked").body(body).expect("valid response")
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("transfer-encoding", "chunked")
+        .body(body)
+        .expect("valid response")
 }

@@ -55,7 +55,9 @@ async fn call(http: &HttpClient, method: &str, url: &str, body: Option<Value>) -
 }
 
 pub async fn run(data_dir: &Path, args: TokenArgs) -> anyhow::Result<()> {
-    let (ca, admin) = crate::server::admin_credentials(data_dir).with_context(|| format!("no server credentials in {} (run this where orch server runs, with its --data-dir)", data_dir.display()))?;
+    let (ca, admin) = crate::server::admin_credentials(data_dir).with_context(|| {
+        format!("no server credentials in {} (run this where orch server runs, with its --data-dir)", data_dir.display())
+    })?;
     let http = HttpClient::new(pki::client_config(&ca, Some(&admin))?);
     let secrets = format!("{}/api/v1/namespaces/kube-system/secrets", args.server.trim_end_matches('/'));
     match args.command {

@@ -149,7 +149,9 @@ mod tests {
     fn leaves_are_current_and_a_reloaded_ca_signs_verifiable_certificates() {
         let ca = ClusterCa::create("test").unwrap();
         let reloaded = ClusterCa::from_pem(ca.pem().clone()).unwrap();
-        let leaf = reloaded.sign(&CertSpec { common_name: "x".into(), organizations: vec!["g".into()], client_auth: true, ..Default::default() }).unwrap();
+        let leaf = reloaded
+            .sign(&CertSpec { common_name: "x".into(), organizations: vec!["g".into()], client_auth: true, ..Default::default() })
+            .unwrap();
         let der = rustls::pki_types::CertificateDer::from_pem_slice(leaf.cert.as_bytes()).unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
         assert!(cert.validity().is_valid(), "leaf must be valid now: {:?}", cert.validity());

@@ -55,7 +55,8 @@ impl JoinToken {
         if is_bootstrap(creds) {
             return Ok(Self { ca_hash: Some(hash.to_ascii_lowercase()), user: "node".into(), secret: creds.into() });
         }
-        let (user, secret) = creds.split_once(':').ok_or_else(|| PkiError::Token("expected <user>:<secret> or <id>.<secret> after ::".into()))?;
+        let (user, secret) =
+            creds.split_once(':').ok_or_else(|| PkiError::Token("expected <user>:<secret> or <id>.<secret> after ::".into()))?;
         if user.is_empty() || secret.is_empty() {
             return Err(PkiError::Token("user and secret must not be empty".into()));
         }

@@ -128,37 +128,31 @@ impl RaftStore {
             http: settings.peer_client,
         });
         let weak = Arc::downgrade(&store);
-        let proposer = Batcher::start(
-            PROPOSER_IN_FLIGHT,
-            move |txns| {
-                let weak = weak.clone();
-                async move {
-                    let store = weak.upgrade().ok_or(StoreError::Closed)?;
-                    match store.write(Command::Txns(txns)).await? {
-                        CommandOutput::Txns(results) => Ok(results),
-                        other => Err(StoreError::Corrupt(format!("state machine answered transactions with {other:?}"))),
-                    }
+        let proposer = Batcher::start(PROPOSER_IN_FLIGHT, move |txns| {
+            let weak = weak.clone();
+            async move {
+                let store = weak.upgrade().ok_or(StoreError::Closed)?;
+                match store.write(Command::Txns(txns)).await? {
+                    CommandOutput::Txns(results) => Ok(results),
+                    other => Err(StoreError::Corrupt(format!("state machine answered transactions with {other:?}"))),
                 }
-            },
-        );
+            }
+        });
         let weak = Arc::downgrade(&store);
-        let combiner = Batcher::start(
-            COMBINER_IN_FLIGHT,
-            move |txns| {
-                let weak = weak.clone();
-                async move {
-                    let Some(store) = weak.upgrade() else {
-                        return Err(LeaderReply::NotLeader(None));
-                    };
-                    match store.propose(Command::Txns(txns)).await {
-                        LeaderReply::Done(Ok(CommandOutput::Txns(results))) => Ok(results),
-                        LeaderReply::Done(Ok(other)) => Err(LeaderReply::Done(StoreError::Corrupt(format!("unexpected {other:?}")))),
-                        LeaderReply::Done(Err(e)) => Err(LeaderReply::Done(e)),
-                        LeaderReply::NotLeader(url) => Err(LeaderReply::NotLeader(url)),
-                    }
+        let combiner = Batcher::start(COMBINER_IN_FLIGHT, move |txns| {
+            let weak = weak.clone();
+            async move {
+                let Some(store) = weak.upgrade() else {
+                    return Err(LeaderReply::NotLeader(None));
+                };
+                match store.propose(Command::Txns(txns)).await {
+                    LeaderReply::Done(Ok(CommandOutput::Txns(results))) => Ok(results),
+                    LeaderReply::Done(Ok(other)) => Err(LeaderReply::Done(StoreError::Corrupt(format!("unexpected {other:?}")))),
+                    LeaderReply::Done(Err(e)) => Err(LeaderReply::Done(e)),
+                    LeaderReply::NotLeader(url) => Err(LeaderReply::NotLeader(url)),
                 }
-            },
-        );
+            }
+        });
         let _ = store.proposer.set(proposer);
         let _ = store.combiner.set(combiner);
         Ok(store)

@@ -30,7 +30,10 @@ pub fn router(store: Shared) -> Router {
 
 bincode_handler!(append, Shared, openraft::raft::AppendEntriesRequest<super::TypeConfig>, |s, req| s.raft().append_entries(req).await);
 bincode_handler!(vote, Shared, openraft::raft::VoteRequest<NodeId>, |s, req| s.raft().vote(req).await);
-bincode_handler!(snapshot, Shared, openraft::raft::InstallSnapshotRequest<super::TypeConfig>, |s, req| s.raft().install_snapshot(req).await);
+bincode_handler!(snapshot, Shared, openraft::raft::InstallSnapshotRequest<super::TypeConfig>, |s, req| s
+    .raft()
+    .install_snapshot(req)
+    .await);
 bincode_handler!(write, Shared, Command, |s, cmd| s.write_local(cmd).await);
 bincode_handler!(read_index, Shared, (), |s, _req| s.read_index_local().await);
 bincode_handler!(join, Shared, (NodeId, String), |s, req| s.add_member(req.0, req.1).await);

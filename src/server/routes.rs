@@ -90,7 +90,8 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 
 /// Checks `Authorization: Basic base64(server:<secret>)` against the server token.
 fn authorised(headers: &HeaderMap, token: &JoinToken) -> bool {
-    basic_credentials(headers).is_some_and(|(user, secret)| user == "server" && constant_time_eq(secret.as_bytes(), token.secret.as_bytes()))
+    basic_credentials(headers)
+        .is_some_and(|(user, secret)| user == "server" && constant_time_eq(secret.as_bytes(), token.secret.as_bytes()))
 }
 
 /// Agents may join with the server token or an unexpired bootstrap token (`node:<id>.<secret>`).
@@ -119,12 +120,14 @@ async fn node_bootstrap(State(s): State<Arc<PublicState>>, headers: HeaderMap, J
         return (StatusCode::UNAUTHORIZED, "invalid token").into_response();
     }
     if crate::api::check_name(&join.name).is_err() || join.password.len() < 8 {
-        return (StatusCode::BAD_REQUEST, "the node name must be a DNS-1123 subdomain and the node password at least 8 characters").into_response();
+        return (StatusCode::BAD_REQUEST, "the node name must be a DNS-1123 subdomain and the node password at least 8 characters")
+            .into_response();
     }
     match crate::api::node_password::check_or_record(s.store.as_ref(), &join.name, &join.password).await {
         Ok(()) => {}
         Err(crate::api::node_password::NodePasswordError::Taken(name)) => {
-            return (StatusCode::FORBIDDEN, format!("node name {name:?} is already in use by another machine (node password mismatch)")).into_response();
+            return (StatusCode::FORBIDDEN, format!("node name {name:?} is already in use by another machine (node password mismatch)"))
+                .into_response();
         }
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }

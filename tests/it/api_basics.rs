@@ -34,7 +34,12 @@ async fn kubectl(server: &ServerProc, home: &Path, args: &[&str], stdin: Option<
 }
 
 async fn request(client: &HttpClient, method: &str, url: &str, content_type: &str, body: &str) -> (u16, Value) {
-    let req = http::Request::builder().method(method).uri(url).header("content-type", content_type).body(Full::new(Bytes::from(body.to_string()))).unwrap();
+    let req = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
     let (status, bytes) = client.fetch(req, Duration::from_secs(10)).await.unwrap();
     (status.as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
@@ -124,7 +129,8 @@ async fn kubectl_manages_configmaps() {
     assert_eq!(patched["metadata"]["uid"], obj["metadata"]["uid"], "patches keep the uid");
 
     // Re-applying a changed manifest updates the object (client-side apply patches it).
-    let changed = manifest.replace(r#""name":"db","labels":{"app":"db"}},"data":{"k":"v"}"#, r#""name":"db","labels":{"app":"db"}},"data":{"k":"v2"}"#);
+    let changed = manifest
+        .replace(r#""name":"db","labels":{"app":"db"}},"data":{"k":"v"}"#, r#""name":"db","labels":{"app":"db"}},"data":{"k":"v2"}"#);
     let (ok, out, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(&changed)).await;
     assert!(ok && out.contains("configmap/db configured"), "{out}{err}");
     let (_, out, _) = kubectl(&server, &home, &["get", "cm", "db", "-o", "jsonpath={.data.k}"], None).await;
@@ -225,7 +231,11 @@ async fn watch_streams_events_in_order() {
             request(&admin, "DELETE", &format!("{base}/w1"), "", "").await;
         })
     };
-    let body = tokio::time::timeout(Duration::from_secs(15), resp.into_body().collect()).await.expect("watch ends at timeoutSeconds").unwrap().to_bytes();
+    let body = tokio::time::timeout(Duration::from_secs(15), resp.into_body().collect())
+        .await
+        .expect("watch ends at timeoutSeconds")
+        .unwrap()
+        .to_bytes();
     writer.await.unwrap();
     let events: Vec<(String, String)> = String::from_utf8_lossy(&body)
         .lines()
@@ -234,7 +244,8 @@ async fn watch_streams_events_in_order() {
             (v["type"].as_str().unwrap().to_string(), v["object"]["metadata"]["name"].as_str().unwrap().to_string())
         })
         .collect();
-    let expected: Vec<(String, String)> = [("ADDED", "w1"), ("MODIFIED", "w1"), ("DELETED", "w1")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let expected: Vec<(String, String)> =
+        [("ADDED", "w1"), ("MODIFIED", "w1"), ("DELETED", "w1")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     assert_eq!(events, expected);
 
     // Without a resourceVersion the current objects come first, as ADDED.
@@ -290,10 +301,24 @@ async fn auth_can_i_answers_for_the_caller() {
     // Someone outside system:masters is refused, and a review says so.
     let tls = server.data_dir.join("server/tls");
     let ca = pki::ClusterCa::from_pem(pki::PemPair::read(&tls, "server-ca").unwrap().unwrap()).unwrap();
-    let dev = ca.sign(&pki::CertSpec { common_name: "dev".into(), organizations: vec!["developers".into()], client_auth: true, ..Default::default() }).unwrap();
+    let dev = ca
+        .sign(&pki::CertSpec {
+            common_name: "dev".into(),
+            organizations: vec!["developers".into()],
+            client_auth: true,
+            ..Default::default()
+        })
+        .unwrap();
     let client = HttpClient::new(pki::client_config(&ca.pem().cert, Some(&dev)).unwrap());
     let review = r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SelfSubjectAccessReview","spec":{"resourceAttributes":{"verb":"get","resource":"configmaps","namespace":"default"}}}"#;
-    let (code, answer) = request(&client, "POST", &format!("{}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", server.url()), "application/json", review).await;
+    let (code, answer) = request(
+        &client,
+        "POST",
+        &format!("{}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", server.url()),
+        "application/json",
+        review,
+    )
+    .await;
     assert_eq!((code, answer["status"]["allowed"].as_bool()), (201, Some(false)), "{answer}");
     let (code, status) = request(&client, "GET", &format!("{}/api/v1/namespaces/default/configmaps", server.url()), "", "").await;
     assert_eq!(code, 403);
@@ -310,18 +335,31 @@ async fn server_side_apply_tracks_managers_and_conflicts() {
 
     let (ok, out, err) = kubectl(&server, &home, &["apply", "--server-side", "-f", "-"], Some(&cm("  k: v1\n  j: x\n"))).await;
     assert!(ok && out.contains("serverside-applied"), "{out}{err}");
-    let (ok, _, err) = kubectl(&server, &home, &["apply", "--server-side", "--field-manager=other", "-f", "-"], Some(&cm("  k: v2\n"))).await;
+    let (ok, _, err) =
+        kubectl(&server, &home, &["apply", "--server-side", "--field-manager=other", "-f", "-"], Some(&cm("  k: v2\n"))).await;
     assert!(!ok && err.contains("Apply failed with 1 conflict") && err.contains(".data.k"), "{err}");
-    let (ok, _, err) = kubectl(&server, &home, &["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", "-"], Some(&cm("  k: v2\n"))).await;
+    let (ok, _, err) = kubectl(
+        &server,
+        &home,
+        &["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", "-"],
+        Some(&cm("  k: v2\n")),
+    )
+    .await;
     assert!(ok, "{err}");
     let (_, out, _) = kubectl(&server, &home, &["get", "cm", "ssa", "-o", "json", "--show-managed-fields"], None).await;
     let obj: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(obj["data"], serde_json::json!({"k": "v2", "j": "x"}));
-    let managers: Vec<(&str, &str)> = obj["metadata"]["managedFields"].as_array().unwrap().iter().map(|e| (e["manager"].as_str().unwrap(), e["operation"].as_str().unwrap())).collect();
+    let managers: Vec<(&str, &str)> = obj["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["manager"].as_str().unwrap(), e["operation"].as_str().unwrap()))
+        .collect();
     assert_eq!(managers, [("kubectl", "Apply"), ("other", "Apply")]);
 
     // A manager that stops applying a field it alone owns removes it.
-    let (ok, _, err) = kubectl(&server, &home, &["apply", "--server-side", "--field-manager=other", "-f", "-"], Some(&cm("  z: new\n"))).await;
+    let (ok, _, err) =
+        kubectl(&server, &home, &["apply", "--server-side", "--field-manager=other", "-f", "-"], Some(&cm("  z: new\n"))).await;
     assert!(ok, "{err}");
     let (_, out, _) = kubectl(&server, &home, &["get", "cm", "ssa", "-o", "jsonpath={.data}"], None).await;
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), serde_json::json!({"j": "x", "z": "new"}));
@@ -349,7 +387,11 @@ async fn a_thousand_watchers_each_receive_every_event_in_order() {
             let mut body = resp.into_body();
             let (mut buf, mut names) = (Vec::new(), Vec::new());
             while names.len() < EVENTS {
-                let frame = tokio::time::timeout(Duration::from_secs(60), body.frame()).await.expect("watch event in time").expect("stream open").unwrap();
+                let frame = tokio::time::timeout(Duration::from_secs(60), body.frame())
+                    .await
+                    .expect("watch event in time")
+                    .expect("stream open")
+                    .unwrap();
                 buf.extend_from_slice(&frame.into_data().unwrap_or_default());
                 while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = buf.drain(..=pos).collect();
@@ -405,14 +447,18 @@ async fn services_get_unique_cluster_ips_and_node_ports_under_concurrency() {
     assert_eq!(code, 422, "{status}");
     assert!(status["message"].as_str().unwrap().contains("provided IP is already allocated"));
     let (_, list) = request(&admin, "GET", &base, "", "").await;
-    let owner = list["items"].as_array().unwrap().iter().find(|s| s["spec"]["clusterIP"] == taken.as_str()).unwrap()["metadata"]["name"].as_str().unwrap().to_string();
+    let owner = list["items"].as_array().unwrap().iter().find(|s| s["spec"]["clusterIP"] == taken.as_str()).unwrap()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (code, _) = request(&admin, "DELETE", &format!("{base}/{owner}"), "", "").await;
     assert_eq!(code, 200);
     let (code, created) = request(&admin, "POST", &base, "application/json", &want).await;
     assert_eq!((code, created["spec"]["clusterIP"].as_str()), (201, Some(taken.as_str())));
 
     // Addresses are immutable.
-    let (code, _) = request(&admin, "PATCH", &format!("{base}/fixed"), "application/merge-patch+json", r#"{"spec":{"clusterIP":"10.43.9.9"}}"#).await;
+    let (code, _) =
+        request(&admin, "PATCH", &format!("{base}/fixed"), "application/merge-patch+json", r#"{"spec":{"clusterIP":"10.43.9.9"}}"#).await;
     assert_eq!(code, 422);
 }
 
@@ -435,7 +481,14 @@ async fn rbac_grants_what_bindings_say_and_nothing_more() {
 
     let tls = server.data_dir.join("server/tls");
     let ca = pki::ClusterCa::from_pem(pki::PemPair::read(&tls, "server-ca").unwrap().unwrap()).unwrap();
-    let dev = ca.sign(&pki::CertSpec { common_name: "bob".into(), organizations: vec!["developers".into()], client_auth: true, ..Default::default() }).unwrap();
+    let dev = ca
+        .sign(&pki::CertSpec {
+            common_name: "bob".into(),
+            organizations: vec!["developers".into()],
+            client_auth: true,
+            ..Default::default()
+        })
+        .unwrap();
     let client = HttpClient::new(pki::client_config(&ca.pem().cert, Some(&dev)).unwrap());
     let api = format!("{}/api/v1/namespaces", server.url());
     // The cache follows the store; give it a moment to see the new binding.
@@ -492,8 +545,17 @@ async fn service_account_tokens_authenticate_for_their_audience_only() {
     let (code, _) = as_token("not.a.token".into()).await;
     assert_eq!(code, 401);
 
-    kubectl(&server, &home, &["create", "rolebinding", "robot-admin", "--clusterrole=cluster-admin", "--serviceaccount=default:robot"], None).await;
-    crate::support::wait_for(Duration::from_secs(10), "the token to be authorised", || async { (as_token(token.clone()).await.0 == 200).then_some(()) }).await;
+    kubectl(
+        &server,
+        &home,
+        &["create", "rolebinding", "robot-admin", "--clusterrole=cluster-admin", "--serviceaccount=default:robot"],
+        None,
+    )
+    .await;
+    crate::support::wait_for(Duration::from_secs(10), "the token to be authorised", || async {
+        (as_token(token.clone()).await.0 == 200).then_some(())
+    })
+    .await;
 
     // Deleting the ServiceAccount invalidates its tokens.
     kubectl(&server, &home, &["delete", "serviceaccount", "robot"], None).await;

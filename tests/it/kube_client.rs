@@ -27,7 +27,8 @@ async fn kube_rs_over_https() {
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
     let client = kube::Client::try_from(config).unwrap();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    crate::support::wait_for(Duration::from_secs(20), "the default namespace", || async { api.list(&ListParams::default()).await.ok() }).await;
+    crate::support::wait_for(Duration::from_secs(20), "the default namespace", || async { api.list(&ListParams::default()).await.ok() })
+        .await;
 
     let created = api.create(&PostParams::default(), &config_map("a", "1")).await.unwrap();
     let rv = created.metadata.resource_version.clone().unwrap();

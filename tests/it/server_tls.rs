@@ -53,12 +53,21 @@ async fn internal_api_needs_a_cluster_certificate() {
     let anonymous = status(HttpClient::new(pki::client_config(&ca_pem, None).unwrap())).await;
     assert!(matches!(&anonymous, Err(StoreError::Unavailable(m)) if m.contains("401")), "{anonymous:?}");
 
-    let developer = ca.sign(&CertSpec { common_name: "dev".into(), organizations: vec!["developers".into()], client_auth: true, ..Default::default() }).unwrap();
+    let developer = ca
+        .sign(&CertSpec { common_name: "dev".into(), organizations: vec!["developers".into()], client_auth: true, ..Default::default() })
+        .unwrap();
     let forbidden = status(HttpClient::new(pki::client_config(&ca_pem, Some(&developer)).unwrap())).await;
     assert!(matches!(&forbidden, Err(StoreError::Unavailable(m)) if m.contains("403") && m.contains("dev")), "{forbidden:?}");
 
     let stranger_ca = ClusterCa::create("someone-else").unwrap();
-    let stranger = stranger_ca.sign(&CertSpec { common_name: "x".into(), organizations: vec![pki::MASTERS_GROUP.into()], client_auth: true, ..Default::default() }).unwrap();
+    let stranger = stranger_ca
+        .sign(&CertSpec {
+            common_name: "x".into(),
+            organizations: vec![pki::MASTERS_GROUP.into()],
+            client_auth: true,
+            ..Default::default()
+        })
+        .unwrap();
     let refused = status(HttpClient::new(pki::client_config(&ca_pem, Some(&stranger)).unwrap())).await;
     assert!(refused.is_err(), "a certificate from another CA must not be accepted");
 
@@ -112,7 +121,8 @@ async fn a_restart_reuses_the_ca_token_and_data() {
     // A client built before the restart (old kubeconfig credentials) still works.
     let store = RemoteStore::new(server.url(), admin_before);
     assert!(store.current_revision().await.unwrap() >= rev);
-    let got = store.range(orch::store::RangeRequest { range: orch::store::KeyRange::single("/restart"), ..Default::default() }).await.unwrap();
+    let got =
+        store.range(orch::store::RangeRequest { range: orch::store::KeyRange::single("/restart"), ..Default::default() }).await.unwrap();
     assert_eq!(got.kvs[0].value, b"kept");
 }
 
@@ -122,7 +132,8 @@ async fn sigterm_shuts_the_server_down_cleanly() {
     let mut server = start_server(&dir.path().join("n0"), &[]);
     server.wait_member(Duration::from_secs(20)).await;
     // An open watch must not hold the shutdown up.
-    let _watch = server.store().watch(orch::store::WatchRequest { range: orch::store::KeyRange::prefix("/"), start_revision: 0 }).await.unwrap();
+    let _watch =
+        server.store().watch(orch::store::WatchRequest { range: orch::store::KeyRange::prefix("/"), start_revision: 0 }).await.unwrap();
     let code = server.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0), "orch server should exit 0 within 10 s of SIGTERM:\n{}", server.log());
 }
@@ -135,12 +146,20 @@ async fn agents_join_with_the_token_and_keep_their_node_name() {
     server.wait_member(Duration::from_secs(20)).await;
     let token = pki::JoinToken::parse(&server.token()).unwrap();
     // The agent's node password lives in kube-system, which exists once the server is ready.
-    crate::support::wait_for(Duration::from_secs(20), "a first join", || async { join_as_agent(&server.url(), &token, "worker-1", "password-one").await.ok() }).await;
+    crate::support::wait_for(Duration::from_secs(20), "a first join", || async {
+        join_as_agent(&server.url(), &token, "worker-1", "password-one").await.ok()
+    })
+    .await;
 
     let creds = join_as_agent(&server.url(), &token, "worker-1", "password-one").await.expect("the same machine may join again");
     let client = HttpClient::new(pki::client_config(&creds.ca, Some(&creds.client)).unwrap());
     let (status, body) = client
-        .fetch(http::Request::get(format!("{}/api/v1/namespaces/default/configmaps", server.url())).body(http_body_util::Full::default()).unwrap(), Duration::from_secs(10))
+        .fetch(
+            http::Request::get(format!("{}/api/v1/namespaces/default/configmaps", server.url()))
+                .body(http_body_util::Full::default())
+                .unwrap(),
+            Duration::from_secs(10),
+        )
         .await
         .unwrap();
     let body = String::from_utf8_lossy(&body);
@@ -174,7 +193,11 @@ async fn agent_tokens_are_created_listed_used_and_deleted() {
                 .output()
                 .await
                 .unwrap();
-            (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_string(), String::from_utf8_lossy(&out.stderr).into_owned())
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).trim().to_string(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
         }
     };
     // kube-system exists once the server is ready.
@@ -195,16 +218,25 @@ async fn agent_tokens_are_created_listed_used_and_deleted() {
     let ca = orch::server::admin_credentials(&server.data_dir).unwrap().0;
     let http = HttpClient::new(pki::client_config(&ca, None).unwrap());
     let basic = format!("Basic {}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("node:{}", token.secret)));
-    let req = http::Request::post(format!("{}/v1-orch/server-bootstrap", server.url())).header("authorization", basic).body(http_body_util::Full::default()).unwrap();
+    let req = http::Request::post(format!("{}/v1-orch/server-bootstrap", server.url()))
+        .header("authorization", basic)
+        .body(http_body_util::Full::default())
+        .unwrap();
     assert_eq!(http.fetch(req, Duration::from_secs(10)).await.unwrap().0, 401);
 
     let (ok, _, err) = orch_token(vec!["delete".into(), id.clone()]).await;
     assert!(ok, "{err}");
-    assert!(matches!(join_as_agent(&server.url(), &token, "edge-2", "edge-password").await, Err(JoinError::WrongToken { .. })), "a deleted token no longer works");
+    assert!(
+        matches!(join_as_agent(&server.url(), &token, "edge-2", "edge-password").await, Err(JoinError::WrongToken { .. })),
+        "a deleted token no longer works"
+    );
 
     let (ok, short, err) = orch_token(vec!["create".into(), "--ttl=1s".into()]).await;
     assert!(ok, "{err}");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let expired = pki::JoinToken::parse(&short).unwrap();
-    assert!(matches!(join_as_agent(&server.url(), &expired, "edge-3", "edge-password").await, Err(JoinError::WrongToken { .. })), "an expired token no longer works");
+    assert!(
+        matches!(join_as_agent(&server.url(), &expired, "edge-3", "edge-password").await, Err(JoinError::WrongToken { .. })),
+        "an expired token no longer works"
+    );
 }

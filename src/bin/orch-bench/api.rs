@@ -17,7 +17,12 @@ const WATCHERS: usize = 100;
 const WATCH_EVENTS: u64 = 2000;
 
 async fn call(http: &HttpClient, method: &str, url: String, body: String) -> bool {
-    let req = http::Request::builder().method(method).uri(url).header("content-type", "application/json").body(Full::new(Bytes::from(body))).expect("valid request");
+    let req = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid request");
     matches!(http.fetch(req, Duration::from_secs(30)).await, Ok((s, _)) if s.is_success())
 }
 
@@ -26,7 +31,12 @@ fn body(name: &str) -> String {
 }
 
 /// Runs one operation kind at one concurrency; `op(client, i)` gives method, URL and body.
-async fn cell(http: &[HttpClient], clients: usize, measure: Duration, op: impl Fn(usize, u64) -> (&'static str, String, String) + Send + Sync + 'static) -> Measurement {
+async fn cell(
+    http: &[HttpClient],
+    clients: usize,
+    measure: Duration,
+    op: impl Fn(usize, u64) -> (&'static str, String, String) + Send + Sync + 'static,
+) -> Measurement {
     let http: Arc<Vec<HttpClient>> = Arc::new(http.to_vec());
     let op = Arc::new(op);
     harness::run(clients, Duration::from_secs(1), measure, move |c, i| {
@@ -119,9 +129,18 @@ pub async fn run(binary: &std::path::Path, root: &std::path::Path, seconds: u64)
         let list_url = format!("{base}/namespaces/bench-list/configmaps");
         let list = cell(&http, clients, measure, move |_, _| ("GET", list_url.clone(), String::new())).await;
         let update_url = ns.clone();
-        let update = cell(&http, clients, measure, move |c, i| ("PUT", format!("{update_url}/c{epoch}-{c}-{}", i % 50), body(&format!("c{epoch}-{c}-{}", i % 50)))).await;
+        let update = cell(&http, clients, measure, move |c, i| {
+            ("PUT", format!("{update_url}/c{epoch}-{c}-{}", i % 50), body(&format!("c{epoch}-{c}-{}", i % 50)))
+        })
+        .await;
         for (op, m) in [("create", create), ("get", get), ("list100", list), ("update", update)] {
-            println!("{op:<8} {clients:>7} | {:>9.0} {:>8.2} {:>8.2}{}", m.ops_per_s, m.p50_ms, m.p99_ms, if m.errors > 0 { format!("  ({} errors)", m.errors) } else { String::new() });
+            println!(
+                "{op:<8} {clients:>7} | {:>9.0} {:>8.2} {:>8.2}{}",
+                m.ops_per_s,
+                m.p50_ms,
+                m.p99_ms,
+                if m.errors > 0 { format!("  ({} errors)", m.errors) } else { String::new() }
+            );
         }
         if clients == 64 {
             create_64 = create;
@@ -130,6 +149,9 @@ pub async fn run(binary: &std::path::Path, root: &std::path::Path, seconds: u64)
     }
     let fan_out = watch_fan_out(&http, &base).await;
     println!("watch fan-out: {WATCHERS} watchers, {WATCH_EVENTS} events each: {fan_out:.0} events/s delivered");
-    println!("RESULT api_create_64c_ops={:.0} api_create_64c_p99_ms={:.2} api_get_p99_ms={:.2}", create_64.ops_per_s, create_64.p99_ms, get_64.p99_ms);
+    println!(
+        "RESULT api_create_64c_ops={:.0} api_create_64c_p99_ms={:.2} api_get_p99_ms={:.2}",
+        create_64.ops_per_s, create_64.p99_ms, get_64.p99_ms
+    );
     Ok(())
 }
