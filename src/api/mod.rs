@@ -41,7 +41,7 @@ pub use client::in_process_client;
 pub use objects::check_name;
 use objects::{Scope, SharedStore};
 use openapi::{FieldValidation, OpenApi};
-pub use registry::{Resource, BUILTIN};
+use registry::Resource;
 use selector::LabelSelector;
 pub use services::ServiceNetwork;
 pub use status::ApiError;

@@ -8,6 +8,6 @@ mod store_service;
 
 pub use client::{HttpClient, RpcError};
 pub(crate) use codec::bincode_handler;
-pub use codec::{decode, encode, reply, request_body};
+pub use codec::{reply, request_body};
 pub use store_client::RemoteStore;
 pub use store_service::router as store_router;
