@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod controllers;
 pub mod pki;
 pub mod raft;
 pub mod rpc;

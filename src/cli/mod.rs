@@ -110,6 +110,24 @@ pub struct ServerArgs {
     /// How often old revisions are compacted away (each run keeps one interval of history)
     #[arg(long, default_value = "5m", value_parser = duration, value_name = "DURATION")]
     pub compaction_interval: Duration,
+    /// Address range of pod IPs (IPv4 CIDR); every node gets one /24 of it
+    #[arg(long, default_value = "10.42.0.0/16", value_name = "CIDR")]
+    pub cluster_cidr: String,
+    /// Address of the cluster DNS service (must lie in --service-cidr)
+    #[arg(long, default_value = "10.43.0.10", value_name = "IP")]
+    pub cluster_dns: std::net::Ipv4Addr,
+    /// DNS domain of the cluster
+    #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
+    pub cluster_domain: String,
+    /// How long a node may miss heartbeats before it is marked NotReady (Unknown)
+    #[arg(long, default_value = "40s", value_parser = duration, value_name = "DURATION")]
+    pub node_monitor_grace_period: Duration,
+    /// Run only the control plane, no local node
+    #[arg(long)]
+    pub disable_agent: bool,
+    /// Do not run the controllers and the scheduler on this server
+    #[arg(long)]
+    pub disable_controllers: bool,
 }
 
 #[derive(Debug, Args)]

@@ -146,6 +146,7 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> R
     let internal = crate::raft::router(store.clone()).merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
     let tokens = crate::api::TokenKeys::derive(creds.ca.pem().key.as_bytes());
     let api = crate::api::router(store.clone() as Arc<dyn Store>, net, tokens);
+    let controller_client = crate::api::in_process_client(api.clone(), controller_identity(), "default");
     let tls = Arc::new(pki::server_config(&creds.ca.pem().cert, &creds.serving)?);
     let join_token = creds.token.clone();
     let public = routes::public(Arc::new(routes::PublicState { token: creds.token.clone(), ca: creds.ca, store: store.clone() }));
@@ -172,6 +173,14 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> R
     });
     tracing::info!(kubeconfig = %data_dir.join("orch.yaml").display(), "ready");
 
+    if !args.disable_controllers {
+        let settings = crate::controllers::Settings {
+            cluster_cidr: args.cluster_cidr.clone(),
+            node_monitor_grace_period: args.node_monitor_grace_period,
+        };
+        let ctx = Arc::new(crate::controllers::Context { client: controller_client, settings });
+        tasks.spawn(crate::controllers::run_all(ctx, cancel.clone()));
+    }
     let leader_store = store.clone();
     tasks.spawn(compactor::run(store.clone(), args.compaction_interval, move || leader_store.is_leader(), cancel.clone()));
 
@@ -184,6 +193,11 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> R
     }
     store.shutdown().await;
     Ok(())
+}
+
+/// Who the controllers inside the server act as.
+fn controller_identity() -> pki::Identity {
+    pki::Identity { user: "system:kube-controller-manager".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] }
 }
 
 async fn wait_for_signal() {
