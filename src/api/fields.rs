@@ -39,6 +39,11 @@ impl FieldSelector {
         Ok(Self(terms))
     }
 
+    /// The value an equality term requires of `field`, if there is one.
+    pub fn equals(&self, field: &str) -> Option<&str> {
+        self.0.iter().find(|(f, equal, _)| f == field && *equal).map(|(_, _, v)| v.as_str())
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(field, equal, value)| {
             let actual = field.split('.').try_fold(obj, |v, k| v.get(k)).and_then(Value::as_str).unwrap_or("");
