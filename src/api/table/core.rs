@@ -16,7 +16,7 @@ pub(super) fn columns(resource: &Resource) -> Option<Vec<Column>> {
         "configmaps" => vec![NAME, col("Data", "string", "Data contains the configuration data.", |o| json!(count(&o["data"]) + count(&o["binaryData"]))), AGE],
         "secrets" => vec![
             NAME,
-            col("Type", "string", "Used to facilitate programmatic handling of secret data.", |o| o["type"].clone()),
+            col("Type", "string", "Used to facilitate programmatic handling of secret data.", |o| json!(o["type"].as_str().unwrap_or("Opaque"))),
             col("Data", "string", "Data contains the secret data.", |o| json!(count(&o["data"]))),
             AGE,
         ],
@@ -203,7 +203,7 @@ fn event_source(o: &Value) -> Value {
 
 /// "Ready", "NotReady" or "Unknown" from the Ready condition, plus ",SchedulingDisabled".
 fn node_status(o: &Value) -> Value {
-    let ready = items(&o["status"]["conditions"]).filter(|c| c["type"] == "Ready").last();
+    let ready = items(&o["status"]["conditions"]).rfind(|c| c["type"] == "Ready");
     let mut status = match ready {
         Some(c) if c["status"] == "True" => "Ready".to_string(),
         Some(_) => "NotReady".to_string(),
