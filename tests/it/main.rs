@@ -10,4 +10,5 @@ mod raft_cluster;
 mod raft_crash;
 mod server_tls;
 mod store_conformance;
+mod tables;
 mod workload_api;
