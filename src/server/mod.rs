@@ -179,6 +179,8 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> R
         let settings = crate::controllers::Settings {
             cluster_cidr: args.cluster_cidr.clone(),
             node_monitor_grace_period: args.node_monitor_grace_period,
+            kubernetes_service_ip: net.kubernetes_ip().into(),
+            api_servers: vec![SocketAddr::new(advertise_ip(&args), port)],
         };
         let ctx = Arc::new(crate::controllers::Context { client: controller_client, settings });
         tasks.spawn(crate::controllers::run_all(ctx, cancel.clone()));
