@@ -11,6 +11,16 @@ fn supported(resource: &Resource, field: &str) -> bool {
         || match resource.plural {
             "namespaces" => field == "status.phase",
             "secrets" => field == "type",
+            "pods" => matches!(
+                field,
+                "spec.nodeName"
+                    | "spec.restartPolicy"
+                    | "spec.schedulerName"
+                    | "spec.serviceAccountName"
+                    | "status.phase"
+                    | "status.podIP"
+                    | "status.nominatedNodeName"
+            ),
             "events" => field.starts_with("involvedObject.") || matches!(field, "reason" | "type" | "source" | "reportingComponent"),
             _ => false,
         }
