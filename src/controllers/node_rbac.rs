@@ -1,6 +1,7 @@
 //! The RBAC that node agents (`system:node:<name>`, group `system:nodes`) need to run a node:
-//! the `system:node` ClusterRole and a binding of it to the `system:nodes` group, created
-//! when missing. (Kubernetes scopes nodes further with its Node authorizer; orch does not
+//! the `orch-node` ClusterRole (Kubernetes calls its counterpart `system:node`, a name the
+//! API's validation does not accept yet) and a binding of it to the `system:nodes` group,
+//! created when missing. (Kubernetes scopes nodes further with its Node authorizer; orch does not
 //! have one yet.)
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Context;
 
-pub const ROLE: &str = "system:node";
+pub const ROLE: &str = "orch-node";
 pub const NODES_GROUP: &str = "system:nodes";
 
 fn role() -> ClusterRole {
