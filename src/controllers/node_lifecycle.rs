@@ -144,10 +144,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         let all = nodes.state();
+        let by_name: HashMap<String, Arc<Lease>> = leases.state().into_iter().map(|l| (l.name_any(), l)).collect();
         monitor.seen.retain(|name, _| all.iter().any(|n| n.name_any() == *name));
         for node in all {
-            let lease = leases.find(|l| l.name_any() == node.name_any());
-            if let Err(e) = monitor.check(&node, lease.as_deref()).await {
+            if let Err(e) = monitor.check(&node, by_name.get(&node.name_any()).map(Arc::as_ref)).await {
                 tracing::debug!(node = %node.name_any(), error = %e, "node check failed; retrying at the next tick");
             }
         }

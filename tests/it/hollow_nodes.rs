@@ -8,6 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use orch::agent::hollow::{start_many, HollowConfig, HollowNode};
 use serde_json::json;
 
 use crate::support::{kube_client, start_hollow_node, start_server, wait_for};
@@ -161,4 +162,31 @@ async fn the_kubernetes_service_lists_the_api_server() {
     let subset = &ep.subsets.unwrap()[0];
     assert_eq!(subset.addresses.as_ref().unwrap()[0].ip, "127.0.0.1");
     assert_eq!(subset.ports.as_ref().unwrap()[0].port, i32::from(server.port));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_hollow_nodes_share_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(&dir.path().join("server"), &[]);
+    server.wait_member(Duration::from_secs(20)).await;
+    let client = kube_client(&server).await;
+    let (url, token) = (server.url(), server.token());
+    let configs = (0..20).map(|i| HollowConfig::new(&url, &token, &format!("lib-{i}"), &format!("password-of-lib-{i}"))).collect();
+    let started = start_many(configs, 8).await;
+    let nodes: Vec<HollowNode> = started.into_iter().map(|r| r.expect("a hollow node starts")).collect();
+    let api: Api<Node> = Api::all(client);
+    wait_for(WAIT, "20 Ready nodes with pod CIDRs", || async {
+        let list = api.list(&ListParams::default().labels("type=hollow")).await.ok()?;
+        let ok = list
+            .items
+            .iter()
+            .filter(|n| ready(n).as_deref() == Some("True") && n.spec.as_ref().is_some_and(|s| s.pod_cidr.is_some()))
+            .count()
+            == 20;
+        ok.then_some(())
+    })
+    .await;
+    for node in nodes {
+        node.stop().await;
+    }
 }
