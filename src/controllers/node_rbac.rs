@@ -1,8 +1,9 @@
 //! The RBAC that node agents (`system:node:<name>`, group `system:nodes`) need to run a node:
 //! the `orch-node` ClusterRole (Kubernetes calls its counterpart `system:node`, a name the
 //! API's validation does not accept yet) and a binding of it to the `system:nodes` group,
-//! created when missing. (Kubernetes scopes nodes further with its Node authorizer; orch does not
-//! have one yet.)
+//! created when missing. Secrets, ConfigMaps and volumes are left out: Kubernetes grants
+//! those per node with its Node authorizer (only what the node's pods use), which orch does
+//! not have yet.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,7 @@ fn role() -> ClusterRole {
             rule(&[""], &["nodes"], &["get", "list", "watch", "create", "update", "patch"]),
             rule(&[""], &["nodes/status", "pods/status"], &["get", "update", "patch"]),
             rule(&[""], &["pods"], &["get", "list", "watch", "delete"]),
-            rule(&[""], &["services", "endpoints", "configmaps", "secrets", "persistentvolumeclaims", "persistentvolumes"], &read),
+            rule(&[""], &["services", "endpoints"], &read),
             rule(&["discovery.k8s.io"], &["endpointslices"], &read),
             rule(&["", "events.k8s.io"], &["events"], &["create", "patch", "update"]),
             rule(&["coordination.k8s.io"], &["leases"], &["get", "list", "watch", "create", "update", "patch"]),
