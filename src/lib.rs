@@ -2,6 +2,7 @@
 //!
 //! The crate is organised as DESIGN.md §2 lays out; each module's own docs say its role.
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod controllers;

@@ -4,6 +4,7 @@ mod support;
 
 mod api_basics;
 mod cli;
+mod hollow_nodes;
 mod kube_client;
 mod python_client;
 mod raft_cluster;

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-pub use orch::testkit::{free_port, wait_for, ServerProc};
+pub use orch::testkit::{free_port, wait_for, AgentProc, ServerProc};
 
 pub fn orch_binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_orch"))
@@ -48,6 +48,14 @@ pub async fn ready_server(dir: &Path) -> ServerProc {
     })
     .await;
     server
+}
+
+/// Starts a hollow node (`orch agent --runtime fake`) called `name` joining `server`, with its
+/// state in `dir`; `extra` are more agent flags (e.g. `--node-lease-renew-interval=1s`).
+pub fn start_hollow_node(server: &ServerProc, dir: &Path, name: &str, extra: &[String]) -> AgentProc {
+    let mut flags = vec!["--runtime=fake".to_string()];
+    flags.extend_from_slice(extra);
+    AgentProc::start(orch_binary(), &server.url(), &server.token(), dir, name, &flags)
 }
 
 /// A kube-rs client of `server` with the admin kubeconfig it wrote.
