@@ -31,6 +31,6 @@ impl Default for Settings {
 
 /// Runs every controller until `shutdown` is cancelled.
 pub async fn run_all(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let _ = ctx;
+    tokio::spawn(crate::scheduler::run(ctx.clone(), shutdown.clone()));
     shutdown.cancelled().await;
 }
