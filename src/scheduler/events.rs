@@ -41,7 +41,7 @@ impl Recorder {
     /// Starts the writer task (on `tracker`) until `shutdown`.
     pub fn start(client: kube::Client, tracker: &TaskTracker, shutdown: CancellationToken) -> Self {
         let (tx, rx) = mpsc::channel(CHANNEL);
-        tracker.spawn(write_events(client, rx, shutdown));
+        tracker.spawn(write_events(client, rx, tracker.clone(), shutdown));
         Self { tx }
     }
 
@@ -55,7 +55,7 @@ impl Recorder {
 /// What makes two events "the same" for aggregation.
 type Key = (String, &'static str, String);
 
-async fn write_events(client: kube::Client, mut rx: mpsc::Receiver<Record>, shutdown: CancellationToken) {
+async fn write_events(client: kube::Client, mut rx: mpsc::Receiver<Record>, tracker: TaskTracker, shutdown: CancellationToken) {
     let mut seen: HashMap<Key, (String, i32)> = HashMap::new();
     let permits = Arc::new(Semaphore::new(WRITERS));
     loop {
@@ -80,7 +80,7 @@ async fn write_events(client: kube::Client, mut rx: mpsc::Receiver<Record>, shut
         };
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
         let api: Api<Event> = Api::namespaced(client.clone(), &record.pod.namespace);
-        tokio::spawn(async move {
+        tracker.spawn(async move {
             let result = if count == 1 {
                 api.create(&PostParams::default(), &event(&record, &name)).await.map(drop)
             } else {

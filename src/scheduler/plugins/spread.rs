@@ -180,8 +180,9 @@ impl SpreadScore {
                 continue;
             }
             for (c, counts) in constraints.iter().zip(&mut counts) {
-                if c.topology_key != HOSTNAME {
-                    counts.entry(node.labels().get(&c.topology_key).cloned().unwrap_or_default()).or_default();
+                let value = node.labels().get(&c.topology_key).map_or("", String::as_str);
+                if c.topology_key != HOSTNAME && !counts.contains_key(value) {
+                    counts.insert(value.to_string(), 0);
                 }
             }
         }
