@@ -137,10 +137,6 @@ impl Cache {
         }
         true
     }
-
-    pub fn contains_pod(&self, key: &str) -> bool {
-        self.pod_nodes.contains_key(key)
-    }
 }
 
 #[cfg(test)]

@@ -25,8 +25,8 @@ pub const SCHEDULER_NAME: &str = "default-scheduler";
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
 pub struct Driver {
-    pub cache: Cache,
-    pub queue: SchedulingQueue,
+    cache: Cache,
+    queue: SchedulingQueue,
     algorithm: Algorithm,
     binder: Binder,
     events: Recorder,
@@ -141,7 +141,7 @@ impl Driver {
         }
     }
 
-    pub fn apply(&mut self, update: Update) {
+    fn apply(&mut self, update: Update) {
         match update {
             Update::Pod(Event::Init) => self.pod_relist = Some(HashSet::new()),
             Update::Pod(Event::InitApply(pod)) => {
