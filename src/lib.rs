@@ -9,6 +9,7 @@ pub mod controllers;
 pub mod pki;
 pub mod raft;
 pub mod rpc;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod testkit;

@@ -51,6 +51,7 @@ impl Default for Settings {
 /// Runs every controller until `shutdown` is cancelled.
 pub async fn run_all(ctx: Arc<Context>, shutdown: CancellationToken) {
     let tasks = tokio_util::task::TaskTracker::new();
+    tasks.spawn(crate::scheduler::run(ctx.clone(), shutdown.clone()));
     tasks.spawn(node_rbac::run(ctx.clone(), shutdown.clone()));
     tasks.spawn(node_ipam::run(ctx.clone(), shutdown.clone()));
     tasks.spawn(node_lifecycle::run(ctx.clone(), shutdown.clone()));

@@ -9,6 +9,7 @@ mod kube_client;
 mod python_client;
 mod raft_cluster;
 mod raft_crash;
+mod scheduler;
 mod server_tls;
 mod store_conformance;
 mod tables;
