@@ -7,6 +7,15 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+pub mod cron_schedule;
+pub mod cronjob;
+pub mod gone;
+pub mod job;
+pub mod job_conditions;
+pub mod job_status;
+pub mod kube_time;
+pub mod tz;
+
 /// What every controller shares.
 pub struct Context {
     /// An in-process client acting as `system:kube-controller-manager`.
