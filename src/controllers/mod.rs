@@ -7,13 +7,18 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+pub mod api_resources;
 pub mod cron_schedule;
 pub mod cronjob;
+pub mod gc;
+pub mod gc_graph;
 pub mod gone;
 pub mod job;
 pub mod job_conditions;
 pub mod job_status;
 pub mod kube_time;
+pub mod namespace;
+pub mod serviceaccount;
 pub mod tz;
 
 /// What every controller shares.
@@ -30,11 +35,13 @@ pub struct Settings {
     pub cluster_cidr: String,
     /// How long a node may miss Lease renewals before it is marked Unknown.
     pub node_monitor_grace_period: std::time::Duration,
+    /// The cluster CA certificate (PEM), published in every namespace as `kube-root-ca.crt`.
+    pub ca_pem: String,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { cluster_cidr: "10.42.0.0/16".into(), node_monitor_grace_period: std::time::Duration::from_secs(40) }
+        Self { cluster_cidr: "10.42.0.0/16".into(), node_monitor_grace_period: std::time::Duration::from_secs(40), ca_pem: String::new() }
     }
 }
 
