@@ -145,6 +145,8 @@ fn parse_path(path: &str) -> Option<Target<'_>> {
     let (namespace, plural, name, subresource) = match rest {
         [] => (None, None, None, None),
         [plural] => (None, Some(*plural), None, None),
+        // A namespace's own subresources, not a resource inside it.
+        ["namespaces", name, sub @ ("status" | "finalize")] => (None, Some("namespaces"), Some(*name), Some(*sub)),
         ["namespaces", ns, plural] => (Some(*ns), Some(*plural), None, None),
         ["namespaces", ns, plural, name] => (Some(*ns), Some(*plural), Some(*name), None),
         ["namespaces", ns, plural, name, sub] => (Some(*ns), Some(*plural), Some(*name), Some(*sub)),
@@ -468,6 +470,8 @@ mod tests {
         assert_eq!((t.namespace, t.plural, t.name), (None, Some("namespaces"), Some("kube-system")));
         let t = parse_path("/apis/coordination.k8s.io/v1/leases").unwrap();
         assert_eq!((t.group, t.plural, t.name), ("coordination.k8s.io", Some("leases"), None));
+        let t = parse_path("/api/v1/namespaces/gone/finalize").unwrap();
+        assert_eq!((t.namespace, t.plural, t.name, t.subresource), (None, Some("namespaces"), Some("gone"), Some("finalize")));
         assert!(parse_path("/api/v1/a/b/c/d/e").is_none());
     }
 }

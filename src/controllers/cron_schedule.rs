@@ -146,11 +146,6 @@ impl Schedule {
             })
             .filter(move |t| *t >= start)
     }
-
-    /// The first local time strictly after `after` the schedule fires at.
-    pub fn next_after(&self, after: PrimitiveDateTime) -> Option<PrimitiveDateTime> {
-        self.times_from(after + time::Duration::minutes(1)).next()
-    }
 }
 
 #[cfg(test)]
@@ -159,7 +154,11 @@ mod tests {
     use time::macros::datetime;
 
     fn next(s: &str, after: PrimitiveDateTime) -> PrimitiveDateTime {
-        s.parse::<Schedule>().unwrap().next_after(after).unwrap()
+        next_opt(s, after).unwrap()
+    }
+
+    fn next_opt(s: &str, after: PrimitiveDateTime) -> Option<PrimitiveDateTime> {
+        s.parse::<Schedule>().unwrap().times_from(after + time::Duration::minutes(1)).next()
     }
 
     #[test]
@@ -193,7 +192,7 @@ mod tests {
         assert_eq!(next("@yearly", datetime!(2024-06-01 10:00)), datetime!(2025-01-01 00:00));
         assert_eq!(next("@annually", datetime!(2024-06-01 10:00)), datetime!(2025-01-01 00:00));
         assert_eq!(next("0 0 29 2 *", datetime!(2024-03-01 00:00)), datetime!(2028-02-29 00:00));
-        assert_eq!("0 0 30 2 *".parse::<Schedule>().unwrap().next_after(datetime!(2024-03-01 00:00)), None);
+        assert_eq!(next_opt("0 0 30 2 *", datetime!(2024-03-01 00:00)), None);
     }
 
     #[test]

@@ -5,21 +5,22 @@
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-pub mod api_resources;
-pub mod cron_schedule;
-pub mod cronjob;
-pub mod gc;
-pub mod gc_graph;
-pub mod gone;
-pub mod job;
-pub mod job_conditions;
-pub mod job_status;
-pub mod kube_time;
-pub mod namespace;
-pub mod serviceaccount;
-pub mod tz;
+mod api_resources;
+mod cron_schedule;
+mod cronjob;
+mod gc;
+mod gc_graph;
+mod gone;
+mod job;
+mod job_conditions;
+mod job_status;
+mod kube_time;
+mod namespace;
+mod serviceaccount;
+mod tz;
 
 /// What every controller shares.
 pub struct Context {
@@ -45,8 +46,24 @@ impl Default for Settings {
     }
 }
 
+/// A controller's entry point: runs until the token is cancelled.
+type RunFn = fn(Arc<Context>, CancellationToken) -> BoxFuture<'static, ()>;
+
+/// Every controller, by name.
+const CONTROLLERS: &[(&str, RunFn)] = &[
+    ("job", |c, s| Box::pin(job::run(c, s))),
+    ("cronjob", |c, s| Box::pin(cronjob::run(c, s))),
+    ("namespace", |c, s| Box::pin(namespace::run(c, s))),
+    ("serviceaccount", |c, s| Box::pin(serviceaccount::run(c, s))),
+    ("garbagecollector", |c, s| Box::pin(gc::run(c, s))),
+];
+
 /// Runs every controller until `shutdown` is cancelled.
 pub async fn run_all(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let _ = ctx;
-    shutdown.cancelled().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, run) in CONTROLLERS {
+        tracing::info!(controller = name, "starting controller");
+        tasks.spawn(run(ctx.clone(), shutdown.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
 }

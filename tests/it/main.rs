@@ -5,6 +5,7 @@ mod support;
 mod api_basics;
 mod cli;
 mod kube_client;
+mod lifecycle;
 mod python_client;
 mod raft_cluster;
 mod raft_crash;
