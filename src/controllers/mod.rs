@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 mod api_resources;
 mod cron_schedule;
 mod cronjob;
+mod disruption;
 mod gc;
 mod gc_graph;
 mod gone;
@@ -19,6 +20,8 @@ mod job_conditions;
 mod job_status;
 mod kube_time;
 mod namespace;
+mod quota_usage;
+mod resourcequota;
 mod serviceaccount;
 mod tz;
 
@@ -56,6 +59,8 @@ const CONTROLLERS: &[(&str, RunFn)] = &[
     ("namespace", |c, s| Box::pin(namespace::run(c, s))),
     ("serviceaccount", |c, s| Box::pin(serviceaccount::run(c, s))),
     ("garbagecollector", |c, s| Box::pin(gc::run(c, s))),
+    ("disruption", |c, s| Box::pin(disruption::run(c, s))),
+    ("resourcequota", |c, s| Box::pin(resourcequota::run(c, s))),
 ];
 
 /// Runs every controller until `shutdown` is cancelled.
