@@ -213,3 +213,40 @@ async fn a_job_runs_to_completion_on_hollow_nodes() {
         let _ = node.wait();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_and_quotas_report_status() {
+    use k8s_openapi::api::core::v1::ResourceQuota;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(&dir.path().join("n0"), &[]);
+    let client = client_for(&server).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for name in ["p1", "p2"] {
+        let pod = json!({ "metadata": { "name": name, "labels": { "app": "web" } },
+            "spec": { "containers": [{ "name": "c", "image": "busybox", "resources": { "requests": { "cpu": "250m", "memory": "64Mi" } } }] } });
+        pods.create(&PostParams::default(), &from_json(pod)).await.unwrap();
+    }
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), "default");
+    let quota = json!({ "metadata": { "name": "q" }, "spec": { "hard": { "pods": "10", "requests.cpu": "2", "requests.memory": "1Gi" } } });
+    quotas.create(&PostParams::default(), &from_json(quota)).await.unwrap();
+    let used = wait_for(WAIT, "quota usage", || async {
+        quotas.get("q").await.ok()?.status?.used.filter(|u| u.get("pods").is_some_and(|p| p.0 == "2"))
+    })
+    .await;
+    assert_eq!((used["requests.cpu"].0.as_str(), used["requests.memory"].0.as_str()), ("500m", "128Mi"));
+
+    // Pods without nodes are never ready: the budget allows no disruption.
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+    let pdb = json!({ "metadata": { "name": "web" }, "spec": { "minAvailable": 1, "selector": { "matchLabels": { "app": "web" } } } });
+    budgets.create(&PostParams::default(), &from_json(pdb)).await.unwrap();
+    let status =
+        wait_for(WAIT, "budget status", || async { budgets.get("web").await.ok()?.status.filter(|s| s.observed_generation.is_some()) })
+            .await;
+    assert_eq!((status.expected_pods, status.current_healthy, status.desired_healthy, status.disruptions_allowed), (2, 0, 1, 0));
+    let condition = &status.conditions.unwrap()[0];
+    assert_eq!(
+        (condition.type_.as_str(), condition.status.as_str(), condition.reason.as_str()),
+        ("DisruptionAllowed", "False", "InsufficientPods")
+    );
+}
