@@ -140,6 +140,54 @@ async fn a_job_creates_tracked_pods() {
         wait_for(WAIT, "job status", || async { jobs.get("work").await.ok().and_then(|j| j.status).filter(|s| s.active == Some(2)) }).await;
     assert!(status.start_time.is_some());
 
+    // Pods finishing (as a node would report) are counted, released and replaced.
+    let finish = |name: String, phase: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let patch = kube::api::Patch::Merge(json!({ "status": { "phase": phase } }));
+            pods.patch_status(&name, &Default::default(), &patch).await.unwrap();
+        }
+    };
+    for pod in &listed {
+        finish(pod.name_any(), "Succeeded").await;
+    }
+    let last = wait_for(WAIT, "the pod of index 2", || async {
+        pods.list(&ListParams::default().labels(&selector))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|p| p.annotations()["batch.kubernetes.io/job-completion-index"] == "2")
+    })
+    .await;
+    finish(last.name_any(), "Succeeded").await;
+    let done = wait_for(WAIT, "the job to complete", || async {
+        let status = jobs.get("work").await.ok()?.status?;
+        status.conditions.as_ref()?.iter().any(|c| c.type_ == "Complete" && c.status == "True").then_some(status)
+    })
+    .await;
+    assert_eq!((done.succeeded, done.failed, done.active, done.completed_indexes.as_deref()), (Some(3), Some(0), Some(0), Some("0-2")));
+    assert!(done.completion_time.is_some());
+    let finished = pods.list(&ListParams::default().labels(&selector)).await.unwrap().items;
+    assert!(finished.iter().all(|p| p.finalizers().is_empty()), "counted pods lose the tracking finalizer");
+
+    // A failure beyond backoffLimit fails the Job.
+    let fragile = json!({ "metadata": { "name": "fragile" }, "spec": { "backoffLimit": 0,
+        "template": { "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "busybox" }] } } } });
+    let fragile = jobs.create(&PostParams::default(), &from_json(fragile)).await.unwrap();
+    let fragile_selector = format!("batch.kubernetes.io/controller-uid={}", fragile.uid().unwrap());
+    let pod = wait_for(WAIT, "the fragile job's pod", || async {
+        pods.list(&ListParams::default().labels(&fragile_selector)).await.ok()?.items.pop()
+    })
+    .await;
+    finish(pod.name_any(), "Failed").await;
+    let failed = wait_for(WAIT, "the job to fail", || async {
+        let status = jobs.get("fragile").await.ok()?.status?;
+        status.conditions.as_ref()?.iter().find(|c| c.type_ == "Failed" && c.status == "True").cloned()
+    })
+    .await;
+    assert_eq!(failed.reason.as_deref(), Some("BackoffLimitExceeded"));
+
     // Deleting the Job takes its pods along (finalizers released, garbage collected).
     jobs.delete("work", &DeleteParams::background()).await.unwrap();
     wait_for(WAIT, "the job's pods to go", || async {
