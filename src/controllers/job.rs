@@ -143,12 +143,12 @@ async fn reconcile(job: Arc<Job>, client: Arc<kube::Client>) -> Result<Action, E
 
     // Finished pods: record them, release their finalizers, then count them.
     let mut job = (*job).clone();
-    if accounting::record_finished(&mut status, &pods, rules.completions, rules.indexed) {
+    if accounting::record_finished(&mut status, &pods, &rules) {
         job.status = Some(status.clone());
         job = jobs.replace_status(&job.name_any(), &PostParams::default(), &job).await?;
     }
     let mut released = Vec::new();
-    for pod in accounting::releasable(&status, &pods) {
+    for pod in accounting::releasable(&status, &pods, &rules) {
         release(&pods_api, pod).await?;
         released.push(pod.uid().unwrap_or_default());
     }

@@ -6,11 +6,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::{JobSpec, JobStatus, UncountedTerminatedPods};
+use k8s_openapi::api::batch::v1::{JobSpec, JobStatus, PodFailurePolicy, UncountedTerminatedPods};
 use k8s_openapi::api::core::v1::Pod;
 use time::OffsetDateTime;
 
 use super::job_conditions::{set_condition, true_condition};
+use super::job_failure_policy::{evaluate, PolicyAction};
 use super::kube_time::{from_k8s, to_k8s};
 
 /// The finalizer that keeps a Job's pod until the Job has counted it.
@@ -95,12 +96,13 @@ fn uid(pod: &Pod) -> &str {
 /// Tracking step 1: lists finished pods that still carry the finalizer in
 /// uncountedTerminatedPods (and, for Indexed Jobs, their indexes in completedIndexes). Returns
 /// whether anything changed.
-pub fn record_finished(status: &mut JobStatus, pods: &[Pod], completions: Option<i32>, indexed: bool) -> bool {
+pub fn record_finished(status: &mut JobStatus, pods: &[Pod], spec: &Spec) -> bool {
     let uncounted = status.uncounted_terminated_pods.get_or_insert_with(UncountedTerminatedPods::default);
     let mut completed = parse_indexes(status.completed_indexes.as_deref().unwrap_or_default());
     let mut changed = false;
     for pod in pods.iter().filter(|p| is_tracked(p)) {
         let list = match pod_state(pod) {
+            _ if ignored(spec, pod) => continue,
             PodState::Succeeded => uncounted.succeeded.get_or_insert_with(Vec::new),
             PodState::Failed | PodState::Terminating => uncounted.failed.get_or_insert_with(Vec::new),
             PodState::Active { .. } => continue,
@@ -110,20 +112,26 @@ pub fn record_finished(status: &mut JobStatus, pods: &[Pod], completions: Option
         }
         list.push(uid(pod).to_string());
         changed = true;
-        if indexed && pod_state(pod) == PodState::Succeeded {
-            completed.extend(completion_index(pod).filter(|i| completions.is_some_and(|c| *i < c)));
+        if spec.indexed && pod_state(pod) == PodState::Succeeded {
+            completed.extend(completion_index(pod).filter(|i| spec.completions.is_some_and(|c| *i < c)));
         }
     }
-    if indexed {
+    if spec.indexed {
         status.completed_indexes = Some(format_indexes(&completed)).filter(|s| !s.is_empty());
     }
     changed
 }
 
-/// The pods whose finalizer may come off: recorded in uncountedTerminatedPods.
-pub fn releasable<'a>(status: &JobStatus, pods: &'a [Pod]) -> Vec<&'a Pod> {
-    let Some(uncounted) = &status.uncounted_terminated_pods else { return Vec::new() };
-    let listed = |p: &&Pod| uncounted.succeeded.iter().chain(uncounted.failed.iter()).flatten().any(|u| u == uid(p));
+/// A failed pod whose failure the podFailurePolicy ignores: released without being counted.
+fn ignored(spec: &Spec, pod: &Pod) -> bool {
+    pod_state(pod) == PodState::Failed && evaluate(spec.failure_policy.as_ref(), pod) == PolicyAction::Ignore
+}
+
+/// The pods whose finalizer may come off: recorded in uncountedTerminatedPods, or failed in a
+/// way the podFailurePolicy ignores.
+pub fn releasable<'a>(status: &JobStatus, pods: &'a [Pod], spec: &Spec) -> Vec<&'a Pod> {
+    let uncounted = status.uncounted_terminated_pods.clone().unwrap_or_default();
+    let listed = |p: &&Pod| uncounted.succeeded.iter().chain(uncounted.failed.iter()).flatten().any(|u| u == uid(p)) || ignored(spec, p);
     pods.iter().filter(|p| is_tracked(p)).filter(listed).collect()
 }
 
@@ -155,6 +163,7 @@ pub struct Spec {
     pub active_deadline_seconds: Option<i64>,
     pub suspend: bool,
     pub indexed: bool,
+    pub failure_policy: Option<PodFailurePolicy>,
 }
 
 impl Spec {
@@ -166,6 +175,7 @@ impl Spec {
             active_deadline_seconds: spec.active_deadline_seconds,
             suspend: spec.suspend.unwrap_or(false),
             indexed: spec.completion_mode.as_deref() == Some("Indexed"),
+            failure_policy: spec.pod_failure_policy.clone(),
         }
     }
 }
@@ -229,8 +239,14 @@ pub fn decide(spec: &Spec, status: &mut JobStatus, pods: &[Pod], now: OffsetDate
         }
         let started = status.start_time.as_ref().map(|s| from_k8s(&s.0));
         let deadline = started.zip(spec.active_deadline_seconds).map(|(s, d)| s + time::Duration::seconds(d));
+        let policy_failure =
+            pods.iter().filter(|p| pod_state(p) == PodState::Failed).find_map(|p| match evaluate(spec.failure_policy.as_ref(), p) {
+                PolicyAction::FailJob(message) => Some(("PodFailurePolicy".to_string(), message)),
+                _ => None,
+            });
         let failure = match true_condition(&conditions, "FailureTarget") {
             Some(c) => Some((c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default())),
+            None if policy_failure.is_some() => policy_failure,
             None if failed > spec.backoff_limit => Some((BACKOFF_LIMIT.0.into(), BACKOFF_LIMIT.1.into())),
             None if deadline.is_some_and(|d| d <= now) => Some((DEADLINE.0.into(), DEADLINE.1.into())),
             None => {
@@ -332,7 +348,7 @@ mod tests {
     }
 
     fn spec(parallelism: i32, completions: Option<i32>, indexed: bool) -> Spec {
-        Spec { parallelism, completions, backoff_limit: 6, active_deadline_seconds: None, suspend: false, indexed }
+        Spec { parallelism, completions, backoff_limit: 6, active_deadline_seconds: None, suspend: false, indexed, failure_policy: None }
     }
 
     const NOW: OffsetDateTime = datetime!(2024-01-01 00:10 UTC);
@@ -354,11 +370,11 @@ mod tests {
             pod("d", "Succeeded", None, false),
         ];
         let mut status = JobStatus::default();
-        assert!(record_finished(&mut status, &pods, Some(3), false));
-        assert!(!record_finished(&mut status, &pods, Some(3), false), "recording is idempotent");
+        assert!(record_finished(&mut status, &pods, &spec(1, Some(3), false)));
+        assert!(!record_finished(&mut status, &pods, &spec(1, Some(3), false)), "recording is idempotent");
         let uncounted = status.uncounted_terminated_pods.clone().unwrap();
         assert_eq!((uncounted.succeeded.unwrap(), uncounted.failed.unwrap()), (vec!["uid-a".to_string()], vec!["uid-b".to_string()]));
-        let names: Vec<_> = releasable(&status, &pods).iter().map(|p| p.metadata.name.clone().unwrap()).collect();
+        let names: Vec<_> = releasable(&status, &pods, &spec(1, Some(3), false)).iter().map(|p| p.metadata.name.clone().unwrap()).collect();
         assert_eq!(names, ["a", "b"]);
         // Only a's finalizer came off so far.
         fold_uncounted(&mut status, |u| u == "uid-b", false);
@@ -409,7 +425,7 @@ mod tests {
         assert!(true_condition(&status.conditions.unwrap(), "Complete").is_some());
         // A succeeded indexed pod records its index.
         let mut status = JobStatus::default();
-        record_finished(&mut status, &[pod("i2", "Succeeded", Some(2), true)], Some(4), true);
+        record_finished(&mut status, &[pod("i2", "Succeeded", Some(2), true)], &spec(2, Some(4), true));
         assert_eq!(status.completed_indexes.as_deref(), Some("2"));
     }
 
@@ -439,6 +455,33 @@ mod tests {
         let mut status = JobStatus { start_time: Some(started), ..Default::default() };
         decide(&s, &mut status, &[], datetime!(2024-01-01 00:11 UTC));
         assert_eq!(true_condition(&status.conditions.unwrap(), "Failed").unwrap().reason.as_deref(), Some("DeadlineExceeded"));
+    }
+
+    #[test]
+    fn the_pod_failure_policy_fails_the_job_or_ignores_failures() {
+        let mut s = spec(1, Some(1), false);
+        s.failure_policy = Some(
+            serde_json::from_value(json!({ "rules": [
+                { "action": "Ignore", "onPodConditions": [{ "type": "DisruptionTarget", "status": "True" }] },
+                { "action": "FailJob", "onPodConditions": [{ "type": "ConfigIssue", "status": "True" }] },
+            ]}))
+            .unwrap(),
+        );
+        let with_condition = |name: &str, condition: &str| -> Pod {
+            let mut p = pod(name, "Failed", None, true);
+            p.status.as_mut().unwrap().conditions =
+                Some(vec![serde_json::from_value(json!({ "type": condition, "status": "True" })).unwrap()]);
+            p
+        };
+        let disrupted = [with_condition("d", "DisruptionTarget")];
+        let mut status = JobStatus::default();
+        assert!(!record_finished(&mut status, &disrupted, &s), "an ignored failure is not counted");
+        assert_eq!(releasable(&status, &disrupted, &s).len(), 1, "but it is released");
+        let broken = [with_condition("b", "ConfigIssue")];
+        let mut status = JobStatus::default();
+        decide(&s, &mut status, &broken, NOW);
+        let failed = status.conditions.unwrap().into_iter().find(|c| c.type_ == "Failed").unwrap();
+        assert_eq!(failed.reason.as_deref(), Some("PodFailurePolicy"));
     }
 
     #[test]

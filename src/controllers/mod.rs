@@ -17,6 +17,7 @@ mod gc_graph;
 mod gone;
 mod job;
 mod job_conditions;
+mod job_failure_policy;
 mod job_status;
 mod kube_time;
 mod namespace;
