@@ -55,8 +55,14 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
 }
 
 fn error_policy(_: Arc<Job>, error: &Error, _: Arc<kube::Client>) -> Action {
-    tracing::warn!(%error, "job sync failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    match error {
+        // A stale cached Job (our own status write is still on its way): look again soon.
+        Error::Kube(kube::Error::Api(s)) if s.code == 409 => Action::requeue(Duration::from_millis(500)),
+        _ => {
+            tracing::warn!(%error, "job sync failed; retrying");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
 }
 
 /// Removes the tracking finalizer from a pod (a merge patch pinned to its resourceVersion).

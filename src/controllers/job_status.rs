@@ -145,6 +145,9 @@ pub fn fold_uncounted(status: &mut JobStatus, still_tracked: impl Fn(&str) -> bo
             uids.retain(|u| still_tracked(u));
             *n = (before - uids.len()) as i32;
         }
+        if list.as_ref().is_some_and(Vec::is_empty) {
+            *list = None;
+        }
     }
     status.failed = Some(status.failed.unwrap_or(0) + counted[1]);
     status.succeeded = Some(if indexed {
@@ -381,7 +384,7 @@ mod tests {
         assert_eq!((status.succeeded, status.failed), (Some(1), Some(0)));
         fold_uncounted(&mut status, |_| false, false);
         assert_eq!((status.succeeded, status.failed), (Some(1), Some(1)));
-        assert_eq!(status.uncounted_terminated_pods.unwrap(), UncountedTerminatedPods { succeeded: Some(vec![]), failed: Some(vec![]) });
+        assert_eq!(status.uncounted_terminated_pods.unwrap(), UncountedTerminatedPods::default());
     }
 
     #[test]
