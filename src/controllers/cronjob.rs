@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -173,10 +174,10 @@ async fn reconcile(cj: Arc<CronJob>, state: Arc<State>) -> Result<Action, Error>
 async fn schedule_next(
     state: &State,
     cj: &CronJob,
-    spec: &k8s_openapi::api::batch::v1::CronJobSpec,
+    spec: &CronJobSpec,
     jobs: &Api<Job>,
     active: &mut Vec<ObjectReference>,
-    last_schedule: &mut Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    last_schedule: &mut Option<Time>,
 ) -> Result<Option<Duration>, Error> {
     let tz = match spec.time_zone.as_deref() {
         None | Some("") | Some("UTC") | Some("Etc/UTC") => TimeZone::utc(),
@@ -243,7 +244,7 @@ async fn schedule_next(
 }
 
 /// The Job a CronJob starts for a schedule time.
-fn job_for(cj: &CronJob, spec: &k8s_openapi::api::batch::v1::CronJobSpec, scheduled: OffsetDateTime, tz: &TimeZone) -> Job {
+fn job_for(cj: &CronJob, spec: &CronJobSpec, scheduled: OffsetDateTime, tz: &TimeZone) -> Job {
     let template = &spec.job_template;
     let local = tz.to_local(scheduled);
     let offset =
@@ -268,7 +269,7 @@ fn job_for(cj: &CronJob, spec: &k8s_openapi::api::batch::v1::CronJobSpec, schedu
 
 /// Deletes the oldest finished Jobs beyond successfulJobsHistoryLimit (3) and
 /// failedJobsHistoryLimit (1).
-async fn cleanup_history(jobs: &Api<Job>, spec: &k8s_openapi::api::batch::v1::CronJobSpec, owned: &[Job]) -> Result<(), Error> {
+async fn cleanup_history(jobs: &Api<Job>, spec: &CronJobSpec, owned: &[Job]) -> Result<(), Error> {
     for (kind, limit) in [
         (FinishedAs::Complete, spec.successful_jobs_history_limit.unwrap_or(3)),
         (FinishedAs::Failed, spec.failed_jobs_history_limit.unwrap_or(1)),
