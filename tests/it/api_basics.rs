@@ -45,7 +45,8 @@ async fn request(client: &HttpClient, method: &str, url: &str, content_type: &st
 }
 
 async fn ready_server(dir: &Path) -> ServerProc {
-    let server = start_server(&dir.join("n0"), &[]);
+    // The API alone: controllers would add objects of their own (kube-root-ca.crt, ...).
+    let server = start_server(&dir.join("n0"), &["--disable-controllers".to_string()]);
     server.wait_member(Duration::from_secs(20)).await;
     let home = dir.join("home");
     crate::support::wait_for(Duration::from_secs(20), "the system namespaces", || async {
