@@ -226,24 +226,13 @@ async fn a_cronjob_starts_a_job_on_schedule() {
 }
 
 /// Starts a hollow node (`orch agent --runtime fake`) joined to `server`.
-fn start_hollow_node(server: &ServerProc, root: &std::path::Path, name: &str) -> std::process::Child {
-    std::process::Command::new(crate::support::orch_binary())
-        .args(["agent", "--runtime", "fake", "--node-name", name, "--join", &server.url(), "--token", &server.token()])
-        .arg("--data-dir")
-        .arg(root.join(name))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("starting a hollow node")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs `orch agent --runtime fake` and the scheduler (other branches); un-ignore once merged"]
 async fn a_job_runs_to_completion_on_hollow_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(&dir.path().join("n0"), &["--disable-agent".to_string()]);
     let client = client_for(&server).await;
-    let mut nodes: Vec<_> = ["hollow-1", "hollow-2"].iter().map(|n| start_hollow_node(&server, dir.path(), n)).collect();
+    let _nodes: Vec<_> =
+        ["hollow-1", "hollow-2"].iter().map(|n| crate::support::start_hollow_node(&server, &dir.path().join(n), n, &[])).collect();
     let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
     let job = json!({ "metadata": { "name": "done" }, "spec": { "parallelism": 2, "completions": 4, "ttlSecondsAfterFinished": 2,
         "template": { "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "busybox" }] } } } });
@@ -256,10 +245,6 @@ async fn a_job_runs_to_completion_on_hollow_nodes() {
     assert_eq!((status.succeeded, status.failed.unwrap_or(0)), (Some(4), 0));
     assert!(status.completion_time.is_some());
     wait_for(WAIT, "the finished job to expire", || async { jobs.get_opt("done").await.ok().filter(Option::is_none) }).await;
-    for node in &mut nodes {
-        let _ = node.kill();
-        let _ = node.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
