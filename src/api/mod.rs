@@ -16,6 +16,7 @@ mod objects;
 mod openapi;
 mod patch;
 mod protobuf;
+mod protobuf_workloads;
 mod rbac;
 mod registry;
 mod selector;

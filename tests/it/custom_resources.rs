@@ -53,7 +53,8 @@ async fn kubectl_serves_custom_resources() {
 
     let (ok, out, err) = run(&["apply", "-f", "-"], Some(CRD)).await;
     assert!(ok, "{out}{err}");
-    let (ok, out, _) = run(&["get", "crd", "widgets.example.com", "-o", "jsonpath={.status.conditions[?(@.type==\"Established\")].status}"], None).await;
+    let (ok, out, _) =
+        run(&["get", "crd", "widgets.example.com", "-o", "jsonpath={.status.conditions[?(@.type==\"Established\")].status}"], None).await;
     assert!(ok && out == "True", "{out}");
 
     let widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 2}\n";
