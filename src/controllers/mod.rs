@@ -3,8 +3,12 @@
 //! server runs them at a time (see `leader`); each controller lives in its own module and
 //! exposes `run(ctx, shutdown)`.
 
-use std::sync::Arc;
+mod leader;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 /// What every controller shares.
@@ -29,8 +33,34 @@ impl Default for Settings {
     }
 }
 
-/// Runs every controller until `shutdown` is cancelled.
+/// A controller's entry point: runs until the token is cancelled.
+type RunFn = fn(Arc<Context>, CancellationToken) -> BoxFuture<'static, ()>;
+
+/// Every controller, by name; all of them run while this server holds the lease.
+const CONTROLLERS: &[(&str, RunFn)] = &[];
+
+/// How long controllers get to finish their reconciles once leadership ends.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs every controller while this server is the elected controller manager, until
+/// `shutdown` is cancelled; on shutdown the lease is released so another server takes over.
 pub async fn run_all(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let _ = ctx;
-    shutdown.cancelled().await;
+    let elector = leader::Elector::new(ctx.client.clone(), leader::Config::default());
+    elector.run(shutdown, |leading| start_controllers(ctx.clone(), leading)).await;
+}
+
+/// Starts every registered controller and returns once all of them stopped after `leading`
+/// was cancelled (or after `STOP_GRACE`).
+async fn start_controllers(ctx: Arc<Context>, leading: CancellationToken) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, run) in CONTROLLERS {
+        tracing::info!(controller = name, "starting controller");
+        tasks.spawn(run(ctx.clone(), leading.clone()));
+    }
+    leading.cancelled().await;
+    let drained = tokio::time::timeout(STOP_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        // Dropping the set aborts them: two leaders must never act at once.
+        tracing::warn!("some controllers did not stop within {STOP_GRACE:?}; aborting them");
+    }
 }
