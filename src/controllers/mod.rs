@@ -3,6 +3,7 @@
 //! server runs them at a time (see `leader`); each controller lives in its own module and
 //! exposes `run(ctx, shutdown)`.
 
+mod common;
 mod leader;
 
 use std::sync::Arc;
