@@ -5,6 +5,7 @@
 
 mod common;
 mod leader;
+mod replicaset;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +39,10 @@ impl Default for Settings {
 type RunFn = fn(Arc<Context>, CancellationToken) -> BoxFuture<'static, ()>;
 
 /// Every controller, by name; all of them run while this server holds the lease.
-const CONTROLLERS: &[(&str, RunFn)] = &[];
+const CONTROLLERS: &[(&str, RunFn)] = &[
+    ("replicaset", |c, s| Box::pin(replicaset::run(c, s))),
+    ("replicationcontroller", |c, s| Box::pin(replicaset::run_replication_controllers(c, s))),
+];
 
 /// How long controllers get to finish their reconciles once leadership ends.
 const STOP_GRACE: Duration = Duration::from_secs(10);

@@ -2,15 +2,16 @@
 //! selectors, hashes, owner references and adoption, pods from templates, pod state and
 //! delete ranking, expectations, the reflected pod stream, and ControllerRevisions.
 
+pub mod batch;
 pub mod expectations;
 pub mod hash;
 pub mod intstr;
 pub mod owner;
-pub mod pod_watch;
 pub mod pods;
 pub mod revision;
 pub mod selector;
 pub mod template;
+pub mod watch;
 
 /// Errors of a reconcile.
 #[derive(Debug, thiserror::Error)]

@@ -49,8 +49,8 @@ where
 
 /// Watches every pod; creations and deletions of pods controlled by a `owner_kind` lower
 /// that owner's expectations (keyed `namespace/name`).
-pub fn watch_pods(client: kube::Client, owner_kind: &'static str, expectations: Arc<Expectations>) -> (Store<Pod>, Touched<Pod>) {
-    reflect(Api::<Pod>::all(client), move |event, first_sight| observe_pod(&expectations, owner_kind, event, first_sight))
+pub fn watch_pods(client: kube::Client, owner_kind: String, expectations: Arc<Expectations>) -> (Store<Pod>, Touched<Pod>) {
+    reflect(Api::<Pod>::all(client), move |event, first_sight| observe_pod(&expectations, &owner_kind, event, first_sight))
 }
 
 fn observe_pod(expectations: &Expectations, owner_kind: &str, event: &watcher::Event<Pod>, first_sight: bool) {
