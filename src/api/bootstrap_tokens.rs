@@ -37,7 +37,7 @@ pub fn secret_for(id: &str, secret: &str, expiration: Option<&str>, description:
 pub async fn valid(store: &dyn Store, token: &str) -> bool {
     let Some((id, secret)) = token.split_once('.') else { return false };
     let secrets = registry::lookup("", "v1", "secrets").expect("secrets are built in");
-    let scope = Scope { resource: secrets, namespace: Some("kube-system"), net: ServiceNetwork::default() };
+    let scope = Scope::new(secrets, Some("kube-system"), ServiceNetwork::default());
     let Ok(stored) = objects::get(store, &scope, &format!("bootstrap-token-{id}")).await else { return false };
     let unexpired = match field(&stored, "expiration") {
         Some(exp) => time::OffsetDateTime::parse(&exp, &time::format_description::well_known::Rfc3339)

@@ -10,34 +10,47 @@ pub fn core_versions() -> Value {
 }
 
 pub fn groups() -> Value {
-    let groups: Vec<Value> = registry::group_versions()
-        .into_iter()
-        .filter(|(g, _)| !g.is_empty())
-        .map(|(g, v)| {
-            let gv = json!({ "groupVersion": format!("{g}/{v}"), "version": v });
-            json!({ "name": g, "versions": [gv.clone()], "preferredVersion": gv })
-        })
-        .collect();
+    // The first version registered of a group is its preferred one.
+    let mut groups: Vec<Value> = Vec::new();
+    for (g, v) in registry::group_versions().into_iter().filter(|(g, _)| !g.is_empty()) {
+        let gv = json!({ "groupVersion": format!("{g}/{v}"), "version": v });
+        match groups.iter_mut().find(|x| x["name"] == g) {
+            Some(group) => group["versions"].as_array_mut().expect("versions is an array").push(gv),
+            None => groups.push(json!({ "name": g, "versions": [gv.clone()], "preferredVersion": gv })),
+        }
+    }
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 
 /// The resource list of one group-version, or `None` if it is not served.
 pub fn resources(group: &str, version: &str) -> Option<Value> {
-    let list: Vec<Value> = registry::BUILTIN
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-        .map(|r| {
-            json!({
-                "name": r.plural,
-                "singularName": r.singular,
+    let mut list: Vec<Value> = Vec::new();
+    for r in registry::BUILTIN.iter().filter(|r| r.group == group && r.version == version) {
+        list.push(json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": r.verbs,
+            "shortNames": r.short_names,
+            "categories": r.categories,
+        }));
+        for sub in r.subresources {
+            let (kind, sub_group, sub_version, verbs) = registry::subresource_info(sub);
+            let mut entry = json!({
+                "name": format!("{}/{sub}", r.plural),
+                "singularName": "",
                 "namespaced": r.namespaced,
-                "kind": r.kind,
-                "verbs": r.verbs,
-                "shortNames": r.short_names,
-                "categories": r.categories,
-            })
-        })
-        .collect();
+                "kind": if kind.is_empty() { r.kind } else { kind },
+                "verbs": verbs,
+            });
+            if !sub_group.is_empty() {
+                entry["group"] = json!(sub_group);
+                entry["version"] = json!(sub_version);
+            }
+            list.push(entry);
+        }
+    }
     if list.is_empty() {
         return None;
     }

@@ -3,6 +3,7 @@
 //! resources, with Kubernetes Status errors. Callers authenticate with x509 client certificates
 //! and are authorised by RBAC (`system:masters` may do everything).
 
+mod admission;
 mod apply;
 mod authz;
 pub mod bootstrap_tokens;
@@ -19,6 +20,7 @@ mod registry;
 mod selector;
 mod services;
 mod status;
+mod subresources;
 mod table;
 mod tokens;
 mod watch;
@@ -106,15 +108,13 @@ pub async fn ensure_system_namespaces(store: &dyn crate::store::Store) -> Result
         { "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] },
         { "nonResourceURLs": ["*"], "verbs": ["*"] },
     ] });
-    match objects::create(store, &Scope { resource: roles, namespace: None, net: ServiceNetwork::default() }, admin, Some("orch-server"))
-        .await
-    {
+    match objects::create(store, &Scope::new(roles, None, ServiceNetwork::default()), admin, Some("orch-server")).await {
         Ok(_) => tracing::info!("created the cluster-admin ClusterRole"),
         Err(e) if e.reason == "AlreadyExists" => {}
         Err(e) => return Err(e),
     }
     let namespaces = registry::lookup("", "v1", "namespaces").expect("namespaces are built in");
-    let scope = Scope { resource: namespaces, namespace: None, net: ServiceNetwork::default() };
+    let scope = Scope::new(namespaces, None, ServiceNetwork::default());
     for name in SYSTEM_NAMESPACES {
         match objects::create(store, &scope, json!({ "metadata": { "name": name } }), Some("orch-server")).await {
             Ok(_) => tracing::info!(namespace = name, "created system namespace"),
@@ -199,6 +199,7 @@ async fn delete_options(query: &HashMap<String, String>, body: Body) -> Result<o
         propagation_policy: query.get("propagationPolicy").cloned().or_else(|| text(&doc["propagationPolicy"])),
         precondition_uid: text(&doc["preconditions"]["uid"]),
         precondition_resource_version: text(&doc["preconditions"]["resourceVersion"]),
+        grace_period_seconds: query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()).or_else(|| doc["gracePeriodSeconds"].as_i64()),
     })
 }
 
@@ -272,29 +273,19 @@ async fn serve(
         let review = read_object(resource, &headers, body).await?;
         return Ok((StatusCode::CREATED, Json(authz::self_subject_access_review(&state.rbac, &identity, review))).into_response());
     }
-    if let Some(sub) = target.subresource {
-        if (resource.plural, sub, method.as_str()) != ("serviceaccounts", "token", "POST") {
-            return Err(ApiError::not_found(resource.group, &format!("{}/{sub}", resource.plural), target.name.unwrap_or("")));
-        }
-        let attributes = rbac::Attributes {
-            verb: "create",
-            group: "",
-            resource: "serviceaccounts/token",
-            namespace: target.namespace,
-            name: target.name,
-        };
-        if !state.rbac.allowed(&identity, &attributes) {
-            return Err(ApiError::forbidden(&identity.user, "create", "", "serviceaccounts/token", target.namespace));
-        }
-        let scope = Scope { resource, namespace: target.namespace, net: state.net };
-        return token_request(&state, &scope, target.name.unwrap_or_default(), &headers, body).await;
-    }
+    let rbac_resource = match target.subresource {
+        Some(sub) if resource.subresources.contains(&sub) => format!("{}/{sub}", resource.plural),
+        Some(sub) => return Err(ApiError::not_found(resource.group, &format!("{}/{sub}", resource.plural), target.name.unwrap_or(""))),
+        None => resource.plural.to_string(),
+    };
+    let verb = if target.subresource.is_some() && method == Method::GET { "get" } else { verb };
     let attributes =
-        rbac::Attributes { verb, group: resource.group, resource: resource.plural, namespace: target.namespace, name: target.name };
+        rbac::Attributes { verb, group: resource.group, resource: &rbac_resource, namespace: target.namespace, name: target.name };
     if !state.rbac.allowed(&identity, &attributes) {
-        return Err(ApiError::forbidden(&identity.user, verb, resource.group, resource.plural, target.namespace));
+        return Err(ApiError::forbidden(&identity.user, verb, resource.group, &rbac_resource, target.namespace));
     }
-    let scope = Scope { resource, namespace: target.namespace, net: state.net };
+    let mut scope = Scope::new(resource, target.namespace, state.net);
+    scope.subresource = target.subresource;
     let as_table = table::wanted(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or(""));
     let validation = FieldValidation::parse(query.get("fieldValidation").map(String::as_str)).map_err(ApiError::bad_request)?;
     let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -320,12 +311,18 @@ async fn serve(
             }
         }
     };
-    let response = dispatch(&store, resource, scope, verb, target.name, watching, as_table, &query, &headers, body, &check).await?;
+    let response = match (target.subresource, target.name) {
+        (Some(_), Some(name)) => {
+            let request = subresources::Request { name, method, headers: &headers, manager: field_manager(&query, &headers) };
+            subresources::serve(&state, scope, request, body, &check).await?
+        }
+        _ => dispatch(&store, resource, scope, verb, target.name, watching, as_table, &query, &headers, body, &check).await?,
+    };
     let warnings = std::mem::take(&mut *warnings.lock().expect("warnings lock"));
     Ok(with_warnings(response, &warnings))
 }
 
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
@@ -334,44 +331,9 @@ async fn bearer_identity(state: &ApiState, headers: &HeaderMap) -> Option<crate:
     let token = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")?;
     let claims = state.tokens.verify(token.trim(), unix_now())?;
     let accounts = registry::lookup("", "v1", "serviceaccounts")?;
-    let scope = Scope { resource: accounts, namespace: Some(&claims.namespace), net: state.net };
+    let scope = Scope::new(accounts, Some(&claims.namespace), state.net);
     let account = objects::get(state.store.as_ref(), &scope, &claims.name).await.ok()?;
     (account["metadata"]["uid"] == claims.uid.as_str()).then(|| claims.identity())
-}
-
-/// `POST .../serviceaccounts/<name>/token`: issues a token for an existing ServiceAccount.
-async fn token_request(state: &ApiState, scope: &Scope<'_>, name: &str, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let account = objects::get(state.store.as_ref(), scope, name).await?;
-    let raw = read_body(body).await?;
-    let is_protobuf =
-        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with(protobuf::CONTENT_TYPE));
-    let request = if is_protobuf {
-        protobuf::decode_token_request(&raw)?
-    } else if raw.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("the TokenRequest is not valid JSON: {e}")))?
-    };
-    let audiences: Vec<String> =
-        request["spec"]["audiences"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_string)).collect();
-    let namespace = scope.namespace.unwrap_or_default();
-    let uid = account["metadata"]["uid"].as_str().unwrap_or_default();
-    let (token, exp) = state.tokens.issue(namespace, name, uid, &audiences, request["spec"]["expirationSeconds"].as_i64(), unix_now());
-    let expires = time::OffsetDateTime::from_unix_timestamp(exp)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default();
-    let spec = json!({ "audiences": if audiences.is_empty() { vec![tokens::ISSUER.to_string()] } else { audiences }, "expirationSeconds": exp - unix_now() });
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
-            "metadata": { "name": name, "namespace": namespace, "creationTimestamp": null },
-            "spec": spec,
-            "status": { "token": token, "expirationTimestamp": expires },
-        })),
-    )
-        .into_response())
 }
 
 /// The field manager of a non-apply write: `?fieldManager=`, else the client's name from its
@@ -476,9 +438,8 @@ async fn dispatch(
             Ok(Json(objects::patch(store_ref, &scope, name, kind, &raw, &manager, check).await?).into_response())
         }
         ("update", Some(name)) => {
-            let mut obj = read_object(resource, headers, body).await?;
-            check(&mut obj)?;
-            Ok(Json(objects::update(store_ref, &scope, name, obj, &manager).await?).into_response())
+            let obj = read_object(resource, headers, body).await?;
+            Ok(Json(objects::update(store_ref, &scope, name, obj, &manager, check).await?).into_response())
         }
         ("delete", Some(name)) => {
             let options = delete_options(query, body).await?;

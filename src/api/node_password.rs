@@ -25,7 +25,7 @@ fn hash(salt: &str, password: &str) -> String {
 /// Records the password of a new node name, or checks it for a known one.
 pub async fn check_or_record(store: &dyn Store, node: &str, password: &str) -> Result<(), NodePasswordError> {
     let secrets = registry::lookup("", "v1", "secrets").expect("secrets are built in");
-    let scope = Scope { resource: secrets, namespace: Some("kube-system"), net: ServiceNetwork::default() };
+    let scope = Scope::new(secrets, Some("kube-system"), ServiceNetwork::default());
     let name = format!("{node}.node-password.orch");
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let decode = |v: &serde_json::Value| {

@@ -17,9 +17,15 @@ pub struct Scope<'a> {
     pub namespace: Option<&'a str>,
     /// Where Services get their addresses and node ports.
     pub net: super::services::ServiceNetwork,
+    /// The subresource written (`status`, `scale`, `binding`, …); `None`: the object itself.
+    pub subresource: Option<&'a str>,
 }
 
-impl Scope<'_> {
+impl<'a> Scope<'a> {
+    pub fn new(resource: &'static Resource, namespace: Option<&'a str>, net: super::services::ServiceNetwork) -> Self {
+        Self { resource, namespace, net, subresource: None }
+    }
+
     fn key(&self, name: &str) -> String {
         self.resource.key(self.namespace, name)
     }
@@ -58,8 +64,13 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
 }
 
 pub(super) fn now_rfc3339() -> String {
+    rfc3339_after(0)
+}
+
+/// The time `seconds` from now, as Kubernetes writes timestamps.
+fn rfc3339_after(seconds: i64) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time::OffsetDateTime::now_utc().format(&format).expect("a fixed format always formats")
+    (time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds)).format(&format).expect("a fixed format always formats")
 }
 
 fn new_uid() -> String {
@@ -148,6 +159,8 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
             m.remove(server_owned);
         }
     }
+    super::admission::default_on_create(r, &mut obj);
+    super::admission::validate(r, &obj, None)?;
     if let Some(manager) = manager {
         super::apply::record_update(None, &mut obj, manager, &r.api_version(), &now_rfc3339());
     }
@@ -160,17 +173,20 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
         obj["status"] = json!({ "phase": "Active" });
     }
     let key = scope.key(&name);
-    let namespace_key = scope.namespace.filter(|_| r.namespaced).map(|ns| super::registry::BUILTIN[0].key(None, ns));
+    let namespace = scope.namespace.filter(|_| r.namespaced);
+    let namespace_key = namespace.map(|ns| super::registry::namespaces().key(None, ns));
     for _ in 0..ALLOCATION_ATTEMPTS {
         let mut candidate = obj.clone();
         let held = if r.plural == "services" { super::services::admit_create(&scope.net, &mut candidate)? } else { Vec::new() };
         let mut compare = vec![Compare::absent(key.clone())];
         let mut success = vec![Op::Put { key: key.clone().into_bytes(), value: encode(&candidate) }];
         let mut failure = vec![Op::Get { key: key.clone().into_bytes() }];
-        if let Some(ns_key) = &namespace_key {
-            // The namespace must exist: checked in the same transaction as the write.
+        if let (Some(ns_key), Some(ns)) = (&namespace_key, namespace) {
+            // The namespace must exist and not be terminating: checked in the same transaction.
             compare.push(Compare::exists(ns_key.clone()));
             failure.push(Op::Get { key: ns_key.clone().into_bytes() });
+            compare.push(Compare::absent(terminating_marker(ns)));
+            failure.push(Op::Get { key: terminating_marker(ns).into_bytes() });
         }
         for (alloc, _) in &held {
             compare.push(Compare::absent(alloc.clone()));
@@ -189,11 +205,14 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
         if found(0) {
             return Err(ApiError::already_exists(r.group, r.plural, &name));
         }
-        let first_alloc = if namespace_key.is_some() {
+        let first_alloc = if let Some(ns) = namespace {
             if !found(1) {
-                return Err(ApiError::not_found("", "namespaces", scope.namespace.unwrap_or_default()));
+                return Err(ApiError::not_found("", "namespaces", ns));
             }
-            2
+            if found(2) {
+                return Err(ApiError::namespace_terminating(ns));
+            }
+            3
         } else {
             1
         };
@@ -212,9 +231,12 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
 /// How often a create retries random allocations that turned out to be taken.
 const ALLOCATION_ATTEMPTS: usize = 32;
 
-/// Carries the server-owned metadata of `before` over to `obj`, bumps `generation` when
-/// anything but metadata and status changed, and applies the resource's update admission.
-fn carry_over(r: &Resource, before: &Value, obj: &mut Value) -> Result<(), ApiError> {
+/// Carries the server-owned metadata of `before` over to `obj` (and, depending on the part
+/// written, its status or everything but its status), bumps `generation` when anything but
+/// metadata and status changed, and applies the resource's update admission.
+fn carry_over(scope: &Scope<'_>, before: &Value, obj: &mut Value) -> Result<(), ApiError> {
+    let r = scope.resource;
+    super::admission::merge_part(r, scope.subresource == Some("status"), before, obj);
     for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
         match before["metadata"].get(field) {
             Some(v) => obj["metadata"][field] = v.clone(),
@@ -239,6 +261,10 @@ fn carry_over(r: &Resource, before: &Value, obj: &mut Value) -> Result<(), ApiEr
     if r.plural == "services" {
         super::services::admit_update(before, obj)?;
     }
+    if scope.subresource.is_none() {
+        super::admission::apply_defaults(r, obj);
+        super::admission::validate(r, obj, Some(before))?;
+    }
     Ok(())
 }
 
@@ -247,21 +273,39 @@ fn desired_state(obj: &Value) -> Vec<(&String, &Value)> {
     obj.as_object().map(|m| m.iter().filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status")).collect()).unwrap_or_default()
 }
 
+/// Whether finalizers hold the object (a Namespace's `spec.finalizers` count too).
 fn has_finalizers(obj: &Value) -> bool {
-    obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
+    let held = |f: &Value| f.as_array().is_some_and(|f| !f.is_empty());
+    held(&obj["metadata"]["finalizers"]) || (obj["kind"] == "Namespace" && held(&obj["spec"]["finalizers"]))
+}
+
+/// The key marking a namespace as terminating: creates in it compare it absent.
+fn terminating_marker(namespace: &str) -> String {
+    format!("/registry/terminating-namespaces/{namespace}")
 }
 
 /// The operations that delete `obj` stored at `key`, releasing what it holds (Service
-/// addresses and node ports).
+/// addresses and node ports, a namespace's terminating marker).
 fn deletion(key: &str, obj: &Value) -> Vec<Op> {
-    std::iter::once(key.to_string()).chain(super::services::allocations(obj)).map(|k| Op::Delete { key: k.into_bytes() }).collect()
+    let marker = (obj["kind"] == "Namespace").then(|| terminating_marker(obj["metadata"]["name"].as_str().unwrap_or_default()));
+    std::iter::once(key.to_string())
+        .chain(super::services::allocations(obj))
+        .chain(marker)
+        .map(|k| Op::Delete { key: k.into_bytes() })
+        .collect()
 }
 
-/// Writes `obj` over the version at revision `expected`; an object being deleted whose last
-/// finalizer is gone is deleted instead. `None`: the object changed meanwhile.
+/// Writes `obj` over the version at revision `expected`; an object being deleted whose grace
+/// period is over and whose last finalizer is gone is deleted instead. `None`: the object
+/// changed meanwhile.
 async fn write_over(store: &dyn Store, key: &str, expected: Revision, mut obj: Value) -> Result<Option<Value>, ApiError> {
-    let finished = obj["metadata"].get("deletionTimestamp").is_some() && !has_finalizers(&obj);
-    let success = if finished { deletion(key, &obj) } else { vec![Op::Put { key: key.as_bytes().to_vec(), value: encode(&obj) }] };
+    let deleting = obj["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null());
+    let finished = deleting && obj["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) == 0 && !has_finalizers(&obj);
+    let mut success = if finished { deletion(key, &obj) } else { vec![Op::Put { key: key.as_bytes().to_vec(), value: encode(&obj) }] };
+    if deleting && !finished && obj["kind"] == "Namespace" {
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+        success.push(Op::Put { key: terminating_marker(name).into_bytes(), value: Vec::new() });
+    }
     let resp = store.txn(TxnRequest { compare: vec![Compare::mod_revision(key, expected)], success, failure: vec![] }).await?;
     if !resp.succeeded {
         return Ok(None);
@@ -270,34 +314,45 @@ async fn write_over(store: &dyn Store, key: &str, expected: Revision, mut obj: V
     Ok(Some(obj))
 }
 
-pub async fn update(store: &dyn Store, scope: &Scope<'_>, name: &str, mut obj: Value, manager: &str) -> Result<Value, ApiError> {
-    let r = scope.resource;
+/// Replaces an object (`PUT`): pinned to the body's resourceVersion when it has one.
+pub async fn update(
+    store: &dyn Store,
+    scope: &Scope<'_>,
+    name: &str,
+    mut obj: Value,
+    manager: &str,
+    check: Check<'_>,
+) -> Result<Value, ApiError> {
     check_body(scope, &mut obj)?;
     match obj["metadata"].get("name").and_then(Value::as_str) {
         Some(n) if n == name => {}
         Some(n) => return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})"))),
         None => obj["metadata"]["name"] = json!(name),
     }
-    let key = scope.key(name);
-    let current = get_kv(store, &key).await?.ok_or_else(|| scope.not_found(name))?;
-    let expected: Revision = match obj["metadata"].get("resourceVersion").and_then(Value::as_str) {
-        Some(rv) => rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
-        None => current.mod_revision,
-    };
-    let before = decode(&current)?;
-    carry_over(r, &before, &mut obj)?;
-    super::apply::record_update(Some(&before), &mut obj, manager, &r.api_version(), &now_rfc3339());
-    write_over(store, &key, expected, obj).await?.ok_or_else(|| ApiError::conflict(r.group, r.plural, name))
+    let pinned = obj["metadata"].get("resourceVersion").is_some_and(|v| !v.is_null());
+    modify(store, scope, name, manager, check, &|before| {
+        let mut next = obj.clone();
+        if !pinned {
+            next["metadata"]["resourceVersion"] = before["metadata"]["resourceVersion"].clone();
+        }
+        Ok(next)
+    })
+    .await
 }
 
-/// How often a patch is retried when the object changes between its read and its write.
+/// How often a read-modify-write is retried when the object changes between its read and its
+/// write.
 const PATCH_RETRIES: usize = 5;
 
-/// Applies a patch to the stored object, retrying on concurrent changes unless the patch
-/// itself pins a resourceVersion.
 /// Checks (and prunes) an object before it is written; see `openapi::FieldValidation`.
 pub type Check<'a> = &'a (dyn Fn(&mut Value) -> Result<(), ApiError> + Send + Sync);
 
+/// An edit of a stored object: the stored version in, the version to write out. An edit that
+/// sets another resourceVersion than the stored one pins the write to it (409 if stale).
+pub type Edit<'a> = &'a (dyn Fn(&Value) -> Result<Value, ApiError> + Send + Sync);
+
+/// Applies a patch to the stored object, retrying on concurrent changes unless the patch
+/// itself pins a resourceVersion.
 pub async fn patch(
     store: &dyn Store,
     scope: &Scope<'_>,
@@ -307,13 +362,30 @@ pub async fn patch(
     manager: &str,
     check: Check<'_>,
 ) -> Result<Value, ApiError> {
+    modify(store, scope, name, manager, check, &|before| {
+        let mut obj = before.clone();
+        super::patch::apply(&mut obj, kind, body)?;
+        Ok(obj)
+    })
+    .await
+}
+
+/// Reads an object, edits it and writes it back with the update rules (carry-over, admission,
+/// managedFields), retrying on concurrent changes unless the edit pins a resourceVersion.
+pub async fn modify(
+    store: &dyn Store,
+    scope: &Scope<'_>,
+    name: &str,
+    manager: &str,
+    check: Check<'_>,
+    edit: Edit<'_>,
+) -> Result<Value, ApiError> {
     let r = scope.resource;
     let key = scope.key(name);
     for _ in 0..PATCH_RETRIES {
         let current = get_kv(store, &key).await?.ok_or_else(|| scope.not_found(name))?;
         let before = decode(&current)?;
-        let mut obj = before.clone();
-        super::patch::apply(&mut obj, kind, body)?;
+        let mut obj = edit(&before)?;
         check(&mut obj)?;
         check_body(scope, &mut obj)?;
         if obj["metadata"]["name"] != before["metadata"]["name"] {
@@ -324,7 +396,7 @@ pub async fn patch(
             Some(rv) if pinned => rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
             _ => current.mod_revision,
         };
-        carry_over(r, &before, &mut obj)?;
+        carry_over(scope, &before, &mut obj)?;
         super::apply::record_update(Some(&before), &mut obj, manager, &r.api_version(), &now_rfc3339());
         match write_over(store, &key, expected, obj).await? {
             Some(done) => return Ok(done),
@@ -368,7 +440,7 @@ pub async fn apply_config(
                 other => return other.map(|o| (o, true)),
             }
         };
-        carry_over(r, &before, &mut obj)?;
+        carry_over(scope, &before, &mut obj)?;
         if let Some(done) = write_over(store, &key, current.mod_revision, obj).await? {
             return Ok((done, false));
         }
@@ -384,6 +456,20 @@ pub struct DeleteOptions {
     pub propagation_policy: Option<String>,
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
+    /// `gracePeriodSeconds`: how long a pod's containers get to stop (default: the pod's
+    /// terminationGracePeriodSeconds).
+    pub grace_period_seconds: Option<i64>,
+}
+
+/// The grace period a pod deletion gets: none for pods that never ran on a node or have
+/// finished, else the requested or the pod's own period.
+fn pod_grace_period(pod: &Value, options: &DeleteOptions) -> i64 {
+    let bound = pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+    let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    if !bound || finished {
+        return 0;
+    }
+    options.grace_period_seconds.or(pod["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(30).max(0)
 }
 
 /// What became of a deleted object.
@@ -418,7 +504,14 @@ pub async fn delete(store: &dyn Store, scope: &Scope<'_>, name: &str, options: &
                 obj["metadata"]["finalizers"] = json!(list.into_iter().chain([json!(f)]).collect::<Vec<_>>());
             }
         }
-        if !has_finalizers(&obj) {
+        let grace = if (r.group, r.kind) == ("", "Pod") { pod_grace_period(&obj, options) } else { 0 };
+        if let Some(current_grace) = obj["metadata"]["deletionGracePeriodSeconds"].as_i64() {
+            // Already terminating: only a shorter grace period changes anything.
+            if grace >= current_grace && finalizer.is_none() {
+                return Ok(Deleted::Terminating(obj));
+            }
+        }
+        if grace == 0 && !has_finalizers(&obj) {
             let resp = store
                 .txn(TxnRequest {
                     compare: vec![Compare::mod_revision(key.clone(), current.mod_revision)],
@@ -431,9 +524,13 @@ pub async fn delete(store: &dyn Store, scope: &Scope<'_>, name: &str, options: &
             }
             continue;
         }
-        if obj["metadata"].get("deletionTimestamp").is_none() {
-            obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-            obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        let current_grace = obj["metadata"]["deletionGracePeriodSeconds"].as_i64();
+        if current_grace.is_none_or(|g| grace < g) {
+            obj["metadata"]["deletionTimestamp"] = json!(rfc3339_after(grace));
+            obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+        }
+        if obj["kind"] == "Namespace" {
+            obj["status"]["phase"] = json!("Terminating");
         }
         if let Some(done) = write_over(store, &key, current.mod_revision, obj).await? {
             return Ok(Deleted::Terminating(done));

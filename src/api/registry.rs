@@ -14,6 +14,8 @@ pub struct Resource {
     pub categories: &'static [&'static str],
     pub namespaced: bool,
     pub verbs: &'static [&'static str],
+    /// Subresources served under `<plural>/<name>/<subresource>`.
+    pub subresources: &'static [&'static str],
     /// Registers the resource's OpenAPI schema (from k8s-openapi) and returns a reference to it.
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
@@ -23,64 +25,263 @@ fn schema_of<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator)
 }
 
 /// Verbs of a stored resource.
-const VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+/// Subresources of resources with a desired and an observed state.
+const STATUS: &[&str] = &["status"];
+/// Subresources of replicated workloads.
+const STATUS_SCALE: &[&str] = &["status", "scale"];
+const ALL: &[&str] = &["all"];
 
-#[allow(clippy::too_many_arguments)]
+/// A stored resource: (kind, plural, singular, short names, namespaced, schema); groups,
+/// categories and subresources are set by the `Resource { .. }` wrappers below.
 const fn res(
     group: &'static str,
     version: &'static str,
-    kind: &'static str,
-    plural: &'static str,
-    singular: &'static str,
+    (kind, plural, singular): (&'static str, &'static str, &'static str),
     short_names: &'static [&'static str],
     namespaced: bool,
     schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 ) -> Resource {
-    Resource { group, version, kind, plural, singular, short_names, categories: &[], namespaced, verbs: VERBS, schema }
+    Resource { group, version, kind, plural, singular, short_names, categories: &[], namespaced, verbs: VERBS, subresources: &[], schema }
 }
 
-/// The built-in resources served so far.
+/// A resource with a status subresource (and possibly more), in the given categories.
+const fn with(r: Resource, subresources: &'static [&'static str], categories: &'static [&'static str]) -> Resource {
+    Resource { subresources, categories, ..r }
+}
+
+/// A question, not a stored object: create only (reviews, `kubectl auth can-i`).
+const fn review(r: Resource) -> Resource {
+    Resource { verbs: &["create"], ..r }
+}
+
+/// The built-in resources.
 pub const BUILTIN: &[Resource] = {
-    use k8s_openapi::api::authorization::v1 as authorization;
+    use k8s_openapi::api::apps::v1 as apps;
+    use k8s_openapi::api::authentication::v1 as authn;
+    use k8s_openapi::api::authorization::v1 as authz;
+    use k8s_openapi::api::autoscaling::{v1 as hpa1, v2 as hpa2};
+    use k8s_openapi::api::batch::v1 as batch;
     use k8s_openapi::api::coordination::v1 as coordination;
     use k8s_openapi::api::core::v1 as core;
+    use k8s_openapi::api::discovery::v1 as discovery;
+    use k8s_openapi::api::events::v1 as events;
+    use k8s_openapi::api::networking::v1 as net;
+    use k8s_openapi::api::policy::v1 as policy;
     use k8s_openapi::api::rbac::v1 as rbac;
+    use k8s_openapi::api::scheduling::v1 as scheduling;
+    use k8s_openapi::api::storage::v1 as storage;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as ext;
     const RBAC: &str = "rbac.authorization.k8s.io";
+    const AUTHZ: &str = "authorization.k8s.io";
+    const POD_SUBRESOURCES: &[&str] =
+        &["status", "binding", "eviction", "log", "exec", "attach", "portforward", "proxy", "ephemeralcontainers"];
     &[
-        res("", "v1", "Namespace", "namespaces", "namespace", &["ns"], false, schema_of::<core::Namespace>),
-        res("", "v1", "ConfigMap", "configmaps", "configmap", &["cm"], true, schema_of::<core::ConfigMap>),
-        res("", "v1", "Secret", "secrets", "secret", &[], true, schema_of::<core::Secret>),
-        res("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", &["sa"], true, schema_of::<core::ServiceAccount>),
-        res("", "v1", "Event", "events", "event", &["ev"], true, schema_of::<core::Event>),
-        Resource { categories: &["all"], ..res("", "v1", "Service", "services", "service", &["svc"], true, schema_of::<core::Service>) },
-        res("coordination.k8s.io", "v1", "Lease", "leases", "lease", &[], true, schema_of::<coordination::Lease>),
-        res(RBAC, "v1", "Role", "roles", "role", &[], true, schema_of::<rbac::Role>),
-        res(RBAC, "v1", "RoleBinding", "rolebindings", "rolebinding", &[], true, schema_of::<rbac::RoleBinding>),
-        res(RBAC, "v1", "ClusterRole", "clusterroles", "clusterrole", &[], false, schema_of::<rbac::ClusterRole>),
+        with(
+            res("", "v1", ("Namespace", "namespaces", "namespace"), &["ns"], false, schema_of::<core::Namespace>),
+            &["status", "finalize"],
+            &[],
+        ),
+        with(res("", "v1", ("Pod", "pods", "pod"), &["po"], true, schema_of::<core::Pod>), POD_SUBRESOURCES, ALL),
+        with(res("", "v1", ("Node", "nodes", "node"), &["no"], false, schema_of::<core::Node>), &["status", "proxy"], &[]),
+        with(res("", "v1", ("Service", "services", "service"), &["svc"], true, schema_of::<core::Service>), &["status", "proxy"], ALL),
+        res("", "v1", ("Endpoints", "endpoints", "endpoints"), &["ep"], true, schema_of::<core::Endpoints>),
+        with(res("", "v1", ("ConfigMap", "configmaps", "configmap"), &["cm"], true, schema_of::<core::ConfigMap>), &[], &[]),
+        res("", "v1", ("Secret", "secrets", "secret"), &[], true, schema_of::<core::Secret>),
+        with(
+            res("", "v1", ("ServiceAccount", "serviceaccounts", "serviceaccount"), &["sa"], true, schema_of::<core::ServiceAccount>),
+            &["token"],
+            &[],
+        ),
+        res("", "v1", ("Event", "events", "event"), &["ev"], true, schema_of::<core::Event>),
+        with(
+            res(
+                "",
+                "v1",
+                ("PersistentVolume", "persistentvolumes", "persistentvolume"),
+                &["pv"],
+                false,
+                schema_of::<core::PersistentVolume>,
+            ),
+            STATUS,
+            &[],
+        ),
+        with(
+            res(
+                "",
+                "v1",
+                ("PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim"),
+                &["pvc"],
+                true,
+                schema_of::<core::PersistentVolumeClaim>,
+            ),
+            STATUS,
+            &[],
+        ),
+        with(
+            res(
+                "",
+                "v1",
+                ("ReplicationController", "replicationcontrollers", "replicationcontroller"),
+                &["rc"],
+                true,
+                schema_of::<core::ReplicationController>,
+            ),
+            STATUS_SCALE,
+            ALL,
+        ),
+        res("", "v1", ("LimitRange", "limitranges", "limitrange"), &["limits"], true, schema_of::<core::LimitRange>),
+        with(
+            res("", "v1", ("ResourceQuota", "resourcequotas", "resourcequota"), &["quota"], true, schema_of::<core::ResourceQuota>),
+            STATUS,
+            &[],
+        ),
+        with(
+            res("apps", "v1", ("Deployment", "deployments", "deployment"), &["deploy"], true, schema_of::<apps::Deployment>),
+            STATUS_SCALE,
+            ALL,
+        ),
+        with(
+            res("apps", "v1", ("ReplicaSet", "replicasets", "replicaset"), &["rs"], true, schema_of::<apps::ReplicaSet>),
+            STATUS_SCALE,
+            ALL,
+        ),
+        with(
+            res("apps", "v1", ("StatefulSet", "statefulsets", "statefulset"), &["sts"], true, schema_of::<apps::StatefulSet>),
+            STATUS_SCALE,
+            ALL,
+        ),
+        with(res("apps", "v1", ("DaemonSet", "daemonsets", "daemonset"), &["ds"], true, schema_of::<apps::DaemonSet>), STATUS, ALL),
+        res(
+            "apps",
+            "v1",
+            ("ControllerRevision", "controllerrevisions", "controllerrevision"),
+            &[],
+            true,
+            schema_of::<apps::ControllerRevision>,
+        ),
+        with(res("batch", "v1", ("Job", "jobs", "job"), &[], true, schema_of::<batch::Job>), STATUS, ALL),
+        with(res("batch", "v1", ("CronJob", "cronjobs", "cronjob"), &["cj"], true, schema_of::<batch::CronJob>), STATUS, ALL),
+        with(
+            res(
+                "autoscaling",
+                "v2",
+                ("HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler"),
+                &["hpa"],
+                true,
+                schema_of::<hpa2::HorizontalPodAutoscaler>,
+            ),
+            STATUS,
+            ALL,
+        ),
+        with(
+            res(
+                "autoscaling",
+                "v1",
+                ("HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler"),
+                &["hpa"],
+                true,
+                schema_of::<hpa1::HorizontalPodAutoscaler>,
+            ),
+            STATUS,
+            ALL,
+        ),
+        with(
+            res(
+                "policy",
+                "v1",
+                ("PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget"),
+                &["pdb"],
+                true,
+                schema_of::<policy::PodDisruptionBudget>,
+            ),
+            STATUS,
+            &[],
+        ),
+        res("coordination.k8s.io", "v1", ("Lease", "leases", "lease"), &[], true, schema_of::<coordination::Lease>),
+        res(
+            "discovery.k8s.io",
+            "v1",
+            ("EndpointSlice", "endpointslices", "endpointslice"),
+            &[],
+            true,
+            schema_of::<discovery::EndpointSlice>,
+        ),
+        res(RBAC, "v1", ("Role", "roles", "role"), &[], true, schema_of::<rbac::Role>),
+        res(RBAC, "v1", ("RoleBinding", "rolebindings", "rolebinding"), &[], true, schema_of::<rbac::RoleBinding>),
+        res(RBAC, "v1", ("ClusterRole", "clusterroles", "clusterrole"), &[], false, schema_of::<rbac::ClusterRole>),
         res(
             RBAC,
             "v1",
-            "ClusterRoleBinding",
-            "clusterrolebindings",
-            "clusterrolebinding",
+            ("ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding"),
             &[],
             false,
             schema_of::<rbac::ClusterRoleBinding>,
         ),
-        // A question, not a stored object: create only (`kubectl auth can-i`).
-        Resource {
-            verbs: &["create"],
-            ..res(
-                "authorization.k8s.io",
+        with(res("networking.k8s.io", "v1", ("Ingress", "ingresses", "ingress"), &["ing"], true, schema_of::<net::Ingress>), STATUS, &[]),
+        res("networking.k8s.io", "v1", ("IngressClass", "ingressclasses", "ingressclass"), &[], false, schema_of::<net::IngressClass>),
+        res(
+            "networking.k8s.io",
+            "v1",
+            ("NetworkPolicy", "networkpolicies", "networkpolicy"),
+            &["netpol"],
+            true,
+            schema_of::<net::NetworkPolicy>,
+        ),
+        res("storage.k8s.io", "v1", ("StorageClass", "storageclasses", "storageclass"), &["sc"], false, schema_of::<storage::StorageClass>),
+        res(
+            "scheduling.k8s.io",
+            "v1",
+            ("PriorityClass", "priorityclasses", "priorityclass"),
+            &["pc"],
+            false,
+            schema_of::<scheduling::PriorityClass>,
+        ),
+        res("events.k8s.io", "v1", ("Event", "events", "event"), &["ev"], true, schema_of::<events::Event>),
+        with(
+            res(
+                "apiextensions.k8s.io",
                 "v1",
-                "SelfSubjectAccessReview",
-                "selfsubjectaccessreviews",
-                "selfsubjectaccessreview",
-                &[],
+                ("CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition"),
+                &["crd", "crds"],
                 false,
-                schema_of::<authorization::SelfSubjectAccessReview>,
-            )
-        },
+                schema_of::<ext::CustomResourceDefinition>,
+            ),
+            STATUS,
+            &["api-extensions"],
+        ),
+        review(res(
+            AUTHZ,
+            "v1",
+            ("SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview"),
+            &[],
+            false,
+            schema_of::<authz::SelfSubjectAccessReview>,
+        )),
+        review(res(
+            AUTHZ,
+            "v1",
+            ("SubjectAccessReview", "subjectaccessreviews", "subjectaccessreview"),
+            &[],
+            false,
+            schema_of::<authz::SubjectAccessReview>,
+        )),
+        review(res(
+            "authentication.k8s.io",
+            "v1",
+            ("TokenReview", "tokenreviews", "tokenreview"),
+            &[],
+            false,
+            schema_of::<authn::TokenReview>,
+        )),
+        review(res(
+            "authentication.k8s.io",
+            "v1",
+            ("SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview"),
+            &[],
+            false,
+            schema_of::<authn::SelfSubjectReview>,
+        )),
     ]
 };
 
@@ -117,6 +318,30 @@ impl Resource {
 /// Finds a resource by group, version and plural.
 pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
     BUILTIN.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// The namespaces resource (namespaced objects' parent).
+pub fn namespaces() -> &'static Resource {
+    &BUILTIN[0]
+}
+
+/// What a subresource's discovery entry says: (kind, group, version, verbs); group and
+/// version are empty when they are the parent's.
+pub fn subresource_info(sub: &str) -> (&'static str, &'static str, &'static str, &'static [&'static str]) {
+    const READ_WRITE: &[&str] = &["get", "patch", "update"];
+    match sub {
+        "scale" => ("Scale", "autoscaling", "v1", READ_WRITE),
+        "binding" => ("Binding", "", "", &["create"]),
+        "eviction" => ("Eviction", "policy", "v1", &["create"]),
+        "log" => ("Pod", "", "", &["get"]),
+        "exec" => ("PodExecOptions", "", "", &["create", "get"]),
+        "attach" => ("PodAttachOptions", "", "", &["create", "get"]),
+        "portforward" => ("PodPortForwardOptions", "", "", &["create", "get"]),
+        "proxy" => ("NodeProxyOptions", "", "", &["create", "delete", "get", "patch", "update"]),
+        "finalize" => ("Namespace", "", "", &["update"]),
+        "token" => ("TokenRequest", "authentication.k8s.io", "v1", &["create"]),
+        _ => ("", "", "", READ_WRITE),
+    }
 }
 
 /// The group-versions served, in discovery order.

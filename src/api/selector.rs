@@ -63,6 +63,48 @@ impl LabelSelector {
         Ok(Self(reqs))
     }
 
+    /// A `metav1.LabelSelector` object (matchLabels and matchExpressions).
+    pub fn from_json(selector: &Value) -> Result<Self, String> {
+        let mut reqs = Vec::new();
+        for (k, v) in selector["matchLabels"].as_object().into_iter().flatten() {
+            reqs.push(Requirement::Equals(k.clone(), v.as_str().ok_or_else(|| format!("matchLabels[{k}] must be a string"))?.into()));
+        }
+        for e in selector["matchExpressions"].as_array().into_iter().flatten() {
+            let key = e["key"].as_str().ok_or("matchExpressions: key is required")?.to_string();
+            let values: Vec<String> = e["values"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+            reqs.push(match e["operator"].as_str() {
+                Some("In") if !values.is_empty() => Requirement::In(key, values),
+                Some("NotIn") if !values.is_empty() => Requirement::NotIn(key, values),
+                Some("Exists") => Requirement::Exists(key),
+                Some("DoesNotExist") => Requirement::NotExists(key),
+                Some("In" | "NotIn") => return Err(format!("matchExpressions[{key}]: values must be non-empty for In and NotIn")),
+                other => return Err(format!("{other:?} is not a valid label selector operator")),
+            });
+        }
+        Ok(Self(reqs))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The selector as `?labelSelector=` text (as a Scale's status.selector carries it).
+    pub fn to_query(&self) -> String {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|r| match r {
+                Requirement::Equals(k, v) => format!("{k}={v}"),
+                Requirement::NotEquals(k, v) => format!("{k}!={v}"),
+                Requirement::Exists(k) => k.clone(),
+                Requirement::NotExists(k) => format!("!{k}"),
+                Requirement::In(k, vs) => format!("{k} in ({})", vs.join(",")),
+                Requirement::NotIn(k, vs) => format!("{k} notin ({})", vs.join(",")),
+            })
+            .collect();
+        parts.join(",")
+    }
+
     /// Whether the labels (a JSON object, or null) satisfy every requirement.
     pub fn matches(&self, labels: &Value) -> bool {
         let get = |k: &str| labels.get(k).and_then(Value::as_str);

@@ -54,6 +54,23 @@ impl ApiError {
         .with_details(group, plural, name)
     }
 
+    /// 409 with kube-apiserver's wording: `Operation cannot be fulfilled on <plural> "<name>": <why>`.
+    pub fn conflict_message(group: &str, plural: &str, name: &str, why: &str) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {} \"{name}\": {why}", qualified(group, plural)),
+        )
+        .with_details(group, plural, name)
+    }
+
+    /// 429, as an eviction blocked by a disruption budget is answered.
+    pub fn too_many_requests(message: &str) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message);
+        e.details = Some(json!({ "causes": [{ "reason": "DisruptionBudget", "message": message }] }));
+        e
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
     }
@@ -65,6 +82,32 @@ impl ApiError {
         if let Some(d) = e.details.as_mut() {
             d["causes"] = json!([{ "reason": "FieldValueInvalid", "message": reason, "field": field }]);
         }
+        e
+    }
+
+    /// 422 with one cause per field error, worded as kube-apiserver words them:
+    /// `Deployment.apps "web" is invalid: [spec.replicas: Invalid value: -1: ..., spec.selector: Required value]`.
+    pub fn invalid_fields(group: &str, kind: &str, name: &str, errors: Vec<FieldError>) -> Self {
+        let texts: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
+        let summary = if texts.len() == 1 { texts[0].clone() } else { format!("[{}]", texts.join(", ")) };
+        let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("{qualified_kind} \"{name}\" is invalid: {summary}"))
+            .with_details(group, kind, name);
+        if let Some(d) = e.details.as_mut() {
+            d["causes"] = errors.iter().map(|e| json!({ "reason": e.reason, "message": e.message, "field": e.field })).collect();
+        }
+        e
+    }
+
+    /// 403 for a create in a namespace being deleted.
+    pub fn namespace_terminating(namespace: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("unable to create new content in namespace {namespace} because it is being terminated"),
+        );
+        e.details = Some(json!({ "name": namespace, "kind": "namespaces", "causes": [{
+            "reason": "NamespaceTerminating", "message": format!("namespace {namespace} is being terminated"), "field": "metadata.namespace" }] }));
         e
     }
 
@@ -151,5 +194,49 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.code, Json(self.to_status())).into_response()
+    }
+}
+
+/// One invalid field of a request: its path, the cause's reason and the message.
+#[derive(Debug, Clone)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn required(field: &str) -> Self {
+        Self { field: field.into(), reason: "FieldValueRequired", message: "Required value".into() }
+    }
+
+    pub fn invalid(field: &str, value: &serde_json::Value, detail: &str) -> Self {
+        Self { field: field.into(), reason: "FieldValueInvalid", message: format!("Invalid value: {}: {detail}", go_value(value)) }
+    }
+
+    pub fn not_supported(field: &str, value: &serde_json::Value, supported: &[&str]) -> Self {
+        let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
+        Self {
+            field: field.into(),
+            reason: "FieldValueNotSupported",
+            message: format!("Unsupported value: {}: supported values: {}", go_value(value), list.join(", ")),
+        }
+    }
+
+    pub fn duplicate(field: &str, value: &serde_json::Value) -> Self {
+        Self { field: field.into(), reason: "FieldValueDuplicate", message: format!("Duplicate value: {}", go_value(value)) }
+    }
+
+    pub fn forbidden(field: &str, detail: &str) -> Self {
+        Self { field: field.into(), reason: "FieldValueForbidden", message: format!("Forbidden: {detail}") }
+    }
+}
+
+/// A value as Go's `%#v`-ish rendering in kube-apiserver's messages: strings quoted, the rest as JSON.
+fn go_value(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "\"\"".into(),
+        serde_json::Value::Object(m) => format!("{{{}}}", m.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect::<Vec<_>>().join(", ")),
+        other => other.to_string(),
     }
 }
