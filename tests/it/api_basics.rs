@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::support::{start_server, ServerProc};
 
 /// Runs kubectl against the server's kubeconfig with `stdin`, returning (success, stdout, stderr).
-async fn kubectl(server: &ServerProc, home: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+pub(crate) async fn kubectl(server: &ServerProc, home: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new("kubectl")
         .arg("--kubeconfig")

@@ -10,3 +10,4 @@ mod raft_cluster;
 mod raft_crash;
 mod server_tls;
 mod store_conformance;
+mod workloads;

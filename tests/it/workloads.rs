@@ -1,0 +1,266 @@
+//! Workload controllers and controller-manager leader election against real `orch server`
+//! processes: ReplicaSets keep their pod count (no nodes, so pods stay Pending), Deployments
+//! own hashed ReplicaSets with revisions, StatefulSets name their pods by ordinal, and one
+//! server of a cluster holds the controller-manager lease until it dies. The rollout tests
+//! driven by kubectl need nodes that run pods and the scheduler.
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+
+use crate::api_basics::kubectl;
+use crate::support::{start_cluster, start_server, wait_for, ServerProc};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn client(server: &ServerProc) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(server.data_dir.join("orch.yaml")).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+async fn ready_server(dir: &Path) -> (ServerProc, kube::Client) {
+    let server = start_server(&dir.join("n0"), &[]);
+    server.wait_member(Duration::from_secs(20)).await;
+    let client = client(&server).await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    wait_for(Duration::from_secs(20), "the default namespace and pods", || async { pods.list(&ListParams::default()).await.ok() }).await;
+    (server, client)
+}
+
+fn pod_template(app: &str, image: &str) -> serde_json::Value {
+    json!({ "metadata": { "labels": { "app": app } }, "spec": { "containers": [{ "name": "c", "image": image }] } })
+}
+
+/// Names of the active (not terminating) pods labelled `app=<app>`.
+async fn active_pods(pods: &Api<Pod>, app: &str) -> Vec<String> {
+    let list = pods.list(&ListParams::default().labels(&format!("app={app}"))).await.unwrap();
+    list.items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).filter_map(|p| p.metadata.name).collect()
+}
+
+async fn wait_pod_count(pods: &Api<Pod>, app: &str, n: usize) -> Vec<String> {
+    wait_for(WAIT, &format!("{n} pods of {app}"), || async {
+        let names = active_pods(pods, app).await;
+        (names.len() == n).then_some(names)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicaset_keeps_its_pod_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, client) = ready_server(dir.path()).await;
+    let sets: Api<ReplicaSet> = Api::default_namespaced(client.clone());
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": { "name": "web" },
+        "spec": { "replicas": 3, "selector": { "matchLabels": { "app": "web" } }, "template": pod_template("web", "nginx") }
+    }))
+    .unwrap();
+    sets.create(&PostParams::default(), &rs).await.unwrap();
+    let names = wait_pod_count(&pods, "web", 3).await;
+    assert!(names.iter().all(|n| n.starts_with("web-")), "{names:?}");
+    let pod = pods.get(&names[0]).await.unwrap();
+    let owner = &pod.metadata.owner_references.unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller, owner.block_owner_deletion), ("ReplicaSet", "web", Some(true), Some(true)));
+    wait_for(WAIT, "status.replicas 3", || async {
+        let s = sets.get("web").await.ok()?.status?;
+        (s.replicas == 3 && s.fully_labeled_replicas == Some(3) && s.observed_generation == Some(1)).then_some(())
+    })
+    .await;
+
+    // A deleted pod is replaced.
+    pods.delete(&names[0], &DeleteParams::default()).await.unwrap();
+    let replaced = wait_for(WAIT, "a replacement pod", || async {
+        let now = active_pods(&pods, "web").await;
+        (now.len() == 3 && !now.contains(&names[0])).then_some(now)
+    })
+    .await;
+    assert_eq!(replaced.len(), 3);
+
+    // Scale up and down quickly: never more pods than asked for once it settles.
+    for replicas in [8, 1, 6] {
+        sets.patch("web", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": replicas } }))).await.unwrap();
+    }
+    wait_pod_count(&pods, "web", 6).await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(active_pods(&pods, "web").await.len(), 6, "over- or under-creation after settling");
+    }
+    sets.patch("web", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": 2 } }))).await.unwrap();
+    wait_pod_count(&pods, "web", 2).await;
+
+    // An orphan matching the selector is adopted (and a surplus one deleted).
+    let orphan: Pod = serde_json::from_value(json!({ "metadata": { "name": "stray", "labels": { "app": "web" } }, "spec": pod_template("web", "nginx")["spec"] })).unwrap();
+    pods.create(&PostParams::default(), &orphan).await.unwrap();
+    wait_pod_count(&pods, "web", 2).await;
+    // Un-labelling a pod releases it and a replacement appears.
+    let kept = active_pods(&pods, "web").await;
+    pods.patch(&kept[0], &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "labels": { "app": "elsewhere" } } }))).await.unwrap();
+    wait_for(WAIT, "the released pod to lose its owner", || async {
+        pods.get(&kept[0]).await.ok()?.metadata.owner_references.is_none_or(|r| r.is_empty()).then_some(())
+    })
+    .await;
+    wait_pod_count(&pods, "web", 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_owns_hashed_replicasets_with_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, client) = ready_server(dir.path()).await;
+    let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
+    let sets: Api<ReplicaSet> = Api::default_namespaced(client.clone());
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": "api" },
+        "spec": { "replicas": 2, "selector": { "matchLabels": { "app": "api" } }, "template": pod_template("api", "nginx:1") }
+    }))
+    .unwrap();
+    deployments.create(&PostParams::default(), &d).await.unwrap();
+    let first = wait_for(WAIT, "the first replica set", || async { sets.list(&ListParams::default()).await.ok()?.items.into_iter().next() }).await;
+    let hash = first.metadata.labels.as_ref().unwrap()["pod-template-hash"].clone();
+    assert_eq!(first.metadata.name.as_deref(), Some(format!("api-{hash}").as_str()));
+    assert_eq!(first.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"], "1");
+    assert_eq!(first.spec.as_ref().unwrap().selector.match_labels.as_ref().unwrap()["pod-template-hash"], hash);
+    let names = wait_pod_count(&pods, "api", 2).await;
+    assert!(names.iter().all(|n| n.starts_with(&format!("api-{hash}-"))), "{names:?}");
+    wait_for(WAIT, "deployment status", || async {
+        let d = deployments.get("api").await.ok()?;
+        let s = d.status?;
+        let progressing = s.conditions.iter().flatten().any(|c| c.type_ == "Progressing" && c.status == "True");
+        let revision = d.metadata.annotations?.get("deployment.kubernetes.io/revision").cloned();
+        (s.replicas == Some(2) && s.updated_replicas == Some(2) && s.observed_generation == Some(1) && progressing && revision.as_deref() == Some("1"))
+            .then_some(())
+    })
+    .await;
+
+    // A template change makes a second replica set with revision 2.
+    deployments.patch("api", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "template": pod_template("api", "nginx:2") } }))).await.unwrap();
+    let second = wait_for(WAIT, "a second replica set", || async {
+        sets.list(&ListParams::default()).await.ok()?.items.into_iter().find(|rs| rs.metadata.name != first.metadata.name)
+    })
+    .await;
+    assert_eq!(second.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"], "2");
+    assert_ne!(second.metadata.labels.as_ref().unwrap()["pod-template-hash"], hash);
+    // No pod becomes available without nodes: the rollout surges one pod and stops there.
+    wait_for(WAIT, "one surge pod of the new set", || async {
+        let rs = sets.get(second.metadata.name.as_deref().unwrap()).await.ok()?;
+        (rs.spec?.replicas == Some(1)).then_some(())
+    })
+    .await;
+    assert_eq!(sets.get(first.metadata.name.as_deref().unwrap()).await.unwrap().spec.unwrap().replicas, Some(2), "maxUnavailable 25% of 2 is 0");
+
+    // Scaling down to zero empties both sets.
+    deployments.patch("api", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": 0 } }))).await.unwrap();
+    wait_pod_count(&pods, "api", 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_parallel_creates_ordinal_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, client) = ready_server(dir.path()).await;
+    let sets: Api<StatefulSet> = Api::default_namespaced(client.clone());
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    let sts: StatefulSet = serde_json::from_value(json!({
+        "metadata": { "name": "db" },
+        "spec": { "replicas": 3, "serviceName": "db", "podManagementPolicy": "Parallel",
+                  "selector": { "matchLabels": { "app": "db" } }, "template": pod_template("db", "postgres") }
+    }))
+    .unwrap();
+    sets.create(&PostParams::default(), &sts).await.unwrap();
+    let mut names = wait_pod_count(&pods, "db", 3).await;
+    names.sort();
+    assert_eq!(names, ["db-0", "db-1", "db-2"]);
+    let pod = pods.get("db-1").await.unwrap();
+    let labels = pod.metadata.labels.unwrap();
+    assert_eq!(labels["statefulset.kubernetes.io/pod-name"], "db-1");
+    assert_eq!(labels["apps.kubernetes.io/pod-index"], "1");
+    assert!(labels["controller-revision-hash"].starts_with("db-"));
+    let spec = pod.spec.unwrap();
+    assert_eq!((spec.hostname.as_deref(), spec.subdomain.as_deref()), (Some("db-1"), Some("db")));
+    wait_for(WAIT, "statefulset status", || async {
+        let s = sets.get("db").await.ok()?.status?;
+        (s.replicas == 3 && s.update_revision.is_some() && s.current_revision == s.update_revision).then_some(())
+    })
+    .await;
+    sets.patch("db", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": 1 } }))).await.unwrap();
+    let names = wait_pod_count(&pods, "db", 1).await;
+    assert_eq!(names, ["db-0"]);
+}
+
+async fn lease_holder(client: &kube::Client) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
+    leases.get("orch-controller-manager").await.ok()?.spec?.holder_identity.filter(|h| !h.is_empty())
+}
+
+/// Which server's log says it acquired the lease most recently as `holder`.
+fn server_holding<'a>(servers: &'a [ServerProc], holder: &str) -> Option<usize> {
+    servers.iter().position(|s| s.log().lines().any(|l| l.contains("acquired the controller-manager lease") && l.contains(holder)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_server_leads_the_controllers_and_another_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = start_cluster(dir.path(), 2, &[]).await;
+    let client0 = client(&servers[0]).await;
+    let holder = wait_for(WAIT, "a lease holder", || lease_holder(&client0)).await;
+    let leader = wait_for(WAIT, "the holder's log line", || async { server_holding(&servers, &holder) }).await;
+    let other = 1 - leader;
+    let acquisitions = |s: &ServerProc| s.log().matches("acquired the controller-manager lease").count();
+    assert_eq!(acquisitions(&servers[other]), 0, "exactly one server leads");
+
+    servers[leader].kill();
+    let survivor = client(&servers[other]).await;
+    let taken = wait_for(Duration::from_secs(25), "the other server to take the lease over", || async {
+        lease_holder(&survivor).await.filter(|h| *h != holder)
+    })
+    .await;
+    assert!(servers[other].log().contains(&taken), "the survivor holds the lease");
+
+    // A graceful stop releases the lease at once.
+    servers[other].terminate(Duration::from_secs(15));
+    let _ = survivor;
+}
+
+/// Full rollouts: need nodes that run pods (Ready) and the scheduler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_rollouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _client) = ready_server(dir.path()).await;
+    let home = dir.path().join("home");
+    let k = |args: &'static [&'static str]| {
+        let (server, home) = (&server, &home);
+        async move {
+            let (ok, out, err) = kubectl(server, home, args, None).await;
+            assert!(ok, "kubectl {args:?} failed: {err}");
+            out
+        }
+    };
+    k(&["create", "deployment", "roll", "--image=busybox:1", "--replicas=2", "--", "sleep", "3600"]).await;
+    k(&["rollout", "status", "deployment/roll", "--timeout=60s"]).await;
+    k(&["set", "image", "deployment/roll", "busybox=busybox:2"]).await;
+    k(&["rollout", "status", "deployment/roll", "--timeout=60s"]).await;
+    let history = k(&["rollout", "history", "deployment/roll"]).await;
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+    k(&["rollout", "undo", "deployment/roll"]).await;
+    k(&["rollout", "status", "deployment/roll", "--timeout=60s"]).await;
+    let revision = k(&["get", "deployment/roll", "-o", "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"]).await;
+    assert_eq!(revision, "3", "the rolled-back set gets the next revision");
+    k(&["rollout", "pause", "deployment/roll"]).await;
+    k(&["set", "image", "deployment/roll", "busybox=busybox:4"]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sets = k(&["get", "rs", "-o", "name"]).await;
+    assert_eq!(sets.lines().count(), 2, "a paused deployment starts no rollout: {sets}");
+    k(&["rollout", "resume", "deployment/roll"]).await;
+    k(&["rollout", "status", "deployment/roll", "--timeout=60s"]).await;
+    k(&["rollout", "restart", "deployment/roll"]).await;
+    k(&["rollout", "status", "deployment/roll", "--timeout=60s"]).await;
+    let sets = k(&["get", "rs", "-o", "name"]).await;
+    assert_eq!(sets.lines().count(), 4, "{sets}");
+}
