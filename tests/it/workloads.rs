@@ -196,36 +196,49 @@ async fn statefulset_parallel_creates_ordinal_pods() {
 
 async fn lease_holder(client: &kube::Client) -> Option<String> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
-    leases.get("orch-controller-manager").await.ok()?.spec?.holder_identity.filter(|h| !h.is_empty())
+    let lease = tokio::time::timeout(Duration::from_secs(2), leases.get("orch-controller-manager")).await.ok()?.ok()?;
+    lease.spec?.holder_identity.filter(|h| !h.is_empty())
 }
 
-/// Which server's log says it acquired the lease most recently as `holder`.
-fn server_holding<'a>(servers: &'a [ServerProc], holder: &str) -> Option<usize> {
+/// The server whose log says it acquired the lease as `holder`.
+fn server_holding(servers: &[ServerProc], holder: &str) -> Option<usize> {
     servers.iter().position(|s| s.log().lines().any(|l| l.contains("acquired the controller-manager lease") && l.contains(holder)))
+}
+
+/// Waits for a holder other than `previous` and returns it with its server's index.
+async fn new_holder(servers: &[ServerProc], via: usize, previous: Option<&str>, within: Duration) -> (String, usize) {
+    let client = client(&servers[via]).await;
+    let holder = wait_for(within, "a (new) controller-manager lease holder", || async {
+        lease_holder(&client).await.filter(|h| Some(h.as_str()) != previous)
+    })
+    .await;
+    let index = wait_for(WAIT, "the holder's log line", || async { server_holding(servers, &holder) }).await;
+    (holder, index)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_server_leads_the_controllers_and_another_takes_over() {
     let dir = tempfile::tempdir().unwrap();
-    let mut servers = start_cluster(dir.path(), 2, &[]).await;
-    let client0 = client(&servers[0]).await;
-    let holder = wait_for(WAIT, "a lease holder", || lease_holder(&client0)).await;
-    let leader = wait_for(WAIT, "the holder's log line", || async { server_holding(&servers, &holder) }).await;
-    let other = 1 - leader;
+    let mut servers = start_cluster(dir.path(), 3, &[]).await;
+    let (holder, leader) = new_holder(&servers, 0, None, WAIT).await;
     let acquisitions = |s: &ServerProc| s.log().matches("acquired the controller-manager lease").count();
-    assert_eq!(acquisitions(&servers[other]), 0, "exactly one server leads");
+    let leaders: Vec<usize> = servers.iter().map(acquisitions).collect();
+    assert_eq!(leaders.iter().sum::<usize>(), 1, "exactly one server leads: {leaders:?}");
 
-    servers[leader].kill();
-    let survivor = client(&servers[other]).await;
-    let taken = wait_for(Duration::from_secs(25), "the other server to take the lease over", || async {
-        lease_holder(&survivor).await.filter(|h| *h != holder)
-    })
-    .await;
-    assert!(servers[other].log().contains(&taken), "the survivor holds the lease");
+    // A graceful stop releases the lease: a successor takes over without waiting it out.
+    servers[leader].terminate(Duration::from_secs(15));
+    assert!(servers[leader].log().contains("released the controller-manager lease"), "{}", servers[leader].log());
+    let via = (leader + 1) % 3;
+    let (holder, second) = new_holder(&servers, via, Some(&holder), Duration::from_secs(8)).await;
+    assert_ne!(second, leader);
 
-    // A graceful stop releases the lease at once.
-    servers[other].terminate(Duration::from_secs(15));
-    let _ = survivor;
+    // Back to three servers, then a crash: the lease expires and another server takes over.
+    servers[leader].restart();
+    servers[leader].wait_member(WAIT).await;
+    servers[second].kill();
+    let via = (0..3).find(|i| *i != second).unwrap();
+    let (_, third) = new_holder(&servers, via, Some(&holder), Duration::from_secs(25)).await;
+    assert_ne!(third, second);
 }
 
 /// Full rollouts: need nodes that run pods (Ready) and the scheduler.
