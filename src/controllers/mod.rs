@@ -7,6 +7,7 @@ mod common;
 mod deployment;
 mod leader;
 mod replicaset;
+mod statefulset;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,7 @@ const CONTROLLERS: &[(&str, RunFn)] = &[
     ("deployment", |c, s| Box::pin(deployment::run(c, s))),
     ("replicaset", |c, s| Box::pin(replicaset::run(c, s))),
     ("replicationcontroller", |c, s| Box::pin(replicaset::run_replication_controllers(c, s))),
+    ("statefulset", |c, s| Box::pin(statefulset::run(c, s))),
 ];
 
 /// How long controllers get to finish their reconciles once leadership ends.

@@ -68,7 +68,10 @@ async fn replicaset_keeps_its_pod_count() {
     assert!(names.iter().all(|n| n.starts_with("web-")), "{names:?}");
     let pod = pods.get(&names[0]).await.unwrap();
     let owner = &pod.metadata.owner_references.unwrap()[0];
-    assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller, owner.block_owner_deletion), ("ReplicaSet", "web", Some(true), Some(true)));
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller, owner.block_owner_deletion),
+        ("ReplicaSet", "web", Some(true), Some(true))
+    );
     wait_for(WAIT, "status.replicas 3", || async {
         let s = sets.get("web").await.ok()?.status?;
         (s.replicas == 3 && s.fully_labeled_replicas == Some(3) && s.observed_generation == Some(1)).then_some(())
@@ -97,12 +100,17 @@ async fn replicaset_keeps_its_pod_count() {
     wait_pod_count(&pods, "web", 2).await;
 
     // An orphan matching the selector is adopted (and a surplus one deleted).
-    let orphan: Pod = serde_json::from_value(json!({ "metadata": { "name": "stray", "labels": { "app": "web" } }, "spec": pod_template("web", "nginx")["spec"] })).unwrap();
+    let orphan: Pod = serde_json::from_value(
+        json!({ "metadata": { "name": "stray", "labels": { "app": "web" } }, "spec": pod_template("web", "nginx")["spec"] }),
+    )
+    .unwrap();
     pods.create(&PostParams::default(), &orphan).await.unwrap();
     wait_pod_count(&pods, "web", 2).await;
     // Un-labelling a pod releases it and a replacement appears.
     let kept = active_pods(&pods, "web").await;
-    pods.patch(&kept[0], &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "labels": { "app": "elsewhere" } } }))).await.unwrap();
+    pods.patch(&kept[0], &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "labels": { "app": "elsewhere" } } })))
+        .await
+        .unwrap();
     wait_for(WAIT, "the released pod to lose its owner", || async {
         pods.get(&kept[0]).await.ok()?.metadata.owner_references.is_none_or(|r| r.is_empty()).then_some(())
     })
@@ -123,7 +131,8 @@ async fn deployment_owns_hashed_replicasets_with_revisions() {
     }))
     .unwrap();
     deployments.create(&PostParams::default(), &d).await.unwrap();
-    let first = wait_for(WAIT, "the first replica set", || async { sets.list(&ListParams::default()).await.ok()?.items.into_iter().next() }).await;
+    let first =
+        wait_for(WAIT, "the first replica set", || async { sets.list(&ListParams::default()).await.ok()?.items.into_iter().next() }).await;
     let hash = first.metadata.labels.as_ref().unwrap()["pod-template-hash"].clone();
     assert_eq!(first.metadata.name.as_deref(), Some(format!("api-{hash}").as_str()));
     assert_eq!(first.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"], "1");
@@ -135,13 +144,20 @@ async fn deployment_owns_hashed_replicasets_with_revisions() {
         let s = d.status?;
         let progressing = s.conditions.iter().flatten().any(|c| c.type_ == "Progressing" && c.status == "True");
         let revision = d.metadata.annotations?.get("deployment.kubernetes.io/revision").cloned();
-        (s.replicas == Some(2) && s.updated_replicas == Some(2) && s.observed_generation == Some(1) && progressing && revision.as_deref() == Some("1"))
-            .then_some(())
+        (s.replicas == Some(2)
+            && s.updated_replicas == Some(2)
+            && s.observed_generation == Some(1)
+            && progressing
+            && revision.as_deref() == Some("1"))
+        .then_some(())
     })
     .await;
 
     // A template change makes a second replica set with revision 2.
-    deployments.patch("api", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "template": pod_template("api", "nginx:2") } }))).await.unwrap();
+    deployments
+        .patch("api", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "template": pod_template("api", "nginx:2") } })))
+        .await
+        .unwrap();
     let second = wait_for(WAIT, "a second replica set", || async {
         sets.list(&ListParams::default()).await.ok()?.items.into_iter().find(|rs| rs.metadata.name != first.metadata.name)
     })
@@ -154,7 +170,11 @@ async fn deployment_owns_hashed_replicasets_with_revisions() {
         (rs.spec?.replicas == Some(1)).then_some(())
     })
     .await;
-    assert_eq!(sets.get(first.metadata.name.as_deref().unwrap()).await.unwrap().spec.unwrap().replicas, Some(2), "maxUnavailable 25% of 2 is 0");
+    assert_eq!(
+        sets.get(first.metadata.name.as_deref().unwrap()).await.unwrap().spec.unwrap().replicas,
+        Some(2),
+        "maxUnavailable 25% of 2 is 0"
+    );
 
     // Scaling down to zero empties both sets.
     deployments.patch("api", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": 0 } }))).await.unwrap();

@@ -117,7 +117,10 @@ mod tests {
         let pod = new_pod(&set, &template, "db-abc", 2, OwnerReference::default());
         let labels = pod.metadata.labels.as_ref().unwrap();
         assert_eq!(pod.metadata.name.as_deref(), Some("db-2"));
-        assert_eq!((labels[POD_NAME_LABEL].as_str(), labels[POD_INDEX_LABEL].as_str(), labels[HASH_LABEL].as_str()), ("db-2", "2", "db-abc"));
+        assert_eq!(
+            (labels[POD_NAME_LABEL].as_str(), labels[POD_INDEX_LABEL].as_str(), labels[HASH_LABEL].as_str()),
+            ("db-2", "2", "db-abc")
+        );
         let spec = pod.spec.unwrap();
         assert_eq!((spec.hostname.as_deref(), spec.subdomain.as_deref()), (Some("db-2"), Some("db-svc")));
         let volumes = spec.volumes.unwrap();

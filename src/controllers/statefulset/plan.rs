@@ -21,7 +21,10 @@ pub struct PodView {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
     /// Create the pod for this ordinal from the current (`true`) or update revision.
-    Create { ordinal: i32, current: bool },
+    Create {
+        ordinal: i32,
+        current: bool,
+    },
     Delete(String),
 }
 
@@ -106,14 +109,7 @@ mod tests {
     use super::*;
 
     fn policy(replicas: i32, ordered: bool) -> Policy {
-        Policy {
-            replicas,
-            ordered,
-            rolling: true,
-            partition: 0,
-            current_revision: "r1".into(),
-            update_revision: "r1".into(),
-        }
+        Policy { replicas, ordered, rolling: true, partition: 0, current_revision: "r1".into(), update_revision: "r1".into() }
     }
 
     fn pod(ordinal: i32, revision: &str, healthy: bool) -> PodView {
@@ -156,7 +152,11 @@ mod tests {
         assert_eq!(plan(&p, &pods), [Step::Delete("s-1".into())]);
         let pods = [pod(0, "r1", true), pod(1, "r2", true), pod(2, "r2", true)];
         assert!(plan(&p, &pods).is_empty(), "ordinal 0 is below the partition");
-        assert_eq!(plan(&p, &pods[1..]), [Step::Create { ordinal: 0, current: true }], "below the partition pods come from the current revision");
+        assert_eq!(
+            plan(&p, &pods[1..]),
+            [Step::Create { ordinal: 0, current: true }],
+            "below the partition pods come from the current revision"
+        );
         p.rolling = false;
         assert!(plan(&p, &[pod(0, "r1", true), pod(1, "r1", true), pod(2, "r1", true)]).is_empty(), "OnDelete");
     }
