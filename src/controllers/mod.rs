@@ -4,6 +4,7 @@
 //! exposes `run(ctx, shutdown)`.
 
 mod common;
+mod daemonset;
 mod deployment;
 mod leader;
 mod replicaset;
@@ -42,6 +43,7 @@ type RunFn = fn(Arc<Context>, CancellationToken) -> BoxFuture<'static, ()>;
 
 /// Every controller, by name; all of them run while this server holds the lease.
 const CONTROLLERS: &[(&str, RunFn)] = &[
+    ("daemonset", |c, s| Box::pin(daemonset::run(c, s))),
     ("deployment", |c, s| Box::pin(deployment::run(c, s))),
     ("replicaset", |c, s| Box::pin(replicaset::run(c, s))),
     ("replicationcontroller", |c, s| Box::pin(replicaset::run_replication_controllers(c, s))),

@@ -1,15 +1,16 @@
 //! Workload controllers and controller-manager leader election against real `orch server`
 //! processes: ReplicaSets keep their pod count (no nodes, so pods stay Pending), Deployments
 //! own hashed ReplicaSets with revisions, StatefulSets name their pods by ordinal, and one
-//! server of a cluster holds the controller-manager lease until it dies. The rollout tests
+//! server of a cluster holds the controller-manager lease until it dies, DaemonSets follow
+//! nodes (created as API objects; nothing schedules the pods). The rollout tests
 //! driven by kubectl need nodes that run pods and the scheduler.
 
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
@@ -212,6 +213,62 @@ async fn statefulset_parallel_creates_ordinal_pods() {
     sets.patch("db", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": 1 } }))).await.unwrap();
     let names = wait_pod_count(&pods, "db", 1).await;
     assert_eq!(names, ["db-0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemonset_follows_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(&dir.path().join("n0"), &["--disable-agent".to_string()]);
+    server.wait_member(Duration::from_secs(20)).await;
+    let client = client(&server).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let sets: Api<DaemonSet> = Api::default_namespaced(client.clone());
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    wait_for(Duration::from_secs(20), "the default namespace and pods", || async { pods.list(&ListParams::default()).await.ok() }).await;
+    let node = |name: &str, taints: serde_json::Value| -> Node {
+        serde_json::from_value(
+            json!({ "metadata": { "name": name, "labels": { "kubernetes.io/hostname": name } }, "spec": { "taints": taints } }),
+        )
+        .unwrap()
+    };
+    nodes.create(&PostParams::default(), &node("a", json!([]))).await.unwrap();
+    nodes
+        .create(&PostParams::default(), &node("gpu", json!([{ "key": "dedicated", "value": "gpu", "effect": "NoSchedule" }])))
+        .await
+        .unwrap();
+    let ds: DaemonSet = serde_json::from_value(json!({
+        "metadata": { "name": "agent" },
+        "spec": { "selector": { "matchLabels": { "app": "agent" } }, "template": pod_template("agent", "busybox") }
+    }))
+    .unwrap();
+    sets.create(&PostParams::default(), &ds).await.unwrap();
+    let target = |p: &Pod| placement_of(p);
+    let names = wait_pod_count(&pods, "agent", 1).await;
+    let pod = pods.get(&names[0]).await.unwrap();
+    assert_eq!(target(&pod).as_deref(), Some("a"), "pinned to the untainted node");
+    let tolerations = pod.spec.as_ref().unwrap().tolerations.clone().unwrap();
+    assert!(tolerations
+        .iter()
+        .any(|t| t.key.as_deref() == Some("node.kubernetes.io/unreachable") && t.effect.as_deref() == Some("NoExecute")));
+    assert!(pod.metadata.labels.as_ref().unwrap().contains_key("controller-revision-hash"));
+
+    nodes.create(&PostParams::default(), &node("b", json!([]))).await.unwrap();
+    wait_pod_count(&pods, "agent", 2).await;
+    wait_for(WAIT, "daemonset status", || async {
+        let s = sets.get("agent").await.ok()?.status?;
+        (s.desired_number_scheduled == 2 && s.current_number_scheduled == 2 && s.number_misscheduled == 0).then_some(())
+    })
+    .await;
+    nodes.delete("a", &DeleteParams::default()).await.unwrap();
+    let left = wait_pod_count(&pods, "agent", 1).await;
+    assert_eq!(target(&pods.get(&left[0]).await.unwrap()).as_deref(), Some("b"));
+}
+
+/// The node a daemon pod is pinned to by its required node affinity.
+fn placement_of(pod: &Pod) -> Option<String> {
+    let affinity = pod.spec.as_ref()?.affinity.as_ref()?.node_affinity.as_ref()?;
+    let term = affinity.required_during_scheduling_ignored_during_execution.as_ref()?.node_selector_terms.first()?;
+    term.match_fields.as_ref()?.first()?.values.as_ref()?.first().cloned()
 }
 
 async fn lease_holder(client: &kube::Client) -> Option<String> {

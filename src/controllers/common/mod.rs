@@ -24,9 +24,6 @@ pub enum Error {
     Conflict(String),
 }
 
-/// The result of a reconcile.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
 /// Whether an API error is a 404.
 pub fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
@@ -37,7 +34,8 @@ pub fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
-/// The current time as Kubernetes writes it.
+/// The current time as Kubernetes writes it (for tests' object timestamps).
+#[cfg(test)]
 pub fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
 }
