@@ -1,9 +1,9 @@
 //! Workload controllers and controller-manager leader election against real `orch server`
 //! processes: ReplicaSets keep their pod count (no nodes, so pods stay Pending), Deployments
-//! own hashed ReplicaSets with revisions, StatefulSets name their pods by ordinal, and one
-//! server of a cluster holds the controller-manager lease until it dies, DaemonSets follow
-//! nodes (created as API objects; nothing schedules the pods). The rollout tests
-//! driven by kubectl need nodes that run pods and the scheduler.
+//! own hashed ReplicaSets with revisions, StatefulSets name their pods by ordinal, DaemonSets
+//! follow nodes (created as API objects; nothing schedules the pods), and one server of a
+//! cluster holds the controller-manager lease until it dies. The kubectl rollout test marks
+//! pods Running and Ready itself, standing in for nodes.
 
 use std::path::Path;
 use std::time::Duration;
@@ -318,39 +318,76 @@ async fn one_server_leads_the_controllers_and_another_takes_over() {
     assert_ne!(third, second);
 }
 
-/// Full rollouts: need nodes that run pods (Ready) and the scheduler.
+/// Stands in for nodes: marks every pod Running and Ready, until dropped.
+fn mark_pods_ready(client: kube::Client) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let pods: Api<Pod> = Api::default_namespaced(client);
+        loop {
+            for p in pods.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default() {
+                let ready = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                if !ready && p.metadata.deletion_timestamp.is_none() {
+                    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+                    let status = json!({ "status": { "phase": "Running", "conditions": [{ "type": "Ready", "status": "True", "lastTransitionTime": now }] } });
+                    let _ = pods
+                        .patch_status(p.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(status))
+                        .await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+/// Full rollouts driven by kubectl: status, set image, history, undo, pause/resume, restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_rollouts() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, _client) = ready_server(dir.path()).await;
+    let server = start_server(&dir.path().join("n0"), &["--disable-agent".to_string()]);
+    server.wait_member(Duration::from_secs(20)).await;
+    let client = client(&server).await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    wait_for(Duration::from_secs(20), "the default namespace and pods", || async { pods.list(&ListParams::default()).await.ok() }).await;
+    let stand_in = mark_pods_ready(client);
     let home = dir.path().join("home");
     let k = |args: &'static [&'static str]| {
         let (server, home) = (&server, &home);
         async move {
             let (ok, out, err) = kubectl(server, home, args, None).await;
-            assert!(ok, "kubectl {args:?} failed: {err}");
+            assert!(ok, "kubectl {args:?} failed: {err}\n{out}");
             out
         }
     };
-    k(&["create", "deployment", "roll", "--image=busybox:1", "--replicas=2", "--", "sleep", "3600"]).await;
-    k(&["rollout", "status", "deployment/roll", "--timeout=60s"]).await;
+    let manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: roll}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: roll}}\n  template:\n    metadata: {labels: {app: roll}}\n    spec: {containers: [{name: busybox, image: 'busybox:1'}]}\n";
+    let (ok, _, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(manifest)).await;
+    assert!(ok, "kubectl apply: {err}");
+    k(&["rollout", "status", "deployment/roll", "--timeout=25s"]).await;
     k(&["set", "image", "deployment/roll", "busybox=busybox:2"]).await;
-    k(&["rollout", "status", "deployment/roll", "--timeout=60s"]).await;
+    k(&["rollout", "status", "deployment/roll", "--timeout=25s"]).await;
     let history = k(&["rollout", "history", "deployment/roll"]).await;
-    assert!(history.contains('1') && history.contains('2'), "{history}");
+    assert!(history.contains("1 ") && history.contains("2 "), "{history}");
     k(&["rollout", "undo", "deployment/roll"]).await;
-    k(&["rollout", "status", "deployment/roll", "--timeout=60s"]).await;
+    k(&["rollout", "status", "deployment/roll", "--timeout=25s"]).await;
     let revision = k(&["get", "deployment/roll", "-o", "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"]).await;
     assert_eq!(revision, "3", "the rolled-back set gets the next revision");
+    let images = k(&["get", "pods", "-o", "jsonpath={.items[*].spec.containers[0].image}"]).await;
+    assert!(images.split(' ').all(|i| i == "busybox:1"), "{images}");
     k(&["rollout", "pause", "deployment/roll"]).await;
     k(&["set", "image", "deployment/roll", "busybox=busybox:4"]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let sets = k(&["get", "rs", "-o", "name"]).await;
     assert_eq!(sets.lines().count(), 2, "a paused deployment starts no rollout: {sets}");
     k(&["rollout", "resume", "deployment/roll"]).await;
-    k(&["rollout", "status", "deployment/roll", "--timeout=60s"]).await;
+    k(&["rollout", "status", "deployment/roll", "--timeout=25s"]).await;
     k(&["rollout", "restart", "deployment/roll"]).await;
-    k(&["rollout", "status", "deployment/roll", "--timeout=60s"]).await;
+    k(&["rollout", "status", "deployment/roll", "--timeout=25s"]).await;
     let sets = k(&["get", "rs", "-o", "name"]).await;
     assert_eq!(sets.lines().count(), 4, "{sets}");
+    let status =
+        k(&["get", "deployment/roll", "-o", "jsonpath={.status.replicas}/{.status.updatedReplicas}/{.status.availableReplicas}"]).await;
+    assert_eq!(status, "3/3/3");
+    stand_in.abort();
 }
