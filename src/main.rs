@@ -34,9 +34,15 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(orch::cli::token::run(&data_dir, args))
         }
-        Command::Agent(_) => {
-            eprintln!("orch: `orch agent` is not available in this build yet; run `orch server` for a single-node store");
-            std::process::exit(2);
+        Command::Agent(args) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            match rt.block_on(orch::agent::run(&data_dir, args)) {
+                Err(e @ orch::agent::AgentError::RuntimeUnavailable(_)) => {
+                    eprintln!("orch: {e}");
+                    std::process::exit(2);
+                }
+                other => other.context("orch agent failed"),
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Child-process clusters for integration tests and benchmarks: `orch server` processes on
-//! 127.0.0.1 with fresh ports, killed when dropped, and waits that explain their timeouts.
+//! Child-process clusters for integration tests and benchmarks: `orch server` and `orch agent`
+//! processes on 127.0.0.1 with fresh ports, killed when dropped, and waits that explain their
+//! timeouts.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -159,6 +160,56 @@ impl ServerProc {
 }
 
 impl Drop for ServerProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An `orch agent` child process (e.g. a hollow node with `--runtime fake`), killed on drop.
+/// Its log is `<data_dir>.log`.
+pub struct AgentProc {
+    pub name: String,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl AgentProc {
+    /// Starts `binary` as an agent named `name` joining `server_url` with `token`, keeping its
+    /// state in `data_dir`; `extra` are more flags (e.g. `--runtime=fake`).
+    pub fn start(binary: &Path, server_url: &str, token: &str, data_dir: &Path, name: &str, extra: &[String]) -> Self {
+        std::fs::create_dir_all(data_dir).expect("creating the agent's data dir");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.with_extension("log")).unwrap();
+        let child = Command::new(binary)
+            .arg("agent")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg(format!("--join={server_url}"))
+            .arg(format!("--node-name={name}"))
+            .args(extra)
+            .env("ORCH_TOKEN", token)
+            .env("RUST_LOG", std::env::var("ORCH_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning orch agent");
+        Self { name: name.into(), data_dir: data_dir.to_path_buf(), child: Some(child) }
+    }
+
+    /// SIGKILLs the process (the node just vanishes) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The agent's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for AgentProc {
     fn drop(&mut self) {
         self.kill();
     }

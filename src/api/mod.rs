@@ -24,6 +24,7 @@ mod subresources;
 mod table;
 mod tokens;
 mod watch;
+mod watch_cache;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -60,13 +61,14 @@ struct ApiState {
     net: ServiceNetwork,
     rbac: Arc<rbac::Rbac>,
     tokens: TokenKeys,
+    watch_caches: Arc<watch_cache::WatchCaches>,
 }
 
 /// The API served from `store`; Services get addresses and node ports from `net`;
 /// ServiceAccount tokens are signed and checked with `tokens`.
 pub fn router(store: SharedStore, net: ServiceNetwork, tokens: TokenKeys) -> Router {
     let rbac = rbac::Rbac::start(store.clone());
-    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac, tokens };
+    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac, tokens, watch_caches: Arc::default() };
     Router::new()
         .route("/api", any(handle))
         .route("/api/{*rest}", any(handle))
@@ -145,6 +147,8 @@ fn parse_path(path: &str) -> Option<Target<'_>> {
     let (namespace, plural, name, subresource) = match rest {
         [] => (None, None, None, None),
         [plural] => (None, Some(*plural), None, None),
+        // A namespace's own subresources, not a resource inside the namespace.
+        ["namespaces", name, sub @ ("status" | "finalize")] => (None, Some("namespaces"), Some(*name), Some(*sub)),
         ["namespaces", ns, plural] => (Some(*ns), Some(*plural), None, None),
         ["namespaces", ns, plural, name] => (Some(*ns), Some(*plural), Some(*name), None),
         ["namespaces", ns, plural, name, sub] => (Some(*ns), Some(*plural), Some(*name), Some(*sub)),
@@ -311,12 +315,16 @@ async fn serve(
             }
         }
     };
+    let caches = state.watch_caches.clone();
     let response = match (target.subresource, target.name) {
         (Some(_), Some(name)) => {
             let request = subresources::Request { name, method, headers: &headers, manager: field_manager(&query, &headers) };
             subresources::serve(&state, scope, request, body, &check).await?
         }
-        _ => dispatch(&store, resource, scope, verb, target.name, watching, as_table, &query, &headers, body, &check).await?,
+        _ => {
+            let request = Request { verb, name: target.name, watching, as_table, query: &query, headers: &headers };
+            dispatch(&store, &caches, resource, scope, request, body, &check).await?
+        }
     };
     let warnings = std::mem::take(&mut *warnings.lock().expect("warnings lock"));
     Ok(with_warnings(response, &warnings))
@@ -357,20 +365,26 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     response
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn dispatch(
-    store: &SharedStore,
-    resource: &'static Resource,
-    scope: Scope<'_>,
-    verb: &str,
-    name: Option<&str>,
+/// A request on a resource itself (not a subresource).
+struct Request<'a> {
+    verb: &'a str,
+    name: Option<&'a str>,
     watching: bool,
     as_table: bool,
-    query: &HashMap<String, String>,
-    headers: &HeaderMap,
+    query: &'a HashMap<String, String>,
+    headers: &'a HeaderMap,
+}
+
+async fn dispatch(
+    store: &SharedStore,
+    caches: &Arc<watch_cache::WatchCaches>,
+    resource: &'static Resource,
+    scope: Scope<'_>,
+    request: Request<'_>,
     body: Body,
     check: objects::Check<'_>,
 ) -> Result<Response, ApiError> {
+    let Request { verb, name, watching, as_table, query, headers } = request;
     let store_ref = store.as_ref();
     let manager = field_manager(query, headers);
     match (verb, name) {
@@ -389,10 +403,13 @@ async fn dispatch(
                 .map_err(ApiError::bad_request)?;
             let selector = objects::Selection { labels, fields };
             if watching {
-                let from = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
-                let timeout = query.get("timeoutSeconds").and_then(|v| v.parse().ok()).map(Duration::from_secs);
-                let shape = if as_table { watch::Shape::Table(resource) } else { watch::Shape::Object };
-                return watch::watch(store.clone(), scope, selector, from, timeout, shape).await;
+                let options = watch::WatchOptions {
+                    from: query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0),
+                    timeout: query.get("timeoutSeconds").and_then(|v| v.parse().ok()).map(Duration::from_secs),
+                    shape: if as_table { watch::Shape::Table(resource) } else { watch::Shape::Object },
+                    bookmarks: query.get("allowWatchBookmarks").is_some_and(|b| b == "true"),
+                };
+                return watch::watch(store.clone(), caches.clone(), scope, selector, options).await;
             }
             let limit = query.get("limit").and_then(|v| v.parse().ok()).unwrap_or(0);
             let page = objects::list(store_ref, &scope, &selector, limit, query.get("continue").map(String::as_str)).await?;
@@ -469,5 +486,7 @@ mod tests {
         let t = parse_path("/apis/coordination.k8s.io/v1/leases").unwrap();
         assert_eq!((t.group, t.plural, t.name), ("coordination.k8s.io", Some("leases"), None));
         assert!(parse_path("/api/v1/a/b/c/d/e").is_none());
+        let t = parse_path("/api/v1/namespaces/tmp/finalize").unwrap();
+        assert_eq!((t.namespace, t.plural, t.name, t.subresource), (None, Some("namespaces"), Some("tmp"), Some("finalize")));
     }
 }

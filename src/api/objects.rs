@@ -236,7 +236,12 @@ const ALLOCATION_ATTEMPTS: usize = 32;
 /// metadata and status changed, and applies the resource's update admission.
 fn carry_over(scope: &Scope<'_>, before: &Value, obj: &mut Value) -> Result<(), ApiError> {
     let r = scope.resource;
-    super::admission::merge_part(r, scope.subresource == Some("status"), before, obj);
+    match scope.subresource {
+        None => super::admission::merge_part(r, false, before, obj),
+        Some("status") => super::admission::merge_part(r, true, before, obj),
+        // Other subresources (scale, binding, finalize) edit the stored object themselves.
+        Some(_) => {}
+    }
     for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
         match before["metadata"].get(field) {
             Some(v) => obj["metadata"][field] = v.clone(),

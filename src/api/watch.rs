@@ -1,11 +1,14 @@
 //! `?watch=true`: newline-delimited JSON watch events (ADDED / MODIFIED / DELETED / ERROR)
-//! from the store's watch, with synthetic ADDED events for the current state when the client
-//! gives no resourceVersion, and a 410 ERROR event when the requested one is compacted.
+//! from the shared watch cache (or the store's history for old resourceVersions), with
+//! synthetic ADDED events for the current state when the client gives no resourceVersion,
+//! BOOKMARKs when allowed, and a 410 ERROR event when the requested one is compacted.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -13,16 +16,9 @@ use super::objects::{self, Scope, SharedStore};
 use super::registry::Resource;
 use super::status::ApiError;
 use super::table;
+use super::watch_cache::{line, Subscription, WatchCaches};
 use crate::store::{EventKind, KeyRange, Revision, StoreError, WatchRequest};
 
-fn line(kind: &str, object: &Value) -> bytes::Bytes {
-    let mut out = serde_json::to_vec(&json!({ "type": kind, "object": object })).expect("serialisable");
-    out.push(b'\n');
-    out.into()
-}
-
-/// Starts a watch stream response. `from` is the client's resourceVersion (0 or absent: send
-/// the current objects as ADDED first).
 /// How the events' objects are shaped.
 #[derive(Clone, Copy)]
 pub enum Shape {
@@ -43,35 +39,111 @@ impl Shape {
     }
 }
 
+/// What a watch request asks for.
+pub struct WatchOptions {
+    /// The client's resourceVersion (0 or absent: send the current objects as ADDED first).
+    pub from: Revision,
+    pub timeout: Option<Duration>,
+    pub shape: Shape,
+    /// `allowWatchBookmarks=true`: periodic BOOKMARK events carrying the latest revision.
+    pub bookmarks: bool,
+}
+
+/// How often a watcher that allows bookmarks gets one.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
+
 pub async fn watch(
     store: SharedStore,
+    caches: Arc<WatchCaches>,
     scope: Scope<'_>,
     selector: objects::Selection,
-    from: Revision,
-    timeout: Option<Duration>,
-    shape: Shape,
+    options: WatchOptions,
 ) -> Result<Response, ApiError> {
+    let shape = options.shape;
     let mut initial = Vec::new();
-    let start = if from > 0 {
-        from + 1
+    let from = if options.from > 0 {
+        options.from
     } else {
         let page = objects::list(store.as_ref(), &scope, &selector, 0, None).await?;
-        initial = page.items.into_iter().map(|o| line("ADDED", &shape.apply(o))).collect();
-        page.revision + 1
+        initial = page.items.into_iter().map(|o| (page.revision, line("ADDED", &shape.apply(o)))).collect();
+        page.revision
     };
+    let resource = scope.resource;
+    let node = if (resource.group, resource.plural) == ("", "pods") { selector.fields.equals("spec.nodeName") } else { None };
+    let subscription = match caches.get(&store, resource).await {
+        Some(cache) => cache.subscribe(from, node.map(str::to_string)),
+        None => None,
+    };
+    let live: Lines = match subscription {
+        Some(sub) => from_cache(sub, scope.namespace.filter(|_| resource.namespaced).map(str::to_string), selector, from, shape),
+        None => match from_store(&store, &scope, selector, from, shape).await? {
+            Ok(stream) => stream,
+            Err(gone) => return Ok(json_stream(Body::from(gone))),
+        },
+    };
+    let live = if options.bookmarks { with_bookmarks(live, resource, from) } else { live };
+    let stream = futures::stream::iter(initial).chain(live).map(|(_, bytes)| Ok::<_, std::io::Error>(bytes));
+    let body = match options.timeout {
+        Some(t) => Body::from_stream(stream.take_until(tokio::time::sleep(t))),
+        None => Body::from_stream(stream),
+    };
+    Ok(json_stream(body))
+}
+
+/// Watch lines with the revision of the change each reports.
+type Lines = BoxStream<'static, (Revision, bytes::Bytes)>;
+
+/// Events from the shared watch cache: decoded once for all watchers.
+fn from_cache(sub: Subscription, namespace: Option<String>, selector: objects::Selection, from: Revision, shape: Shape) -> Lines {
+    let replay = futures::stream::iter(sub.replay);
+    let live = tokio_stream_from(sub.live);
+    replay
+        .chain(live)
+        .filter_map(move |change| {
+            let in_scope = change.revision > from && namespace.as_deref().is_none_or(|ns| change.object["metadata"]["namespace"] == ns);
+            let out = in_scope
+                .then(|| {
+                    let now = change.kind == EventKind::Put && selector.matches(&change.object);
+                    let before = change.previous.as_deref().is_some_and(|p| selector.matches(p));
+                    match shape {
+                        Shape::Object => change.line(now, before),
+                        Shape::Table(_) => change.line(now, before).map(|l| {
+                            let kind = serde_json::from_slice::<Value>(&l).ok().and_then(|v| v["type"].as_str().map(str::to_string));
+                            line(kind.as_deref().unwrap_or("MODIFIED"), &shape.apply((*change.object).clone()))
+                        }),
+                    }
+                })
+                .flatten()
+                .map(|l| (change.revision, l));
+            futures::future::ready(out)
+        })
+        .boxed()
+}
+
+fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> BoxStream<'static, T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+/// Events read from the store's own history (a resourceVersion older than the cache holds).
+/// `Err` carries the 410 ERROR line when that history is compacted.
+async fn from_store(
+    store: &SharedStore,
+    scope: &Scope<'_>,
+    selector: objects::Selection,
+    from: Revision,
+    shape: Shape,
+) -> Result<Result<Lines, bytes::Bytes>, ApiError> {
     let range = KeyRange::prefix(scope.resource.key_prefix(scope.namespace));
-    let events = match store.watch(WatchRequest { range, start_revision: start }).await {
+    let events = match store.watch(WatchRequest { range, start_revision: from + 1 }).await {
         Ok(w) => w,
         Err(e @ StoreError::Compacted { .. }) => {
             let status = ApiError::gone(format!("too old resource version: {from} ({e})")).to_status();
-            let body = Body::from(line("ERROR", &status));
-            return Ok(json_stream(body));
+            return Ok(Err(line("ERROR", &status)));
         }
         Err(e) => return Err(e.into()),
     };
-    let selector_live = selector.clone();
     let live = events.flat_map(move |batch| {
-        let lines: Vec<Result<bytes::Bytes, std::io::Error>> = match batch {
+        let lines: Vec<(Revision, bytes::Bytes)> = match batch {
             Ok(events) => events
                 .into_iter()
                 .filter_map(|ev| {
@@ -84,19 +156,42 @@ pub async fn watch(
                     if ev.kind == EventKind::Delete {
                         obj["metadata"]["resourceVersion"] = json!(ev.kv.mod_revision.to_string());
                     }
-                    selector_live.matches(&obj).then(|| Ok(line(kind, &shape.apply(obj))))
+                    selector.matches(&obj).then(|| (ev.kv.mod_revision, line(kind, &shape.apply(obj))))
                 })
                 .collect(),
-            Err(e) => vec![Ok(line("ERROR", &ApiError::from(e).to_status()))],
+            Err(e) => vec![(from, line("ERROR", &ApiError::from(e).to_status()))],
         };
         futures::stream::iter(lines)
     });
-    let stream = futures::stream::iter(initial.into_iter().map(Ok)).chain(live);
-    let body = match timeout {
-        Some(t) => Body::from_stream(stream.take_until(tokio::time::sleep(t))),
-        None => Body::from_stream(stream),
-    };
-    Ok(json_stream(body))
+    Ok(Ok(live.boxed()))
+}
+
+/// Interleaves BOOKMARK events carrying the revision of the last event sent.
+fn with_bookmarks(lines: Lines, resource: &'static Resource, from: Revision) -> Lines {
+    enum Item {
+        Line(Revision, bytes::Bytes),
+        Tick,
+    }
+    let ticks = tokio_stream_interval(BOOKMARK_INTERVAL).map(|_| Item::Tick);
+    let merged = futures::stream::select(lines.map(|(rv, l)| Item::Line(rv, l)), ticks);
+    let mut last = from;
+    merged
+        .map(move |item| match item {
+            Item::Line(rv, bytes) => {
+                last = last.max(rv);
+                (rv, bytes)
+            }
+            Item::Tick => {
+                let object = json!({ "kind": resource.kind, "apiVersion": resource.api_version(), "metadata": { "resourceVersion": last.to_string() } });
+                (last, line("BOOKMARK", &object))
+            }
+        })
+        .boxed()
+}
+
+fn tokio_stream_interval(period: Duration) -> BoxStream<'static, ()> {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    futures::stream::poll_fn(move |cx| interval.poll_tick(cx).map(|_| Some(()))).boxed()
 }
 
 fn json_stream(body: Body) -> Response {

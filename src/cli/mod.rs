@@ -36,7 +36,7 @@ pub enum Command {
     /// controllers and scheduler. The first server starts a new cluster; more servers join it
     /// with --join.
     Server(ServerArgs),
-    /// Run a worker node that joins a cluster (not available in this build yet).
+    /// Run a worker node that joins a cluster (only the fake runtime, hollow nodes, so far).
     Agent(AgentArgs),
     /// Manage agent-only join tokens (run on a server)
     Token(token::TokenArgs),
@@ -130,14 +130,58 @@ pub struct ServerArgs {
     pub disable_controllers: bool,
 }
 
+/// The container runtime of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Runtime {
+    /// containerd (not available yet)
+    Containerd,
+    /// No containers at all: a hollow node that only reports pods as running (for tests and
+    /// scale benchmarks)
+    Fake,
+}
+
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// URL of a server to join, e.g. https://10.0.0.1:6443
     #[arg(long, value_name = "URL")]
     pub join: Option<String>,
     /// Join token printed by `orch server`
-    #[arg(long, value_name = "TOKEN")]
+    #[arg(long, env = "ORCH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Name of this node [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Address this node reports as its InternalIP
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+    pub node_ip: std::net::IpAddr,
+    /// Container runtime
+    #[arg(long, value_enum, default_value_t = Runtime::Containerd)]
+    pub runtime: Runtime,
+    /// Label to register the node with (repeatable)
+    #[arg(long, value_parser = crate::agent::parse_label, value_name = "KEY=VALUE")]
+    pub node_label: Vec<(String, String)>,
+    /// Taint to register the node with (repeatable)
+    #[arg(long, value_parser = crate::agent::parse_taint, value_name = "KEY=VALUE:EFFECT")]
+    pub node_taint: Vec<k8s_openapi::api::core::v1::Taint>,
+    /// How often the node renews its Lease in kube-node-lease
+    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
+    pub node_lease_renew_interval: Duration,
+    /// How often the node posts its status even when nothing changed
+    #[arg(long, default_value = "40s", value_parser = duration, value_name = "DURATION")]
+    pub node_status_update_frequency: Duration,
+    /// CPU capacity a fake-runtime node reports
+    #[arg(long, default_value = "4", value_name = "QUANTITY")]
+    pub fake_cpu: String,
+    /// Memory capacity a fake-runtime node reports
+    #[arg(long, default_value = "8Gi", value_name = "QUANTITY")]
+    pub fake_memory: String,
+    /// Pod capacity a fake-runtime node reports
+    #[arg(long, default_value_t = 110, value_name = "N")]
+    pub fake_pods: u32,
+    /// How long pods that run to completion (restartPolicy not Always) run on a fake-runtime
+    /// node
+    #[arg(long, default_value = "1s", value_parser = duration, value_name = "DURATION")]
+    pub fake_job_duration: Duration,
 }
 
 /// The default data dir: `/var/lib/orch` as root, else `~/.orch`.

@@ -3,12 +3,20 @@
 //! server runs them at a time (see `leader`); each controller lives in its own module and
 //! exposes `run(ctx, shutdown)`.
 
+mod cache;
 mod common;
 mod daemonset;
 mod deployment;
+pub mod endpoints;
+pub mod kubernetes_service;
 mod leader;
+pub mod node_ipam;
+pub mod node_lifecycle;
+pub mod node_rbac;
+pub mod pod_gc;
 mod replicaset;
 mod statefulset;
+pub mod taint_eviction;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,11 +38,21 @@ pub struct Settings {
     pub cluster_cidr: String,
     /// How long a node may miss Lease renewals before it is marked Unknown.
     pub node_monitor_grace_period: std::time::Duration,
+    /// ClusterIP of the `kubernetes` Service (the first address of `--service-cidr`).
+    pub kubernetes_service_ip: std::net::IpAddr,
+    /// Where the API servers are reached (their advertised address and port), for the
+    /// `kubernetes` Service's endpoints.
+    pub api_servers: Vec<std::net::SocketAddr>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { cluster_cidr: "10.42.0.0/16".into(), node_monitor_grace_period: std::time::Duration::from_secs(40) }
+        Self {
+            cluster_cidr: "10.42.0.0/16".into(),
+            node_monitor_grace_period: std::time::Duration::from_secs(40),
+            kubernetes_service_ip: std::net::Ipv4Addr::new(10, 43, 0, 1).into(),
+            api_servers: Vec::new(),
+        }
     }
 }
 
@@ -43,6 +61,14 @@ type RunFn = fn(Arc<Context>, CancellationToken) -> BoxFuture<'static, ()>;
 
 /// Every controller, by name; all of them run while this server holds the lease.
 const CONTROLLERS: &[(&str, RunFn)] = &[
+    ("scheduler", |c, s| Box::pin(crate::scheduler::run(c, s))),
+    ("node-rbac", |c, s| Box::pin(node_rbac::run(c, s))),
+    ("node-ipam", |c, s| Box::pin(node_ipam::run(c, s))),
+    ("node-lifecycle", |c, s| Box::pin(node_lifecycle::run(c, s))),
+    ("taint-eviction", |c, s| Box::pin(taint_eviction::run(c, s))),
+    ("pod-gc", |c, s| Box::pin(pod_gc::run(c, s))),
+    ("endpoints", |c, s| Box::pin(endpoints::run(c, s))),
+    ("kubernetes-service", |c, s| Box::pin(kubernetes_service::run(c, s))),
     ("daemonset", |c, s| Box::pin(daemonset::run(c, s))),
     ("deployment", |c, s| Box::pin(deployment::run(c, s))),
     ("replicaset", |c, s| Box::pin(replicaset::run(c, s))),

@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 pub use credentials::{admin_credentials, read_token};
 pub use join::{join_as_agent, AgentCredentials, JoinError};
+pub use routes::kube_arch;
 
 use crate::cli::ServerArgs;
 use crate::pki::{self, JoinToken, PkiError};
@@ -49,7 +50,8 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-fn hostname() -> String {
+/// This machine's host name (`localhost` when it has none).
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
@@ -177,6 +179,8 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> R
         let settings = crate::controllers::Settings {
             cluster_cidr: args.cluster_cidr.clone(),
             node_monitor_grace_period: args.node_monitor_grace_period,
+            kubernetes_service_ip: net.kubernetes_ip().into(),
+            api_servers: vec![SocketAddr::new(advertise_ip(&args), port)],
         };
         let ctx = Arc::new(crate::controllers::Context { client: controller_client, settings });
         tasks.spawn(crate::controllers::run_all(ctx, cancel.clone()));
@@ -200,7 +204,8 @@ fn controller_identity() -> pki::Identity {
     pki::Identity { user: "system:kube-controller-manager".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] }
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail");
     tokio::select! {

@@ -2,7 +2,6 @@
 //! system namespaces, apply/get/list/replace/patch/label/delete of ConfigMaps, conflicts,
 //! label selectors, paging, watch, and Status errors for bad input and missing credentials.
 
-use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,27 +10,7 @@ use orch::pki;
 use orch::rpc::HttpClient;
 use serde_json::Value;
 
-use crate::support::{start_server, ServerProc};
-
-/// Runs kubectl against the server's kubeconfig with `stdin`, returning (success, stdout, stderr).
-pub(crate) async fn kubectl(server: &ServerProc, home: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(server.data_dir.join("orch.yaml"))
-        .args(args)
-        .env("HOME", home)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("running kubectl");
-    let mut pipe = child.stdin.take().unwrap();
-    pipe.write_all(stdin.unwrap_or("").as_bytes()).await.unwrap();
-    drop(pipe);
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("kubectl hung").unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
+use crate::support::{kubectl, ready_server};
 
 async fn request(client: &HttpClient, method: &str, url: &str, content_type: &str, body: &str) -> (u16, Value) {
     let req = http::Request::builder()
@@ -42,18 +21,6 @@ async fn request(client: &HttpClient, method: &str, url: &str, content_type: &st
         .unwrap();
     let (status, bytes) = client.fetch(req, Duration::from_secs(10)).await.unwrap();
     (status.as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
-
-async fn ready_server(dir: &Path) -> ServerProc {
-    let server = start_server(&dir.join("n0"), &[]);
-    server.wait_member(Duration::from_secs(20)).await;
-    let home = dir.join("home");
-    crate::support::wait_for(Duration::from_secs(20), "the system namespaces", || async {
-        let (ok, out, _) = kubectl(&server, &home, &["get", "ns", "-o", "name"], None).await;
-        (ok && out.contains("namespace/kube-system") && out.contains("namespace/default")).then_some(())
-    })
-    .await;
-    server
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

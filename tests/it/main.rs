@@ -4,10 +4,14 @@ mod support;
 
 mod api_basics;
 mod cli;
+mod hollow_nodes;
 mod kube_client;
 mod python_client;
 mod raft_cluster;
 mod raft_crash;
+mod scheduler;
 mod server_tls;
 mod store_conformance;
+mod tables;
+mod workload_api;
 mod workloads;

@@ -12,24 +12,17 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet}
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
-use crate::api_basics::kubectl;
-use crate::support::{start_cluster, start_server, wait_for, ServerProc};
+use crate::support::{kube_client, kubectl, start_cluster, start_server, wait_for, ServerProc};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn client(server: &ServerProc) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(server.data_dir.join("orch.yaml")).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
-    kube::Client::try_from(config).unwrap()
-}
-
+/// A server without its own node (pods stay Pending) and a client once pods can be listed.
 async fn ready_server(dir: &Path) -> (ServerProc, kube::Client) {
-    let server = start_server(&dir.join("n0"), &[]);
+    let server = start_server(&dir.join("n0"), &["--disable-agent".to_string()]);
     server.wait_member(Duration::from_secs(20)).await;
-    let client = client(&server).await;
+    let client = kube_client(&server).await;
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
     wait_for(Duration::from_secs(20), "the default namespace and pods", || async { pods.list(&ListParams::default()).await.ok() }).await;
     (server, client)
@@ -218,13 +211,10 @@ async fn statefulset_parallel_creates_ordinal_pods() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemonset_follows_nodes() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(&dir.path().join("n0"), &["--disable-agent".to_string()]);
-    server.wait_member(Duration::from_secs(20)).await;
-    let client = client(&server).await;
+    let (_server, client) = ready_server(dir.path()).await;
     let nodes: Api<Node> = Api::all(client.clone());
     let sets: Api<DaemonSet> = Api::default_namespaced(client.clone());
     let pods: Api<Pod> = Api::default_namespaced(client);
-    wait_for(Duration::from_secs(20), "the default namespace and pods", || async { pods.list(&ListParams::default()).await.ok() }).await;
     let node = |name: &str, taints: serde_json::Value| -> Node {
         serde_json::from_value(
             json!({ "metadata": { "name": name, "labels": { "kubernetes.io/hostname": name } }, "spec": { "taints": taints } }),
@@ -284,7 +274,7 @@ fn server_holding(servers: &[ServerProc], holder: &str) -> Option<usize> {
 
 /// Waits for a holder other than `previous` and returns it with its server's index.
 async fn new_holder(servers: &[ServerProc], via: usize, previous: Option<&str>, within: Duration) -> (String, usize) {
-    let client = client(&servers[via]).await;
+    let client = kube_client(&servers[via]).await;
     let holder = wait_for(within, "a (new) controller-manager lease holder", || async {
         lease_holder(&client).await.filter(|h| Some(h.as_str()) != previous)
     })
@@ -346,11 +336,7 @@ fn mark_pods_ready(client: kube::Client) -> tokio::task::JoinHandle<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_rollouts() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(&dir.path().join("n0"), &["--disable-agent".to_string()]);
-    server.wait_member(Duration::from_secs(20)).await;
-    let client = client(&server).await;
-    let pods: Api<Pod> = Api::default_namespaced(client.clone());
-    wait_for(Duration::from_secs(20), "the default namespace and pods", || async { pods.list(&ListParams::default()).await.ok() }).await;
+    let (server, client) = ready_server(dir.path()).await;
     let stand_in = mark_pods_ready(client);
     let home = dir.path().join("home");
     let k = |args: &'static [&'static str]| {

@@ -1,0 +1,125 @@
+//! A node's own objects: the Node it registers (labels, taints, capacity, addresses, node
+//! info, conditions) and its Lease in `kube-node-lease`, as the kubelet writes them.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Taint;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{json, Value};
+
+/// Namespace of node heartbeat Leases.
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+/// The kubelet version nodes report.
+pub const KUBELET_VERSION: &str = "v1.33.0";
+
+/// What a node reports about itself.
+#[derive(Debug, Clone)]
+pub struct NodeShape {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub cpu: String,
+    pub memory: String,
+    pub pods: u32,
+    pub internal_ip: IpAddr,
+    pub container_runtime: String,
+}
+
+impl NodeShape {
+    /// The Node to create (status is written separately, through the status subresource).
+    pub fn node(&self) -> Value {
+        let mut labels = json!({
+            "kubernetes.io/hostname": self.name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": crate::server::kube_arch(),
+            "beta.kubernetes.io/os": "linux",
+            "beta.kubernetes.io/arch": crate::server::kube_arch(),
+        });
+        for (k, v) in &self.labels {
+            labels[k] = json!(v);
+        }
+        let mut node = json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": self.name, "labels": labels }, "spec": {} });
+        if !self.taints.is_empty() {
+            node["spec"]["taints"] = json!(self.taints);
+        }
+        node
+    }
+
+    /// The full node status; the conditions say Ready since `since`, heartbeat now.
+    pub fn status(&self, since: Timestamp) -> Value {
+        let resources = json!({ "cpu": self.cpu, "memory": self.memory, "pods": self.pods.to_string(), "ephemeral-storage": "100Gi" });
+        json!({
+            "capacity": resources,
+            "allocatable": resources,
+            "conditions": conditions(since),
+            "addresses": [{ "type": "InternalIP", "address": self.internal_ip.to_string() }, { "type": "Hostname", "address": self.name }],
+            "daemonEndpoints": { "kubeletEndpoint": { "Port": 10250 } },
+            "nodeInfo": {
+                "machineID": "", "systemUUID": "", "bootID": "",
+                "kernelVersion": "", "osImage": "orch hollow node",
+                "containerRuntimeVersion": self.container_runtime,
+                "kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": "",
+                "operatingSystem": "linux", "architecture": crate::server::kube_arch(),
+            },
+        })
+    }
+}
+
+/// Healthy node conditions: Ready, no pressure; transitioned at `since`, heartbeat now.
+pub fn conditions(since: Timestamp) -> Value {
+    let (since, now) = (Time(since), Time(Timestamp::now()));
+    let c = |kind: &str, status: &str, reason: &str, message: &str| json!({ "type": kind, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": now, "lastTransitionTime": since });
+    json!([
+        c("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+        c("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        c("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+        c("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+    ])
+}
+
+/// The node's Lease, renewed now, owned by the Node (so it goes when the Node goes).
+pub fn lease(name: &str, node_uid: &str, duration_seconds: i32) -> Value {
+    json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": name,
+            "namespace": LEASE_NAMESPACE,
+            "ownerReferences": [{ "apiVersion": "v1", "kind": "Node", "name": name, "uid": node_uid }],
+        },
+        "spec": { "holderIdentity": name, "leaseDurationSeconds": duration_seconds, "renewTime": MicroTime(Timestamp::now()) },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_like_a_kubelet() {
+        let shape = NodeShape {
+            name: "h1".into(),
+            labels: [("type".to_string(), "hollow".to_string())].into(),
+            taints: vec![Taint { key: "k".into(), value: Some("v".into()), effect: "NoSchedule".into(), time_added: None }],
+            cpu: "4".into(),
+            memory: "8Gi".into(),
+            pods: 110,
+            internal_ip: "127.0.0.1".parse().unwrap(),
+            container_runtime: "fake://orch".into(),
+        };
+        let node = shape.node();
+        assert_eq!(node["metadata"]["labels"]["kubernetes.io/hostname"], "h1");
+        assert_eq!(node["metadata"]["labels"]["type"], "hollow");
+        assert_eq!(node["spec"]["taints"][0]["effect"], "NoSchedule");
+        let status = shape.status(Timestamp::now());
+        assert_eq!(status["capacity"]["pods"], "110");
+        assert_eq!(status["nodeInfo"]["kubeletVersion"], "v1.33.0");
+        let ready = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+        assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("True"), Some("KubeletReady")));
+        let lease = lease("h1", "uid-1", 40);
+        assert_eq!(lease["spec"]["holderIdentity"], "h1");
+        assert!(lease["spec"]["renewTime"].as_str().unwrap().ends_with('Z'));
+    }
+}

@@ -1,0 +1,251 @@
+//! The watch cache: one store watch per resource, each event decoded once and fanned out to
+//! every API watcher of that resource, with a ring of recent decoded events to resume from
+//! and an index on pods' `spec.nodeName` so a thousand node agents watching "their" pods cost
+//! one map lookup per event instead of a thousand JSON decodes (kube-apiserver's watch cache
+//! with indexed triggers does the same).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::objects::{self, SharedStore};
+use super::registry::Resource;
+use crate::store::{EventKind, KeyRange, Revision, WatchRequest};
+
+/// Decoded events kept per resource for watchers resuming from a recent resourceVersion.
+const RING: usize = 4096;
+/// Event batches a watcher may fall behind by before it is dropped (its client re-watches).
+const SUBSCRIBER_BUFFER: usize = 4096;
+
+/// One change of one object, decoded once for every watcher.
+pub struct Change {
+    pub revision: Revision,
+    pub kind: EventKind,
+    /// The object after the change (for a delete: the last state, stamped with the delete's revision).
+    pub object: Arc<Value>,
+    /// The object before the change, if it existed.
+    pub previous: Option<Arc<Value>>,
+    /// `{"type":…,"object":…}` lines of the plain-object shape, rendered once on first use.
+    rendered: [OnceLock<bytes::Bytes>; 3],
+}
+
+impl Change {
+    /// The watch line of this change as seen by a watcher, given which of the two states it
+    /// selects: ADDED / MODIFIED / DELETED, or nothing when it selects neither.
+    pub fn line(&self, selects_now: bool, selected_before: bool) -> Option<bytes::Bytes> {
+        let kind = match (self.kind, selected_before, selects_now) {
+            (EventKind::Delete, true, _) => "DELETED",
+            (EventKind::Delete, false, _) => return None,
+            (_, false, true) => "ADDED",
+            (_, true, true) => "MODIFIED",
+            (_, true, false) => "DELETED",
+            (_, false, false) => return None,
+        };
+        let slot = match kind {
+            "ADDED" => 0,
+            "MODIFIED" => 1,
+            _ => 2,
+        };
+        Some(self.rendered[slot].get_or_init(|| line(kind, &self.object)).clone())
+    }
+}
+
+pub fn line(kind: &str, object: &Value) -> bytes::Bytes {
+    let mut out = serde_json::to_vec(&json!({ "type": kind, "object": object })).expect("serialisable");
+    out.push(b'\n');
+    out.into()
+}
+
+fn node_of(obj: &Value) -> Option<&str> {
+    obj["spec"]["nodeName"].as_str().filter(|n| !n.is_empty())
+}
+
+struct Subscriber {
+    sender: mpsc::Sender<Arc<Change>>,
+    /// Only changes of objects bound to this node (`spec.nodeName=<node>`), if set.
+    node: Option<String>,
+}
+
+struct State {
+    ring: VecDeque<Arc<Change>>,
+    /// Every change of the resource with revision >= `covered_from` is in `ring` (or was
+    /// published after it).
+    covered_from: Revision,
+    subscribers: HashMap<u64, Subscriber>,
+    by_node: HashMap<String, Vec<u64>>,
+    unindexed: Vec<u64>,
+    next_id: u64,
+    alive: bool,
+}
+
+/// The cache of one resource (all namespaces).
+pub struct ResourceCache {
+    state: Mutex<State>,
+}
+
+/// A watcher's feed: the recent changes it resumes from, then live ones.
+pub struct Subscription {
+    pub replay: Vec<Arc<Change>>,
+    pub live: mpsc::Receiver<Arc<Change>>,
+}
+
+impl ResourceCache {
+    /// Subscribes to changes after `from`, or `None` when the cache no longer covers `from`
+    /// (the caller then reads the store's history itself).
+    pub fn subscribe(&self, from: Revision, node: Option<String>) -> Option<Subscription> {
+        let mut state = self.state.lock().expect("watch cache lock");
+        if !state.alive || from + 1 < state.covered_from {
+            return None;
+        }
+        let replay: Vec<Arc<Change>> = state
+            .ring
+            .iter()
+            .filter(|c| c.revision > from)
+            .filter(|c| node.as_deref().is_none_or(|n| touches_node(c, n)))
+            .cloned()
+            .collect();
+        let (sender, live) = mpsc::channel(SUBSCRIBER_BUFFER);
+        let id = state.next_id;
+        state.next_id += 1;
+        match &node {
+            Some(n) => state.by_node.entry(n.clone()).or_default().push(id),
+            None => state.unindexed.push(id),
+        }
+        state.subscribers.insert(id, Subscriber { sender, node });
+        Some(Subscription { replay, live })
+    }
+
+    fn publish(&self, change: Change) {
+        let change = Arc::new(change);
+        let mut state = self.state.lock().expect("watch cache lock");
+        if state.ring.len() == RING {
+            if let Some(old) = state.ring.pop_front() {
+                state.covered_from = old.revision + 1;
+                while state.ring.front().is_some_and(|c| c.revision == old.revision) {
+                    state.ring.pop_front();
+                }
+            }
+        }
+        state.ring.push_back(change.clone());
+        let mut targets: Vec<u64> = state.unindexed.clone();
+        for node in [node_of(&change.object), change.previous.as_deref().and_then(node_of)].into_iter().flatten() {
+            if let Some(ids) = state.by_node.get(node) {
+                for id in ids {
+                    if !targets.contains(id) {
+                        targets.push(*id);
+                    }
+                }
+            }
+        }
+        let mut gone = Vec::new();
+        for id in targets {
+            if let Some(sub) = state.subscribers.get(&id) {
+                if sub.sender.try_send(change.clone()).is_err() {
+                    gone.push(id);
+                }
+            }
+        }
+        for id in gone {
+            state.remove(id);
+        }
+    }
+
+    fn close(&self) {
+        let mut state = self.state.lock().expect("watch cache lock");
+        state.alive = false;
+        state.subscribers.clear();
+        state.by_node.clear();
+        state.unindexed.clear();
+    }
+}
+
+impl State {
+    fn remove(&mut self, id: u64) {
+        if let Some(sub) = self.subscribers.remove(&id) {
+            match sub.node {
+                Some(n) => {
+                    if let Some(ids) = self.by_node.get_mut(&n) {
+                        ids.retain(|x| *x != id);
+                        if ids.is_empty() {
+                            self.by_node.remove(&n);
+                        }
+                    }
+                }
+                None => self.unindexed.retain(|x| *x != id),
+            }
+        }
+    }
+}
+
+fn touches_node(change: &Change, node: &str) -> bool {
+    node_of(&change.object) == Some(node) || change.previous.as_deref().and_then(node_of) == Some(node)
+}
+
+/// The caches of every watched resource, started on a resource's first watch.
+#[derive(Default)]
+pub struct WatchCaches {
+    caches: Mutex<HashMap<String, Arc<ResourceCache>>>,
+}
+
+impl WatchCaches {
+    /// The cache of `resource`, starting it (from the store's current revision) if needed.
+    pub async fn get(self: &Arc<Self>, store: &SharedStore, resource: &'static Resource) -> Option<Arc<ResourceCache>> {
+        let prefix = resource.key_prefix(None);
+        if let Some(c) = self.caches.lock().expect("watch caches lock").get(&prefix) {
+            return Some(c.clone());
+        }
+        let start = store.current_revision().await.ok()? + 1;
+        let mut stream = store.watch(WatchRequest { range: KeyRange::prefix(prefix.clone()), start_revision: start }).await.ok()?;
+        let cache = Arc::new(ResourceCache {
+            state: Mutex::new(State {
+                ring: VecDeque::new(),
+                covered_from: start,
+                subscribers: HashMap::new(),
+                by_node: HashMap::new(),
+                unindexed: Vec::new(),
+                next_id: 0,
+                alive: true,
+            }),
+        });
+        {
+            let mut caches = self.caches.lock().expect("watch caches lock");
+            if let Some(existing) = caches.get(&prefix) {
+                return Some(existing.clone());
+            }
+            caches.insert(prefix.clone(), cache.clone());
+        }
+        let (caches, feeding) = (self.clone(), cache.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(batch)) = stream.next().await {
+                for ev in batch {
+                    if let Some(change) = decode(ev) {
+                        feeding.publish(change);
+                    }
+                }
+            }
+            tracing::debug!(%prefix, "watch cache stream ended; the next watch restarts it");
+            feeding.close();
+            let mut map = caches.caches.lock().expect("watch caches lock");
+            if map.get(&prefix).is_some_and(|c| Arc::ptr_eq(c, &feeding)) {
+                map.remove(&prefix);
+            }
+        });
+        Some(cache)
+    }
+}
+
+fn decode(ev: crate::store::Event) -> Option<Change> {
+    let previous = ev.prev_kv.as_ref().and_then(|kv| objects::decode(kv).ok()).map(Arc::new);
+    let object = match ev.kind {
+        EventKind::Delete => {
+            let mut last = (*previous.clone()?).clone();
+            last["metadata"]["resourceVersion"] = json!(ev.kv.mod_revision.to_string());
+            Arc::new(last)
+        }
+        EventKind::Put => Arc::new(objects::decode(&ev.kv).ok()?),
+    };
+    Some(Change { revision: ev.kv.mod_revision, kind: ev.kind, object, previous, rendered: Default::default() })
+}

@@ -1,0 +1,57 @@
+//! Watch-fed, read-only caches of one kind (kube-runtime reflectors) for controllers that
+//! scan their state or pick their own work keys instead of running one reconcile per object.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use futures::{Stream, StreamExt};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+/// A cache and the stream of watch events that fills it: poll the stream to keep the cache
+/// current. Watch errors are logged and retried with backoff.
+pub fn reflect<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, impl Stream<Item = Event<K>> + Send)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let events = reflector::reflector(writer, watcher::watcher(api, config)).default_backoff().filter_map(|event| async move {
+        match event {
+            Ok(event) => Some(event),
+            Err(e) => {
+                tracing::warn!(kind = %K::kind(&K::DynamicType::default()), error = %e, "watch failed; retrying");
+                None
+            }
+        }
+    });
+    (reader, events)
+}
+
+/// A cache kept current by a background task until `shutdown`; returns once it holds a first
+/// full list (`None` when shut down before).
+pub async fn cache<K>(api: Api<K>, config: watcher::Config, shutdown: &CancellationToken) -> Option<Store<K>>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (reader, events) = reflect(api, config);
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                event = events.next() => if event.is_none() { return },
+            }
+        }
+    });
+    tokio::select! {
+        ready = reader.wait_until_ready() => ready.ok().map(|_| reader),
+        _ = shutdown.cancelled() => None,
+    }
+}
