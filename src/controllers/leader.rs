@@ -13,6 +13,9 @@ use kube::api::{Api, PostParams};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
+/// How soon a candidate retries after an API error (rather than losing to another holder).
+const ERROR_RETRY: Duration = Duration::from_millis(250);
+
 /// Timings and the lease's name.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -103,15 +106,22 @@ impl Elector {
     /// Retries until the lease is ours (true) or `shutdown` (false).
     async fn acquire(&mut self, shutdown: &CancellationToken) -> bool {
         loop {
-            match self.try_acquire_or_renew().await {
+            let wait = match self.try_acquire_or_renew().await {
                 Ok(true) => return true,
-                Ok(false) => {}
-                Err(e) => tracing::debug!(error = %e, "could not acquire the controller-manager lease"),
-            }
-            let jitter = rand::thread_rng().gen_range(0..=self.config.retry_period.as_millis() as u64 / 5);
+                Ok(false) => {
+                    let jitter = rand::thread_rng().gen_range(0..=self.config.retry_period.as_millis() as u64 / 5);
+                    self.config.retry_period + Duration::from_millis(jitter)
+                }
+                // Not contention but an API that is not ready yet (e.g. kube-system missing
+                // on a fresh cluster): try again soon so controllers start promptly.
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not acquire the controller-manager lease");
+                    ERROR_RETRY
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return false,
-                _ = tokio::time::sleep(self.config.retry_period + Duration::from_millis(jitter)) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }

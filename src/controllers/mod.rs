@@ -62,7 +62,6 @@ type RunFn = fn(Arc<Context>, CancellationToken) -> BoxFuture<'static, ()>;
 /// Every controller, by name; all of them run while this server holds the lease.
 const CONTROLLERS: &[(&str, RunFn)] = &[
     ("scheduler", |c, s| Box::pin(crate::scheduler::run(c, s))),
-    ("node-rbac", |c, s| Box::pin(node_rbac::run(c, s))),
     ("node-ipam", |c, s| Box::pin(node_ipam::run(c, s))),
     ("node-lifecycle", |c, s| Box::pin(node_lifecycle::run(c, s))),
     ("taint-eviction", |c, s| Box::pin(taint_eviction::run(c, s))),
@@ -82,8 +81,12 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Runs every controller while this server is the elected controller manager, until
 /// `shutdown` is cancelled; on shutdown the lease is released so another server takes over.
 pub async fn run_all(ctx: Arc<Context>, shutdown: CancellationToken) {
+    // Bootstrap policy (idempotent, like kube-apiserver's RBAC bootstrap) is not leader work:
+    // every server creates it at once, so agents can register before any election ends.
+    let bootstrap = tokio::spawn(node_rbac::run(ctx.clone(), shutdown.clone()));
     let elector = leader::Elector::new(ctx.client.clone(), leader::Config::default());
     elector.run(shutdown, |leading| start_controllers(ctx.clone(), leading)).await;
+    let _ = bootstrap.await;
 }
 
 /// Starts every registered controller and returns once all of them stopped after `leading`
