@@ -485,8 +485,8 @@ mod tests {
         assert_eq!((t.namespace, t.plural, t.name), (None, Some("namespaces"), Some("kube-system")));
         let t = parse_path("/apis/coordination.k8s.io/v1/leases").unwrap();
         assert_eq!((t.group, t.plural, t.name), ("coordination.k8s.io", Some("leases"), None));
+        let t = parse_path("/api/v1/namespaces/gone/finalize").unwrap();
+        assert_eq!((t.namespace, t.plural, t.name, t.subresource), (None, Some("namespaces"), Some("gone"), Some("finalize")));
         assert!(parse_path("/api/v1/a/b/c/d/e").is_none());
-        let t = parse_path("/api/v1/namespaces/tmp/finalize").unwrap();
-        assert_eq!((t.namespace, t.plural, t.name, t.subresource), (None, Some("namespaces"), Some("tmp"), Some("finalize")));
     }
 }

@@ -3,20 +3,37 @@
 //! server runs them at a time (see `leader`); each controller lives in its own module and
 //! exposes `run(ctx, shutdown)`.
 
+mod api_resources;
 mod cache;
 mod common;
+mod cron_schedule;
+mod cronjob;
 mod daemonset;
 mod deployment;
+mod disruption;
 pub mod endpoints;
+mod gc;
+mod gc_graph;
+mod gone;
+mod job;
+mod job_conditions;
+mod job_failure_policy;
+mod job_status;
+mod kube_time;
 pub mod kubernetes_service;
 mod leader;
+mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod node_rbac;
 pub mod pod_gc;
+mod quota_usage;
 mod replicaset;
+mod resourcequota;
+mod serviceaccount;
 mod statefulset;
 pub mod taint_eviction;
+mod tz;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +60,8 @@ pub struct Settings {
     /// Where the API servers are reached (their advertised address and port), for the
     /// `kubernetes` Service's endpoints.
     pub api_servers: Vec<std::net::SocketAddr>,
+    /// The cluster CA certificate (PEM), published in every namespace as `kube-root-ca.crt`.
+    pub ca_pem: String,
 }
 
 impl Default for Settings {
@@ -52,6 +71,7 @@ impl Default for Settings {
             node_monitor_grace_period: std::time::Duration::from_secs(40),
             kubernetes_service_ip: std::net::Ipv4Addr::new(10, 43, 0, 1).into(),
             api_servers: Vec::new(),
+            ca_pem: String::new(),
         }
     }
 }
@@ -68,6 +88,13 @@ const CONTROLLERS: &[(&str, RunFn)] = &[
     ("pod-gc", |c, s| Box::pin(pod_gc::run(c, s))),
     ("endpoints", |c, s| Box::pin(endpoints::run(c, s))),
     ("kubernetes-service", |c, s| Box::pin(kubernetes_service::run(c, s))),
+    ("job", |c, s| Box::pin(job::run(c, s))),
+    ("cronjob", |c, s| Box::pin(cronjob::run(c, s))),
+    ("namespace", |c, s| Box::pin(namespace::run(c, s))),
+    ("serviceaccount", |c, s| Box::pin(serviceaccount::run(c, s))),
+    ("garbagecollector", |c, s| Box::pin(gc::run(c, s))),
+    ("disruption", |c, s| Box::pin(disruption::run(c, s))),
+    ("resourcequota", |c, s| Box::pin(resourcequota::run(c, s))),
     ("daemonset", |c, s| Box::pin(daemonset::run(c, s))),
     ("deployment", |c, s| Box::pin(deployment::run(c, s))),
     ("replicaset", |c, s| Box::pin(replicaset::run(c, s))),

@@ -151,6 +151,7 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> R
     let controller_client = crate::api::in_process_client(api.clone(), controller_identity(), "default");
     let tls = Arc::new(pki::server_config(&creds.ca.pem().cert, &creds.serving)?);
     let join_token = creds.token.clone();
+    let ca_pem = creds.ca.pem().cert.clone();
     let public = routes::public(Arc::new(routes::PublicState { token: creds.token.clone(), ca: creds.ca, store: store.clone() }));
     let app = public.merge(routes::internal(internal)).merge(api);
     tasks.spawn(https::serve(listener, tls, app, cancel.clone(), tasks.clone()));
@@ -181,6 +182,7 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> R
             node_monitor_grace_period: args.node_monitor_grace_period,
             kubernetes_service_ip: net.kubernetes_ip().into(),
             api_servers: vec![SocketAddr::new(advertise_ip(&args), port)],
+            ca_pem,
         };
         let ctx = Arc::new(crate::controllers::Context { client: controller_client, settings });
         tasks.spawn(crate::controllers::run_all(ctx, cancel.clone()));

@@ -10,7 +10,7 @@ use orch::pki;
 use orch::rpc::HttpClient;
 use serde_json::Value;
 
-use crate::support::{kubectl, ready_server};
+use crate::support::kubectl;
 
 async fn request(client: &HttpClient, method: &str, url: &str, content_type: &str, body: &str) -> (u16, Value) {
     let req = http::Request::builder()
@@ -21,6 +21,11 @@ async fn request(client: &HttpClient, method: &str, url: &str, content_type: &st
         .unwrap();
     let (status, bytes) = client.fetch(req, Duration::from_secs(10)).await.unwrap();
     (status.as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// The API alone: controllers would add objects of their own (kube-root-ca.crt, ...).
+async fn ready_server(dir: &std::path::Path) -> crate::support::ServerProc {
+    crate::support::ready_server(dir, &["--disable-controllers".to_string()]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ mod api_basics;
 mod cli;
 mod hollow_nodes;
 mod kube_client;
+mod lifecycle;
 mod python_client;
 mod raft_cluster;
 mod raft_crash;

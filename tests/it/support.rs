@@ -37,9 +37,9 @@ pub async fn kubectl(server: &ServerProc, home: &Path, args: &[&str], stdin: Opt
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// A started single server whose system namespaces exist (checked with kubectl, HOME = `dir/home`).
-pub async fn ready_server(dir: &Path) -> ServerProc {
-    let server = start_server(&dir.join("n0"), &[]);
+/// A started single server (with `extra` flags) whose system namespaces exist (checked with kubectl, HOME = `dir/home`).
+pub async fn ready_server(dir: &Path, extra: &[String]) -> ServerProc {
+    let server = start_server(&dir.join("n0"), extra);
     server.wait_member(Duration::from_secs(20)).await;
     let home = dir.join("home");
     wait_for(Duration::from_secs(20), "the system namespaces", || async {

@@ -3,7 +3,7 @@
 //! as against a kube-apiserver, and cells computed by the printers.
 
 use std::collections::HashMap;
-use std::path::Path;
+
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -16,19 +16,7 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::support::{start_server, wait_for, ServerProc};
-
-/// Runs kubectl with its own HOME against the server's kubeconfig: (success, stdout, stderr).
-async fn kubectl(server: &ServerProc, home: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(server.data_dir.join("orch.yaml"))
-        .args(args)
-        .env("HOME", home)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), out).await.expect("kubectl hung").expect("running kubectl");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
+use crate::support::{kubectl, start_server, wait_for};
 
 /// One printed table: the column names and each row's cells, cut at the header's column starts.
 struct Printed {
@@ -144,7 +132,7 @@ async fn kubectl_prints_kube_apiserver_columns() {
         "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]});
     create(&jobs, json!({"metadata": {"name": "once"}, "spec": {"template": job_template}}), done).await;
 
-    let (ok, out, err) = kubectl(&server, &home, &["get", "pods,deploy,rs,nodes,jobs", "-o", "wide"]).await;
+    let (ok, out, err) = kubectl(&server, &home, &["get", "pods,deploy,rs,nodes,jobs", "-o", "wide"], None).await;
     assert!(ok, "{out}{err}");
     let tables = printed(&out);
     let headers: Vec<String> = tables.iter().map(|t| t.header.join("|")).collect();
@@ -189,7 +177,7 @@ async fn kubectl_prints_kube_apiserver_columns() {
     assert_eq!((job["STATUS"].as_str(), job["COMPLETIONS"].as_str(), job["DURATION"].as_str()), ("Complete", "1/1", "65s"), "{out}");
 
     // Without -o wide, only the priority-0 columns.
-    let (_, out, _) = kubectl(&server, &home, &["get", "pods"]).await;
+    let (_, out, _) = kubectl(&server, &home, &["get", "pods"], None).await;
     assert_eq!(printed(&out)[0].header.join("|"), "NAME|READY|STATUS|RESTARTS|AGE", "{out}");
 
     // Field selectors kube-apiserver supports, non-string values in their Go form.
@@ -200,10 +188,10 @@ async fn kubectl_prints_kube_apiserver_columns() {
         (vec!["get", "rs", "--field-selector", "status.replicas=3", "-o", "name"], "replicaset.apps/web-5d9"),
         (vec!["get", "jobs", "--field-selector", "status.successful=1", "-o", "name"], "job.batch/once"),
     ] {
-        let (ok, out, err) = kubectl(&server, &home, &args).await;
+        let (ok, out, err) = kubectl(&server, &home, &args, None).await;
         assert!(ok, "{args:?}: {err}");
         assert_eq!(out.trim(), want, "{args:?}");
     }
-    let (ok, _, err) = kubectl(&server, &home, &["get", "deploy", "--field-selector", "status.replicas=3"]).await;
+    let (ok, _, err) = kubectl(&server, &home, &["get", "deploy", "--field-selector", "status.replicas=3"], None).await;
     assert!(!ok && err.contains("field label not supported: status.replicas"), "{err}");
 }

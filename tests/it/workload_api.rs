@@ -11,7 +11,12 @@ use k8s_openapi::api::policy::v1::{Eviction, PodDisruptionBudget};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
 
-use crate::support::{kube_client, kubectl, ready_server};
+use crate::support::{kube_client, kubectl, ServerProc};
+
+/// The API alone, without controllers acting on the objects these tests create.
+async fn ready_server(dir: &std::path::Path) -> ServerProc {
+    crate::support::ready_server(dir, &["--disable-controllers".to_string()]).await
+}
 
 fn pod(name: &str, labels: serde_json::Value) -> Pod {
     serde_json::from_value(json!({ "metadata": { "name": name, "labels": labels },
