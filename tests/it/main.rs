@@ -16,3 +16,4 @@ mod server_tls;
 mod store_conformance;
 mod tables;
 mod workload_api;
+mod workloads;
