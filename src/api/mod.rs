@@ -11,6 +11,7 @@ mod client;
 mod crd;
 mod discovery;
 mod fields;
+mod node_authz;
 pub mod node_password;
 mod objects;
 mod openapi;
@@ -291,17 +292,39 @@ async fn serve(
     let verb = if target.subresource.is_some() && method == Method::GET { "get" } else { verb };
     let attributes =
         rbac::Attributes { verb, group: resource.group, resource: &rbac_resource, namespace: target.namespace, name: target.name };
-    if !state.rbac.allowed(&identity, &attributes) {
+    let node = node_authz::node_of(&identity).map(str::to_string);
+    let decision = node.as_deref().map_or(node_authz::Decision::NoOpinion, |n| node_authz::decide(n, &attributes));
+    if decision == node_authz::Decision::NoOpinion && !state.rbac.allowed(&identity, &attributes) {
         return Err(ApiError::forbidden(&identity.user, verb, resource.group, &rbac_resource, target.namespace));
     }
+    // NodeRestriction: a node writes only its own Node and Lease and the pods bound to it.
+    let owner = node.filter(|_| decision == node_authz::Decision::AllowIfOwned && !matches!(verb, "get" | "list" | "watch"));
+    let not_owned = |node: &str| {
+        ApiError::forbidden_message(&format!(
+            "{} \"{}\" is forbidden: node \"{node}\" may only change its own Node and Lease and the pods bound to it",
+            rbac_resource,
+            target.name.unwrap_or_default()
+        ))
+    };
     let mut scope = Scope::new(resource, target.namespace, state.net);
     scope.subresource = target.subresource;
+    if let (Some(node), "delete") = (&owner, verb) {
+        let current = objects::get(state.store.as_ref(), &scope, target.name.unwrap_or_default()).await?;
+        if !node_authz::owns(node, resource.plural, &current) {
+            return Err(not_owned(node));
+        }
+    }
     let as_table = table::wanted(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or(""));
     let validation = FieldValidation::parse(query.get("fieldValidation").map(String::as_str)).map_err(ApiError::bad_request)?;
     let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
     let check = {
         let (openapi, warnings) = (state.openapi.clone(), warnings.clone());
+        let owner = owner.clone();
+        let not_owned = &not_owned;
         move |obj: &mut Value| -> Result<(), ApiError> {
+            if let Some(node) = owner.as_deref().filter(|node| !node_authz::owns(node, resource.plural, obj)) {
+                return Err(not_owned(node));
+            }
             let unknown = match resource.custom {
                 Some(custom) => crd::schema::prune(&custom.schema, obj),
                 None => openapi.prune(resource, obj),

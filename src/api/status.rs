@@ -131,6 +131,11 @@ impl ApiError {
         .with_details(group, plural, "")
     }
 
+    /// 403 with a message of its own (admission refusals).
+    pub fn forbidden_message(message: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
+    }
+
     pub fn method_not_allowed() -> Self {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the server does not allow this method on the requested resource")
     }

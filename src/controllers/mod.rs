@@ -25,7 +25,6 @@ mod leader;
 mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
-pub mod node_rbac;
 pub mod pod_gc;
 mod quota_usage;
 mod replicaset;
@@ -108,12 +107,8 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Runs every controller while this server is the elected controller manager, until
 /// `shutdown` is cancelled; on shutdown the lease is released so another server takes over.
 pub async fn run_all(ctx: Arc<Context>, shutdown: CancellationToken) {
-    // Bootstrap policy (idempotent, like kube-apiserver's RBAC bootstrap) is not leader work:
-    // every server creates it at once, so agents can register before any election ends.
-    let bootstrap = tokio::spawn(node_rbac::run(ctx.clone(), shutdown.clone()));
     let elector = leader::Elector::new(ctx.client.clone(), leader::Config::default());
     elector.run(shutdown, |leading| start_controllers(ctx.clone(), leading)).await;
-    let _ = bootstrap.await;
 }
 
 /// Starts every registered controller and returns once all of them stopped after `leading`
