@@ -13,6 +13,7 @@ mod discovery;
 mod fields;
 mod node_authz;
 pub mod node_password;
+mod node_proxy;
 mod objects;
 mod openapi;
 mod patch;
@@ -66,15 +67,18 @@ struct ApiState {
     tokens: TokenKeys,
     watch_caches: Arc<watch_cache::WatchCaches>,
     crds: Arc<crd::Crds>,
+    /// TLS (with this server's client certificate) for the proxy to kubelets.
+    kubelet_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The API served from `store`; Services get addresses and node ports from `net`;
-/// ServiceAccount tokens are signed and checked with `tokens`.
-pub fn router(store: SharedStore, net: ServiceNetwork, tokens: TokenKeys) -> Router {
+/// ServiceAccount tokens are signed and checked with `tokens`; pod streams reach kubelets
+/// with `kubelet_tls` (none: they are answered 503).
+pub fn router(store: SharedStore, net: ServiceNetwork, tokens: TokenKeys, kubelet_tls: Option<Arc<rustls::ClientConfig>>) -> Router {
     let rbac = rbac::Rbac::start(store.clone());
     let crds = Arc::new(crd::Crds::default());
     tokio::spawn(crds.clone().follow(store.clone()));
-    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac, tokens, watch_caches: Arc::default(), crds };
+    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac, tokens, watch_caches: Arc::default(), crds, kubelet_tls };
     Router::new()
         .route("/api", any(handle))
         .route("/api/{*rest}", any(handle))
@@ -160,6 +164,8 @@ fn parse_path(path: &str) -> Option<Target<'_>> {
         ["namespaces", ns, plural, name, sub] => (Some(*ns), Some(*plural), Some(*name), Some(*sub)),
         [plural, name] => (None, Some(*plural), Some(*name), None),
         [plural, name, sub] => (None, Some(*plural), Some(*name), Some(*sub)),
+        // `nodes/<name>/proxy/<path on the kubelet>`
+        [plural, name, "proxy", ..] => (None, Some(*plural), Some(*name), Some("proxy")),
         _ => return None,
     };
     Some(Target { group, version, namespace, plural, name, subresource })
@@ -233,27 +239,30 @@ async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
 async fn handle(
     State(state): State<ApiState>,
     Extension(peer): Extension<Peer>,
-    method: Method,
-    uri: Uri,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: Body,
+    mut request: axum::extract::Request,
 ) -> Response {
-    match serve(state, peer, method, uri, query, headers, body).await {
+    // Exec, attach and port-forward upgrade the connection; the proxy to the kubelet needs it.
+    let upgrade = request.headers().contains_key(header::UPGRADE).then(|| hyper::upgrade::on(&mut request));
+    let (parts, body) = request.into_parts();
+    let incoming = Incoming { method: parts.method, uri: parts.uri, query, headers: parts.headers, upgrade };
+    match serve(state, peer, incoming, body).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
 }
 
-async fn serve(
-    state: ApiState,
-    peer: Peer,
+/// A request as `serve` takes it.
+struct Incoming {
     method: Method,
     uri: Uri,
     query: HashMap<String, String>,
     headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> Result<Response, ApiError> {
+    let Incoming { method, uri, query, headers, upgrade } = incoming;
     let store = state.store.clone();
     let identity = match peer.0 {
         Some(identity) => identity,
@@ -289,7 +298,12 @@ async fn serve(
         Some(sub) => return Err(ApiError::not_found(resource.group, &format!("{}/{sub}", resource.plural), target.name.unwrap_or(""))),
         None => resource.plural.to_string(),
     };
-    let verb = if target.subresource.is_some() && method == Method::GET { "get" } else { verb };
+    let verb = match target.subresource {
+        // Streams that write into a container need create, even over a WebSocket GET.
+        Some("exec" | "attach" | "portforward") => "create",
+        Some(_) if method == Method::GET => "get",
+        _ => verb,
+    };
     let attributes =
         rbac::Attributes { verb, group: resource.group, resource: &rbac_resource, namespace: target.namespace, name: target.name };
     let node = node_authz::node_of(&identity).map(str::to_string);
@@ -354,6 +368,11 @@ async fn serve(
         state.crds.delete_objects(&state.store, target.name.unwrap_or_default()).await?;
     }
     let response = match (target.subresource, target.name) {
+        (Some("log" | "exec" | "attach" | "portforward" | "proxy"), Some(name)) => {
+            let forward =
+                node_proxy::Forward { method, path: uri.path(), query: &query, raw_query: uri.query(), headers: &headers, upgrade };
+            node_proxy::forward(state.store.as_ref(), state.kubelet_tls.as_ref(), &scope, name, forward, body).await?
+        }
         (Some(_), Some(name)) => {
             let request = subresources::Request { name, method, headers: &headers, manager: field_manager(&query, &headers) };
             subresources::serve(&state, scope, request, body, &check).await?
