@@ -7,6 +7,7 @@ mod cli;
 mod hollow_nodes;
 mod kube_client;
 mod lifecycle;
+mod pod_network;
 mod python_client;
 mod raft_cluster;
 mod raft_crash;
