@@ -1,22 +1,26 @@
 //! The real [`PodNetwork`]: each pod gets a network namespace mounted at
 //! `<netns-dir>/<pod-id>`, a veth pair whose host side `veth<hash>` is a port of bridge `cni0`
 //! and whose pod side is `eth0` with an address from the node's podCIDR, and a default route via
-//! the bridge's address (the first of the podCIDR). The bridge, its address and IPv4 forwarding
-//! are set up on first use. Everything happens in `host_netns` when set (tests use their own),
+//! the bridge's address (the first of the podCIDR). The bridge, its address, IPv4 forwarding and
+//! the nftables NAT table (masquerade, the pods' hostPorts) are set up on first use; the NAT table
+//! is rebuilt whenever a pod with hostPorts comes or goes. Everything happens in `host_netns` when set (tests use their own),
 //! else in this process's namespace.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
 use super::cidr::Ipv4Cidr;
+use super::host_ports::HostPortStore;
 use super::ipam::Ipam;
 use super::names::{host_veth_name, valid_pod_id};
 use super::netlink::Netlink;
 use super::netns::{self, NetnsDir};
+use super::nft::{NatRules, PodHostPort};
 use super::pod_network::{PodAttachment, PodNetRequest, PodNetwork};
 use super::NetError;
 
@@ -36,7 +40,7 @@ pub struct BridgeConfig {
     pub mtu: u32,
     /// Where pod namespaces are mounted (`/run/orch/netns`).
     pub netns_dir: PathBuf,
-    /// `<data-dir>/agent`: address allocations live in `ipam/` below it.
+    /// `<data-dir>/agent`: address allocations live in `ipam/` below it, hostPorts in `net/hostports/`.
     pub state_dir: PathBuf,
     /// The namespace holding the bridge; `None` = this process's.
     pub host_netns: Option<PathBuf>,
@@ -62,6 +66,9 @@ pub struct BridgeNetwork {
     config: BridgeConfig,
     ipam: Ipam,
     netns: NetnsDir,
+    host_ports: HostPortStore,
+    /// Held while the NAT table is rebuilt, so concurrent rebuilds cannot lose a pod's ports.
+    nat_lock: Mutex<()>,
     node_ready: OnceCell<u32>,
 }
 
@@ -69,7 +76,8 @@ impl BridgeNetwork {
     pub fn new(config: BridgeConfig) -> Result<Self, NetError> {
         let ipam = Ipam::open(&config.state_dir.join("ipam"), config.pod_cidr)?;
         let netns = NetnsDir::new(&config.netns_dir);
-        Ok(Self { config, ipam, netns, node_ready: OnceCell::new() })
+        let host_ports = HostPortStore::new(config.state_dir.join("net/hostports"));
+        Ok(Self { config, ipam, netns, host_ports, nat_lock: Mutex::new(()), node_ready: OnceCell::new() })
     }
 
     pub fn config(&self) -> &BridgeConfig {
@@ -94,6 +102,7 @@ impl BridgeNetwork {
                 host.ensure_address(index, c.pod_cidr.gateway(), c.pod_cidr.prefix()).await?;
                 host.set_up(index).await?;
                 self.write_sysctl("net/ipv4/ip_forward", "1")?;
+                self.apply_nat()?;
                 tracing::info!(bridge = %c.bridge, gateway = %c.pod_cidr.gateway(), "pod network bridge ready");
                 Ok::<u32, NetError>(index)
             })
@@ -108,6 +117,21 @@ impl BridgeNetwork {
             path,
             source,
         })
+    }
+
+    /// Rebuilds the NAT table from the cluster CIDR and the recorded hostPorts of pods that
+    /// still have an address.
+    fn apply_nat(&self) -> Result<(), NetError> {
+        let _guard = self.nat_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let ips = self.ipam.allocations()?;
+        let mut host_ports = Vec::new();
+        for (id, ports) in self.host_ports.all()? {
+            let Some((pod_ip, _)) = ips.iter().find(|(_, owner)| *owner == id) else { continue };
+            host_ports.extend(ports.into_iter().map(|port| PodHostPort { pod_ip: *pod_ip, port }));
+        }
+        let rules = NatRules { cluster_cidr: self.config.cluster_cidr, host_ports };
+        rules.apply(self.config.host_netns.as_deref())?;
+        Ok(())
     }
 
     /// Address, link and route inside the pod's namespace (each step idempotent).
@@ -131,6 +155,7 @@ impl BridgeNetwork {
     fn known_pods(&self) -> Result<BTreeSet<String>, NetError> {
         let mut ids: BTreeSet<String> = self.ipam.allocations()?.into_iter().map(|(_, owner)| owner).collect();
         ids.extend(self.netns.list()?);
+        ids.extend(self.host_ports.all()?.into_iter().map(|(id, _)| id));
         ids.retain(|id| valid_pod_id(id));
         Ok(ids)
     }
@@ -155,9 +180,12 @@ impl PodNetwork for BridgeNetwork {
         let host_veth = host_veth_name(&pod.id);
         if host.link_index(&host_veth).await?.is_none() {
             let ns_file = std::fs::File::open(&netns).map_err(|source| NetError::Io { what: "opening", path: netns.clone(), source })?;
-            host.add_veth_into(&host_veth, bridge, POD_IFNAME, std::os::fd::AsRawFd::as_raw_fd(&ns_file), self.config.mtu).await?;
+            host.add_veth_into(&host_veth, Some(bridge), POD_IFNAME, std::os::fd::AsRawFd::as_raw_fd(&ns_file), self.config.mtu).await?;
         }
         self.configure_pod_side(&netns, ip).await?;
+        if self.host_ports.save(&pod.id, &pod.host_ports)? {
+            self.apply_nat()?;
+        }
         tracing::debug!(pod = %pod.id, %ip, veth = %host_veth, "pod network set up");
         Ok(PodAttachment { netns, ip, prefix: self.config.pod_cidr.prefix(), gateway: self.config.pod_cidr.gateway(), host_veth })
     }
@@ -167,6 +195,9 @@ impl PodNetwork for BridgeNetwork {
         let host = self.host()?;
         host.delete_link(&host_veth_name(pod_id)).await?;
         self.netns.remove(pod_id)?;
+        if self.host_ports.remove(pod_id)? {
+            self.apply_nat()?;
+        }
         let freed = self.ipam.release(pod_id)?;
         tracing::debug!(pod = %pod_id, ?freed, "pod network torn down");
         Ok(())

@@ -6,11 +6,13 @@ pub mod bridge;
 pub mod cidr;
 pub mod etc_files;
 pub mod fake;
+pub mod host_ports;
 pub mod hosts;
 pub mod ipam;
 pub mod names;
 pub mod netlink;
 pub mod netns;
+pub mod nft;
 pub mod pod_network;
 pub mod resolv;
 
@@ -29,6 +31,8 @@ pub enum NetError {
     Netns(#[from] netns::NetnsError),
     #[error(transparent)]
     Netlink(#[from] netlink::NetlinkError),
+    #[error(transparent)]
+    Nft(#[from] nft::NftError),
     #[error("{what} {path}: {source}")]
     Io { what: &'static str, path: std::path::PathBuf, source: std::io::Error },
 }

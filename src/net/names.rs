@@ -11,12 +11,6 @@ pub fn host_veth_name(pod_id: &str) -> String {
     format!("veth{}", &hex(&Sha256::digest(pod_id.as_bytes()))[..8])
 }
 
-/// A temporary name for the pod side of the pair while it still lives in the host namespace
-/// (it becomes `eth0` once moved into the pod's namespace).
-pub fn temp_peer_name(pod_id: &str) -> String {
-    format!("vtmp{}", &hex(&Sha256::digest(pod_id.as_bytes()))[..8])
-}
-
 /// Whether `id` may be used as a file name for a pod's namespace mount and state: non-empty,
 /// at most 253 bytes, only `[A-Za-z0-9._-]`, not `.`/`..`. Pod UIDs and names pass.
 pub fn valid_pod_id(id: &str) -> bool {
@@ -41,8 +35,6 @@ mod tests {
         assert_eq!(a, host_veth_name("6f1c2c1e-7c1a-4a57-9d33-1b7f3f0f7a10"));
         assert!(a.starts_with("veth") && a.len() == 12 && a.len() <= MAX_IFNAME);
         assert_ne!(a, host_veth_name("another-pod"));
-        let t = temp_peer_name("another-pod");
-        assert!(t.len() <= MAX_IFNAME && t != host_veth_name("another-pod"));
     }
 
     #[test]

@@ -94,12 +94,22 @@ impl Netlink {
         self.handle.link().set(msg).execute().await.map_err(Self::fail(format!("setting link {index} up")))
     }
 
-    /// Creates a veth pair: `host` (in this namespace, attached to `bridge`, up) and `peer` created
-    /// directly inside the namespace open as `peer_netns`; both with `mtu`.
-    pub async fn add_veth_into(&self, host: &str, bridge: u32, peer: &str, peer_netns: RawFd, mtu: u32) -> Result<(), NetlinkError> {
+    /// Creates a veth pair: `host` (in this namespace, up, a port of `bridge` if given) and `peer`
+    /// created directly inside the namespace open as `peer_netns`; both with `mtu`.
+    pub async fn add_veth_into(
+        &self,
+        host: &str,
+        bridge: Option<u32>,
+        peer: &str,
+        peer_netns: RawFd,
+        mtu: u32,
+    ) -> Result<(), NetlinkError> {
         let peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.to_string()).mtu(mtu).setns_by_fd(peer_netns).build();
-        let msg =
-            LinkVeth::new(host, peer).mtu(mtu).controller(bridge).up().set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg))).build();
+        let mut msg = LinkVeth::new(host, peer).mtu(mtu).up();
+        if let Some(bridge) = bridge {
+            msg = msg.controller(bridge);
+        }
+        let msg = msg.set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg))).build();
         self.handle.link().add(msg).execute().await.map_err(Self::fail(format!("creating veth pair {host}/{peer}")))
     }
 

@@ -4,13 +4,13 @@
 //! namespace at the end, also on failure. Never touches the machine's own interfaces.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orch::net::netlink::Netlink;
 use orch::net::netns::{run_in, NetnsDir};
-use orch::net::{BridgeConfig, BridgeNetwork, PodAttachment, PodNetRequest, PodNetwork};
+use orch::net::{BridgeConfig, BridgeNetwork, HostPort, PodAttachment, PodNetRequest, PodNetwork, Protocol};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -62,7 +62,9 @@ impl Drop for TestHost {
         for name in self.pods().list().unwrap_or_default() {
             let _ = self.pods().remove(&name);
         }
-        let _ = self.hosts.remove(&self.host_name);
+        for name in self.hosts.list().unwrap_or_default() {
+            let _ = self.hosts.remove(&name);
+        }
     }
 }
 
@@ -72,15 +74,21 @@ fn request(id: &str) -> PodNetRequest {
 
 /// A TCP listener created inside `netns` on `ip` (any free port).
 fn listen_in(netns: &Path, ip: Ipv4Addr) -> TcpListener {
-    let l = run_in(Some(netns), || TcpListener::bind((ip, 0))).unwrap().expect("binding a listener");
-    l.set_nonblocking(false).unwrap();
-    l
+    listen_on(netns, SocketAddr::from((ip, 0)))
 }
 
-/// Connects from inside `netns` to `to`, sends `msg`; the listener side accepts and checks it
-/// came from `expected_from`.
+fn listen_on(netns: &Path, addr: SocketAddr) -> TcpListener {
+    run_in(Some(netns), || TcpListener::bind(addr)).unwrap().unwrap_or_else(|e| panic!("binding a listener on {addr}: {e}"))
+}
+
+/// Connects from inside `from_netns` to `listener`, sends a greeting; the listener side accepts
+/// and checks it came from `expected_from`.
 fn tcp_roundtrip(from_netns: &Path, listener: &TcpListener, expected_from: Ipv4Addr) {
-    let to = listener.local_addr().unwrap();
+    tcp_roundtrip_via(from_netns, listener.local_addr().unwrap(), listener, expected_from)
+}
+
+/// Like [`tcp_roundtrip`] but connecting to `to` (e.g. a hostPort that leads to `listener`).
+fn tcp_roundtrip_via(from_netns: &Path, to: SocketAddr, listener: &TcpListener, expected_from: Ipv4Addr) {
     let mut conn = run_in(Some(from_netns), || TcpStream::connect_timeout(&to, TIMEOUT))
         .unwrap()
         .unwrap_or_else(|e| panic!("connecting from {} to {to}: {e}", from_netns.display()));
@@ -179,6 +187,66 @@ async fn addresses_survive_a_restart_and_gc_frees_gone_pods() {
     udp_roundtrip(&host.host_netns(), &b.netns, b.ip, b.gateway);
     restarted.teardown("pod-b").await.unwrap();
     assert_torn_down(&host, &restarted, &b).await;
+}
+
+/// An "outside" namespace linked to the test host: host `uplink` 192.0.2.1/24, outside `eth0` 192.0.2.2/24.
+async fn outside(host: &TestHost) -> PathBuf {
+    let path = host.hosts.create(&format!("{}-out", host.host_name)).unwrap();
+    let ns_file = std::fs::File::open(&path).unwrap();
+    let nl = Netlink::open(Some(&host.host_netns())).unwrap();
+    nl.add_veth_into("uplink", None, "eth0", std::os::fd::AsRawFd::as_raw_fd(&ns_file), 1500).await.unwrap();
+    let uplink = nl.link_index("uplink").await.unwrap().unwrap();
+    nl.ensure_address(uplink, Ipv4Addr::new(192, 0, 2, 1), 24).await.unwrap();
+    let out = Netlink::open(Some(&path)).unwrap();
+    let eth0 = out.link_index("eth0").await.unwrap().unwrap();
+    out.ensure_address(eth0, Ipv4Addr::new(192, 0, 2, 2), 24).await.unwrap();
+    out.set_up(eth0).await.unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_leaving_the_cluster_is_masqueraded_and_host_ports_reach_the_pod() {
+    if !is_root() {
+        return;
+    }
+    let host = TestHost::new();
+    let outside = outside(&host).await;
+    let net = BridgeNetwork::new(host.config("10.42.10.0/24")).unwrap();
+    let web = HostPort { protocol: Protocol::Tcp, host_ip: None, host_port: 8080, container_port: 80 };
+    let pinned = HostPort { protocol: Protocol::Tcp, host_ip: Some(Ipv4Addr::new(192, 0, 2, 1)), host_port: 8443, container_port: 443 };
+    let a = net.setup(&PodNetRequest { id: "pod-a".into(), host_ports: vec![web, pinned] }).await.expect("setting up pod a");
+
+    udp_roundtrip(&a.netns, &outside, Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 1));
+    let node = Ipv4Addr::new(192, 0, 2, 1);
+    tcp_roundtrip_via(
+        &outside,
+        SocketAddr::from((node, 8080)),
+        &listen_on(&a.netns, SocketAddr::from((a.ip, 80))),
+        Ipv4Addr::new(192, 0, 2, 2),
+    );
+    tcp_roundtrip_via(
+        &outside,
+        SocketAddr::from((node, 8443)),
+        &listen_on(&a.netns, SocketAddr::from((a.ip, 443))),
+        Ipv4Addr::new(192, 0, 2, 2),
+    );
+
+    // A restarted agent rebuilds the same rules from its records.
+    drop(net);
+    let net = BridgeNetwork::new(host.config("10.42.10.0/24")).unwrap();
+    let b = net.setup(&request("pod-b")).await.unwrap();
+    tcp_roundtrip_via(
+        &outside,
+        SocketAddr::from((node, 8080)),
+        &listen_on(&a.netns, SocketAddr::from((a.ip, 80))),
+        Ipv4Addr::new(192, 0, 2, 2),
+    );
+    udp_roundtrip(&b.netns, &outside, Ipv4Addr::new(192, 0, 2, 2), node);
+
+    net.teardown("pod-a").await.unwrap();
+    let refused = run_in(Some(&outside), || TcpStream::connect_timeout(&SocketAddr::from((node, 8080)), TIMEOUT)).unwrap();
+    assert!(refused.is_err(), "the hostPort is gone with its pod");
+    net.teardown("pod-b").await.unwrap();
 }
 
 #[test]
