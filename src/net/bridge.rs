@@ -129,7 +129,7 @@ impl BridgeNetwork {
             let Some((pod_ip, _)) = ips.iter().find(|(_, owner)| *owner == id) else { continue };
             host_ports.extend(ports.into_iter().map(|port| PodHostPort { pod_ip: *pod_ip, port }));
         }
-        let rules = NatRules { cluster_cidr: self.config.cluster_cidr, host_ports };
+        let rules = NatRules { cluster_cidr: self.config.cluster_cidr, pod_cidr: self.config.pod_cidr, host_ports };
         rules.apply(self.config.host_netns.as_deref())?;
         Ok(())
     }

@@ -242,6 +242,8 @@ async fn traffic_leaving_the_cluster_is_masqueraded_and_host_ports_reach_the_pod
         Ipv4Addr::new(192, 0, 2, 2),
     );
     udp_roundtrip(&b.netns, &outside, Ipv4Addr::new(192, 0, 2, 2), node);
+    let to_web = SocketAddr::from((node, 8080));
+    tcp_roundtrip_via(&b.netns, to_web, &listen_on(&a.netns, SocketAddr::from((a.ip, 80))), a.gateway);
 
     net.teardown("pod-a").await.unwrap();
     let refused = run_in(Some(&outside), || TcpStream::connect_timeout(&SocketAddr::from((node, 8080)), TIMEOUT)).unwrap();

@@ -66,6 +66,18 @@ pub fn rtn_local() -> [u8; 4] {
     2u32.to_ne_bytes()
 }
 
+/// Whether the connection was destination-NATed: `ct status & dnat != 0` (status bits are in
+/// host byte order).
+pub fn ct_status_dnat(reg: u32) -> [Expr; 3] {
+    const NFT_CT_STATUS: u32 = 2;
+    const IPS_DST_NAT: u32 = 1 << 5;
+    [
+        expr("ct", Some(Attrs::new().be32(1, reg).be32(2, NFT_CT_STATUS))),
+        and_mask(reg, &IPS_DST_NAT.to_ne_bytes()),
+        cmp(reg, false, &0u32.to_ne_bytes()),
+    ]
+}
+
 /// Puts `value` into `reg`.
 pub fn immediate(reg: u32, value: &[u8]) -> Expr {
     expr("immediate", Some(Attrs::new().be32(1, reg).nested(2, data(value))))

@@ -1,5 +1,6 @@
 //! nftables through netlink (no `nft` binary): the table `ip orch` with masquerade for traffic
-//! from the cluster CIDR leaving it (`postrouting`) and hostPort DNAT (`prerouting` for traffic
+//! from the cluster CIDR leaving it and for hairpin traffic (a pod reaching a pod of this node
+//! through a hostPort), both in `postrouting`, and hostPort DNAT (`prerouting` for traffic
 //! arriving at the node, `output` for the node's own). The whole table is replaced in one
 //! nf_tables transaction every time, so the rules always match the node's pods exactly.
 
@@ -60,6 +61,8 @@ pub struct PodHostPort {
 #[derive(Clone, Debug)]
 pub struct NatRules {
     pub cluster_cidr: Ipv4Cidr,
+    /// This node's podCIDR.
+    pub pod_cidr: Ipv4Cidr,
     pub host_ports: Vec<PodHostPort>,
 }
 
@@ -96,6 +99,15 @@ impl NatRules {
         masq.extend(expr::ip_addr_in(false, multicast.network(), multicast.netmask(), false));
         masq.push(expr::masquerade());
         steps.push(rule("postrouting", format!("masquerade for {} leaving it", self.cluster_cidr), masq));
+        // A pod's own reply to a DNATed peer on the same bridge would otherwise bypass the
+        // reverse NAT; sending the request from the bridge address brings it back through here.
+        let (pod_net, pod_mask) = (self.pod_cidr.network(), self.pod_cidr.netmask());
+        let mut hairpin: Vec<Expr> = Vec::new();
+        hairpin.extend(expr::ip_addr_in(true, pod_net, pod_mask, true));
+        hairpin.extend(expr::ip_addr_in(false, pod_net, pod_mask, true));
+        hairpin.extend(expr::ct_status_dnat(REG1));
+        hairpin.push(expr::masquerade());
+        steps.push(rule("postrouting", format!("hairpin masquerade inside {}", self.pod_cidr), hairpin));
         for hp in &self.host_ports {
             for chain in ["prerouting", "output"] {
                 let p = &hp.port;
@@ -210,15 +222,17 @@ mod tests {
     fn one_rule_per_chain_and_host_port() {
         let rules = NatRules {
             cluster_cidr: "10.42.0.0/16".parse().unwrap(),
+            pod_cidr: "10.42.1.0/24".parse().unwrap(),
             host_ports: vec![PodHostPort {
                 pod_ip: Ipv4Addr::new(10, 42, 1, 5),
                 port: HostPort { protocol: Protocol::Tcp, host_ip: None, host_port: 8080, container_port: 80 },
             }],
         };
         let what: Vec<_> = rules.steps().into_iter().map(|s| s.what).collect();
-        assert_eq!(what.len(), 6 + 1 + 2);
+        assert_eq!(what.len(), 6 + 2 + 2);
         assert_eq!(what[6], "rule masquerade for 10.42.0.0/16 leaving it in chain postrouting");
-        assert_eq!(what[7], "rule hostPort Tcp *:8080 -> 10.42.1.5:80 in chain prerouting");
-        assert!(what[8].ends_with("in chain output"));
+        assert_eq!(what[7], "rule hairpin masquerade inside 10.42.1.0/24 in chain postrouting");
+        assert_eq!(what[8], "rule hostPort Tcp *:8080 -> 10.42.1.5:80 in chain prerouting");
+        assert!(what[9].ends_with("in chain output"));
     }
 }
