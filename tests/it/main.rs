@@ -4,6 +4,7 @@ mod support;
 
 mod api_basics;
 mod cli;
+mod custom_resources;
 mod hollow_nodes;
 mod kube_client;
 mod lifecycle;
@@ -16,3 +17,4 @@ mod server_tls;
 mod store_conformance;
 mod tables;
 mod workload_api;
+mod workloads;
