@@ -8,6 +8,7 @@ mod custom_resources;
 mod hollow_nodes;
 mod kube_client;
 mod lifecycle;
+mod pod_network;
 mod python_client;
 mod raft_cluster;
 mod raft_crash;
