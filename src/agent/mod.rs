@@ -7,6 +7,7 @@ pub mod hollow;
 pub mod node_object;
 mod pod_ips;
 pub mod pod_status;
+pub mod runtime;
 
 use std::path::Path;
 use std::time::Duration;
