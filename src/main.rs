@@ -34,6 +34,10 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(orch::cli::token::run(&data_dir, args))
         }
+        Command::Images(args) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(orch::cli::images::run(&data_dir, args))
+        }
         Command::Agent(args) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             match rt.block_on(orch::agent::run(&data_dir, args)) {

@@ -2,6 +2,7 @@
 //! config file.
 
 pub mod config_file;
+pub mod images;
 pub mod token;
 
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ pub enum Command {
     Agent(AgentArgs),
     /// Manage agent-only join tokens (run on a server)
     Token(token::TokenArgs),
+    /// Manage the node's container images (import tarballs, list, remove, pull)
+    Images(images::ImagesArgs),
     /// Print the orch version and the Kubernetes API version it serves.
     Version,
 }

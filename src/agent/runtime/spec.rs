@@ -228,7 +228,7 @@ pub fn runtime_spec(config: &ContainerConfig, image: &RunConfig) -> Value {
             "env": environment(config, image),
             "cwd": cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64}],
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": config.no_new_privileges && !config.privileged,
         },
         "mounts": mounts,
