@@ -160,6 +160,10 @@ pub struct AgentArgs {
     /// Container runtime
     #[arg(long, value_enum, default_value_t = Runtime::Containerd)]
     pub runtime: Runtime,
+    /// Socket of an existing containerd to use instead of starting one under
+    /// <data-dir>/agent/containerd
+    #[arg(long, value_name = "SOCKET")]
+    pub container_runtime_endpoint: Option<std::path::PathBuf>,
     /// Label to register the node with (repeatable)
     #[arg(long, value_parser = crate::agent::parse_label, value_name = "KEY=VALUE")]
     pub node_label: Vec<(String, String)>,

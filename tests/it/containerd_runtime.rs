@@ -58,7 +58,20 @@ impl Node {
         if let Some(s) = self.supervisor.take() {
             s.stop().await;
         }
+        remove_test_cgroups();
     }
+}
+
+fn test_cgroup() -> String {
+    format!("orch-test-{}", std::process::id())
+}
+
+/// Removes the (empty) parent cgroups the test's containers ran under.
+fn remove_test_cgroups() {
+    for dir in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let _ = std::fs::remove_dir(dir.path().join(test_cgroup()));
+    }
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(test_cgroup()));
 }
 
 fn container(node: &Node, id: &str, command: &[&str]) -> ContainerConfig {
@@ -66,7 +79,7 @@ fn container(node: &Node, id: &str, command: &[&str]) -> ContainerConfig {
         id: id.into(),
         image: "busybox".into(),
         command: command.iter().map(|s| s.to_string()).collect(),
-        cgroup_parent: format!("/orch-test-{}", std::process::id()),
+        cgroup_parent: format!("/{}", test_cgroup()),
         log_path: node.path(&format!("logs/{id}/0.log")),
         labels: [("io.kubernetes.container.name".to_string(), id.to_string())].into(),
         ..Default::default()
@@ -247,4 +260,45 @@ async fn images_are_pulled_from_a_loopback_registry() {
     assert!(err.to_string().contains("imagePullPolicy is Never"), "{err}");
     node.stop().await;
     let _ = registry.kill().await;
+}
+
+/// The pids of containerd processes running with the config under `data_dir`.
+fn containerd_pids(data_dir: &Path) -> Vec<u32> {
+    let config = ContainerdPaths::for_data_dir(data_dir).config().display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&config)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_runtime_imports_airgap_images_at_start_and_restarts_containerd() {
+    if skip("the_node_runtime_imports_airgap_images_at_start_and_restarts_containerd") {
+        return;
+    }
+    let dir = tempfile::Builder::new().prefix("orch-node").tempdir_in("/tmp").unwrap();
+    let airgap = orch::agent::runtime::images::airgap::dir(dir.path());
+    std::fs::create_dir_all(&airgap).unwrap();
+    images::busybox_oci_tar(&airgap.join("busybox.tar")).unwrap();
+    let node = orch::agent::runtime::node::NodeRuntime::start(dir.path(), None).await.unwrap();
+    wait_for(Duration::from_secs(20), "the airgap image imported at start", || async {
+        let images = node.runtime.list_images().await.unwrap_or_default();
+        images.iter().any(|i| i.name == "docker.io/library/busybox:latest").then_some(())
+    })
+    .await;
+    let first = containerd_pids(dir.path());
+    assert_eq!(first.len(), 1, "one containerd runs");
+    // SAFETY: kill(2) on a pid we just looked up.
+    unsafe { libc::kill(first[0] as i32, libc::SIGKILL) };
+    wait_for(Duration::from_secs(20), "containerd to be restarted", || async {
+        let now = containerd_pids(dir.path());
+        let back = now.len() == 1 && now != first && node.runtime.version().await.is_ok();
+        back.then_some(())
+    })
+    .await;
+    assert!(node.runtime.list_images().await.unwrap().iter().any(|i| i.name == "docker.io/library/busybox:latest"));
+    node.stop().await;
+    assert!(containerd_pids(dir.path()).is_empty(), "containerd stopped");
 }

@@ -12,6 +12,7 @@ mod exec;
 pub mod fake;
 mod fifo;
 pub mod images;
+pub mod node;
 pub mod spec;
 pub mod supervisor;
 

@@ -47,7 +47,8 @@ fn next_backoff(previous: Duration, ran: Duration) -> Duration {
     }
 }
 
-/// A supervised containerd. Dropping it does not stop containerd; call [`Supervisor::stop`].
+/// A supervised containerd. Stop it with [`Supervisor::stop`]; when the async runtime shuts
+/// down without that, containerd is killed.
 pub struct Supervisor {
     pub paths: ContainerdPaths,
     stop: CancellationToken,
@@ -139,6 +140,8 @@ fn spawn(binary: &Path, paths: &ContainerdPaths) -> Result<tokio::process::Child
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2)
+        // If orch goes away without stopping it, containerd goes too (containers stay).
+        .kill_on_drop(true)
         .spawn()
         .map_err(RuntimeError::io(binary.display()))
 }
