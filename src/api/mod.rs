@@ -8,6 +8,7 @@ mod apply;
 mod authz;
 pub mod bootstrap_tokens;
 mod client;
+mod crd;
 mod discovery;
 mod fields;
 pub mod node_password;
@@ -15,6 +16,7 @@ mod objects;
 mod openapi;
 mod patch;
 mod protobuf;
+mod protobuf_workloads;
 mod rbac;
 mod registry;
 mod selector;
@@ -62,13 +64,16 @@ struct ApiState {
     rbac: Arc<rbac::Rbac>,
     tokens: TokenKeys,
     watch_caches: Arc<watch_cache::WatchCaches>,
+    crds: Arc<crd::Crds>,
 }
 
 /// The API served from `store`; Services get addresses and node ports from `net`;
 /// ServiceAccount tokens are signed and checked with `tokens`.
 pub fn router(store: SharedStore, net: ServiceNetwork, tokens: TokenKeys) -> Router {
     let rbac = rbac::Rbac::start(store.clone());
-    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac, tokens, watch_caches: Arc::default() };
+    let crds = Arc::new(crd::Crds::default());
+    tokio::spawn(crds.clone().follow(store.clone()));
+    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac, tokens, watch_caches: Arc::default(), crds };
     Router::new()
         .route("/api", any(handle))
         .route("/api/{*rest}", any(handle))
@@ -81,7 +86,7 @@ pub fn router(store: SharedStore, net: ServiceNetwork, tokens: TokenKeys) -> Rou
 
 async fn openapi_root(State(state): State<ApiState>, Extension(peer): Extension<Peer>) -> Response {
     match peer.0 {
-        Some(_) => Json(state.openapi.root()).into_response(),
+        Some(_) => Json(state.openapi.root(&state.crds.all())).into_response(),
         None => ApiError::unauthorized().into_response(),
     }
 }
@@ -94,8 +99,8 @@ async fn openapi_document(
     if peer.0.is_none() {
         return ApiError::unauthorized().into_response();
     }
-    match state.openapi.document(&gv) {
-        Some(doc) => Json(doc).into_response(),
+    match state.openapi.document(&gv, &state.crds.all()) {
+        Some(doc) => ([(header::CONTENT_TYPE, "application/json")], doc).into_response(),
         None => ApiError::not_found("", "", &gv).into_response(),
     }
 }
@@ -256,16 +261,17 @@ async fn serve(
     let path = uri.path();
     match path.trim_end_matches('/') {
         "/api" => return Ok(Json(discovery::core_versions()).into_response()),
-        "/apis" => return Ok(Json(discovery::groups()).into_response()),
+        "/apis" => return Ok(Json(discovery::groups(&state.crds.all())).into_response()),
         _ => {}
     }
     let target = parse_path(path).ok_or_else(|| ApiError::not_found("", "", path))?;
     let Some(plural) = target.plural else {
-        return discovery::resources(target.group, target.version)
+        return discovery::resources(target.group, target.version, &state.crds.all())
             .map(|d| Json(d).into_response())
             .ok_or_else(|| ApiError::not_found("", "", path));
     };
     let resource = registry::lookup(target.group, target.version, plural)
+        .or_else(|| state.crds.lookup(target.group, target.version, plural))
         .ok_or_else(|| ApiError::not_found(target.group, plural, target.name.unwrap_or("")))?;
     let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
     let verb = verb(&method, target.name.is_some(), watching);
@@ -296,7 +302,10 @@ async fn serve(
     let check = {
         let (openapi, warnings) = (state.openapi.clone(), warnings.clone());
         move |obj: &mut Value| -> Result<(), ApiError> {
-            let unknown = openapi.prune(resource, obj);
+            let unknown = match resource.custom {
+                Some(custom) => crd::schema::prune(&custom.schema, obj),
+                None => openapi.prune(resource, obj),
+            };
             match validation {
                 FieldValidation::Strict if !unknown.is_empty() => {
                     let fields: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
@@ -316,6 +325,11 @@ async fn serve(
         }
     };
     let caches = state.watch_caches.clone();
+    let defines_resources = (resource.group, resource.plural) == ("apiextensions.k8s.io", "customresourcedefinitions");
+    if defines_resources && verb == "delete" && target.subresource.is_none() {
+        // Like kube-apiserver's customresourcecleanup finalizer: the custom objects go first.
+        state.crds.delete_objects(&state.store, target.name.unwrap_or_default()).await?;
+    }
     let response = match (target.subresource, target.name) {
         (Some(_), Some(name)) => {
             let request = subresources::Request { name, method, headers: &headers, manager: field_manager(&query, &headers) };
@@ -326,6 +340,9 @@ async fn serve(
             dispatch(&store, &caches, resource, scope, request, body, &check).await?
         }
     };
+    if defines_resources && !matches!(verb, "get" | "list" | "watch") {
+        state.crds.reload_all(&state.store).await?;
+    }
     let warnings = std::mem::take(&mut *warnings.lock().expect("warnings lock"));
     Ok(with_warnings(response, &warnings))
 }

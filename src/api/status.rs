@@ -223,6 +223,23 @@ impl FieldError {
         }
     }
 
+    /// An enum violation; `supported` are already rendered (JSON) values.
+    pub fn not_supported_values(field: &str, value: &serde_json::Value, supported: &[String]) -> Self {
+        Self {
+            field: field.into(),
+            reason: "FieldValueNotSupported",
+            message: format!("Unsupported value: {}: supported values: {}", go_value(value), supported.join(", ")),
+        }
+    }
+
+    pub fn too_long(field: &str, max: u64) -> Self {
+        Self { field: field.into(), reason: "FieldValueTooLong", message: format!("Too long: may not be more than {max} bytes") }
+    }
+
+    pub fn too_many(field: &str, actual: u64, max: u64) -> Self {
+        Self { field: field.into(), reason: "FieldValueTooMany", message: format!("Too many: {actual}: must have at most {max} items") }
+    }
+
     pub fn duplicate(field: &str, value: &serde_json::Value) -> Self {
         Self { field: field.into(), reason: "FieldValueDuplicate", message: format!("Duplicate value: {}", go_value(value)) }
     }

@@ -27,8 +27,11 @@ async fn kube_rs_over_https() {
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
     let client = kube::Client::try_from(config).unwrap();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    crate::support::wait_for(Duration::from_secs(20), "the default namespace", || async { api.list(&ListParams::default()).await.ok() })
-        .await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    crate::support::wait_for(Duration::from_secs(20), "the default namespace", || async {
+        namespaces.get_opt("default").await.ok().flatten()
+    })
+    .await;
 
     let created = api.create(&PostParams::default(), &config_map("a", "1")).await.unwrap();
     let rv = created.metadata.resource_version.clone().unwrap();

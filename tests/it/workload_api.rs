@@ -173,3 +173,29 @@ async fn node_watchers_see_only_their_pods() {
     // Binding moves a pod into the selection: ADDED; the pod on n1 never shows.
     assert_eq!(seen, [("added", "b".to_string()), ("added", "c".to_string()), ("deleted", "b".to_string())]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_creates_workloads_in_protobuf() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ready_server(dir.path()).await;
+    let home = dir.path().join("home");
+    for args in [
+        &["create", "deployment", "web", "--image=nginx:1.25", "--replicas=2", "--port=80"][..],
+        &["create", "job", "once", "--image=busybox", "--", "echo", "hi"],
+        &["create", "cronjob", "tick", "--image=busybox", "--schedule=*/5 * * * *", "--", "date"],
+    ] {
+        let (ok, out, err) = kubectl(&server, &home, args, None).await;
+        assert!(ok && out.contains("created"), "{args:?}: {out}{err}");
+    }
+    let (_, out, _) = kubectl(
+        &server,
+        &home,
+        &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].ports[0].containerPort}"],
+        None,
+    )
+    .await;
+    assert_eq!(out, "2 80");
+    let (_, out, _) =
+        kubectl(&server, &home, &["get", "job", "once", "-o", "jsonpath={.spec.template.spec.containers[0].command}"], None).await;
+    assert_eq!(out, r#"["echo","hi"]"#);
+}
