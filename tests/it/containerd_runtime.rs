@@ -231,7 +231,14 @@ async fn images_are_pulled_from_a_loopback_registry() {
         ),
     )
     .unwrap();
-    let mut registry = tokio::process::Command::new(registry_bin).arg("serve").arg(&config).kill_on_drop(true).spawn().unwrap();
+    let mut registry = tokio::process::Command::new(registry_bin)
+        .arg("serve")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let image = images::busybox_image().unwrap();
     wait_for(Duration::from_secs(20), "docker-registry to accept the push", || async {
