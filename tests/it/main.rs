@@ -4,6 +4,7 @@ mod support;
 
 mod api_basics;
 mod cli;
+mod containerd_runtime;
 mod custom_resources;
 mod hollow_nodes;
 mod kube_client;
