@@ -96,7 +96,9 @@ async fn watch_fan_out(http: &[HttpClient], base: &str) -> f64 {
 }
 
 pub async fn run(binary: &std::path::Path, root: &std::path::Path, seconds: u64) -> anyhow::Result<()> {
-    let server = ServerProc::start(binary, &root.join("api-server"), &[]);
+    // `ORCH_BENCH_SERVER_ARGS="--disable-controllers"` measures the API without its controllers.
+    let extra: Vec<String> = std::env::var("ORCH_BENCH_SERVER_ARGS").unwrap_or_default().split_whitespace().map(str::to_string).collect();
+    let server = ServerProc::start(binary, &root.join("api-server"), &extra);
     server.wait_member(Duration::from_secs(30)).await;
     let http: Vec<HttpClient> = (0..4).map(|_| server.admin_client().expect("admin credentials")).collect();
     let base = format!("{}/api/v1", server.url());
