@@ -3,6 +3,7 @@
 //! ([`hollow`]) exists so far; the containerd runtime comes later.
 
 pub mod client;
+pub mod heartbeat;
 pub mod hollow;
 pub mod node_object;
 mod pod_ips;
@@ -92,9 +93,8 @@ pub async fn run(data_dir: &Path, args: AgentArgs) -> Result<(), AgentError> {
     let mut config = hollow::HollowConfig::new(&server, &token, &name, &node_password(data_dir)?);
     config.shape.labels.extend(args.node_label);
     config.shape.taints = args.node_taint;
-    config.shape.cpu = args.fake_cpu;
-    config.shape.memory = args.fake_memory;
-    config.shape.pods = args.fake_pods;
+    config.shape.capacity = node_object::resources(&args.fake_cpu, &args.fake_memory, args.fake_pods);
+    config.shape.allocatable = config.shape.capacity.clone();
     config.shape.internal_ip = args.node_ip;
     config.job_duration = args.fake_job_duration;
     config.lease_renew_interval = args.node_lease_renew_interval;
