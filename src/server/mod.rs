@@ -4,7 +4,7 @@
 //! and runs until SIGINT/SIGTERM.
 
 mod credentials;
-mod https;
+pub(crate) mod https;
 mod join;
 mod kubeconfig;
 mod routes;
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use credentials::{admin_credentials, read_token};
-pub use join::{join_as_agent, AgentCredentials, JoinError};
+pub use join::{join_as_agent, request_serving_cert, AgentCredentials, JoinError};
 pub use routes::kube_arch;
 
 use crate::cli::ServerArgs;
