@@ -31,7 +31,9 @@ where
     }
 }
 
-/// An `orch server` child process on 127.0.0.1, killed on drop.
+/// An `orch server` child process on 127.0.0.1, killed on drop. It never runs a local node
+/// (`--disable-agent`): run as root, that node would put real containers and the bridge `cni0`
+/// on the machine's own network; tests start an `orch agent` in a namespace of their own instead.
 pub struct ServerProc {
     binary: PathBuf,
     pub port: u16,
@@ -82,6 +84,7 @@ impl ServerProc {
             .arg(&self.data_dir)
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--https-listen-port={}", self.port))
+            .arg("--disable-agent")
             .args(&self.extra)
             .env("RUST_LOG", std::env::var("ORCH_TEST_LOG").unwrap_or_else(|_| "info,openraft=error".into()))
             .stdout(Stdio::null())
