@@ -125,6 +125,9 @@ impl Drop for TestNode {
             let _ = pods.remove(&name);
         }
         let _ = self.hosts.remove(&self.netns_name);
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir(hierarchy.path().join("orch"));
+        }
         // Unmount anything containerd left mounted under the data dir (rootfs of killed tasks).
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let root = self.dir.path().display().to_string();
@@ -244,6 +247,8 @@ async fn a_real_node_runs_pods_end_to_end() {
     pod_where(&pods, "client", "Succeeded", &node, |p| phase(p) == "Succeeded").await;
     let (_, out, err) = kubectl(&server, &home, &["logs", "client"], None).await;
     assert!(out.contains("pong"), "the client got the server's answer: {out}{err}");
+    let (ok, out, err) = kubectl(&server, &home, &["logs", "-f", "--timestamps", "client"], None).await;
+    assert!(ok && out.trim_end().ends_with("pong") && out.starts_with("20"), "logs -f of an exited container ends: {out}{err}");
 
     // A Job completes.
     let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
