@@ -14,7 +14,6 @@ mod disruption;
 pub mod endpoints;
 mod gc;
 mod gc_graph;
-mod gone;
 mod job;
 mod job_conditions;
 mod job_failure_policy;

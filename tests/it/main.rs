@@ -9,6 +9,7 @@ mod custom_resources;
 mod hollow_nodes;
 mod kube_client;
 mod kubelet;
+mod kubelet_proxy;
 mod lifecycle;
 mod pod_network;
 mod python_client;

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::support::{kube_client, kubectl, start_cluster, start_server, wait_for, ServerProc};
+use crate::support::{kube_client, kubectl, start_cluster, start_hollow_node, start_server, wait_for, ServerProc};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -308,36 +308,18 @@ async fn one_server_leads_the_controllers_and_another_takes_over() {
     assert_ne!(third, second);
 }
 
-/// Stands in for nodes: marks every pod Running and Ready, until dropped.
-fn mark_pods_ready(client: kube::Client) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let pods: Api<Pod> = Api::default_namespaced(client);
-        loop {
-            for p in pods.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default() {
-                let ready = p
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-                if !ready && p.metadata.deletion_timestamp.is_none() {
-                    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-                    let status = json!({ "status": { "phase": "Running", "conditions": [{ "type": "Ready", "status": "True", "lastTransitionTime": now }] } });
-                    let _ = pods
-                        .patch_status(p.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(status))
-                        .await;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-}
-
-/// Full rollouts driven by kubectl: status, set image, history, undo, pause/resume, restart.
+/// Full rollouts driven by kubectl on three hollow nodes (scheduler and node agents for real):
+/// status, set image, history, undo, pause/resume, restart; then an OrderedReady StatefulSet
+/// comes up in order, and a node that stops has its pods recreated on the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_rollouts() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, client) = ready_server(dir.path()).await;
-    let stand_in = mark_pods_ready(client);
+    let server = start_server(&dir.path().join("n0"), &["--disable-agent".to_string(), "--node-monitor-grace-period=4s".to_string()]);
+    server.wait_member(Duration::from_secs(20)).await;
+    let client = kube_client(&server).await;
+    let lease = ["--node-lease-renew-interval=1s".to_string()];
+    let mut nodes: Vec<_> =
+        (1..=3).map(|i| start_hollow_node(&server, &dir.path().join(format!("h{i}")), &format!("hollow-{i}"), &lease)).collect();
     let home = dir.path().join("home");
     let k = |args: &'static [&'static str]| {
         let (server, home) = (&server, &home);
@@ -359,8 +341,15 @@ async fn kubectl_rollouts() {
     k(&["rollout", "status", "deployment/roll", "--timeout=25s"]).await;
     let revision = k(&["get", "deployment/roll", "-o", "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"]).await;
     assert_eq!(revision, "3", "the rolled-back set gets the next revision");
-    let images = k(&["get", "pods", "-o", "jsonpath={.items[*].spec.containers[0].image}"]).await;
-    assert!(images.split(' ').all(|i| i == "busybox:1"), "{images}");
+    // Pods of the old set may still be finishing their graceful deletion on their nodes.
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let live = pods.list(&ListParams::default().labels("app=roll")).await.unwrap().items;
+    let images: Vec<String> = live
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| p.spec.as_ref().unwrap().containers[0].image.clone().unwrap_or_default())
+        .collect();
+    assert!(images.len() == 3 && images.iter().all(|i| i == "busybox:1"), "{images:?}");
     k(&["rollout", "pause", "deployment/roll"]).await;
     k(&["set", "image", "deployment/roll", "busybox=busybox:4"]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -375,5 +364,42 @@ async fn kubectl_rollouts() {
     let status =
         k(&["get", "deployment/roll", "-o", "jsonpath={.status.replicas}/{.status.updatedReplicas}/{.status.availableReplicas}"]).await;
     assert_eq!(status, "3/3/3");
-    stand_in.abort();
+
+    // OrderedReady: each ordinal is created once the one before it is Running and Ready.
+    let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  replicas: 3\n  serviceName: db\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec: {containers: [{name: db, image: 'busybox:1'}]}\n";
+    let (ok, _, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(sts)).await;
+    assert!(ok, "{err}");
+    k(&["rollout", "status", "statefulset/db", "--timeout=30s"]).await;
+    let mut created: Vec<(String, String)> = pods
+        .list(&ListParams::default().labels("app=db"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| (p.metadata.creation_timestamp.unwrap().0.to_string(), p.metadata.name.unwrap()))
+        .collect();
+    created.sort();
+    let order: Vec<&str> = created.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(order, ["db-0", "db-1", "db-2"]);
+
+    // A node that stops: NotReady, its pods evicted (short toleration) and recreated elsewhere.
+    let tolerations = r#"{"spec":{"template":{"spec":{"tolerations":[{"key":"node.kubernetes.io/unreachable","operator":"Exists","effect":"NoExecute","tolerationSeconds":2}]}}}}"#;
+    let (ok, _, err) = kubectl(&server, &home, &["patch", "deployment/roll", "-p", tolerations], None).await;
+    assert!(ok, "{err}");
+    k(&["rollout", "status", "deployment/roll", "--timeout=30s"]).await;
+    let on_node = |pods: &[Pod], node: &str| pods.iter().filter(|p| p.spec.as_ref().unwrap().node_name.as_deref() == Some(node)).count();
+    let before = pods.list(&ListParams::default().labels("app=roll")).await.unwrap().items;
+    let victim = (1..=3).map(|i| format!("hollow-{i}")).max_by_key(|n| on_node(&before, n)).unwrap();
+    let index: usize = victim.trim_start_matches("hollow-").parse().unwrap();
+    nodes[index - 1].kill();
+    wait_for(Duration::from_secs(60), "the roll pods to run on the remaining nodes", || async {
+        let now = pods.list(&ListParams::default().labels("app=roll")).await.ok()?.items;
+        let running = now
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .filter(|p| p.spec.as_ref().unwrap().node_name.as_deref() != Some(victim.as_str()))
+            .count();
+        (running == 3).then_some(())
+    })
+    .await;
 }

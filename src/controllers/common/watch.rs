@@ -78,6 +78,31 @@ pub fn controller_key<K: Resource<DynamicType = ()>>(child: &impl Resource) -> O
     })
 }
 
+/// The controllers a child's event concerns: its controller of kind `K`, or for an orphan
+/// every cached `K` in its namespace that `selects` it (the candidates for adoption).
+pub fn concerned_controllers<K, C>(
+    cache: &kube::runtime::reflector::Store<K>,
+    child: &C,
+    selects: impl Fn(&K, &C) -> bool,
+) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+    C: Resource,
+{
+    if let Some(key) = controller_key::<K>(child) {
+        return vec![key];
+    }
+    if controller_of(child.meta()).is_some() {
+        return vec![];
+    }
+    cache
+        .state()
+        .iter()
+        .filter(|k| k.meta().namespace == child.meta().namespace && selects(k, child))
+        .map(|k| ObjectRef::from_obj(k.as_ref()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

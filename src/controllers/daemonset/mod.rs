@@ -27,7 +27,7 @@ use self::plan::{DaemonPod, NodePods, Strategy};
 use super::common::expectations::Expectations;
 use super::common::revision::{self, HASH_LABEL};
 use super::common::template::{pod_from_template, PodName};
-use super::common::watch::{controller_key, reflect, watch_pods};
+use super::common::watch::{concerned_controllers, reflect, watch_pods};
 use super::common::{batch, intstr, is_not_found, owner, pods, selector, Error};
 use super::Context;
 
@@ -67,13 +67,7 @@ fn selects(ds: &DaemonSet, pod: &Pod) -> bool {
 }
 
 fn sets_of(sets: &Store<DaemonSet>, pod: &Pod) -> Vec<ObjectRef<DaemonSet>> {
-    if let Some(key) = controller_key::<DaemonSet>(pod) {
-        return vec![key];
-    }
-    if owner::controller_of(&pod.metadata).is_some() {
-        return vec![];
-    }
-    sets.state().iter().filter(|s| s.namespace() == pod.namespace() && selects(s, pod)).map(|s| ObjectRef::from_obj(s.as_ref())).collect()
+    concerned_controllers(sets, pod, selects)
 }
 
 fn error_policy(_: Arc<DaemonSet>, error: &Error, _: Arc<Ctx>) -> Action {

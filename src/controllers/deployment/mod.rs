@@ -21,7 +21,7 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 use tokio_util::sync::CancellationToken;
 
-use super::common::watch::{controller_key, reflect};
+use super::common::watch::{concerned_controllers, controller_key, reflect};
 use super::common::{owner, selector, Error};
 use super::Context;
 
@@ -61,21 +61,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
 /// The Deployments a ReplicaSet event concerns: its controller, or for an orphan every
 /// Deployment whose selector matches it.
 fn deployments_of(deployments: &Store<Deployment>, rs: &ReplicaSet) -> Vec<ObjectRef<Deployment>> {
-    if let Some(key) = controller_key::<Deployment>(rs) {
-        return vec![key];
-    }
-    if owner::controller_of(&rs.metadata).is_some() {
-        return vec![];
-    }
-    deployments
-        .state()
-        .iter()
-        .filter(|d| d.namespace() == rs.namespace())
-        .filter(|d| {
-            d.spec.as_ref().is_some_and(|s| !selector::is_empty(&s.selector) && selector::matches(&s.selector, rs.metadata.labels.as_ref()))
-        })
-        .map(|d| ObjectRef::from_obj(d.as_ref()))
-        .collect()
+    concerned_controllers(deployments, rs, |d, rs| {
+        d.spec.as_ref().is_some_and(|s| !selector::is_empty(&s.selector) && selector::matches(&s.selector, rs.metadata.labels.as_ref()))
+    })
 }
 
 fn error_policy(_: Arc<Deployment>, error: &Error, _: Arc<Ctx>) -> Action {

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use self::kinds::Replicated;
 use super::common::expectations::Expectations;
 use super::common::template::{pod_from_template, PodName};
-use super::common::watch::{controller_key, watch_pods};
+use super::common::watch::{concerned_controllers, watch_pods};
 use super::common::{batch, is_not_found, owner, pods, selector, Error};
 use super::Context;
 
@@ -68,19 +68,9 @@ async fn run_kind<K: Replicated>(ctx: Arc<Context>, shutdown: CancellationToken)
 /// The owners a pod event concerns: its controller, or (for an orphan) every owner whose
 /// selector matches it.
 fn owners_of<K: Replicated>(owners: &Store<K>, pod: &Pod) -> Vec<ObjectRef<K>> {
-    if let Some(key) = controller_key::<K>(pod) {
-        return vec![key];
-    }
-    if owner::controller_of(&pod.metadata).is_some() {
-        return vec![];
-    }
-    owners
-        .state()
-        .iter()
-        .filter(|o| o.namespace() == pod.namespace())
-        .filter(|o| o.selector().is_some_and(|s| !selector::is_empty(&s) && selector::matches(&s, pod.metadata.labels.as_ref())))
-        .map(|o| ObjectRef::from_obj(o.as_ref()))
-        .collect()
+    concerned_controllers(owners, pod, |o, pod| {
+        o.selector().is_some_and(|s| !selector::is_empty(&s) && selector::matches(&s, pod.metadata.labels.as_ref()))
+    })
 }
 
 fn error_policy<K: Replicated>(_: Arc<K>, error: &Error, _: Arc<Ctx>) -> Action {

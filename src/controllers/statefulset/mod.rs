@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::plan::{PodView, Policy, Step};
 use super::common::revision::{self, HASH_LABEL};
-use super::common::watch::{controller_key, reflect};
+use super::common::watch::{concerned_controllers, reflect};
 use super::common::{is_conflict, is_not_found, owner, pods, selector, Error};
 use super::Context;
 
@@ -58,13 +58,7 @@ fn is_member(set: &StatefulSet, pod: &Pod) -> bool {
 }
 
 fn sets_of(sets: &Store<StatefulSet>, pod: &Pod) -> Vec<ObjectRef<StatefulSet>> {
-    if let Some(key) = controller_key::<StatefulSet>(pod) {
-        return vec![key];
-    }
-    if owner::controller_of(&pod.metadata).is_some() {
-        return vec![];
-    }
-    sets.state().iter().filter(|s| s.namespace() == pod.namespace() && is_member(s, pod)).map(|s| ObjectRef::from_obj(s.as_ref())).collect()
+    concerned_controllers(sets, pod, is_member)
 }
 
 fn error_policy(_: Arc<StatefulSet>, error: &Error, _: Arc<Ctx>) -> Action {
