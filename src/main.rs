@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         Command::Agent(args) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             match rt.block_on(orch::agent::run(&data_dir, args)) {
-                Err(e @ (orch::agent::AgentError::RuntimeUnavailable(_) | orch::agent::AgentError::Runtime(_))) => {
+                Err(e @ orch::agent::AgentError::Runtime(_)) => {
                     eprintln!("orch: {e}");
                     std::process::exit(2);
                 }

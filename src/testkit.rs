@@ -31,7 +31,9 @@ where
     }
 }
 
-/// An `orch server` child process on 127.0.0.1, killed on drop.
+/// An `orch server` child process on 127.0.0.1, killed on drop. It never runs a local node
+/// (`--disable-agent`): run as root, that node would put real containers and the bridge `cni0`
+/// on the machine's own network; tests start an `orch agent` in a namespace of their own instead.
 pub struct ServerProc {
     binary: PathBuf,
     pub port: u16,
@@ -82,6 +84,7 @@ impl ServerProc {
             .arg(&self.data_dir)
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--https-listen-port={}", self.port))
+            .arg("--disable-agent")
             .args(&self.extra)
             .env("RUST_LOG", std::env::var("ORCH_TEST_LOG").unwrap_or_else(|_| "info,openraft=error".into()))
             .stdout(Stdio::null())
@@ -94,19 +97,7 @@ impl ServerProc {
     /// Sends SIGTERM and waits up to `timeout` for the process to exit; returns its exit code
     /// (`None` if it had to be killed).
     pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
-        let mut child = self.child.take()?;
-        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let until = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < until {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        terminate(self.child.take()?, timeout)
     }
 
     /// SIGKILLs the process (no graceful shutdown) and reaps it.
@@ -167,11 +158,30 @@ impl Drop for ServerProc {
     }
 }
 
+/// Sends SIGTERM to `child` and waits up to `timeout` for it to exit; returns its exit code
+/// (`None` if it had to be killed).
+fn terminate(mut child: Child, timeout: Duration) -> Option<i32> {
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let until = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < until {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 /// An `orch agent` child process (e.g. a hollow node with `--runtime fake`), killed on drop.
 /// Its log is `<data_dir>.log`.
 pub struct AgentProc {
     pub name: String,
     pub data_dir: PathBuf,
+    command: Vec<std::ffi::OsString>,
+    token: String,
     child: Option<Child>,
 }
 
@@ -179,22 +189,34 @@ impl AgentProc {
     /// Starts `binary` as an agent named `name` joining `server_url` with `token`, keeping its
     /// state in `data_dir`; `extra` are more flags (e.g. `--runtime=fake`).
     pub fn start(binary: &Path, server_url: &str, token: &str, data_dir: &Path, name: &str, extra: &[String]) -> Self {
-        std::fs::create_dir_all(data_dir).expect("creating the agent's data dir");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.with_extension("log")).unwrap();
-        let child = Command::new(binary)
-            .arg("agent")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg(format!("--join={server_url}"))
-            .arg(format!("--node-name={name}"))
-            .args(extra)
-            .env("ORCH_TOKEN", token)
+        let mut command: Vec<std::ffi::OsString> = vec![binary.into(), "agent".into(), "--data-dir".into(), data_dir.into()];
+        command.push(format!("--join={server_url}").into());
+        command.push(format!("--node-name={name}").into());
+        command.extend(extra.iter().map(Into::into));
+        let mut agent = Self { name: name.into(), data_dir: data_dir.to_path_buf(), command, token: token.into(), child: None };
+        agent.restart();
+        agent
+    }
+
+    /// (Re)starts the process with the same flags.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "agent already running");
+        std::fs::create_dir_all(&self.data_dir).expect("creating the agent's data dir");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.with_extension("log")).unwrap();
+        let child = Command::new(&self.command[0])
+            .args(&self.command[1..])
+            .env("ORCH_TOKEN", &self.token)
             .env("RUST_LOG", std::env::var("ORCH_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawning orch agent");
-        Self { name: name.into(), data_dir: data_dir.to_path_buf(), child: Some(child) }
+        self.child = Some(child);
+    }
+
+    /// Stops the process with SIGTERM (a graceful shutdown), waiting up to `timeout`.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        terminate(self.child.take()?, timeout)
     }
 
     /// SIGKILLs the process (the node just vanishes) and reaps it.

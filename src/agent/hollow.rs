@@ -13,17 +13,17 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::node_object::{self, NodeShape, LEASE_NAMESPACE};
+use super::heartbeat::{self, is_status, Heartbeat};
+use super::node_object::{self, NodeShape, Pressure, SystemInfo};
 use super::pod_ips::PodIps;
 use super::pod_status::{self, PodFacts};
 use super::AgentError;
@@ -55,11 +55,12 @@ impl HollowConfig {
                 name: name.into(),
                 labels: [("type".to_string(), "hollow".to_string())].into(),
                 taints: Vec::new(),
-                cpu: "4".into(),
-                memory: "8Gi".into(),
-                pods: 110,
+                capacity: node_object::resources("4", "8Gi", 110),
+                allocatable: node_object::resources("4", "8Gi", 110),
                 internal_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 container_runtime: "fake://orch".into(),
+                system: SystemInfo { os_image: "orch hollow node".into(), ..Default::default() },
+                kubelet_port: 10250,
             },
             job_duration: Duration::from_secs(1),
             lease_renew_interval: Duration::from_secs(10),
@@ -148,37 +149,29 @@ struct NodeAgent {
     client: kube::Client,
     config: HollowConfig,
     nodes: Api<Node>,
-    leases: Api<Lease>,
+    heartbeat: Heartbeat,
     /// When the node became Ready.
     since: Timestamp,
-    uid: String,
     ips: Option<PodIps>,
     pods: HashMap<PodKey, Tracked>,
     timers: BTreeMap<(Instant, u64), Timer>,
     next_timer: u64,
     retry_scheduled: bool,
-    lease_failed: bool,
-}
-
-fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
 }
 
 impl NodeAgent {
     fn new(client: kube::Client, config: HollowConfig) -> Self {
         Self {
             nodes: Api::all(client.clone()),
-            leases: Api::namespaced(client.clone(), LEASE_NAMESPACE),
+            heartbeat: Heartbeat::new(client.clone(), &config.shape.name, config.lease_renew_interval),
             client,
             config,
             since: Timestamp::now(),
-            uid: String::new(),
             ips: None,
             pods: HashMap::new(),
             timers: BTreeMap::new(),
             next_timer: 0,
             retry_scheduled: false,
-            lease_failed: false,
         }
     }
 
@@ -188,36 +181,23 @@ impl NodeAgent {
 
     /// Creates (or re-labels) the Node, posts its status and takes its Lease.
     async fn register(&mut self) -> Result<(), AgentError> {
-        let node: Node = serde_json::from_value(self.config.shape.node()).map_err(|e| AgentError::Flag(format!("node object: {e}")))?;
-        match self.nodes.create(&PostParams::default(), &node).await {
-            Ok(_) => tracing::info!(node = self.name(), "registered the node"),
-            Err(e) if is_status(&e, 409) => {
-                let labels = json!({ "metadata": { "labels": node.metadata.labels } });
-                self.nodes.patch(self.name(), &PatchParams::default(), &Patch::Merge(labels)).await?;
-                tracing::info!(node = self.name(), "the node was registered before; updated its labels");
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.heartbeat.register(self.config.shape.node()).await?;
         self.post_status().await?;
-        self.renew_lease().await?;
-        Ok(())
+        self.renew_lease().await
     }
 
-    /// Writes the whole node status (the heartbeat), and learns the node's uid and podCIDR.
+    /// Writes the whole node status (the heartbeat), and learns the node's podCIDR.
     async fn post_status(&mut self) -> Result<(), AgentError> {
-        let status = json!({ "status": self.config.shape.status(self.since) });
-        let node = self.nodes.patch_status(self.name(), &PatchParams::default(), &Patch::Merge(status)).await?;
+        let node = self.heartbeat.post_status(self.config.shape.status(self.since, Pressure::default())).await?;
         self.learn(&node);
         Ok(())
     }
 
     fn learn(&mut self, node: &Node) {
-        self.uid = node.metadata.uid.clone().unwrap_or_default();
         if self.ips.is_some() {
             return;
         }
-        let spec = node.spec.clone().unwrap_or_default();
-        let Some(cidr) = spec.pod_cidr.or_else(|| spec.pod_cidrs.and_then(|c| c.into_iter().next())) else { return };
+        let Some(cidr) = heartbeat::pod_cidr(node) else { return };
         match PodIps::new(&cidr) {
             Ok(ips) => {
                 tracing::info!(node = self.name(), %cidr, "got a pod CIDR");
@@ -228,22 +208,11 @@ impl NodeAgent {
     }
 
     async fn renew_lease(&mut self) -> Result<(), AgentError> {
-        let duration = (self.config.lease_renew_interval.as_secs() * 4).clamp(1, 40) as i32;
-        let lease = node_object::lease(self.name(), &self.uid, duration);
-        let spec = json!({ "spec": lease["spec"] });
-        let renewed = match self.leases.patch(self.name(), &PatchParams::default(), &Patch::Merge(spec)).await {
-            Err(e) if is_status(&e, 404) => {
-                let lease: Lease = serde_json::from_value(lease).map_err(|e| AgentError::Flag(format!("lease object: {e}")))?;
-                self.leases.create(&PostParams::default(), &lease).await.map(|_| ())
-            }
-            other => other.map(|_| ()),
-        };
-        if renewed.is_ok() && std::mem::take(&mut self.lease_failed) {
+        if self.heartbeat.renew_lease().await? {
             // Back after an outage: say Ready at once rather than at the next heartbeat.
             self.post_status().await?;
         }
-        self.lease_failed = renewed.is_err();
-        Ok(renewed?)
+        Ok(())
     }
 
     async fn run(mut self, cancel: CancellationToken) {

@@ -1,9 +1,11 @@
 //! The node agent (`orch agent`): joins a cluster as `system:node:<name>` with the join token
-//! and a node password kept in the data dir, then runs the node. Only the fake runtime
-//! ([`hollow`]) exists so far; the containerd runtime comes later.
+//! and a node password kept in the data dir, then runs the node: a real one on containerd
+//! ([`kubelet`]) or a hollow one with the fake runtime ([`hollow`]).
 
 pub mod client;
+pub mod heartbeat;
 pub mod hollow;
+pub mod kubelet;
 pub mod node_object;
 mod pod_ips;
 pub mod pod_status;
@@ -22,8 +24,6 @@ use crate::server::JoinError;
 pub enum AgentError {
     #[error("{0}")]
     Flag(String),
-    #[error("the {0} runtime is not available in this build yet; use --runtime fake for a hollow node")]
-    RuntimeUnavailable(&'static str),
     #[error(transparent)]
     Join(#[from] JoinError),
     #[error(transparent)]
@@ -77,48 +77,92 @@ pub fn parse_label(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{s:?} is not a label; use key=value"))
 }
 
-/// `orch agent`: joins and runs the node until SIGINT/SIGTERM.
-pub async fn run(data_dir: &Path, args: AgentArgs) -> Result<(), AgentError> {
-    if args.runtime == Runtime::Containerd {
-        // A missing containerd or runc is reported first: it is what the user must fix.
-        if args.container_runtime_endpoint.is_none() {
-            runtime::supervisor::check_binaries()?;
-        }
-        return Err(AgentError::RuntimeUnavailable("containerd"));
-    }
-    let server = args.join.ok_or_else(|| AgentError::Flag("--join https://SERVER:6443 is required".into()))?;
-    let token = args.token.ok_or_else(|| AgentError::Flag("--token is required (the token printed by `orch server`)".into()))?;
-    let name = args.node_name.unwrap_or_else(crate::server::hostname);
-    let mut config = hollow::HollowConfig::new(&server, &token, &name, &node_password(data_dir)?);
-    config.shape.labels.extend(args.node_label);
-    config.shape.taints = args.node_taint;
-    config.shape.cpu = args.fake_cpu;
-    config.shape.memory = args.fake_memory;
-    config.shape.pods = args.fake_pods;
-    config.shape.internal_ip = args.node_ip;
-    config.job_duration = args.fake_job_duration;
-    config.lease_renew_interval = args.node_lease_renew_interval;
-    config.status_update_interval = args.node_status_update_frequency;
-    tracing::warn!(node = %name, "this is a HOLLOW node (--runtime fake): it reports pods as running but runs NO containers");
+/// The kubelet config of `orch agent` flags.
+pub fn kubelet_config(
+    data_dir: &Path,
+    args: &AgentArgs,
+    server: &str,
+    token: &str,
+    name: &str,
+) -> Result<kubelet::KubeletConfig, AgentError> {
+    let cluster_cidr = args.cluster_cidr.parse().map_err(|e| AgentError::Flag(format!("--cluster-cidr: {e:?}")))?;
+    let reserved = args.kube_reserved.unwrap_or_default().plus(args.system_reserved.unwrap_or_default());
+    Ok(kubelet::KubeletConfig {
+        server: server.into(),
+        token: token.into(),
+        node_name: name.into(),
+        data_dir: data_dir.to_path_buf(),
+        node_ip: args.node_ip,
+        labels: args.node_label.iter().cloned().collect(),
+        taints: args.node_taint.clone(),
+        container_runtime_endpoint: args.container_runtime_endpoint.clone(),
+        reserved,
+        kubelet_port: args.kubelet_port,
+        cluster_cidr,
+        cluster_dns: vec![args.cluster_dns],
+        cluster_domain: args.cluster_domain.clone(),
+        host_netns: args.netns.clone(),
+        lease_renew_interval: args.node_lease_renew_interval,
+        status_update_interval: args.node_status_update_frequency,
+    })
+}
 
-    let start = async {
+/// Starts a node with `start` (retrying every 2 s while the server cannot be reached), runs
+/// it until SIGINT/SIGTERM and stops it with `stop`.
+async fn run_until_signal<N, S, F, X, XF>(what: &str, mut start: S, stop: X) -> Result<(), AgentError>
+where
+    S: FnMut() -> F,
+    F: std::future::Future<Output = Result<N, AgentError>>,
+    X: FnOnce(N) -> XF,
+    XF: std::future::Future<Output = ()>,
+{
+    let starting = async {
         loop {
-            match hollow::HollowNode::start(config.clone()).await {
-                Ok(node) => return node,
-                Err(e) => tracing::warn!(error = %e, "cannot start the node yet; retrying in 2s"),
+            match start().await {
+                Ok(node) => return Ok(node),
+                Err(e @ (AgentError::Runtime(_) | AgentError::Flag(_))) => return Err(e),
+                Err(e) => tracing::warn!(error = %e, "cannot start the {what} yet; retrying in 2s"),
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     };
     let node = tokio::select! {
-        node = start => node,
+        node = starting => node?,
         _ = crate::server::wait_for_signal() => return Ok(()),
     };
-    tracing::info!(node = %name, %server, "node running");
+    tracing::info!("{what} running");
     crate::server::wait_for_signal().await;
     tracing::info!("shutting down");
-    node.stop().await;
+    stop(node).await;
     Ok(())
+}
+
+/// `orch agent`: joins and runs the node until SIGINT/SIGTERM.
+pub async fn run(data_dir: &Path, args: AgentArgs) -> Result<(), AgentError> {
+    if args.runtime == Runtime::Containerd && args.container_runtime_endpoint.is_none() {
+        // A missing containerd or runc is reported first: it is what the user must fix.
+        runtime::supervisor::check_binaries()?;
+    }
+    let server = args.join.clone().ok_or_else(|| AgentError::Flag("--join https://SERVER:6443 is required".into()))?;
+    let token = args.token.clone().ok_or_else(|| AgentError::Flag("--token is required (the token printed by `orch server`)".into()))?;
+    let name = args.node_name.clone().unwrap_or_else(crate::server::hostname);
+    if args.runtime == Runtime::Containerd {
+        let config = kubelet_config(data_dir, &args, &server, &token, &name)?;
+        return run_until_signal("node", || kubelet::Kubelet::start(config.clone()), kubelet::Kubelet::stop).await;
+    }
+    let mut config = hollow::HollowConfig::new(&server, &token, &name, &node_password(data_dir)?);
+    config.shape.labels.extend(args.node_label);
+    config.shape.taints = args.node_taint;
+    config.shape.capacity = node_object::resources(&args.fake_cpu, &args.fake_memory, args.fake_pods);
+    config.shape.allocatable = config.shape.capacity.clone();
+    if let Some(ip) = args.node_ip {
+        config.shape.internal_ip = ip;
+    }
+    config.job_duration = args.fake_job_duration;
+    config.lease_renew_interval = args.node_lease_renew_interval;
+    config.status_update_interval = args.node_status_update_frequency;
+    tracing::warn!(node = %name, "this is a HOLLOW node (--runtime fake): it reports pods as running but runs NO containers");
+    run_until_signal("hollow node", || hollow::HollowNode::start(config.clone()), hollow::HollowNode::stop).await
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ mod client;
 mod crd;
 mod discovery;
 mod fields;
-mod node_authz;
+pub mod node_authz;
 pub mod node_password;
 mod node_proxy;
 mod objects;

@@ -37,7 +37,7 @@ pub enum Command {
     /// controllers and scheduler. The first server starts a new cluster; more servers join it
     /// with --join.
     Server(ServerArgs),
-    /// Run a worker node that joins a cluster (only the fake runtime, hollow nodes, so far).
+    /// Run a worker node that joins a cluster and runs its pods on containerd.
     Agent(AgentArgs),
     /// Manage agent-only join tokens (run on a server)
     Token(token::TokenArgs),
@@ -136,7 +136,7 @@ pub struct ServerArgs {
 /// The container runtime of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Runtime {
-    /// containerd (not available yet)
+    /// containerd (started and supervised by orch unless --container-runtime-endpoint is given)
     Containerd,
     /// No containers at all: a hollow node that only reports pods as running (for tests and
     /// scale benchmarks)
@@ -154,9 +154,10 @@ pub struct AgentArgs {
     /// Name of this node [default: the host name]
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
-    /// Address this node reports as its InternalIP
-    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
-    pub node_ip: std::net::IpAddr,
+    /// Address this node reports as its InternalIP [default: the address of the default
+    /// route's interface; 127.0.0.1 for a fake-runtime node]
+    #[arg(long, value_name = "IP")]
+    pub node_ip: Option<std::net::IpAddr>,
     /// Container runtime
     #[arg(long, value_enum, default_value_t = Runtime::Containerd)]
     pub runtime: Runtime,
@@ -170,6 +171,27 @@ pub struct AgentArgs {
     /// Taint to register the node with (repeatable)
     #[arg(long, value_parser = crate::agent::parse_taint, value_name = "KEY=VALUE:EFFECT")]
     pub node_taint: Vec<k8s_openapi::api::core::v1::Taint>,
+    /// Port of the kubelet API (container logs for `kubectl logs`); 0 serves none
+    #[arg(long, default_value_t = 10250, value_name = "PORT")]
+    pub kubelet_port: u16,
+    /// Resources held back for Kubernetes daemons, e.g. cpu=500m,memory=256Mi
+    #[arg(long, value_parser = crate::agent::kubelet::host::Reserved::parse, value_name = "RESOURCES")]
+    pub kube_reserved: Option<crate::agent::kubelet::host::Reserved>,
+    /// Resources held back for the operating system, e.g. cpu=500m,memory=256Mi
+    #[arg(long, value_parser = crate::agent::kubelet::host::Reserved::parse, value_name = "RESOURCES")]
+    pub system_reserved: Option<crate::agent::kubelet::host::Reserved>,
+    /// Address range of pod IPs of the whole cluster (the server's --cluster-cidr)
+    #[arg(long, default_value = "10.42.0.0/16", value_name = "CIDR")]
+    pub cluster_cidr: String,
+    /// Address of the cluster DNS service (the server's --cluster-dns)
+    #[arg(long, default_value = "10.43.0.10", value_name = "IP")]
+    pub cluster_dns: std::net::IpAddr,
+    /// DNS domain of the cluster
+    #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
+    pub cluster_domain: String,
+    /// Build the pod network inside this network namespace instead of the host's (tests)
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub netns: Option<std::path::PathBuf>,
     /// How often the node renews its Lease in kube-node-lease
     #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
     pub node_lease_renew_interval: Duration,

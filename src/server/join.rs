@@ -114,3 +114,20 @@ pub async fn fetch_cluster_ca(seed: &str, token: &JoinToken) -> Result<PemPair, 
     }
     Ok(boot.ca)
 }
+
+/// Asks the server at `server` to sign a serving certificate for this node's kubelet port
+/// covering `ips`, authenticating with the node's client certificate.
+pub async fn request_serving_cert(server: &str, creds: &AgentCredentials, ips: &[std::net::IpAddr]) -> Result<PemPair, JoinError> {
+    let url = format!("{}/v1-orch/node-serving-cert", server.trim_end_matches('/'));
+    let client = HttpClient::new(pki::client_config(&creds.ca, Some(&creds.client))?);
+    let body = serde_json::json!({ "ips": ips }).to_string();
+    let req = http::Request::post(&url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid request");
+    let (status, body) = fetch(&client, req).await?;
+    match status.as_u16() {
+        200 => serde_json::from_slice(&body).map_err(|e| JoinError::Unexpected { url, status: 200, body: e.to_string() }),
+        s => Err(JoinError::Unexpected { url, status: s, body: String::from_utf8_lossy(&body).into() }),
+    }
+}

@@ -4,9 +4,10 @@
 //! and runs until SIGINT/SIGTERM.
 
 mod credentials;
-mod https;
+pub(crate) mod https;
 mod join;
 mod kubeconfig;
+mod local_agent;
 mod routes;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use credentials::{admin_credentials, read_token};
-pub use join::{join_as_agent, AgentCredentials, JoinError};
+pub use join::{join_as_agent, request_serving_cert, AgentCredentials, JoinError};
 pub use routes::kube_arch;
 
 use crate::cli::ServerArgs;
@@ -187,6 +188,12 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> R
         };
         let ctx = Arc::new(crate::controllers::Context { client: controller_client, settings });
         tasks.spawn(crate::controllers::run_all(ctx, cancel.clone()));
+    }
+    if !args.disable_agent {
+        match local_agent::config(data_dir, &args, port, &join_token.to_string()) {
+            Ok(config) => drop(tasks.spawn(local_agent::run(config, cancel.clone()))),
+            Err(e) => tracing::warn!(error = %e, "this server runs no local node"),
+        }
     }
     let leader_store = store.clone();
     tasks.spawn(compactor::run(store.clone(), args.compaction_interval, move || leader_store.is_leader(), cancel.clone()));

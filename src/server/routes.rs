@@ -32,6 +32,7 @@ pub fn public(state: Arc<PublicState>) -> Router {
         .route("/readyz", get(ok))
         .route("/v1-orch/server-bootstrap", post(server_bootstrap))
         .route("/v1-orch/node-bootstrap", post(node_bootstrap))
+        .route("/v1-orch/node-serving-cert", post(node_serving_cert))
         .with_state(state)
 }
 
@@ -139,6 +140,44 @@ async fn node_bootstrap(State(s): State<Arc<PublicState>>, headers: HeaderMap, J
     };
     match s.ca.sign(&spec) {
         Ok(cert) => Json(serde_json::json!({ "ca": s.ca.pem().cert, "client": cert })).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// What a node asks its serving certificate for.
+#[derive(serde::Deserialize)]
+struct ServingRequest {
+    ips: Vec<std::net::IpAddr>,
+    #[serde(default)]
+    dns_names: Vec<String>,
+}
+
+/// Signs a serving certificate for the kubelet port of the node whose client certificate
+/// (`system:node:<name>` in `system:nodes`) authenticates the request, for its addresses.
+async fn node_serving_cert(
+    State(s): State<Arc<PublicState>>,
+    Extension(peer): Extension<Peer>,
+    Json(req): Json<ServingRequest>,
+) -> Response {
+    let node = peer.0.as_ref().and_then(crate::api::node_authz::node_of).map(str::to_string);
+    let Some(node) = node else {
+        return (StatusCode::UNAUTHORIZED, "a node client certificate (system:node:<name>) is required").into_response();
+    };
+    if req.ips.len() > 16 || req.dns_names.len() > 16 || req.dns_names.iter().any(|d| crate::api::check_name(d).is_err()) {
+        return (StatusCode::BAD_REQUEST, "at most 16 addresses and 16 DNS names (DNS-1123 subdomains)").into_response();
+    }
+    let mut dns_names = vec![node.clone()];
+    dns_names.extend(req.dns_names);
+    let spec = crate::pki::CertSpec {
+        common_name: format!("system:node:{node}"),
+        organizations: vec!["system:nodes".into()],
+        dns_names,
+        ips: req.ips,
+        server_auth: true,
+        ..Default::default()
+    };
+    match s.ca.sign(&spec) {
+        Ok(cert) => Json(cert).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }

@@ -8,6 +8,7 @@ mod containerd_runtime;
 mod custom_resources;
 mod hollow_nodes;
 mod kube_client;
+mod kubelet;
 mod kubelet_proxy;
 mod lifecycle;
 mod pod_network;

@@ -44,11 +44,6 @@ impl Containerd {
     pub async fn remove_image(&self, name: &str) -> Result<bool> {
         store::remove(&self.client, &reference::normalize(name)).await
     }
-
-    /// Resumes copying the output of a container that runs since before an agent restart.
-    pub async fn resume_logs(&self, id: &str) -> Result<()> {
-        containers::resume_logs(&self.client, &self.fifo_dir, id).await
-    }
 }
 
 #[async_trait::async_trait]
@@ -101,5 +96,9 @@ impl ContainerRuntime for Containerd {
 
     async fn container_state(&self, id: &str) -> Result<ContainerState> {
         containers::state(&self.client, id).await
+    }
+
+    async fn adopt(&self, id: &str) -> Result<()> {
+        containers::resume_logs(&self.client, &self.fifo_dir, id).await
     }
 }

@@ -216,4 +216,9 @@ pub trait ContainerRuntime: Send + Sync {
     async fn list_containers(&self) -> Result<Vec<ContainerInfo>>;
     /// The state of one container.
     async fn container_state(&self, id: &str) -> Result<ContainerState>;
+    /// Takes over a container that runs since before this agent started (resumes copying its
+    /// output into its log).
+    async fn adopt(&self, _id: &str) -> Result<()> {
+        Ok(())
+    }
 }

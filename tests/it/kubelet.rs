@@ -1,0 +1,321 @@
+//! A real node end to end (root only; needs containerd, runc and busybox-static): a server
+//! with `--disable-agent` and an `orch agent` with its own containerd under a data dir in /tmp
+//! and its pod network in a test-made network namespace (`--netns`), so the machine's own
+//! interfaces are never touched. The busybox test image goes in through the airgap directory.
+//! With kubectl: a pod runs and logs, a second pod reaches it over TCP, a Job completes, a
+//! crashing container goes into CrashLoopBackOff, deletion stops a container within its grace
+//! period, and restarting the agent adopts running containers.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
+use orch::agent::runtime::supervisor::find_binary;
+use orch::net::netns::NetnsDir;
+
+use crate::support::{free_port, kube_client, kubectl, orch_binary, ready_server, wait_for, AgentProc};
+
+const NODE: &str = "kubelet-test";
+
+fn skip() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED kubelet tests: need root (containerd, runc, network namespaces)");
+        return true;
+    }
+    for (binary, package) in [("containerd", "containerd"), ("runc", "runc"), ("busybox", "busybox-static")] {
+        if find_binary(binary).is_none() {
+            eprintln!("SKIPPED kubelet tests: {binary} is missing (apt-get install {package})");
+            return true;
+        }
+    }
+    false
+}
+
+/// The test node: its data dir (short, for containerd's socket paths), its network
+/// namespace, and the agent process. Dropping it stops the agent and removes whatever the
+/// pods left behind, also when the test failed half way.
+struct TestNode {
+    dir: tempfile::TempDir,
+    hosts: NetnsDir,
+    netns_name: String,
+    agent: Option<AgentProc>,
+}
+
+impl TestNode {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("orch-kl").tempdir_in("/tmp").unwrap();
+        let hosts = NetnsDir::new(dir.path().join("hosts"));
+        let netns_name = format!("orch-kl-{:08x}", rand::random::<u32>());
+        hosts.create(&netns_name).expect("creating the node's network namespace");
+        Self { dir, hosts, netns_name, agent: None }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("node")
+    }
+
+    fn start_agent(&mut self, server: &crate::support::ServerProc, kubelet_port: u16) {
+        let images = self.data_dir().join("agent/images");
+        std::fs::create_dir_all(&images).unwrap();
+        orch::testkit::images::busybox_oci_tar(&images.join("busybox.tar")).expect("building the busybox image");
+        let flags = vec![
+            format!("--netns={}", self.hosts.path_of(&self.netns_name).display()),
+            "--node-ip=127.0.0.1".to_string(),
+            format!("--kubelet-port={kubelet_port}"),
+            "--node-lease-renew-interval=2s".to_string(),
+        ];
+        self.agent = Some(AgentProc::start(orch_binary(), &server.url(), &server.token(), &self.data_dir(), NODE, &flags));
+    }
+
+    fn agent(&mut self) -> &mut AgentProc {
+        self.agent.as_mut().expect("the agent was started")
+    }
+
+    fn log(&self) -> String {
+        self.agent.as_ref().map(AgentProc::log).unwrap_or_default()
+    }
+}
+
+/// Pids in the cgroups of pods (`/orch/pod*`) whose directory is under `agent/pods` of `data_dir`.
+fn pod_processes(data_dir: &Path) -> Vec<i32> {
+    let uids: Vec<String> = std::fs::read_dir(data_dir.join("agent/pods"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().replace('-', "_"))
+        .collect();
+    let mut pids = Vec::new();
+    for uid in uids {
+        let root = Path::new("/sys/fs/cgroup/pids/orch").join(format!("pod{uid}"));
+        let root = if root.exists() { root } else { Path::new("/sys/fs/cgroup/orch").join(format!("pod{uid}")) };
+        for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let procs = std::fs::read_to_string(entry.path().join("cgroup.procs")).unwrap_or_default();
+            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+    }
+    pids
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let data_dir = self.data_dir();
+        if let Some(mut agent) = self.agent.take() {
+            agent.terminate(Duration::from_secs(20));
+        }
+        for pid in pod_processes(&data_dir) {
+            // SAFETY: kill(2) has no memory-safety preconditions; these are the test's containers.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        // containerd shims of this node's containerd.
+        let marker = data_dir.join("agent/containerd").display().to_string();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&marker) {
+                if let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() {
+                    // SAFETY: as above; the process belongs to the test's containerd.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        let pods = NetnsDir::new(data_dir.join("agent/netns"));
+        for name in pods.list().unwrap_or_default() {
+            let _ = pods.remove(&name);
+        }
+        let _ = self.hosts.remove(&self.netns_name);
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir(hierarchy.path().join("orch"));
+        }
+        // Unmount anything containerd left mounted under the data dir (rootfs of killed tasks).
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let root = self.dir.path().display().to_string();
+        let mut targets: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|t| t.starts_with(&root)).collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            if let Ok(c) = std::ffi::CString::new(t) {
+                // SAFETY: umount2 with a NUL-terminated path we own.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    }
+}
+
+async fn pod_where(pods: &Api<Pod>, name: &str, what: &str, node: &TestNode, check: impl Fn(&Pod) -> bool) -> Pod {
+    let log = node.log();
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(p) = pods.get(name).await {
+                if check(&p) {
+                    return p;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    match found {
+        Ok(p) => p,
+        Err(_) => {
+            let current = pods.get(name).await.ok().and_then(|p| serde_json::to_string_pretty(&p.status).ok());
+            panic!("pod {name}: {what} did not happen within 60s; status: {current:?}\nagent log:\n{log}\n{}", node.log());
+        }
+    }
+}
+
+fn phase(p: &Pod) -> &str {
+    p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+}
+
+fn pod_yaml(name: &str, policy: &str, grace: u32, script: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: {policy}\n  terminationGracePeriodSeconds: {grace}\n  \
+         containers:\n  - name: main\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", {script:?}]\n"
+    )
+}
+
+fn container_id(p: &Pod) -> String {
+    p.status.as_ref().and_then(|s| s.container_statuses.as_ref()?.first()?.container_id.clone()).unwrap_or_default()
+}
+
+fn restart_count(p: &Pod) -> i32 {
+    p.status.as_ref().and_then(|s| s.container_statuses.as_ref()?.first().map(|c| c.restart_count)).unwrap_or(0)
+}
+
+fn running_process(marker: &str) -> bool {
+    std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(marker)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_node_runs_pods_end_to_end() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let server = ready_server(dir.path(), &[]).await;
+    let client = kube_client(&server).await;
+    let mut node = TestNode::new();
+    node.start_agent(&server, free_port());
+
+    let nodes: Api<Node> = Api::all(client.clone());
+    let cidr = wait_for(Duration::from_secs(60), "the node to register, get a podCIDR and be Ready", || async {
+        let n = nodes.get(NODE).await.ok()?;
+        let ready = n.status.as_ref()?.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+        ready.then(|| n.spec.as_ref()?.pod_cidr.clone()).flatten()
+    })
+    .await;
+    let info = nodes.get(NODE).await.unwrap().status.unwrap().node_info.unwrap();
+    assert!(info.container_runtime_version.starts_with("containerd://"), "{info:?}");
+    assert!(!info.kernel_version.is_empty() && !info.os_image.is_empty());
+    let binary = orch_binary().to_path_buf();
+    let data_dir = node.data_dir();
+    wait_for(Duration::from_secs(30), "the busybox image to be imported from the airgap dir", || async {
+        let out = tokio::process::Command::new(&binary).arg("images").arg("ls").arg("--data-dir").arg(&data_dir).output().await.ok()?;
+        String::from_utf8_lossy(&out.stdout).contains("busybox").then_some(())
+    })
+    .await;
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let apply = |yaml: String| {
+        let (server, home) = (&server, &home);
+        async move {
+            let (ok, out, err) = kubectl(server, home, &["apply", "-f", "-"], Some(&yaml)).await;
+            assert!(ok, "kubectl apply failed: {out}{err}");
+        }
+    };
+
+    // A pod runs, gets an address from the node's podCIDR and logs.
+    apply(pod_yaml("server", "Always", 30, "echo hello; while true; do echo pong | nc -l -p 8080; done")).await;
+    let running = pod_where(&pods, "server", "Running", &node, |p| phase(p) == "Running").await;
+    let ip = running.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    let prefix = cidr.rsplit_once('.').unwrap().0.to_string();
+    assert!(ip.starts_with(&format!("{prefix}.")), "pod IP {ip} is in the node's podCIDR {cidr}");
+    let logs = wait_for(Duration::from_secs(20), "kubectl logs to print hello", || async {
+        let (ok, out, _) = kubectl(&server, &home, &["logs", "server"], None).await;
+        (ok && out.contains("hello")).then_some(out)
+    })
+    .await;
+    assert_eq!(logs.lines().next(), Some("hello"));
+
+    // A second pod reaches the first over TCP.
+    apply(pod_yaml("client", "Never", 30, &format!("nc -w 5 {ip} 8080"))).await;
+    pod_where(&pods, "client", "Succeeded", &node, |p| phase(p) == "Succeeded").await;
+    let (_, out, err) = kubectl(&server, &home, &["logs", "client"], None).await;
+    assert!(out.contains("pong"), "the client got the server's answer: {out}{err}");
+    let (ok, out, err) = kubectl(&server, &home, &["logs", "-f", "--timestamps", "client"], None).await;
+    assert!(ok && out.trim_end().ends_with("pong") && out.starts_with("20"), "logs -f of an exited container ends: {out}{err}");
+
+    // A Job completes.
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    apply(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: echo-done\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      \
+         containers:\n      - name: main\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"echo\", \"done\"]\n"
+            .to_string(),
+    )
+    .await;
+    wait_for(Duration::from_secs(60), "the Job to complete", || async {
+        let job = jobs.get("echo-done").await.ok()?;
+        (job.status?.succeeded? == 1).then_some(())
+    })
+    .await;
+
+    // A crashing container goes into CrashLoopBackOff.
+    apply(pod_yaml("crash", "Always", 30, "echo crashing; exit 3")).await;
+    let crashed = pod_where(&pods, "crash", "CrashLoopBackOff with a restart", &node, |p| {
+        let s = p.status.as_ref().and_then(|s| s.container_statuses.as_ref()?.first().cloned());
+        s.is_some_and(|s| {
+            s.restart_count >= 1 && s.state.and_then(|st| st.waiting).and_then(|w| w.reason).as_deref() == Some("CrashLoopBackOff")
+        })
+    })
+    .await;
+    let last = crashed.status.unwrap().container_statuses.unwrap()[0].last_state.clone().unwrap().terminated.unwrap();
+    assert_eq!(last.exit_code, 3);
+
+    // Restarting the agent adopts the running container instead of restarting it.
+    let before = pods.get("server").await.unwrap();
+    node.agent().terminate(Duration::from_secs(30));
+    assert!(running_process("nc -l -p 8080") || running_process("while true"), "the container outlives the agent");
+    node.agent().restart();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = pod_where(&pods, "server", "still Running after the agent restart", &node, |p| phase(p) == "Running").await;
+    assert_eq!(container_id(&after), container_id(&before), "the same container");
+    assert_eq!(restart_count(&after), 0);
+    let (ok, out, _) = kubectl(&server, &home, &["logs", "server"], None).await;
+    assert!(ok && out.contains("hello"), "logs still served after the restart: {out}");
+
+    // Deleting a pod stops its container within the grace period (sleep ignores SIGTERM as pid 1).
+    apply(pod_yaml("sleeper", "Always", 3, "exec sleep 3601")).await;
+    pod_where(&pods, "sleeper", "Running", &node, |p| phase(p) == "Running").await;
+    assert!(running_process("sleep 3601"));
+    let started = std::time::Instant::now();
+    let (ok, _, err) = kubectl(&server, &home, &["delete", "pod", "sleeper", "--wait=false"], None).await;
+    assert!(ok, "{err}");
+    wait_for(Duration::from_secs(20), "the deleted pod to be gone", || async {
+        pods.get_opt("sleeper").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(!running_process("sleep 3601"), "the container was stopped");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(12), "stopped after the 3s grace period, took {took:?}");
+
+    // Everything is cleaned up by the agent when the pods go.
+    for name in ["server", "client", "crash"] {
+        let (ok, _, err) = kubectl(&server, &home, &["delete", "pod", name, "--grace-period=1", "--wait=false"], None).await;
+        assert!(ok, "{err}");
+    }
+    let (ok, _, err) = kubectl(&server, &home, &["delete", "job", "echo-done", "--wait=false"], None).await;
+    assert!(ok, "{err}");
+    wait_for(Duration::from_secs(30), "every pod to be gone", || async {
+        pods.list(&Default::default()).await.ok()?.items.is_empty().then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(10), "the pods' directories to be removed", || async {
+        std::fs::read_dir(node.data_dir().join("agent/pods")).ok()?.next().is_none().then_some(())
+    })
+    .await;
+}
