@@ -145,6 +145,7 @@ pub async fn run(data_dir: &Path, args: AgentArgs) -> Result<(), AgentError> {
     }
     let server = args.join.clone().ok_or_else(|| AgentError::Flag("--join https://SERVER:6443 is required".into()))?;
     let token = args.token.clone().ok_or_else(|| AgentError::Flag("--token is required (the token printed by `orch server`)".into()))?;
+    crate::pki::JoinToken::parse(&token)?;
     let name = args.node_name.clone().unwrap_or_else(crate::server::hostname);
     if args.runtime == Runtime::Containerd {
         let config = kubelet_config(data_dir, &args, &server, &token, &name)?;
