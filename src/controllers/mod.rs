@@ -14,6 +14,7 @@ pub mod taint_eviction;
 
 use std::sync::Arc;
 
+pub use cache::trim_managed_fields;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +24,7 @@ mod cronjob;
 mod disruption;
 mod gc;
 mod gc_graph;
+mod gc_meta;
 mod gone;
 mod job;
 mod job_conditions;
