@@ -3,7 +3,7 @@
 CARGO ?= cargo
 RELEASE_BIN := target/release/orch
 # Debian packages the tests, benchmarks and runtime need.
-DEB_PACKAGES := protobuf-compiler containerd runc iproute2 nftables busybox-static etcd-server curl ca-certificates
+DEB_PACKAGES := protobuf-compiler containerd runc iproute2 nftables busybox-static docker-registry etcd-server curl ca-certificates
 
 .PHONY: build run test bench bench-store bench-api bench-scheduler deps clean
 

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod controllers;
+pub mod net;
 pub mod pki;
 pub mod raft;
 pub mod rpc;

@@ -34,10 +34,14 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(orch::cli::token::run(&data_dir, args))
         }
+        Command::Images(args) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(orch::cli::images::run(&data_dir, args))
+        }
         Command::Agent(args) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             match rt.block_on(orch::agent::run(&data_dir, args)) {
-                Err(e @ orch::agent::AgentError::RuntimeUnavailable(_)) => {
+                Err(e @ (orch::agent::AgentError::RuntimeUnavailable(_) | orch::agent::AgentError::Runtime(_))) => {
                     eprintln!("orch: {e}");
                     std::process::exit(2);
                 }

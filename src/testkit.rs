@@ -2,6 +2,8 @@
 //! processes on 127.0.0.1 with fresh ports, killed when dropped, and waits that explain their
 //! timeouts.
 
+pub mod images;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

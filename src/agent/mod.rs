@@ -7,6 +7,7 @@ pub mod hollow;
 pub mod node_object;
 mod pod_ips;
 pub mod pod_status;
+pub mod runtime;
 
 use std::path::Path;
 use std::time::Duration;
@@ -25,6 +26,8 @@ pub enum AgentError {
     RuntimeUnavailable(&'static str),
     #[error(transparent)]
     Join(#[from] JoinError),
+    #[error(transparent)]
+    Runtime(#[from] runtime::RuntimeError),
     #[error(transparent)]
     Pki(#[from] PkiError),
     #[error("API request failed: {0}")]
@@ -77,6 +80,10 @@ pub fn parse_label(s: &str) -> Result<(String, String), String> {
 /// `orch agent`: joins and runs the node until SIGINT/SIGTERM.
 pub async fn run(data_dir: &Path, args: AgentArgs) -> Result<(), AgentError> {
     if args.runtime == Runtime::Containerd {
+        // A missing containerd or runc is reported first: it is what the user must fix.
+        if args.container_runtime_endpoint.is_none() {
+            runtime::supervisor::check_binaries()?;
+        }
         return Err(AgentError::RuntimeUnavailable("containerd"));
     }
     let server = args.join.ok_or_else(|| AgentError::Flag("--join https://SERVER:6443 is required".into()))?;

@@ -21,12 +21,17 @@ pub fn default_on_create(r: &Resource, obj: &mut Value) {
         }
         ("batch", "Job") => generate_job_selector(obj),
         ("", "PersistentVolumeClaim" | "PersistentVolume") => obj["status"] = json!({ "phase": "Pending" }),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => obj["status"] = super::crd::initial_status(obj),
         _ => {}
     }
 }
 
 /// The defaults of every write (kube-apiserver defaults objects as it decodes them).
 pub fn apply_defaults(r: &Resource, obj: &mut Value) {
+    if let Some(custom) = r.custom {
+        super::crd::schema::apply_defaults(&custom.schema, obj);
+        return;
+    }
     match (r.group, r.kind) {
         ("", "Pod") => default_pod_spec(&mut obj["spec"]),
         ("apps", "Deployment") => {
@@ -274,7 +279,17 @@ fn default_job_spec(spec: &mut Value) {
 /// Validates an object about to be written; `before` is the stored version on updates.
 pub fn validate(r: &Resource, obj: &Value, before: Option<&Value>) -> Result<(), ApiError> {
     let mut errs = Vec::new();
+    if let Some(custom) = r.custom {
+        errs = super::crd::schema::validate(&custom.schema, obj);
+    }
     match (r.group, r.kind) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            errs.extend(super::crd::problems(obj).into_iter().map(|(field, message)| FieldError {
+                field,
+                reason: "FieldValueInvalid",
+                message,
+            }));
+        }
         ("", "Pod") => {
             validate_pod_spec(&obj["spec"], "spec", &mut errs);
             if let Some(before) = before {

@@ -3,16 +3,21 @@
 
 use serde_json::{json, Value};
 
-use super::registry;
+use super::registry::{self, Resource};
 
 pub fn core_versions() -> Value {
     json!({ "kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{ "clientCIDR": "0.0.0.0/0", "serverAddress": "" }] })
 }
 
-pub fn groups() -> Value {
+/// The API groups: built-in ones, then those of custom resources.
+pub fn groups(custom: &[&'static Resource]) -> Value {
     // The first version registered of a group is its preferred one.
     let mut groups: Vec<Value> = Vec::new();
-    for (g, v) in registry::group_versions().into_iter().filter(|(g, _)| !g.is_empty()) {
+    let custom_versions = custom.iter().map(|r| (r.group, r.version));
+    for (g, v) in registry::group_versions().into_iter().chain(custom_versions).filter(|(g, _)| !g.is_empty()) {
+        if groups.iter().any(|x| x["name"] == g && x["versions"].as_array().is_some_and(|vs| vs.iter().any(|gv| gv["version"] == v))) {
+            continue;
+        }
         let gv = json!({ "groupVersion": format!("{g}/{v}"), "version": v });
         match groups.iter_mut().find(|x| x["name"] == g) {
             Some(group) => group["versions"].as_array_mut().expect("versions is an array").push(gv),
@@ -23,9 +28,9 @@ pub fn groups() -> Value {
 }
 
 /// The resource list of one group-version, or `None` if it is not served.
-pub fn resources(group: &str, version: &str) -> Option<Value> {
+pub fn resources(group: &str, version: &str, custom: &[&'static Resource]) -> Option<Value> {
     let mut list: Vec<Value> = Vec::new();
-    for r in registry::BUILTIN.iter().filter(|r| r.group == group && r.version == version) {
+    for r in registry::BUILTIN.iter().chain(custom.iter().copied()).filter(|r| r.group == group && r.version == version) {
         list.push(json!({
             "name": r.plural,
             "singularName": r.singular,

@@ -8,13 +8,17 @@ mod apply;
 mod authz;
 pub mod bootstrap_tokens;
 mod client;
+mod crd;
 mod discovery;
 mod fields;
+mod node_authz;
 pub mod node_password;
+mod node_proxy;
 mod objects;
 mod openapi;
 mod patch;
 mod protobuf;
+mod protobuf_workloads;
 mod rbac;
 mod registry;
 mod selector;
@@ -62,13 +66,19 @@ struct ApiState {
     rbac: Arc<rbac::Rbac>,
     tokens: TokenKeys,
     watch_caches: Arc<watch_cache::WatchCaches>,
+    crds: Arc<crd::Crds>,
+    /// TLS (with this server's client certificate) for the proxy to kubelets.
+    kubelet_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The API served from `store`; Services get addresses and node ports from `net`;
-/// ServiceAccount tokens are signed and checked with `tokens`.
-pub fn router(store: SharedStore, net: ServiceNetwork, tokens: TokenKeys) -> Router {
+/// ServiceAccount tokens are signed and checked with `tokens`; pod streams reach kubelets
+/// with `kubelet_tls` (none: they are answered 503).
+pub fn router(store: SharedStore, net: ServiceNetwork, tokens: TokenKeys, kubelet_tls: Option<Arc<rustls::ClientConfig>>) -> Router {
     let rbac = rbac::Rbac::start(store.clone());
-    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac, tokens, watch_caches: Arc::default() };
+    let crds = Arc::new(crd::Crds::default());
+    tokio::spawn(crds.clone().follow(store.clone()));
+    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac, tokens, watch_caches: Arc::default(), crds, kubelet_tls };
     Router::new()
         .route("/api", any(handle))
         .route("/api/{*rest}", any(handle))
@@ -81,7 +91,7 @@ pub fn router(store: SharedStore, net: ServiceNetwork, tokens: TokenKeys) -> Rou
 
 async fn openapi_root(State(state): State<ApiState>, Extension(peer): Extension<Peer>) -> Response {
     match peer.0 {
-        Some(_) => Json(state.openapi.root()).into_response(),
+        Some(_) => Json(state.openapi.root(&state.crds.all())).into_response(),
         None => ApiError::unauthorized().into_response(),
     }
 }
@@ -94,8 +104,8 @@ async fn openapi_document(
     if peer.0.is_none() {
         return ApiError::unauthorized().into_response();
     }
-    match state.openapi.document(&gv) {
-        Some(doc) => Json(doc).into_response(),
+    match state.openapi.document(&gv, &state.crds.all()) {
+        Some(doc) => ([(header::CONTENT_TYPE, "application/json")], doc).into_response(),
         None => ApiError::not_found("", "", &gv).into_response(),
     }
 }
@@ -154,6 +164,8 @@ fn parse_path(path: &str) -> Option<Target<'_>> {
         ["namespaces", ns, plural, name, sub] => (Some(*ns), Some(*plural), Some(*name), Some(*sub)),
         [plural, name] => (None, Some(*plural), Some(*name), None),
         [plural, name, sub] => (None, Some(*plural), Some(*name), Some(*sub)),
+        // `nodes/<name>/proxy/<path on the kubelet>`
+        [plural, name, "proxy", ..] => (None, Some(*plural), Some(*name), Some("proxy")),
         _ => return None,
     };
     Some(Target { group, version, namespace, plural, name, subresource })
@@ -227,27 +239,30 @@ async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
 async fn handle(
     State(state): State<ApiState>,
     Extension(peer): Extension<Peer>,
-    method: Method,
-    uri: Uri,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: Body,
+    mut request: axum::extract::Request,
 ) -> Response {
-    match serve(state, peer, method, uri, query, headers, body).await {
+    // Exec, attach and port-forward upgrade the connection; the proxy to the kubelet needs it.
+    let upgrade = request.headers().contains_key(header::UPGRADE).then(|| hyper::upgrade::on(&mut request));
+    let (parts, body) = request.into_parts();
+    let incoming = Incoming { method: parts.method, uri: parts.uri, query, headers: parts.headers, upgrade };
+    match serve(state, peer, incoming, body).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
 }
 
-async fn serve(
-    state: ApiState,
-    peer: Peer,
+/// A request as `serve` takes it.
+struct Incoming {
     method: Method,
     uri: Uri,
     query: HashMap<String, String>,
     headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> Result<Response, ApiError> {
+    let Incoming { method, uri, query, headers, upgrade } = incoming;
     let store = state.store.clone();
     let identity = match peer.0 {
         Some(identity) => identity,
@@ -256,16 +271,17 @@ async fn serve(
     let path = uri.path();
     match path.trim_end_matches('/') {
         "/api" => return Ok(Json(discovery::core_versions()).into_response()),
-        "/apis" => return Ok(Json(discovery::groups()).into_response()),
+        "/apis" => return Ok(Json(discovery::groups(&state.crds.all())).into_response()),
         _ => {}
     }
     let target = parse_path(path).ok_or_else(|| ApiError::not_found("", "", path))?;
     let Some(plural) = target.plural else {
-        return discovery::resources(target.group, target.version)
+        return discovery::resources(target.group, target.version, &state.crds.all())
             .map(|d| Json(d).into_response())
             .ok_or_else(|| ApiError::not_found("", "", path));
     };
     let resource = registry::lookup(target.group, target.version, plural)
+        .or_else(|| state.crds.lookup(target.group, target.version, plural))
         .ok_or_else(|| ApiError::not_found(target.group, plural, target.name.unwrap_or("")))?;
     let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
     let verb = verb(&method, target.name.is_some(), watching);
@@ -282,21 +298,51 @@ async fn serve(
         Some(sub) => return Err(ApiError::not_found(resource.group, &format!("{}/{sub}", resource.plural), target.name.unwrap_or(""))),
         None => resource.plural.to_string(),
     };
-    let verb = if target.subresource.is_some() && method == Method::GET { "get" } else { verb };
+    let verb = match target.subresource {
+        // Streams that write into a container need create, even over a WebSocket GET.
+        Some("exec" | "attach" | "portforward") => "create",
+        Some(_) if method == Method::GET => "get",
+        _ => verb,
+    };
     let attributes =
         rbac::Attributes { verb, group: resource.group, resource: &rbac_resource, namespace: target.namespace, name: target.name };
-    if !state.rbac.allowed(&identity, &attributes) {
+    let node = node_authz::node_of(&identity).map(str::to_string);
+    let decision = node.as_deref().map_or(node_authz::Decision::NoOpinion, |n| node_authz::decide(n, &attributes));
+    if decision == node_authz::Decision::NoOpinion && !state.rbac.allowed(&identity, &attributes) {
         return Err(ApiError::forbidden(&identity.user, verb, resource.group, &rbac_resource, target.namespace));
     }
+    // NodeRestriction: a node writes only its own Node and Lease and the pods bound to it.
+    let owner = node.filter(|_| decision == node_authz::Decision::AllowIfOwned && !matches!(verb, "get" | "list" | "watch"));
+    let not_owned = |node: &str| {
+        ApiError::forbidden_message(&format!(
+            "{} \"{}\" is forbidden: node \"{node}\" may only change its own Node and Lease and the pods bound to it",
+            rbac_resource,
+            target.name.unwrap_or_default()
+        ))
+    };
     let mut scope = Scope::new(resource, target.namespace, state.net);
     scope.subresource = target.subresource;
+    if let (Some(node), "delete") = (&owner, verb) {
+        let current = objects::get(state.store.as_ref(), &scope, target.name.unwrap_or_default()).await?;
+        if !node_authz::owns(node, resource.plural, &current) {
+            return Err(not_owned(node));
+        }
+    }
     let as_table = table::wanted(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or(""));
     let validation = FieldValidation::parse(query.get("fieldValidation").map(String::as_str)).map_err(ApiError::bad_request)?;
     let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
     let check = {
         let (openapi, warnings) = (state.openapi.clone(), warnings.clone());
+        let owner = owner.clone();
+        let not_owned = &not_owned;
         move |obj: &mut Value| -> Result<(), ApiError> {
-            let unknown = openapi.prune(resource, obj);
+            if let Some(node) = owner.as_deref().filter(|node| !node_authz::owns(node, resource.plural, obj)) {
+                return Err(not_owned(node));
+            }
+            let unknown = match resource.custom {
+                Some(custom) => crd::schema::prune(&custom.schema, obj),
+                None => openapi.prune(resource, obj),
+            };
             match validation {
                 FieldValidation::Strict if !unknown.is_empty() => {
                     let fields: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
@@ -316,7 +362,17 @@ async fn serve(
         }
     };
     let caches = state.watch_caches.clone();
+    let defines_resources = (resource.group, resource.plural) == ("apiextensions.k8s.io", "customresourcedefinitions");
+    if defines_resources && verb == "delete" && target.subresource.is_none() {
+        // Like kube-apiserver's customresourcecleanup finalizer: the custom objects go first.
+        state.crds.delete_objects(&state.store, target.name.unwrap_or_default()).await?;
+    }
     let response = match (target.subresource, target.name) {
+        (Some("log" | "exec" | "attach" | "portforward" | "proxy"), Some(name)) => {
+            let forward =
+                node_proxy::Forward { method, path: uri.path(), query: &query, raw_query: uri.query(), headers: &headers, upgrade };
+            node_proxy::forward(state.store.as_ref(), state.kubelet_tls.as_ref(), &scope, name, forward, body).await?
+        }
         (Some(_), Some(name)) => {
             let request = subresources::Request { name, method, headers: &headers, manager: field_manager(&query, &headers) };
             subresources::serve(&state, scope, request, body, &check).await?
@@ -326,6 +382,9 @@ async fn serve(
             dispatch(&store, &caches, resource, scope, request, body, &check).await?
         }
     };
+    if defines_resources && !matches!(verb, "get" | "list" | "watch") {
+        state.crds.reload_all(&state.store).await?;
+    }
     let warnings = std::mem::take(&mut *warnings.lock().expect("warnings lock"));
     Ok(with_warnings(response, &warnings))
 }

@@ -63,6 +63,24 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The name rule of a resource: RBAC objects take any path segment (`system:node`),
+/// namespaces a DNS-1123 label, everything else a DNS-1123 subdomain.
+fn check_name_of(r: &Resource, name: &str) -> Result<(), &'static str> {
+    match (r.group, r.plural) {
+        ("rbac.authorization.k8s.io", _) => {
+            if name.is_empty() || name == "." || name == ".." || name.contains(['/', '%']) {
+                Err("may not be '.' or '..' and may not contain '/' or '%'")
+            } else {
+                Ok(())
+            }
+        }
+        ("", "namespaces") if name.contains('.') || name.len() > 63 => {
+            Err("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character")
+        }
+        _ => check_name(name),
+    }
+}
+
 pub(super) fn now_rfc3339() -> String {
     rfc3339_after(0)
 }
@@ -146,7 +164,7 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
         (_, Some(prefix)) => format!("{prefix}{}", random_suffix()),
         _ => return Err(ApiError::invalid(r.group, r.kind, "", "metadata.name", "Required value: name or generateName is required")),
     };
-    check_name(&name)
+    check_name_of(r, &name)
         .map_err(|why| ApiError::invalid(r.group, r.kind, &name, "metadata.name", &format!("Invalid value: {name:?}: {why}")))?;
     meta["name"] = json!(name);
     meta["uid"] = json!(new_uid());

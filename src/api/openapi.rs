@@ -30,12 +30,41 @@ impl FieldValidation {
 }
 
 pub struct OpenApi {
-    /// Group-version path (`api/v1`, `apis/<g>/<v>`) → (hash, document).
-    docs: BTreeMap<String, (String, Value)>,
+    /// Group-version path (`api/v1`, `apis/<g>/<v>`) → (hash, serialised document). Each
+    /// document carries only the schemas its resources reach.
+    docs: BTreeMap<String, (String, bytes::Bytes)>,
     /// Every schema, by name.
     schemas: Map<String, Value>,
     /// Resource plural and group → its schema name.
     roots: BTreeMap<(String, String), String>,
+}
+
+fn serialise(paths: Map<String, Value>, schemas: Map<String, Value>) -> bytes::Bytes {
+    let doc = json!({
+        "openapi": "3.0.0",
+        "info": { "title": "Kubernetes", "version": crate::version::KUBERNETES_VERSION },
+        "paths": paths,
+        "components": { "schemas": schemas },
+    });
+    serde_json::to_vec(&doc).expect("a JSON value always serialises").into()
+}
+
+fn hash(doc: &[u8]) -> String {
+    Sha256::digest(doc).iter().take(16).map(|b| format!("{b:02X}")).collect()
+}
+
+/// Adds the schema names `schema` references (`#/components/schemas/<name>`) to `out`.
+fn collect_refs(schema: &Value, out: &mut Vec<String>) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(name) = map.get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next()) {
+                out.push(name.to_string());
+            }
+            map.values().for_each(|v| collect_refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
 }
 
 fn gv_path(group: &str, version: &str) -> String {
@@ -109,7 +138,8 @@ impl OpenApi {
         let mut roots = BTreeMap::new();
         let mut per_gv: BTreeMap<String, Vec<(&Resource, String)>> = BTreeMap::new();
         for r in registry::BUILTIN {
-            let reference = (r.schema)(&mut generator);
+            let Some(schema) = r.schema else { continue };
+            let reference = schema(&mut generator);
             let reference = reference.get("$ref").and_then(Value::as_str).unwrap_or_default().to_string();
             let name = reference.rsplit('/').next().unwrap_or_default().to_string();
             roots.insert((r.group.to_string(), r.plural.to_string()), name);
@@ -121,35 +151,81 @@ impl OpenApi {
                 schema["x-kubernetes-group-version-kind"] = json!([{ "group": r.group, "version": r.version, "kind": r.kind }]);
             }
         }
-        let docs = per_gv
-            .into_iter()
-            .map(|(gv, resources)| {
-                let paths: Map<String, Value> = resources.iter().flat_map(|(r, reference)| paths_of(r, reference)).collect();
-                let doc = json!({
-                    "openapi": "3.0.0",
-                    "info": { "title": "Kubernetes", "version": crate::version::KUBERNETES_VERSION },
-                    "paths": paths,
-                    "components": { "schemas": schemas },
-                });
-                let hash: String = Sha256::digest(doc.to_string().as_bytes()).iter().take(16).map(|b| format!("{b:02X}")).collect();
-                (gv, (hash, doc))
-            })
-            .collect();
-        Self { docs, schemas, roots }
+        let mut api = Self { docs: BTreeMap::new(), schemas, roots };
+        for (gv, resources) in per_gv {
+            let paths: Map<String, Value> = resources.iter().flat_map(|(r, reference)| paths_of(r, reference)).collect();
+            let names: Vec<String> =
+                resources.iter().map(|(_, reference)| reference.rsplit('/').next().unwrap_or_default().to_string()).collect();
+            let components = api.reachable(names.iter().map(String::as_str), &Map::new());
+            let doc = serialise(paths, components);
+            api.docs.insert(gv, (hash(&doc), doc));
+        }
+        api
     }
 
-    /// The `/openapi/v3` root: where each group-version's document is.
-    pub fn root(&self) -> Value {
-        let paths: Map<String, Value> = self
+    /// The schemas named in `roots` (looked up in `extra` first, then the built-in ones) and
+    /// every schema they reference.
+    fn reachable<'a>(&self, roots: impl Iterator<Item = &'a str>, extra: &Map<String, Value>) -> Map<String, Value> {
+        let mut out = Map::new();
+        let mut todo: Vec<String> = roots.map(str::to_string).collect();
+        while let Some(name) = todo.pop() {
+            if out.contains_key(&name) {
+                continue;
+            }
+            let Some(schema) = extra.get(&name).or_else(|| self.schemas.get(&name)) else { continue };
+            collect_refs(schema, &mut todo);
+            out.insert(name, schema.clone());
+        }
+        out
+    }
+
+    /// The `/openapi/v3` root: where each group-version's document is (custom resources'
+    /// group-versions included).
+    pub fn root(&self, custom: &[&'static Resource]) -> Value {
+        let mut paths: Map<String, Value> = self
             .docs
             .iter()
             .map(|(gv, (hash, _))| (gv.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{gv}?hash={hash}") })))
             .collect();
+        for r in custom {
+            let gv = gv_path(r.group, r.version);
+            if let Some(doc) = self.custom_document(&gv, custom) {
+                paths.insert(gv.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{gv}?hash={}", hash(&doc)) }));
+            }
+        }
         json!({ "paths": paths })
     }
 
-    pub fn document(&self, gv: &str) -> Option<&Value> {
-        self.docs.get(gv.trim_matches('/')).map(|(_, d)| d)
+    /// One group-version's document, serialised.
+    pub fn document(&self, gv: &str, custom: &[&'static Resource]) -> Option<bytes::Bytes> {
+        let gv = gv.trim_matches('/');
+        self.docs.get(gv).map(|(_, d)| d.clone()).or_else(|| self.custom_document(gv, custom))
+    }
+
+    /// The document of a custom resources' group-version, built from their CRD schemas.
+    fn custom_document(&self, gv: &str, custom: &[&'static Resource]) -> Option<bytes::Bytes> {
+        let mine: Vec<&&'static Resource> = custom.iter().filter(|r| gv_path(r.group, r.version) == gv).collect();
+        if mine.is_empty() {
+            return None;
+        }
+        let mut extra = Map::new();
+        let mut paths = Map::new();
+        for r in &mine {
+            let name = format!("{}.{}.{}", r.group.split('.').rev().collect::<Vec<_>>().join("."), r.version, r.kind);
+            let mut schema = r.custom.map(|c| c.schema.clone()).unwrap_or_else(|| json!({ "type": "object" }));
+            schema["properties"]["apiVersion"] =
+                json!({ "type": "string", "description": "APIVersion defines the versioned schema of this representation of an object." });
+            schema["properties"]["kind"] =
+                json!({ "type": "string", "description": "Kind is a string value representing the REST resource this object represents." });
+            schema["properties"]["metadata"] =
+                json!({ "allOf": [{ "$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta" }] });
+            schema["x-kubernetes-group-version-kind"] = json!([{ "group": r.group, "version": r.version, "kind": r.kind }]);
+            paths.extend(paths_of(r, &format!("#/components/schemas/{name}")));
+            extra.insert(name, schema);
+        }
+        let names: Vec<String> = extra.keys().cloned().collect();
+        let components = self.reachable(names.iter().map(String::as_str), &extra);
+        Some(serialise(paths, components))
     }
 
     /// Follows `$ref` and single-element `allOf` wrappers to the schema they stand for.
@@ -223,10 +299,10 @@ mod tests {
     #[test]
     fn documents_advertise_field_validation_and_prune_unknown_fields() {
         let api = OpenApi::build();
-        let root = api.root();
+        let root = api.root(&[]);
         let url = root["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap();
         assert!(url.starts_with("/openapi/v3/api/v1?hash="));
-        let doc = api.document("api/v1").unwrap();
+        let doc: Value = serde_json::from_slice(&api.document("api/v1", &[]).unwrap()).unwrap();
         let patch = &doc["paths"]["/api/v1/namespaces/{namespace}/configmaps/{name}"]["patch"];
         assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "ConfigMap");
         assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation" && p["in"] == "query"));

@@ -1,6 +1,6 @@
 //! Protobuf request bodies (`application/vnd.kubernetes.protobuf`), as kubectl's typed
 //! commands (`kubectl create configmap|secret|namespace|serviceaccount|service|role|rolebinding|
-//! clusterrole|clusterrolebinding`, `kubectl auth can-i`) send them: the `k8s\0`
+//! clusterrole|clusterrolebinding`, `kubectl auth can-i`; workloads in `protobuf_workloads`) send them: the `k8s\0`
 //! envelope around a `runtime.Unknown`, decoded with k8s-pb and turned into the JSON the rest
 //! of the API works on.
 
@@ -18,7 +18,7 @@ use super::status::ApiError;
 pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
 const MAGIC: &[u8] = b"k8s\0";
 
-fn set(obj: &mut Map<String, Value>, key: &str, value: Value) {
+pub(super) fn set(obj: &mut Map<String, Value>, key: &str, value: Value) {
     // Protobuf has no "unset" for strings and collections: empty means absent.
     let empty = value.is_null()
         || value.as_str().is_some_and(str::is_empty)
@@ -29,7 +29,7 @@ fn set(obj: &mut Map<String, Value>, key: &str, value: Value) {
     }
 }
 
-fn object_meta(m: Option<meta::ObjectMeta>) -> Value {
+pub(super) fn object_meta(m: Option<meta::ObjectMeta>) -> Value {
     let m = m.unwrap_or_default();
     let mut out = Map::new();
     set(&mut out, "name", json!(m.name));
@@ -61,7 +61,7 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn bad(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn bad(e: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("the protobuf body could not be decoded: {e}"))
 }
 
@@ -208,7 +208,10 @@ pub fn decode(resource: &Resource, body: &[u8]) -> Result<Value, ApiError> {
             obj.insert("metadata".into(), object_meta(review.metadata));
             obj.insert("spec".into(), Value::Object(out));
         }
-        _ => return Err(ApiError::unsupported_media_type(CONTENT_TYPE)),
+        plural => match super::protobuf_workloads::decode(plural, &raw, &mut obj) {
+            Some(result) => result?,
+            None => return Err(ApiError::unsupported_media_type(CONTENT_TYPE)),
+        },
     }
     Ok(Value::Object(obj))
 }

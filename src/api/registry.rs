@@ -16,8 +16,11 @@ pub struct Resource {
     pub verbs: &'static [&'static str],
     /// Subresources served under `<plural>/<name>/<subresource>`.
     pub subresources: &'static [&'static str],
-    /// Registers the resource's OpenAPI schema (from k8s-openapi) and returns a reference to it.
-    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    /// Registers a built-in resource's OpenAPI schema (from k8s-openapi) and returns a
+    /// reference to it.
+    pub schema: Option<fn(&mut schemars::SchemaGenerator) -> schemars::Schema>,
+    /// A custom resource's definition-specific parts (schema, printer columns, scale paths).
+    pub custom: Option<&'static super::crd::Custom>,
 }
 
 fn schema_of<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -25,7 +28,7 @@ fn schema_of<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator)
 }
 
 /// Verbs of a stored resource.
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const STORED_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 /// Subresources of resources with a desired and an observed state.
 const STATUS: &[&str] = &["status"];
 /// Subresources of replicated workloads.
@@ -42,7 +45,20 @@ const fn res(
     namespaced: bool,
     schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 ) -> Resource {
-    Resource { group, version, kind, plural, singular, short_names, categories: &[], namespaced, verbs: VERBS, subresources: &[], schema }
+    Resource {
+        group,
+        version,
+        kind,
+        plural,
+        singular,
+        short_names,
+        categories: &[],
+        namespaced,
+        verbs: STORED_VERBS,
+        subresources: &[],
+        schema: Some(schema),
+        custom: None,
+    }
 }
 
 /// A resource with a status subresource (and possibly more), in the given categories.

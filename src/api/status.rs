@@ -131,6 +131,15 @@ impl ApiError {
         .with_details(group, plural, "")
     }
 
+    /// 403 with a message of its own (admission refusals).
+    pub fn forbidden_message(message: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
+    }
+
+    pub fn service_unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", message)
+    }
+
     pub fn method_not_allowed() -> Self {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the server does not allow this method on the requested resource")
     }
@@ -221,6 +230,23 @@ impl FieldError {
             reason: "FieldValueNotSupported",
             message: format!("Unsupported value: {}: supported values: {}", go_value(value), list.join(", ")),
         }
+    }
+
+    /// An enum violation; `supported` are already rendered (JSON) values.
+    pub fn not_supported_values(field: &str, value: &serde_json::Value, supported: &[String]) -> Self {
+        Self {
+            field: field.into(),
+            reason: "FieldValueNotSupported",
+            message: format!("Unsupported value: {}: supported values: {}", go_value(value), supported.join(", ")),
+        }
+    }
+
+    pub fn too_long(field: &str, max: u64) -> Self {
+        Self { field: field.into(), reason: "FieldValueTooLong", message: format!("Too long: may not be more than {max} bytes") }
+    }
+
+    pub fn too_many(field: &str, actual: u64, max: u64) -> Self {
+        Self { field: field.into(), reason: "FieldValueTooMany", message: format!("Too many: {actual}: must have at most {max} items") }
     }
 
     pub fn duplicate(field: &str, value: &serde_json::Value) -> Self {

@@ -9,6 +9,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::objects::{self, Check, Scope};
+use super::registry::Resource;
 use super::status::ApiError;
 use super::{patch, read_body, read_object, ApiState};
 
@@ -49,14 +50,14 @@ pub async fn serve(state: &ApiState, scope: Scope<'_>, req: Request<'_>, body: B
             let raw = read_body(body).await?;
             Ok(Json(objects::patch(store, &scope, name, kind, &raw, &req.manager, check).await?).into_response())
         }
-        ("scale", "GET") => Ok(Json(scale_of(r.kind, &objects::get(store, &scope, name).await?)).into_response()),
+        ("scale", "GET") => Ok(Json(scale_of(r, &objects::get(store, &scope, name).await?)).into_response()),
         ("scale", "PUT" | "PATCH") => {
             let wanted = match req.method.as_str() {
                 "PUT" => Wanted::Replace(read_object(r, req.headers, body).await?),
                 _ => Wanted::Patch(patch_type(req.headers)?, read_body(body).await?),
             };
             let done = objects::modify(store, &scope, name, &req.manager, check, &|before| {
-                let mut scale = scale_of(r.kind, before);
+                let mut scale = scale_of(r, before);
                 match &wanted {
                     Wanted::Replace(body) => scale = body.clone(),
                     Wanted::Patch(kind, raw) => patch::apply(&mut scale, *kind, raw)?,
@@ -65,14 +66,14 @@ pub async fn serve(state: &ApiState, scope: Scope<'_>, req: Request<'_>, body: B
                     ApiError::invalid("autoscaling", "Scale", name, "spec.replicas", "Invalid value: must be greater than or equal to 0")
                 })?;
                 let mut next = before.clone();
-                next["spec"]["replicas"] = json!(replicas);
+                set_path(&mut next, replicas_paths(r).0, json!(replicas));
                 if let Some(rv) = scale["metadata"]["resourceVersion"].as_str().filter(|rv| !rv.is_empty()) {
                     next["metadata"]["resourceVersion"] = json!(rv);
                 }
                 Ok(next)
             })
             .await?;
-            Ok(Json(scale_of(r.kind, &done)).into_response())
+            Ok(Json(scale_of(r, &done)).into_response())
         }
         ("binding", "POST") => {
             let binding = read_object(r, req.headers, body).await?;
@@ -97,10 +98,35 @@ fn patch_type(headers: &HeaderMap) -> Result<patch::PatchType, ApiError> {
     patch::PatchType::from_content_type(content_type).ok_or_else(|| ApiError::unsupported_media_type(content_type))
 }
 
+/// Where a resource keeps its desired and observed replica counts (a custom resource's
+/// scale subresource names them).
+fn replicas_paths(r: &Resource) -> (&str, &str) {
+    match r.custom.and_then(|c| c.scale.as_ref()) {
+        Some(paths) => (paths.spec_replicas.as_str(), paths.status_replicas.as_str()),
+        None => (".spec.replicas", ".status.replicas"),
+    }
+}
+
+/// Sets a dotted path (`.spec.replicas`), creating objects on the way.
+fn set_path(obj: &mut Value, path: &str, value: Value) {
+    let mut cur = obj;
+    for key in path.trim_start_matches('.').split('.') {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        cur = &mut cur[key];
+    }
+    *cur = value;
+}
+
 /// The autoscaling/v1 Scale of a replicated workload.
-fn scale_of(kind: &str, obj: &Value) -> Value {
+fn scale_of(r: &Resource, obj: &Value) -> Value {
     let meta = &obj["metadata"];
-    let selector = if kind == "ReplicationController" {
+    let (spec_path, status_path) = replicas_paths(r);
+    let read = |path: &str| super::crd::json_path(obj, path).and_then(Value::as_i64).unwrap_or(0);
+    let selector = if let Some(paths) = r.custom.and_then(|c| c.scale.as_ref()) {
+        paths.label_selector.as_deref().and_then(|p| super::crd::json_path(obj, p)).and_then(Value::as_str).unwrap_or_default().to_string()
+    } else if r.kind == "ReplicationController" {
         let labels: Vec<String> = obj["spec"]["selector"]
             .as_object()
             .into_iter()
@@ -118,8 +144,8 @@ fn scale_of(kind: &str, obj: &Value) -> Value {
             "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
             "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"],
         },
-        "spec": { "replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0) },
-        "status": { "replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector },
+        "spec": { "replicas": read(spec_path) },
+        "status": { "replicas": read(status_path), "selector": selector },
     })
 }
 

@@ -2,6 +2,7 @@
 //! config file.
 
 pub mod config_file;
+pub mod images;
 pub mod token;
 
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ pub enum Command {
     Agent(AgentArgs),
     /// Manage agent-only join tokens (run on a server)
     Token(token::TokenArgs),
+    /// Manage the node's container images (import tarballs, list, remove, pull)
+    Images(images::ImagesArgs),
     /// Print the orch version and the Kubernetes API version it serves.
     Version,
 }
@@ -157,6 +160,10 @@ pub struct AgentArgs {
     /// Container runtime
     #[arg(long, value_enum, default_value_t = Runtime::Containerd)]
     pub runtime: Runtime,
+    /// Socket of an existing containerd to use instead of starting one under
+    /// <data-dir>/agent/containerd
+    #[arg(long, value_name = "SOCKET")]
+    pub container_runtime_endpoint: Option<std::path::PathBuf>,
     /// Label to register the node with (repeatable)
     #[arg(long, value_parser = crate::agent::parse_label, value_name = "KEY=VALUE")]
     pub node_label: Vec<(String, String)>,

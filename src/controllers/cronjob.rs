@@ -19,8 +19,8 @@ use serde_json::json;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use super::common::ok_if_gone;
 use super::cron_schedule::Schedule;
-use super::gone::ok_if_gone;
 use super::job_conditions::{finished_condition, FinishedAs};
 use super::kube_time::{from_k8s, to_k8s};
 use super::tz::TimeZone;

@@ -23,7 +23,7 @@ use kube::ResourceExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::gone::ok_if_gone;
+use super::common::ok_if_gone;
 use super::kube_time;
 use super::Context;
 
@@ -59,18 +59,9 @@ fn error_policy(_: Arc<PodDisruptionBudget>, error: &Error, _: Arc<Context>) -> 
     Action::requeue(Duration::from_secs(5))
 }
 
-/// A number or a percentage of `total`, percentages rounded up.
+/// An int-or-percentage of `total`, percentages rounded up (as the disruption controller does).
 fn scaled(value: &IntOrString, total: i32) -> Result<i32, String> {
-    match value {
-        IntOrString::Int(n) => Ok(*n),
-        IntOrString::String(s) => {
-            let percent: i64 = s
-                .strip_suffix('%')
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| format!("invalid value {s:?}: not a number or percentage"))?;
-            Ok(((percent * i64::from(total) + 99) / 100) as i32)
-        }
-    }
+    super::common::intstr::scaled(Some(value), IntOrString::Int(0), total, true).map_err(|e| e.to_string())
 }
 
 /// Whether the budget is relative to the controllers' replicas rather than the pod count.
@@ -92,8 +83,7 @@ pub fn budget(spec: &PodDisruptionBudgetSpec, pods: i32, scale: Option<i32>) -> 
 }
 
 fn is_healthy(pod: &Pod) -> bool {
-    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
-    pod.metadata.deletion_timestamp.is_none() && conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    pod.metadata.deletion_timestamp.is_none() && super::common::pods::is_ready(pod)
 }
 
 /// The total replicas of the controllers of `pods` (a Deployment for its ReplicaSets).

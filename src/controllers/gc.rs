@@ -19,9 +19,9 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::common::ok_if_gone;
 use super::gc_graph::{Graph, Node, OwnerState, OwnerWork, Propagation, Verdict, FOREGROUND, ORPHAN};
 use super::gc_meta::MetaObject;
-use super::gone::ok_if_gone;
 use super::Context;
 
 /// How often discovery is asked again for resources to watch.

@@ -19,7 +19,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use super::gone::ok_if_gone;
+use super::common::ok_if_gone;
 use super::job_conditions::{finished_condition, true_condition, FinishedAs};
 use super::job_status::{self as accounting, is_tracked, COMPLETION_INDEX, TRACKING_FINALIZER};
 use super::kube_time::from_k8s;

@@ -3,39 +3,43 @@
 //! server runs them at a time (see `leader`); each controller lives in its own module and
 //! exposes `run(ctx, shutdown)`.
 
-mod cache;
-pub mod endpoints;
-pub mod kubernetes_service;
-pub mod node_ipam;
-pub mod node_lifecycle;
-pub mod node_rbac;
-pub mod pod_gc;
-pub mod taint_eviction;
-
-use std::sync::Arc;
-
-pub use cache::trim_managed_fields;
-use futures::future::BoxFuture;
-use tokio_util::sync::CancellationToken;
-
 mod api_resources;
+mod cache;
+mod common;
 mod cron_schedule;
 mod cronjob;
+mod daemonset;
+mod deployment;
 mod disruption;
+pub mod endpoints;
 mod gc;
 mod gc_graph;
 mod gc_meta;
-mod gone;
 mod job;
 mod job_conditions;
 mod job_failure_policy;
 mod job_status;
 mod kube_time;
+pub mod kubernetes_service;
+mod leader;
 mod namespace;
+pub mod node_ipam;
+pub mod node_lifecycle;
+pub mod pod_gc;
 mod quota_usage;
+mod replicaset;
 mod resourcequota;
 mod serviceaccount;
+mod statefulset;
+pub mod taint_eviction;
 mod tz;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use cache::trim_managed_fields;
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
 
 /// What every controller shares.
 pub struct Context {
@@ -75,10 +79,9 @@ impl Default for Settings {
 /// A controller's entry point: runs until the token is cancelled.
 type RunFn = fn(Arc<Context>, CancellationToken) -> BoxFuture<'static, ()>;
 
-/// Every controller, by name.
+/// Every controller, by name; all of them run while this server holds the lease.
 const CONTROLLERS: &[(&str, RunFn)] = &[
     ("scheduler", |c, s| Box::pin(crate::scheduler::run(c, s))),
-    ("node-rbac", |c, s| Box::pin(node_rbac::run(c, s))),
     ("node-ipam", |c, s| Box::pin(node_ipam::run(c, s))),
     ("node-lifecycle", |c, s| Box::pin(node_lifecycle::run(c, s))),
     ("taint-eviction", |c, s| Box::pin(taint_eviction::run(c, s))),
@@ -92,14 +95,35 @@ const CONTROLLERS: &[(&str, RunFn)] = &[
     ("garbagecollector", |c, s| Box::pin(gc::run(c, s))),
     ("disruption", |c, s| Box::pin(disruption::run(c, s))),
     ("resourcequota", |c, s| Box::pin(resourcequota::run(c, s))),
+    ("daemonset", |c, s| Box::pin(daemonset::run(c, s))),
+    ("deployment", |c, s| Box::pin(deployment::run(c, s))),
+    ("replicaset", |c, s| Box::pin(replicaset::run(c, s))),
+    ("replicationcontroller", |c, s| Box::pin(replicaset::run_replication_controllers(c, s))),
+    ("statefulset", |c, s| Box::pin(statefulset::run(c, s))),
 ];
 
-/// Runs every controller until `shutdown` is cancelled.
+/// How long controllers get to finish their reconciles once leadership ends.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs every controller while this server is the elected controller manager, until
+/// `shutdown` is cancelled; on shutdown the lease is released so another server takes over.
 pub async fn run_all(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let elector = leader::Elector::new(ctx.client.clone(), leader::Config::default());
+    elector.run(shutdown, |leading| start_controllers(ctx.clone(), leading)).await;
+}
+
+/// Starts every registered controller and returns once all of them stopped after `leading`
+/// was cancelled (or after `STOP_GRACE`).
+async fn start_controllers(ctx: Arc<Context>, leading: CancellationToken) {
     let mut tasks = tokio::task::JoinSet::new();
     for (name, run) in CONTROLLERS {
         tracing::info!(controller = name, "starting controller");
-        tasks.spawn(run(ctx.clone(), shutdown.clone()));
+        tasks.spawn(run(ctx.clone(), leading.clone()));
     }
-    while tasks.join_next().await.is_some() {}
+    leading.cancelled().await;
+    let drained = tokio::time::timeout(STOP_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        // Dropping the set aborts them: two leaders must never act at once.
+        tracing::warn!("some controllers did not stop within {STOP_GRACE:?}; aborting them");
+    }
 }

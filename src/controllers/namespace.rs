@@ -17,7 +17,7 @@ use kube::ResourceExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::gone::ok_if_gone;
+use super::common::ok_if_gone;
 use super::kube_time;
 use super::Context;
 

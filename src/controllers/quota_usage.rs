@@ -17,48 +17,9 @@ pub struct Objects {
     pub claims: Vec<PersistentVolumeClaim>,
 }
 
-/// A quantity in thousandths of its unit; `None` if malformed.
+/// A quantity in thousandths of its unit (rounded up); `None` if malformed.
 pub fn milli(q: &Quantity) -> Option<i128> {
-    let s = q.0.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+')).unwrap_or(s.len());
-    let (number, suffix) = s.split_at(split);
-    let (multiplier, exp10): (i128, i32) = match suffix {
-        "" => (1, 0),
-        "m" => (1, -3),
-        "k" => (1, 3),
-        "M" => (1, 6),
-        "G" => (1, 9),
-        "T" => (1, 12),
-        "P" => (1, 15),
-        "E" => (1, 18),
-        "Ki" => (1 << 10, 0),
-        "Mi" => (1 << 20, 0),
-        "Gi" => (1 << 30, 0),
-        "Ti" => (1 << 40, 0),
-        "Pi" => (1 << 50, 0),
-        "Ei" => (1 << 60, 0),
-        e if e.starts_with(['e', 'E']) => (1, e[1..].parse().ok()?),
-        _ => return None,
-    };
-    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
-    let negative = whole.starts_with('-');
-    let digits = format!("{}{frac}", whole.trim_start_matches(['-', '+']));
-    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let mut value: i128 = digits.parse().ok()?;
-    let mut exp = exp10 + 3 - frac.len() as i32;
-    value = value.checked_mul(multiplier)?;
-    while exp > 0 {
-        value = value.checked_mul(10)?;
-        exp -= 1;
-    }
-    while exp < 0 {
-        // Round up, as resource.Quantity does.
-        value = (value + 9) / 10;
-        exp += 1;
-    }
-    Some(if negative { -value } else { value })
+    crate::scheduler::quantity::milli_value(q).map(i128::from)
 }
 
 /// Formats a usage: cpu in cores or millicores, other resources in whole units with a binary

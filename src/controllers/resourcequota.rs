@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::gone::ok_if_gone;
+use super::common::ok_if_gone;
 use super::quota_usage::{used, Objects};
 use super::Context;
 

@@ -44,7 +44,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: R
             let identity = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| Identity::from_der(c));
             let service = TowerToHyperService::new(app.layer(Extension(Peer(identity))));
             let builder = Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => if let Err(e) = r { tracing::debug!(%remote, error = %e, "connection ended with an error") },

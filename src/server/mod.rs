@@ -147,7 +147,8 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> R
     let tasks = TaskTracker::new();
     let internal = crate::raft::router(store.clone()).merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
     let tokens = crate::api::TokenKeys::derive(creds.ca.pem().key.as_bytes());
-    let api = crate::api::router(store.clone() as Arc<dyn Store>, net, tokens);
+    let kubelet_tls = Arc::new(pki::client_config(&creds.ca.pem().cert, Some(&creds.peer))?);
+    let api = crate::api::router(store.clone() as Arc<dyn Store>, net, tokens, Some(kubelet_tls));
     let controller_client = crate::api::in_process_client(api.clone(), controller_identity(), "default");
     let tls = Arc::new(pki::server_config(&creds.ca.pem().cert, &creds.serving)?);
     let join_token = creds.token.clone();

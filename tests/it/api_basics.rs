@@ -149,6 +149,39 @@ async fn kubectl_manages_configmaps() {
 
     let (ok, _, err) = kubectl(&server, &home, &["apply", "-n", "nope", "-f", "-"], Some(manifest)).await;
     assert!(!ok && err.contains("namespaces \"nope\" not found"), "{err}");
+
+    let (ok, out, _) = kubectl(&server, &home, &["get", "cm", "db", "-o", "yaml"], None).await;
+    assert!(ok && out.contains("kind: ConfigMap") && out.contains("name: db"), "{out}");
+    let (ok, out, _) = kubectl(&server, &home, &["get", "cm", "-A", "-o", "name"], None).await;
+    assert!(ok && out.contains("configmap/db") && out.contains("configmap/settings"), "{out}");
+
+    // `kubectl get -w` prints the current objects, then changes as they happen.
+    let mut watcher = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(server.data_dir.join("orch.yaml"))
+        .args(["get", "cm", "-w"])
+        .env("HOME", &home)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(watcher.stdout.take().unwrap()));
+    let first = tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await.expect("a header").unwrap().unwrap();
+    assert!(first.starts_with("NAME"), "{first}");
+    let (ok, _, err) = kubectl(&server, &home, &["create", "configmap", "watched"], None).await;
+    assert!(ok, "{err}");
+    let seen = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("watched") {
+                return line;
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("the new configmap in the watch");
+    assert!(seen.starts_with("watched"), "{seen}");
+    let _ = watcher.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

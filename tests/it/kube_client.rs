@@ -27,8 +27,11 @@ async fn kube_rs_over_https() {
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
     let client = kube::Client::try_from(config).unwrap();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    crate::support::wait_for(Duration::from_secs(20), "the default namespace", || async { api.list(&ListParams::default()).await.ok() })
-        .await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    crate::support::wait_for(Duration::from_secs(20), "the default namespace", || async {
+        namespaces.get_opt("default").await.ok().flatten()
+    })
+    .await;
 
     let created = api.create(&PostParams::default(), &config_map("a", "1")).await.unwrap();
     let rv = created.metadata.resource_version.clone().unwrap();
@@ -58,7 +61,7 @@ async fn in_process_client_goes_through_authorisation() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path(), &StoreConfig::default()).unwrap());
     orch::api::ensure_system_namespaces(store.as_ref()).await.unwrap();
-    let router = orch::api::router(store.clone(), orch::api::ServiceNetwork::default(), orch::api::TokenKeys::derive(b"test"));
+    let router = orch::api::router(store.clone(), orch::api::ServiceNetwork::default(), orch::api::TokenKeys::derive(b"test"), None);
 
     let controller = Identity { user: "system:orch-controller-manager".into(), groups: vec![MASTERS_GROUP.into()] };
     let api: Api<ConfigMap> = Api::default_namespaced(orch::api::in_process_client(router.clone(), controller, "default"));
@@ -69,6 +72,62 @@ async fn in_process_client_goes_through_authorisation() {
     let denied: Api<ConfigMap> = Api::default_namespaced(orch::api::in_process_client(router, stranger, "default"));
     match denied.get("inproc").await {
         Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
+        other => panic!("expected 403, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_change_only_their_own_objects() {
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path(), &StoreConfig::default()).unwrap());
+    orch::api::ensure_system_namespaces(store.as_ref()).await.unwrap();
+    let router = orch::api::router(store.clone(), orch::api::ServiceNetwork::default(), orch::api::TokenKeys::derive(b"test"), None);
+    let node_client = |name: &str| {
+        let identity = Identity { user: format!("system:node:{name}"), groups: vec!["system:nodes".into()] };
+        orch::api::in_process_client(router.clone(), identity, "default")
+    };
+    let admin =
+        orch::api::in_process_client(router.clone(), Identity { user: "admin".into(), groups: vec![MASTERS_GROUP.into()] }, "default");
+    let node = |name: &str| -> Node { serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap() };
+    let code = |r: kube::Result<Node>| match r {
+        Err(kube::Error::Api(s)) => s.code,
+        Ok(_) => 200,
+        Err(e) => panic!("{e}"),
+    };
+
+    let n1: Api<Node> = Api::all(node_client("n1"));
+    assert_eq!(code(n1.create(&PostParams::default(), &node("n1")).await), 200);
+    assert_eq!(code(n1.create(&PostParams::default(), &node("n2")).await), 403, "a node cannot register another");
+    Api::<Node>::all(admin.clone()).create(&PostParams::default(), &node("n2")).await.unwrap();
+    let status = Patch::Merge(json!({ "status": { "phase": "Running" } }));
+    assert_eq!(code(n1.patch_status("n1", &PatchParams::default(), &status).await), 200);
+    assert_eq!(code(n1.patch_status("n2", &PatchParams::default(), &status).await), 403);
+
+    // Pods: a node updates the status of pods bound to it only, and cannot create pods.
+    let pods: Api<Pod> = Api::namespaced(admin, "default");
+    for (name, bound) in [("mine", "n1"), ("theirs", "n2")] {
+        let pod =
+            json!({ "metadata": { "name": name }, "spec": { "nodeName": bound, "containers": [{ "name": "c", "image": "busybox" }] } });
+        pods.create(&PostParams::default(), &serde_json::from_value(pod).unwrap()).await.unwrap();
+    }
+    let node_pods: Api<Pod> = Api::namespaced(node_client("n1"), "default");
+    let running = Patch::Merge(json!({ "status": { "phase": "Running" } }));
+    node_pods.patch_status("mine", &PatchParams::default(), &running).await.unwrap();
+    match node_pods.patch_status("theirs", &PatchParams::default(), &running).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    match node_pods.delete("theirs", &DeleteParams::default()).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    let mut pod = pods.get("mine").await.unwrap();
+    pod.metadata.name = Some("new".into());
+    pod.metadata.resource_version = None;
+    pod.metadata.uid = None;
+    match node_pods.create(&PostParams::default(), &pod).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403),
         other => panic!("expected 403, got {other:?}"),
     }
 }

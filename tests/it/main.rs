@@ -4,9 +4,13 @@ mod support;
 
 mod api_basics;
 mod cli;
+mod containerd_runtime;
+mod custom_resources;
 mod hollow_nodes;
 mod kube_client;
+mod kubelet_proxy;
 mod lifecycle;
+mod pod_network;
 mod python_client;
 mod raft_cluster;
 mod raft_crash;
@@ -16,3 +20,4 @@ mod server_tls;
 mod store_conformance;
 mod tables;
 mod workload_api;
+mod workloads;

@@ -28,7 +28,7 @@ async fn leader_index(nodes: &[ServerProc]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_restart_and_no_lost_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes = start_cluster(dir.path(), 3, &[]).await;
+    let mut nodes = start_cluster(dir.path(), 3, &["--disable-controllers".to_string()]).await;
 
     // Writes through every node, read back from every node.
     for (i, n) in nodes.iter().enumerate() {
@@ -95,7 +95,7 @@ async fn failover_restart_and_no_lost_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn far_behind_node_catches_up_by_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let flags = vec!["--raft-snapshot-entries=100".to_string()];
+    let flags = vec!["--raft-snapshot-entries=100".to_string(), "--disable-controllers".to_string()];
     let mut nodes = start_cluster(dir.path(), 3, &flags).await;
     let li = leader_index(&nodes).await;
     let lagger = (li + 1) % 3;
@@ -124,7 +124,7 @@ async fn far_behind_node_catches_up_by_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cas_clients_on_every_node_lose_no_update_and_members_can_leave() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = start_cluster(dir.path(), 3, &[]).await;
+    let nodes = start_cluster(dir.path(), 3, &["--disable-controllers".to_string()]).await;
     let stores: Vec<Arc<dyn Store>> = nodes.iter().map(|n| Arc::new(n.store()) as Arc<dyn Store>).collect();
     conformance::concurrent_compare_and_swap(&stores, "/cas32", 32, 5).await;
 

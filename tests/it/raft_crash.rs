@@ -13,7 +13,7 @@ use crate::support::start_server;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start_server(&dir.path().join("n0"), &[]);
+    let mut server = start_server(&dir.path().join("n0"), &["--disable-controllers".to_string()]);
     server.wait_member(Duration::from_secs(20)).await;
     // key -> (value, revision) of every acknowledged write
     let acked: Arc<Mutex<HashMap<String, (String, i64)>>> = Arc::default();

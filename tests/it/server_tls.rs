@@ -155,7 +155,7 @@ async fn agents_join_with_the_token_and_keep_their_node_name() {
     let client = HttpClient::new(pki::client_config(&creds.ca, Some(&creds.client)).unwrap());
     let (status, body) = client
         .fetch(
-            http::Request::get(format!("{}/api/v1/namespaces/default/configmaps", server.url()))
+            http::Request::get(format!("{}/apis/rbac.authorization.k8s.io/v1/clusterroles", server.url()))
                 .body(http_body_util::Full::default())
                 .unwrap(),
             Duration::from_secs(10),

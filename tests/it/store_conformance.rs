@@ -34,7 +34,7 @@ async fn raft_store_single_voter_in_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raft_cluster_of_three_processes_through_a_follower() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = start_cluster(dir.path(), 3, &[]).await;
+    let nodes = start_cluster(dir.path(), 3, &["--disable-controllers".to_string()]).await;
     let leader = nodes[0].wait_member(Duration::from_secs(10)).await;
     let mut follower = None;
     for n in &nodes {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
-use k8s_openapi::api::policy::v1::{Eviction, PodDisruptionBudget};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
 
@@ -108,10 +108,17 @@ async fn scale_eviction_and_namespace_termination() {
     )
     .unwrap();
     budgets.create(&PostParams::default(), &pdb).await.unwrap();
-    let eviction: Eviction = serde_json::from_value(json!({ "metadata": { "name": "guarded" } })).unwrap();
-    let post = PostParams::default();
-    let evict = || pods.create_subresource::<_, serde_json::Value>("eviction", "guarded", &post, &eviction);
-    assert_eq!(api_code(evict().await), 429);
+    // Raw requests: kube-rs retries 429 answers by itself.
+    let admin = server.admin_client().unwrap();
+    let evict = || async {
+        let eviction = json!({ "apiVersion": "policy/v1", "kind": "Eviction", "metadata": { "name": "guarded" } }).to_string();
+        let request = http::Request::post(format!("{}/api/v1/namespaces/default/pods/guarded/eviction", server.url()))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(eviction)))
+            .unwrap();
+        admin.fetch(request, Duration::from_secs(10)).await.unwrap().0.as_u16()
+    };
+    assert_eq!(evict().await, 429);
     budgets
         .patch_status(
             "db",
@@ -120,7 +127,7 @@ async fn scale_eviction_and_namespace_termination() {
         )
         .await
         .unwrap();
-    evict().await.unwrap();
+    assert_eq!(evict().await, 201);
     assert_eq!(api_code(pods.get("guarded").await), 404);
 
     // A deleted namespace terminates: new content is refused until it is finalized.
@@ -172,4 +179,30 @@ async fn node_watchers_see_only_their_pods() {
     }
     // Binding moves a pod into the selection: ADDED; the pod on n1 never shows.
     assert_eq!(seen, [("added", "b".to_string()), ("added", "c".to_string()), ("deleted", "b".to_string())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_creates_workloads_in_protobuf() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ready_server(dir.path()).await;
+    let home = dir.path().join("home");
+    for args in [
+        &["create", "deployment", "web", "--image=nginx:1.25", "--replicas=2", "--port=80"][..],
+        &["create", "job", "once", "--image=busybox", "--", "echo", "hi"],
+        &["create", "cronjob", "tick", "--image=busybox", "--schedule=*/5 * * * *", "--", "date"],
+    ] {
+        let (ok, out, err) = kubectl(&server, &home, args, None).await;
+        assert!(ok && out.contains("created"), "{args:?}: {out}{err}");
+    }
+    let (_, out, _) = kubectl(
+        &server,
+        &home,
+        &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].ports[0].containerPort}"],
+        None,
+    )
+    .await;
+    assert_eq!(out, "2 80");
+    let (_, out, _) =
+        kubectl(&server, &home, &["get", "job", "once", "-o", "jsonpath={.spec.template.spec.containers[0].command}"], None).await;
+    assert_eq!(out, r#"["echo","hi"]"#);
 }

@@ -83,18 +83,54 @@ fn printable<'a>(resource: &Resource, obj: &'a Value) -> Cow<'a, Value> {
     }
 }
 
+/// A custom resource's columns: NAME, then its additionalPrinterColumns (Age by default, as
+/// the CRD's definition fills them in);
+/// `date` cells read as ages, as kube-apiserver's CRD table convertor writes them.
+fn custom_columns(custom: &'static crate::api::crd::Custom) -> (Vec<Value>, Box<dyn Fn(&Value) -> Vec<Value>>) {
+    let printer = &custom.columns;
+    let mut definitions =
+        vec![json!({ "name": NAME.name, "type": NAME.kind, "format": NAME.format, "description": NAME.description, "priority": 0 })];
+    definitions.extend(
+        printer
+            .iter()
+            .map(|c| json!({ "name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority })),
+    );
+    let cells = move |o: &Value| -> Vec<Value> {
+        let mut row = vec![(NAME.cell)(o)];
+        row.extend(printer.iter().map(|c| {
+            match crate::api::crd::json_path(o, &c.json_path) {
+                Some(v) if c.kind == "date" => cells::timestamp(v)
+                    .map(|t| json!(cells::human_duration((time::OffsetDateTime::now_utc() - t).whole_seconds())))
+                    .unwrap_or(Value::Null),
+                Some(v) => v.clone(),
+                None => Value::Null,
+            }
+        }));
+        row
+    };
+    (definitions, Box::new(cells))
+}
+
 /// Builds the Table for `objects` at `resource_version`.
 pub fn render(resource: &Resource, objects: &[Value], resource_version: &str, continue_token: Option<&str>) -> Value {
-    let cols = columns(resource);
-    let definitions: Vec<Value> = cols
-        .iter()
-        .map(|c| json!({ "name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority }))
-        .collect();
+    let (definitions, cells): (Vec<Value>, Box<dyn Fn(&Value) -> Vec<Value>>) = match resource.custom {
+        Some(custom) => custom_columns(custom),
+        None => {
+            let cols = columns(resource);
+            let definitions = cols
+                .iter()
+                .map(
+                    |c| json!({ "name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority }),
+                )
+                .collect();
+            (definitions, Box::new(move |o| cols.iter().map(|c| (c.cell)(o)).collect()))
+        }
+    };
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
             let shown = printable(resource, o);
-            let cells: Vec<Value> = cols.iter().map(|c| (c.cell)(&shown)).collect();
+            let cells: Vec<Value> = cells(&shown);
             let mut row = json!({ "cells": cells, "object": { "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"] } });
             if let Some(conditions) = pod::row_conditions(resource, o) {
                 row["conditions"] = conditions;

@@ -1,0 +1,95 @@
+//! The Deployment controller: owns ReplicaSets named `<deployment>-<pod-template-hash>`,
+//! rolls templates out with RollingUpdate (maxSurge/maxUnavailable) or Recreate, scales
+//! proportionally, keeps revisionHistoryLimit old sets, honours `paused`, and reports
+//! status and the Progressing/Available conditions `kubectl rollout status` reads.
+
+mod revisions;
+mod rollout;
+mod status;
+mod sync;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::ResourceExt;
+use tokio_util::sync::CancellationToken;
+
+use super::common::watch::{concerned_controllers, controller_key, reflect};
+use super::common::{owner, selector, Error};
+use super::Context;
+
+struct Ctx {
+    client: kube::Client,
+    sets: Store<ReplicaSet>,
+    pods: Store<Pod>,
+}
+
+/// Runs the Deployment controller.
+pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let (sets, set_events) = reflect(Api::<ReplicaSet>::all(ctx.client.clone()), |_, _| {});
+    let (pods, pod_events) = reflect(Api::<Pod>::all(ctx.client.clone()), |_, _| {});
+    let controller = Controller::new(Api::<Deployment>::all(ctx.client.clone()), watcher::Config::default());
+    let deployments = controller.store();
+    let by_set = deployments.clone();
+    let set_cache = sets.clone();
+    let state = Arc::new(Ctx { client: ctx.client.clone(), sets, pods });
+    controller
+        .watches_stream(set_events, move |rs| deployments_of(&by_set, &rs))
+        .watches_stream(pod_events, move |pod| {
+            // Pods matter for Recreate (old pods must be gone): map to the Deployment owning
+            // the pod's ReplicaSet.
+            let set = controller_key::<ReplicaSet>(&pod).and_then(|key| set_cache.get(&key));
+            set.and_then(|rs| controller_key::<Deployment>(rs.as_ref()))
+        })
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, error_policy, state)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "deployment sync failed");
+            }
+        })
+        .await;
+}
+
+/// The Deployments a ReplicaSet event concerns: its controller, or for an orphan every
+/// Deployment whose selector matches it.
+fn deployments_of(deployments: &Store<Deployment>, rs: &ReplicaSet) -> Vec<ObjectRef<Deployment>> {
+    concerned_controllers(deployments, rs, |d, rs| {
+        d.spec.as_ref().is_some_and(|s| !selector::is_empty(&s.selector) && selector::matches(&s.selector, rs.metadata.labels.as_ref()))
+    })
+}
+
+fn error_policy(_: Arc<Deployment>, error: &Error, _: Arc<Ctx>) -> Action {
+    tracing::debug!(%error, "requeueing deployment sync");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let ns = d.namespace().unwrap_or_default();
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let sel = d.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
+    if selector::is_empty(&sel) {
+        tracing::warn!(deployment = %d.name_any(), "deployment selects every pod; not syncing it");
+        return sync::observe_generation_only(&api, &d).await.map(|_| Action::await_change());
+    }
+    let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let candidates: Vec<Arc<ReplicaSet>> =
+        ctx.sets.state().into_iter().filter(|rs| rs.namespace().as_deref() == Some(ns.as_str())).collect();
+    let owned = owner::claim(&api, d.as_ref(), &rs_api, candidates, |rs| selector::matches(&sel, rs.metadata.labels.as_ref())).await?;
+    let mut sets: Vec<ReplicaSet> = owned.iter().map(|rs| (**rs).clone()).collect();
+    sets.sort_by(|a, b| {
+        let created = |rs: &ReplicaSet| rs.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        created(a).cmp(&created(b)).then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
+    let pods: Vec<Arc<Pod>> = ctx.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(ns.as_str())).collect();
+    let mut rollout = sync::Rollout::new((*d).clone(), sets, pods, api, rs_api);
+    rollout.run().await?;
+    Ok(rollout.requeue())
+}
