@@ -5,7 +5,7 @@ RELEASE_BIN := target/release/orch
 # Debian packages the tests, benchmarks and runtime need.
 DEB_PACKAGES := protobuf-compiler containerd runc iproute2 nftables busybox-static docker-registry etcd-server curl ca-certificates
 
-.PHONY: build run test bench bench-store bench-api deps clean
+.PHONY: build run test bench bench-store bench-api bench-scheduler deps clean
 
 build:
 	$(CARGO) build --release --bin orch
@@ -16,7 +16,7 @@ run: deps build
 test:
 	$(CARGO) test --all-targets
 
-bench: bench-store bench-api
+bench: bench-store bench-api bench-scheduler
 
 bench-api:
 	$(CARGO) build --release --bins
@@ -25,6 +25,12 @@ bench-api:
 bench-store:
 	$(CARGO) build --release --bins
 	target/release/orch-bench store
+
+# 1,000 hollow nodes, 300 Deployments x 100 replicas. A quick run:
+# make bench-scheduler SCHEDULER_ARGS="--nodes 100 --deployments 30 --replicas 100"
+bench-scheduler:
+	$(CARGO) build --release --bins
+	target/release/orch-bench scheduler $(SCHEDULER_ARGS)
 
 # Installs missing Debian packages (only as root; otherwise says what is missing) and the
 # Python kubernetes client the integration tests drive the API with.

@@ -108,6 +108,11 @@ impl ServerProc {
         }
     }
 
+    /// The process id of the running server.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The node's own view of the cluster, from `/raft/status`.
     pub async fn status(&self) -> Option<serde_json::Value> {
         use http_body_util::BodyExt;

@@ -15,10 +15,15 @@ use super::objects::{self, SharedStore};
 use super::registry::Resource;
 use crate::store::{EventKind, KeyRange, Revision, WatchRequest};
 
-/// Decoded events kept per resource for watchers resuming from a recent resourceVersion.
-const RING: usize = 4096;
-/// Event batches a watcher may fall behind by before it is dropped (its client re-watches).
-const SUBSCRIBER_BUFFER: usize = 4096;
+/// Decoded events kept per resource for watchers resuming from a recent resourceVersion. A
+/// watcher re-watching right after its stream ended needs only the last few; each entry holds
+/// two decoded objects (tens of KiB for a pod or node), so a deep ring costs hundreds of MiB on
+/// a busy cluster (older resumptions are served from the store's history).
+const RING: usize = 1024;
+/// Events a watcher may fall behind by before it is dropped (its client re-watches, from the
+/// store's history when the ring no longer covers it — far costlier than waiting a little: each
+/// queued event is one shared pointer, so this is generous).
+const SUBSCRIBER_BUFFER: usize = 16384;
 
 /// One change of one object, decoded once for every watcher.
 pub struct Change {
@@ -53,9 +58,15 @@ impl Change {
     }
 }
 
+/// One watch line, `{"type":KIND,"object":OBJECT}` and a newline, written straight from the
+/// object (no copy of it into a wrapper value).
 pub fn line(kind: &str, object: &Value) -> bytes::Bytes {
-    let mut out = serde_json::to_vec(&json!({ "type": kind, "object": object })).expect("serialisable");
-    out.push(b'\n');
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(br#"{"type":"#);
+    serde_json::to_writer(&mut out, kind).expect("a string always serialises");
+    out.extend_from_slice(br#","object":"#);
+    serde_json::to_writer(&mut out, object).expect("a JSON value always serialises");
+    out.extend_from_slice(b"}\n");
     out.into()
 }
 
@@ -238,14 +249,58 @@ impl WatchCaches {
 }
 
 fn decode(ev: crate::store::Event) -> Option<Change> {
-    let previous = ev.prev_kv.as_ref().and_then(|kv| objects::decode(kv).ok()).map(Arc::new);
-    let object = match ev.kind {
+    let before = ev.prev_kv.as_ref().and_then(|kv| objects::decode(kv).ok());
+    let (object, previous) = match ev.kind {
         EventKind::Delete => {
-            let mut last = (*previous.clone()?).clone();
+            let mut last = before?;
+            let previous = without_managed_fields(last.clone());
             last["metadata"]["resourceVersion"] = json!(ev.kv.mod_revision.to_string());
-            Arc::new(last)
+            (Arc::new(last), Some(previous))
         }
-        EventKind::Put => Arc::new(objects::decode(&ev.kv).ok()?),
+        EventKind::Put => (Arc::new(objects::decode(&ev.kv).ok()?), before.map(without_managed_fields)),
     };
-    Some(Change { revision: ev.kv.mod_revision, kind: ev.kind, object, previous, rendered: Default::default() })
+    Some(Change { revision: ev.kv.mod_revision, kind: ev.kind, object, previous: previous.map(Arc::new), rendered: Default::default() })
+}
+
+/// The previous state of a change is only matched against selectors, never sent: its
+/// managedFields (often half of an object) need not be kept.
+fn without_managed_fields(mut obj: Value) -> Value {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    obj
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_one_json_event() {
+        let obj = json!({ "kind": "Pod", "metadata": { "name": "a \"quoted\" name" } });
+        let l = line("ADDED", &obj);
+        assert_eq!(l.last(), Some(&b'\n'));
+        let parsed: Value = serde_json::from_slice(&l[..l.len() - 1]).unwrap();
+        assert_eq!(parsed, json!({ "type": "ADDED", "object": obj }));
+    }
+
+    #[test]
+    fn previous_states_drop_managed_fields_but_deletes_keep_them() {
+        let kv = |rev, value: &Value| crate::store::KeyValue {
+            key: b"/registry/pods/d/a".to_vec(),
+            value: serde_json::to_vec(value).unwrap(),
+            create_revision: 1,
+            mod_revision: rev,
+            version: 1,
+        };
+        let obj = json!({ "metadata": { "name": "a", "managedFields": [ { "manager": "m" } ], "labels": { "x": "y" } } });
+        let put = decode(crate::store::Event { kind: EventKind::Put, kv: kv(3, &obj), prev_kv: Some(kv(2, &obj)) }).unwrap();
+        assert!(put.object["metadata"]["managedFields"].is_array());
+        let previous = put.previous.unwrap();
+        assert!(previous["metadata"].get("managedFields").is_none());
+        assert_eq!(previous["metadata"]["labels"]["x"], "y");
+        let gone = decode(crate::store::Event { kind: EventKind::Delete, kv: kv(4, &json!({})), prev_kv: Some(kv(3, &obj)) }).unwrap();
+        assert!(gone.object["metadata"]["managedFields"].is_array());
+        assert_eq!(gone.object["metadata"]["resourceVersion"], "4");
+    }
 }

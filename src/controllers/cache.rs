@@ -1,10 +1,12 @@
 //! Watch-fed, read-only caches of one kind (kube-runtime reflectors) for controllers that
 //! scan their state or pick their own work keys instead of running one reconcile per object.
+//! Cached objects drop their managedFields, as kube-controller-manager's informers do: no
+//! controller reads them, and they are often the larger part of an object in memory.
 
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -20,7 +22,8 @@ where
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let events = reflector::reflector(writer, watcher::watcher(api, config)).default_backoff().filter_map(|event| async move {
+    let trimmed = watcher::watcher(api, config).map_ok(|event| event.modify(trim_managed_fields));
+    let events = reflector::reflector(writer, trimmed).default_backoff().filter_map(|event| async move {
         match event {
             Ok(event) => Some(event),
             Err(e) => {
@@ -30,6 +33,11 @@ where
         }
     });
     (reader, events)
+}
+
+/// Drops an object's managedFields (what cached copies keep of it need not include them).
+pub fn trim_managed_fields<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
 }
 
 /// A cache kept current by a background task until `shutdown`; returns once it holds a first

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::common::ok_if_gone;
 use super::gc_graph::{Graph, Node, OwnerState, OwnerWork, Propagation, Verdict, FOREGROUND, ORPHAN};
+use super::gc_meta::MetaObject;
 use super::Context;
 
 /// How often discovery is asked again for resources to watch.
@@ -71,7 +72,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     }
 }
 
-fn to_node(resource: usize, obj: &DynamicObject) -> Node {
+fn to_node(resource: usize, obj: &MetaObject) -> Node {
     Node {
         uid: obj.uid().unwrap_or_default(),
         resource,
@@ -86,7 +87,7 @@ fn to_node(resource: usize, obj: &DynamicObject) -> Node {
 
 impl Collector {
     /// Starts watching resources discovery reports that are not watched yet.
-    async fn discover(&mut self, tx: &mpsc::Sender<(usize, watcher::Event<DynamicObject>)>, shutdown: &CancellationToken) {
+    async fn discover(&mut self, tx: &mpsc::Sender<(usize, watcher::Event<MetaObject>)>, shutdown: &CancellationToken) {
         let found = match super::api_resources::deletable(&self.client).await {
             Ok(found) => found,
             Err(e) => {
@@ -100,7 +101,7 @@ impl Collector {
             }
             let index = self.resources.len();
             tracing::debug!(resource = %ar.plural, group = %ar.group, "garbage collector watching");
-            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+            let api: Api<MetaObject> = Api::all_with(self.client.clone(), &ar);
             let (tx, stop) = (tx.clone(), shutdown.clone());
             tokio::spawn(async move {
                 let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
@@ -119,7 +120,7 @@ impl Collector {
         }
     }
 
-    fn on_event(&mut self, resource: usize, event: watcher::Event<DynamicObject>) {
+    fn on_event(&mut self, resource: usize, event: watcher::Event<MetaObject>) {
         match event {
             watcher::Event::Init => {
                 self.listing.insert(resource, HashSet::new());

@@ -14,6 +14,7 @@ mod disruption;
 pub mod endpoints;
 mod gc;
 mod gc_graph;
+mod gc_meta;
 mod job;
 mod job_conditions;
 mod job_failure_policy;
@@ -36,6 +37,7 @@ mod tz;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use cache::trim_managed_fields;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 

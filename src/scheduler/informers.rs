@@ -38,6 +38,8 @@ where
             None => return,
             Some(Err(e)) => tracing::debug!("scheduler watch error (retrying): {e}"),
             Some(Ok(e)) => {
+                // The cache keeps every pod; managedFields would be most of its memory.
+                let e = e.modify(crate::controllers::trim_managed_fields);
                 let e = match e {
                     watcher::Event::Apply(o) => watcher::Event::Apply(Arc::new(o)),
                     watcher::Event::Delete(o) => watcher::Event::Delete(Arc::new(o)),

@@ -16,6 +16,7 @@ mod python_client;
 mod raft_cluster;
 mod raft_crash;
 mod scheduler;
+mod scheduler_scale;
 mod server_tls;
 mod store_conformance;
 mod tables;

@@ -2,6 +2,9 @@
 //!
 //! `orch-bench api`: the Kubernetes API of one server (see `api`).
 //!
+//! `orch-bench scheduler`: 1,000 hollow nodes, 300 Deployments x 100 replicas scheduled and
+//! run (see `scheduler`); `orch-bench hollow-nodes` is its node process.
+//!
 //! `orch-bench store`: puts/s and p50/p99 latency with 1, 16 and 64 clients, 256-byte values,
 //! on a 1-node and a 3-node orch store (each node its own `orch server` process on loopback,
 //! driven through the store RPC) and on etcd (1 and 3 members, default durability, driven
@@ -10,6 +13,11 @@
 mod api;
 mod etcd;
 mod harness;
+mod hollow;
+mod pod_watch;
+mod probe;
+mod scheduler;
+mod workload;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +46,40 @@ enum Bench {
         /// Measured seconds per cell (after one second of warm-up)
         #[arg(long, default_value_t = 3)]
         seconds: u64,
+    },
+    /// Scheduling throughput: hollow nodes, Deployments x replicas, time until every pod runs
+    Scheduler {
+        /// Hollow nodes (all in one child process)
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Deployments (or ReplicaSets, or groups of bare pods) to create
+        #[arg(long, default_value_t = 300)]
+        deployments: usize,
+        /// Pods per deployment
+        #[arg(long, default_value_t = 100)]
+        replicas: usize,
+        /// What to create
+        #[arg(long, value_enum, default_value_t = workload::Workload::Deployments)]
+        workload: workload::Workload,
+        /// Concurrent create requests
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Seconds to wait for every pod to run
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Where the data dir and logs go [default: a fresh temporary dir]
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
+    /// (For `scheduler`) runs hollow nodes in this process until stdin closes
+    #[command(hide = true)]
+    HollowNodes {
+        #[arg(long)]
+        count: usize,
+        #[arg(long)]
+        join: String,
+        #[arg(long)]
+        token: String,
     },
     /// orch store vs etcd: puts/s and latency at 1/16/64 clients, 1 and 3 nodes
     Store {
@@ -156,6 +198,14 @@ async fn main() -> anyhow::Result<()> {
             let tmp = tempfile::Builder::new().prefix("orch-bench-api-").tempdir()?;
             api::run(&orch_binary()?, tmp.path(), seconds).await
         }
+        Bench::Scheduler { nodes, deployments, replicas, workload, clients, timeout, work_dir } => {
+            let tmp = tempfile::Builder::new().prefix("orch-bench-scheduler-").tempdir()?;
+            let root = work_dir.unwrap_or_else(|| tmp.path().to_path_buf());
+            std::fs::create_dir_all(&root)?;
+            let timeout = Duration::from_secs(timeout);
+            scheduler::run(&orch_binary()?, &root, scheduler::Config { nodes, deployments, replicas, workload, clients, timeout }).await
+        }
+        Bench::HollowNodes { count, join, token } => hollow::serve(count, &join, &token).await,
         Bench::Store { seconds, work_dir, nodes, clients, no_etcd } => {
             store_bench(StoreBench { seconds, work_dir, nodes, clients, no_etcd }).await
         }

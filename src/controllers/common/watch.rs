@@ -22,8 +22,9 @@ use super::owner::controller_of;
 /// A trigger stream of touched objects, ready for `Controller::watches_stream`/`owns_stream`.
 pub type Touched<K> = BoxStream<'static, Result<K, watcher::Error>>;
 
-/// Watches `api` into a store; `observe(event, first_sight)` runs after the store took the
-/// event (`first_sight` is whether the object was unknown before it).
+/// Watches `api` into a store (objects without their managedFields); `observe(event,
+/// first_sight)` runs after the store took the event (`first_sight` is whether the object was
+/// unknown before it).
 pub fn reflect<K>(api: Api<K>, mut observe: impl FnMut(&watcher::Event<K>, bool) + Send + 'static) -> (Store<K>, Touched<K>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -34,6 +35,7 @@ where
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .map_ok(move |event| {
+            let event = event.modify(crate::controllers::trim_managed_fields);
             let first_sight = match &event {
                 watcher::Event::Apply(o) | watcher::Event::InitApply(o) => known.get(&ObjectRef::from_obj(o)).is_none(),
                 _ => false,

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::ResourceExt;
@@ -31,11 +31,16 @@ struct Ctx {
     pods: Store<Pod>,
 }
 
+/// Objects synced at once (--concurrent-deployment-syncs's default in kube-controller-manager): unbounded, hundreds
+/// of slow-start batches of creates flood the API at once and hold their bodies in memory.
+const CONCURRENT_SYNCS: u16 = 5;
+
 /// Runs the Deployment controller.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let (sets, set_events) = reflect(Api::<ReplicaSet>::all(ctx.client.clone()), |_, _| {});
     let (pods, pod_events) = reflect(Api::<Pod>::all(ctx.client.clone()), |_, _| {});
-    let controller = Controller::new(Api::<Deployment>::all(ctx.client.clone()), watcher::Config::default());
+    let controller = Controller::new(Api::<Deployment>::all(ctx.client.clone()), watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(CONCURRENT_SYNCS));
     let deployments = controller.store();
     let by_set = deployments.clone();
     let set_cache = sets.clone();

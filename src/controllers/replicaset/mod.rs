@@ -14,7 +14,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::ResourceExt;
@@ -30,6 +30,10 @@ use super::Context;
 
 /// At most this many pods are created or deleted in one sync (`BurstReplicas`).
 const BURST: usize = 500;
+
+/// Objects synced at once (--concurrent-replicaset-syncs's default in kube-controller-manager): unbounded, hundreds
+/// of slow-start batches of creates flood the API at once and hold their bodies in memory.
+const CONCURRENT_SYNCS: u16 = 5;
 
 struct Ctx {
     client: kube::Client,
@@ -50,7 +54,8 @@ pub async fn run_replication_controllers(ctx: Arc<Context>, shutdown: Cancellati
 async fn run_kind<K: Replicated>(ctx: Arc<Context>, shutdown: CancellationToken) {
     let expectations = Arc::new(Expectations::default());
     let (pods, pod_events) = watch_pods(ctx.client.clone(), K::kind(&()).into_owned(), expectations.clone());
-    let controller = Controller::new(Api::<K>::all(ctx.client.clone()), watcher::Config::default());
+    let controller = Controller::new(Api::<K>::all(ctx.client.clone()), watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(CONCURRENT_SYNCS));
     let owners = controller.store();
     let state = Arc::new(Ctx { client: ctx.client.clone(), pods, expectations });
     controller
