@@ -77,21 +77,16 @@ impl ServerProc {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "server already running");
         std::fs::create_dir_all(&self.data_dir).expect("creating the server's data dir");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.with_extension("log")).unwrap();
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .arg("server")
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--https-listen-port={}", self.port))
             .arg("--disable-agent")
-            .args(&self.extra)
-            .env("RUST_LOG", std::env::var("ORCH_TEST_LOG").unwrap_or_else(|_| "info,openraft=error".into()))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawning orch server");
-        self.child = Some(child);
+            .args(&self.extra);
+        self.child = Some(spawn_logged(&mut command, &self.data_dir.with_extension("log"), "info,openraft=error", "orch server"));
     }
 
     /// Sends SIGTERM and waits up to `timeout` for the process to exit; returns its exit code
@@ -102,10 +97,7 @@ impl ServerProc {
 
     /// SIGKILLs the process (no graceful shutdown) and reaps it.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill(&mut self.child);
     }
 
     /// The process id of the running server.
@@ -163,6 +155,26 @@ impl Drop for ServerProc {
     }
 }
 
+/// Spawns `command` with its stderr appended to `log` and `RUST_LOG` from `ORCH_TEST_LOG`
+/// (else `default_log`).
+fn spawn_logged(command: &mut Command, log: &Path, default_log: &str, what: &str) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    command
+        .env("RUST_LOG", std::env::var("ORCH_TEST_LOG").unwrap_or_else(|_| default_log.into()))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {what}: {e}"))
+}
+
+/// SIGKILLs a child, if running, and reaps it.
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 /// Sends SIGTERM to `child` and waits up to `timeout` for it to exit; returns its exit code
 /// (`None` if it had to be killed).
 fn terminate(mut child: Child, timeout: Duration) -> Option<i32> {
@@ -207,16 +219,9 @@ impl AgentProc {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "agent already running");
         std::fs::create_dir_all(&self.data_dir).expect("creating the agent's data dir");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.with_extension("log")).unwrap();
-        let child = Command::new(&self.command[0])
-            .args(&self.command[1..])
-            .env("ORCH_TOKEN", &self.token)
-            .env("RUST_LOG", std::env::var("ORCH_TEST_LOG").unwrap_or_else(|_| "info".into()))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawning orch agent");
-        self.child = Some(child);
+        let mut command = Command::new(&self.command[0]);
+        command.args(&self.command[1..]).env("ORCH_TOKEN", &self.token);
+        self.child = Some(spawn_logged(&mut command, &self.data_dir.with_extension("log"), "info", "orch agent"));
     }
 
     /// Stops the process with SIGTERM (a graceful shutdown), waiting up to `timeout`.
@@ -226,10 +231,7 @@ impl AgentProc {
 
     /// SIGKILLs the process (the node just vanishes) and reaps it.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill(&mut self.child);
     }
 
     /// The agent's log so far, for failure messages.
