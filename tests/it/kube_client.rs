@@ -35,7 +35,8 @@ async fn kube_rs_over_https() {
 
     let created = api.create(&PostParams::default(), &config_map("a", "1")).await.unwrap();
     let rv = created.metadata.resource_version.clone().unwrap();
-    let mut events = api.watch(&WatchParams::default().timeout(10), &rv).await.unwrap().boxed();
+    // Only this test's objects: the controllers add ConfigMaps of their own (kube-root-ca.crt).
+    let mut events = api.watch(&WatchParams::default().labels("app=kube").timeout(10), &rv).await.unwrap().boxed();
 
     api.patch("a", &PatchParams::default(), &Patch::Merge(json!({ "data": { "k": "2" } }))).await.unwrap();
     let applied = api.patch("b", &PatchParams::apply("kube-test").force(), &Patch::Apply(config_map("b", "x"))).await.unwrap();
