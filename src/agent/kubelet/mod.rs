@@ -15,6 +15,7 @@ mod logs;
 mod node;
 mod objects;
 mod probes;
+mod pull_secrets;
 mod sandbox;
 mod server;
 mod status;

@@ -20,6 +20,7 @@ use super::downward::PodAddresses;
 use super::layout::{self, PodRef};
 use super::objects::ApiData;
 use super::probes::{self, ProbeTarget, ProbeTracker, Verdict};
+use super::pull_secrets;
 use super::sandbox::{self, Sandbox};
 use super::status::{self, Conditions, PodFacts};
 use super::{container_spec, env, lifecycle, volumes, NodeContext};
@@ -364,7 +365,8 @@ impl PodWorker {
         let Some(sandbox) = self.sandbox.clone() else { return };
         let policy = PullPolicy::for_container(spec.image_pull_policy.as_deref(), spec.image.as_deref().unwrap_or_default());
         let image = spec.image.clone().unwrap_or_default();
-        let pulled = self.ctx.runtime.ensure_image(&image, policy, None).await;
+        let auth = pull_secrets::auth_for(&self.ctx.client, &self.pod, &image).await;
+        let pulled = self.ctx.runtime.ensure_image(&image, policy, auth.as_ref()).await;
         let (ctx, pod_ref) = (self.ctx.clone(), self.pod_ref.clone());
         let Some(run) = find_run(&mut self.init, &mut self.app, name) else { return };
         let now = Instant::now();
