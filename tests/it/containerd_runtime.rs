@@ -13,22 +13,7 @@ use orch::agent::runtime::supervisor::{find_binary, Supervisor};
 use orch::agent::runtime::{BindMount, ContainerConfig, ContainerRuntime, ContainerState, PullPolicy, Resources};
 use orch::testkit::images;
 
-use crate::support::{free_port, orch_binary, wait_for};
-
-fn skip(what: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED {what}: needs root (containerd and runc)");
-        return true;
-    }
-    for (binary, package) in [("containerd", "containerd"), ("runc", "runc"), ("busybox", "busybox-static")] {
-        if find_binary(binary).is_none() {
-            eprintln!("SKIPPED {what}: {binary} is missing (apt-get install {package})");
-            return true;
-        }
-    }
-    false
-}
+use crate::support::{free_port, orch_binary, skip_without_containers, wait_for};
 
 /// A data dir with a running supervised containerd and a runtime connected to it.
 struct Node {
@@ -95,7 +80,7 @@ async fn log_text(path: &Path, needle: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_run_log_exec_and_die_on_containerd() {
-    if skip("containers_run_log_exec_and_die_on_containerd") {
+    if skip_without_containers("containers_run_log_exec_and_die_on_containerd") {
         return;
     }
     let node = Node::start(Registries::default()).await;
@@ -155,7 +140,7 @@ async fn containers_run_log_exec_and_die_on_containerd() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_import_list_and_remove_through_the_cli() {
-    if skip("images_import_list_and_remove_through_the_cli") {
+    if skip_without_containers("images_import_list_and_remove_through_the_cli") {
         return;
     }
     let node = Node::start(Registries::default()).await;
@@ -190,7 +175,7 @@ async fn images_import_list_and_remove_through_the_cli() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn airgap_tarballs_are_imported_when_they_appear() {
-    if skip("airgap_tarballs_are_imported_when_they_appear") {
+    if skip_without_containers("airgap_tarballs_are_imported_when_they_appear") {
         return;
     }
     let node = Node::start(Registries::default()).await;
@@ -213,7 +198,7 @@ async fn airgap_tarballs_are_imported_when_they_appear() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_are_pulled_from_a_loopback_registry() {
-    if skip("images_are_pulled_from_a_loopback_registry") {
+    if skip_without_containers("images_are_pulled_from_a_loopback_registry") {
         return;
     }
     let Some(registry_bin) = find_binary("docker-registry") else {
@@ -282,7 +267,7 @@ fn containerd_pids(data_dir: &Path) -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_runtime_imports_airgap_images_at_start_and_restarts_containerd() {
-    if skip("the_node_runtime_imports_airgap_images_at_start_and_restarts_containerd") {
+    if skip_without_containers("the_node_runtime_imports_airgap_images_at_start_and_restarts_containerd") {
         return;
     }
     let dir = tempfile::Builder::new().prefix("orch-node").tempdir_in("/tmp").unwrap();

@@ -12,27 +12,11 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
-use orch::agent::runtime::supervisor::find_binary;
 use orch::net::netns::NetnsDir;
 
-use crate::support::{free_port, kube_client, kubectl, orch_binary, ready_server, wait_for, AgentProc};
+use crate::support::{free_port, kube_client, kubectl, orch_binary, ready_server, skip_without_containers, wait_for, AgentProc};
 
 const NODE: &str = "kubelet-test";
-
-fn skip() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED kubelet tests: need root (containerd, runc, network namespaces)");
-        return true;
-    }
-    for (binary, package) in [("containerd", "containerd"), ("runc", "runc"), ("busybox", "busybox-static")] {
-        if find_binary(binary).is_none() {
-            eprintln!("SKIPPED kubelet tests: {binary} is missing (apt-get install {package})");
-            return true;
-        }
-    }
-    false
-}
 
 /// The test node: its data dir (short, for containerd's socket paths), its network
 /// namespace, and the agent process. Dropping it stops the agent and removes whatever the
@@ -192,7 +176,7 @@ fn running_process(marker: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_node_runs_pods_end_to_end() {
-    if skip() {
+    if skip_without_containers("kubelet tests") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
