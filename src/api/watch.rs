@@ -107,10 +107,7 @@ fn from_cache(sub: Subscription, namespace: Option<String>, selector: objects::S
                     let before = change.previous.as_deref().is_some_and(|p| selector.matches(p));
                     match shape {
                         Shape::Object => change.line(now, before),
-                        Shape::Table(_) => change.line(now, before).map(|l| {
-                            let kind = serde_json::from_slice::<Value>(&l).ok().and_then(|v| v["type"].as_str().map(str::to_string));
-                            line(kind.as_deref().unwrap_or("MODIFIED"), &shape.apply((*change.object).clone()))
-                        }),
+                        Shape::Table(_) => change.event_type(now, before).map(|kind| line(kind, &shape.apply((*change.object).clone()))),
                     }
                 })
                 .flatten()

@@ -38,17 +38,23 @@ pub struct Change {
 }
 
 impl Change {
-    /// The watch line of this change as seen by a watcher, given which of the two states it
-    /// selects: ADDED / MODIFIED / DELETED, or nothing when it selects neither.
+    /// The event type of this change for a watcher, given which of the two states it selects:
+    /// ADDED / MODIFIED / DELETED, or `None` when it selects neither.
+    pub fn event_type(&self, selects_now: bool, selected_before: bool) -> Option<&'static str> {
+        match (self.kind, selected_before, selects_now) {
+            (EventKind::Delete, true, _) => Some("DELETED"),
+            (EventKind::Delete, false, _) => None,
+            (_, false, true) => Some("ADDED"),
+            (_, true, true) => Some("MODIFIED"),
+            (_, true, false) => Some("DELETED"),
+            (_, false, false) => None,
+        }
+    }
+
+    /// The watch line of this change as seen by a watcher (see [`Change::event_type`]),
+    /// rendered once per event type for all watchers.
     pub fn line(&self, selects_now: bool, selected_before: bool) -> Option<bytes::Bytes> {
-        let kind = match (self.kind, selected_before, selects_now) {
-            (EventKind::Delete, true, _) => "DELETED",
-            (EventKind::Delete, false, _) => return None,
-            (_, false, true) => "ADDED",
-            (_, true, true) => "MODIFIED",
-            (_, true, false) => "DELETED",
-            (_, false, false) => return None,
-        };
+        let kind = self.event_type(selects_now, selected_before)?;
         let slot = match kind {
             "ADDED" => 0,
             "MODIFIED" => 1,
