@@ -54,11 +54,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .owns(Api::<Job>::all(client), watcher::Config::default())
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, state)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "cronjob reconcile");
-            }
-        })
+        .for_each(|r| crate::controllers::common::log_failure(r, "cronjob reconcile"))
         .await;
 }
 

@@ -46,11 +46,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .watches(Api::<Pod>::all(client), watcher::Config::default(), of_namespace)
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "disruption reconcile");
-            }
-        })
+        .for_each(|r| crate::controllers::common::log_failure(r, "disruption reconcile"))
         .await;
 }
 

@@ -36,11 +36,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     Controller::new(Api::<Namespace>::all(ctx.client.clone()), watcher::Config::default())
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "namespace reconcile");
-            }
-        })
+        .for_each(|r| crate::controllers::common::log_failure(r, "namespace reconcile"))
         .await;
 }
 

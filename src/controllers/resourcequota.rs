@@ -49,11 +49,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .watches(Api::<PersistentVolumeClaim>::all(client), config(), quotas_of(quotas))
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "resourcequota reconcile");
-            }
-        })
+        .for_each(|r| crate::controllers::common::log_failure(r, "resourcequota reconcile"))
         .await;
 }
 

@@ -37,11 +37,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .watches(Api::<ConfigMap>::all(client), by_namespace(ROOT_CA_CONFIG_MAP), move |cm| namespace_of(cm.namespace()))
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "serviceaccount reconcile");
-            }
-        })
+        .for_each(|r| crate::controllers::common::log_failure(r, "serviceaccount reconcile"))
         .await;
 }
 

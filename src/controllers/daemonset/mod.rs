@@ -54,11 +54,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .watches_stream(node_events, move |_: Node| all_sets.state().iter().map(|s| ObjectRef::from_obj(s.as_ref())).collect::<Vec<_>>())
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, state)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "daemonset sync failed");
-            }
-        })
+        .for_each(|r| crate::controllers::common::log_failure(r, "daemonset sync failed"))
         .await;
 }
 

@@ -55,11 +55,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         })
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, state)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "deployment sync failed");
-            }
-        })
+        .for_each(|r| crate::controllers::common::log_failure(r, "deployment sync failed"))
         .await;
 }
 

@@ -43,11 +43,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .watches_stream(pod_events, move |pod| sets_of(&sets, &pod))
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, state)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "statefulset sync failed");
-            }
-        })
+        .for_each(|r| crate::controllers::common::log_failure(r, "statefulset sync failed"))
         .await;
 }
 
