@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::time::Duration;
 
 use containerd_client::services::v1::container::Runtime;
 use containerd_client::services::v1::snapshots::{MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest};
@@ -49,6 +50,15 @@ pub async fn create(client: &Client, config: &ContainerConfig) -> Result<()> {
     let parent = image.chain_id().ok_or_else(|| container_error(&config.id, "the image has no layers"))?;
     let spec = spec::runtime_spec(config, &image.config.config);
     let spec = prost_types::Any { type_url: SPEC_TYPE.into(), value: serde_json::to_vec(&spec).unwrap_or_default() };
+    // The snapshot is unreferenced until the container record exists: a lease keeps
+    // containerd's garbage collector (scheduled by any earlier removal) off it meanwhile.
+    let leased = client.with_lease(Duration::from_secs(600)).await?;
+    let result = create_leased(&leased, config, image.name.clone(), parent, spec).await;
+    leased.end_lease().await;
+    result
+}
+
+async fn create_leased(client: &Client, config: &ContainerConfig, image: String, parent: String, spec: prost_types::Any) -> Result<()> {
     let prepare = PrepareSnapshotRequest { snapshotter: SNAPSHOTTER.into(), key: config.id.clone(), parent, labels: HashMap::new() };
     client.snapshots().prepare(client.req(prepare)).await.map_err(RuntimeError::grpc("snapshot prepare"))?;
     let mut labels: HashMap<String, String> = config.labels.clone().into_iter().collect();
@@ -57,7 +67,7 @@ pub async fn create(client: &Client, config: &ContainerConfig) -> Result<()> {
     let container = Container {
         id: config.id.clone(),
         labels,
-        image: image.name.clone(),
+        image: image.clone(),
         runtime: Some(Runtime { name: RUNC_V2.into(), options: None }),
         spec: Some(spec),
         snapshotter: SNAPSHOTTER.into(),
@@ -69,7 +79,7 @@ pub async fn create(client: &Client, config: &ContainerConfig) -> Result<()> {
             client.snapshots().remove(client.req(RemoveSnapshotRequest { snapshotter: SNAPSHOTTER.into(), key: config.id.clone() })).await;
         return Err(RuntimeError::grpc("container create")(s));
     }
-    tracing::debug!(id = %config.id, image = %image.name, "container created");
+    tracing::debug!(id = %config.id, %image, "container created");
     Ok(())
 }
 
