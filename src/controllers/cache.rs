@@ -12,7 +12,6 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
-use tokio_util::sync::CancellationToken;
 
 /// A cache and the stream of watch events that fills it: poll the stream to keep the cache
 /// current. Watch errors are logged and retried with backoff.
@@ -38,28 +37,4 @@ where
 /// Drops an object's managedFields (what cached copies keep of it need not include them).
 pub fn trim_managed_fields<K: Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
-}
-
-/// A cache kept current by a background task until `shutdown`; returns once it holds a first
-/// full list (`None` when shut down before).
-pub async fn cache<K>(api: Api<K>, config: watcher::Config, shutdown: &CancellationToken) -> Option<Store<K>>
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone,
-{
-    let (reader, events) = reflect(api, config);
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        let mut events = std::pin::pin!(events);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                event = events.next() => if event.is_none() { return },
-            }
-        }
-    });
-    tokio::select! {
-        ready = reader.wait_until_ready() => ready.ok().map(|_| reader),
-        _ = shutdown.cancelled() => None,
-    }
 }

@@ -38,12 +38,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let controller = Controller::new(Api::<PodDisruptionBudget>::all(client.clone()), watcher::Config::default());
     let budgets = controller.store();
     // A pod concerns the budgets of its namespace (reconcile selects precisely).
-    let of_namespace = move |pod: Pod| {
+    let of_namespace = move |pod: Arc<Pod>| {
         let ns = pod.namespace();
         budgets.state().into_iter().filter(|b| b.namespace() == ns).map(|b| ObjectRef::from_obj(&*b)).collect::<Vec<_>>()
     };
     controller
-        .watches(Api::<Pod>::all(client), watcher::Config::default(), of_namespace)
+        .watches_shared_stream(ctx.informers.get::<Pod>().touched(), of_namespace)
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, ctx)
         .for_each(|r| crate::controllers::common::log_failure(r, "disruption reconcile"))

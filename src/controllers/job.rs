@@ -42,7 +42,7 @@ pub enum Error {
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Pod>::all(client.clone()), watcher::Config::default());
+        .owns_shared_stream(ctx.informers.get::<Pod>().touched());
     let orphans = release_orphans(client.clone(), shutdown.clone());
     let jobs = controller.graceful_shutdown_on(shutdown.cancelled_owned()).run(reconcile, error_policy, Arc::new(client)).for_each(
         |r| async move {

@@ -15,6 +15,7 @@ pub mod endpoints;
 mod gc;
 mod gc_graph;
 mod gc_meta;
+pub(crate) mod informer;
 mod job;
 mod job_conditions;
 mod job_failure_policy;
@@ -41,11 +42,13 @@ pub use cache::trim_managed_fields;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-/// What every controller shares.
+/// What every controller of one leadership term shares.
 pub struct Context {
     /// An in-process client acting as `system:kube-controller-manager`.
     pub client: kube::Client,
     pub settings: Settings,
+    /// One watch and cache per kind, for all of them.
+    pub informers: informer::Informers,
 }
 
 /// Cluster settings the controllers need (from `orch server` flags).
@@ -107,14 +110,17 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs every controller while this server is the elected controller manager, until
 /// `shutdown` is cancelled; on shutdown the lease is released so another server takes over.
-pub async fn run_all(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let elector = leader::Elector::new(ctx.client.clone(), leader::Config::default());
-    elector.run(shutdown, |leading| start_controllers(ctx.clone(), leading)).await;
+/// `client` acts as `system:kube-controller-manager`.
+pub async fn run_all(client: kube::Client, settings: Settings, shutdown: CancellationToken) {
+    let elector = leader::Elector::new(client.clone(), leader::Config::default());
+    elector.run(shutdown, |leading| start_controllers(client.clone(), settings.clone(), leading)).await;
 }
 
 /// Starts every registered controller and returns once all of them stopped after `leading`
 /// was cancelled (or after `STOP_GRACE`).
-async fn start_controllers(ctx: Arc<Context>, leading: CancellationToken) {
+async fn start_controllers(client: kube::Client, settings: Settings, leading: CancellationToken) {
+    let informers = informer::Informers::new(client.clone(), leading.clone());
+    let ctx = Arc::new(Context { client, settings, informers });
     let mut tasks = tokio::task::JoinSet::new();
     for (name, run) in CONTROLLERS {
         tracing::info!(controller = name, "starting controller");

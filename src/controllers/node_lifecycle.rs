@@ -18,13 +18,11 @@ use k8s_openapi::api::core::v1::{Node, NodeCondition, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::watcher;
 use kube::ResourceExt;
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::cache::cache;
 use super::Context;
 
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -131,9 +129,8 @@ impl Monitor {
 
 /// Runs the node lifecycle controller until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let Some(nodes) = cache(Api::<Node>::all(ctx.client.clone()), watcher::Config::default(), &shutdown).await else { return };
-    let lease_api = Api::<Lease>::namespaced(ctx.client.clone(), "kube-node-lease");
-    let Some(leases) = cache(lease_api, watcher::Config::default(), &shutdown).await else { return };
+    let Some(nodes) = ctx.informers.get::<Node>().ready(&shutdown).await else { return };
+    let Some(leases) = ctx.informers.get::<Lease>().ready(&shutdown).await else { return };
     let grace = ctx.settings.node_monitor_grace_period;
     let mut monitor = Monitor { nodes: Api::all(ctx.client.clone()), grace, seen: HashMap::new() };
     let mut tick = tokio::time::interval((grace / 5).clamp(Duration::from_millis(200), Duration::from_secs(5)));
@@ -144,7 +141,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         let all = nodes.state();
-        let by_name: HashMap<String, Arc<Lease>> = leases.state().into_iter().map(|l| (l.name_any(), l)).collect();
+        let by_name: HashMap<String, Arc<Lease>> = leases
+            .state()
+            .into_iter()
+            .filter(|l| l.namespace().as_deref() == Some(crate::agent::node_object::LEASE_NAMESPACE))
+            .map(|l| (l.name_any(), l))
+            .collect();
         monitor.seen.retain(|name, _| all.iter().any(|n| n.name_any() == *name));
         for node in all {
             if let Err(e) = monitor.check(&node, by_name.get(&node.name_any()).map(Arc::as_ref)).await {

@@ -29,8 +29,10 @@ pub enum Error {
 }
 
 /// The quotas of an object's namespace.
-fn quotas_of<K: Resource>(quotas: Store<ResourceQuota>) -> impl Fn(K) -> Vec<ObjectRef<ResourceQuota>> + Send + Sync + Clone + 'static {
-    move |obj: K| {
+fn quotas_of<K: Resource>(
+    quotas: Store<ResourceQuota>,
+) -> impl Fn(Arc<K>) -> Vec<ObjectRef<ResourceQuota>> + Send + Sync + Clone + 'static {
+    move |obj: Arc<K>| {
         let ns = obj.meta().namespace.clone();
         quotas.state().into_iter().filter(|q| q.namespace() == ns).map(|q| ObjectRef::from_obj(&*q)).collect()
     }
@@ -40,13 +42,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let controller = Controller::new(Api::<ResourceQuota>::all(client.clone()), watcher::Config::default());
     let quotas = controller.store();
-    let config = watcher::Config::default;
+    let informers = &ctx.informers;
     controller
-        .watches(Api::<Pod>::all(client.clone()), config(), quotas_of(quotas.clone()))
-        .watches(Api::<Service>::all(client.clone()), config(), quotas_of(quotas.clone()))
-        .watches(Api::<ConfigMap>::all(client.clone()), config(), quotas_of(quotas.clone()))
-        .watches(Api::<Secret>::all(client.clone()), config(), quotas_of(quotas.clone()))
-        .watches(Api::<PersistentVolumeClaim>::all(client), config(), quotas_of(quotas))
+        .watches_shared_stream(informers.get::<Pod>().touched(), quotas_of(quotas.clone()))
+        .watches_shared_stream(informers.get::<Service>().touched(), quotas_of(quotas.clone()))
+        .watches_shared_stream(informers.get::<ConfigMap>().touched(), quotas_of(quotas.clone()))
+        .watches_shared_stream(informers.get::<Secret>().touched(), quotas_of(quotas.clone()))
+        .watches_shared_stream(informers.get::<PersistentVolumeClaim>().touched(), quotas_of(quotas))
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, ctx)
         .for_each(|r| crate::controllers::common::log_failure(r, "resourcequota reconcile"))

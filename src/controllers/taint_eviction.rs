@@ -9,11 +9,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Preconditions};
-use kube::runtime::watcher;
 use kube::ResourceExt;
 use tokio_util::sync::CancellationToken;
 
-use super::cache::cache;
 use super::Context;
 
 const TICK: Duration = Duration::from_millis(500);
@@ -52,8 +50,8 @@ pub fn eviction_time(taints: &[Taint], tolerations: &[Toleration], now: Timestam
 
 /// Runs taint-based eviction until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let Some(nodes) = cache(Api::<Node>::all(ctx.client.clone()), watcher::Config::default(), &shutdown).await else { return };
-    let Some(pods) = cache(Api::<Pod>::all(ctx.client.clone()), watcher::Config::default(), &shutdown).await else { return };
+    let Some(nodes) = ctx.informers.get::<Node>().ready(&shutdown).await else { return };
+    let Some(pods) = ctx.informers.get::<Pod>().ready(&shutdown).await else { return };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -1,56 +1,52 @@
-//! Pod and node watches (kube-runtime watchers with the default backoff) forwarded to the
-//! scheduling loop as messages, so the loop alone owns the cache and the queue.
+//! The shared pod and node informers forwarded to the scheduling loop as messages, so the
+//! loop alone owns the cache and the queue.
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::runtime::{watcher, WatchStreamExt};
-use kube::Api;
+use kube::runtime::watcher::Event;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::controllers::informer::{Change, Informers, Watched};
+
 /// A change seen by one of the watches.
 #[derive(Debug)]
 pub enum Update {
-    Pod(watcher::Event<Arc<Pod>>),
-    Node(watcher::Event<Arc<Node>>),
+    Pod(Event<Arc<Pod>>),
+    Node(Event<Arc<Node>>),
 }
 
-/// Starts both watches; they stop at `shutdown` or when the loop drops its receiver.
-pub fn start(client: &kube::Client, tracker: &TaskTracker, shutdown: &CancellationToken, tx: mpsc::Sender<Update>) {
-    tracker.spawn(forward(Api::<Pod>::all(client.clone()), Update::Pod, tx.clone(), shutdown.clone()));
-    tracker.spawn(forward(Api::<Node>::all(client.clone()), Update::Node, tx, shutdown.clone()));
+/// Forwards both informers; stops at `shutdown` or when the loop drops its receiver.
+pub fn start(informers: &Informers, tracker: &TaskTracker, shutdown: &CancellationToken, tx: mpsc::Sender<Update>) {
+    tracker.spawn(forward(informers.get::<Pod>().subscribe(), Update::Pod, tx.clone(), shutdown.clone()));
+    tracker.spawn(forward(informers.get::<Node>().subscribe(), Update::Node, tx, shutdown.clone()));
 }
 
-async fn forward<K>(api: Api<K>, wrap: fn(watcher::Event<Arc<K>>) -> Update, tx: mpsc::Sender<Update>, shutdown: CancellationToken)
-where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-{
-    let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
+async fn forward<K: Watched>(
+    changes: impl Stream<Item = Change<K>>,
+    wrap: fn(Event<Arc<K>>) -> Update,
+    tx: mpsc::Sender<Update>,
+    shutdown: CancellationToken,
+) {
+    let mut changes = std::pin::pin!(changes);
     loop {
-        let event = tokio::select! {
+        let change = tokio::select! {
             _ = shutdown.cancelled() => return,
-            e = events.next() => e,
+            c = changes.next() => c,
         };
-        match event {
+        let event = match change {
             None => return,
-            Some(Err(e)) => tracing::debug!("scheduler watch error (retrying): {e}"),
-            Some(Ok(e)) => {
-                // The cache keeps every pod; managedFields would be most of its memory.
-                let e = e.modify(crate::controllers::trim_managed_fields);
-                let e = match e {
-                    watcher::Event::Apply(o) => watcher::Event::Apply(Arc::new(o)),
-                    watcher::Event::Delete(o) => watcher::Event::Delete(Arc::new(o)),
-                    watcher::Event::InitApply(o) => watcher::Event::InitApply(Arc::new(o)),
-                    watcher::Event::Init => watcher::Event::Init,
-                    watcher::Event::InitDone => watcher::Event::InitDone,
-                };
-                if tx.send(wrap(e)).await.is_err() {
-                    return;
-                }
-            }
+            Some(Change::Init) => Event::Init,
+            Some(Change::InitApply(o, _)) => Event::InitApply(o),
+            Some(Change::InitDone) => Event::InitDone,
+            Some(Change::Apply(o, _)) => Event::Apply(o),
+            Some(Change::Delete(o)) => Event::Delete(o),
+        };
+        if tx.send(wrap(event)).await.is_err() {
+            return;
         }
     }
 }

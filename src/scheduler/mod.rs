@@ -39,7 +39,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
     let (update_tx, update_rx) = mpsc::channel(UPDATE_BUFFER);
     let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
-    informers::start(&ctx.client, &tracker, &shutdown, update_tx);
+    informers::start(&ctx.informers, &tracker, &shutdown, update_tx);
     let events = events::Recorder::start(ctx.client.clone(), &tracker, shutdown.clone());
     let binder = binder::Binder::new(ctx.client.clone(), tracker.clone(), outcome_tx);
     tracing::info!("scheduler started");

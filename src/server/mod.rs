@@ -186,8 +186,7 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> R
             api_servers: vec![SocketAddr::new(advertise_ip(&args), port)],
             ca_pem,
         };
-        let ctx = Arc::new(crate::controllers::Context { client: controller_client, settings });
-        tasks.spawn(crate::controllers::run_all(ctx, cancel.clone()));
+        tasks.spawn(crate::controllers::run_all(controller_client, settings, cancel.clone()));
     }
     if !args.disable_agent {
         match local_agent::config(data_dir, &args, port, &join_token.to_string()) {

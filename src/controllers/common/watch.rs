@@ -1,65 +1,46 @@
-//! Reflected watch streams: a cache (`Store`) fed by a watch, and the stream of touched
-//! objects that triggers reconciles — the store is updated before the trigger fires, so a
+//! Controllers' views of the shared informers: a kind's cache and the stream of touched
+//! objects that triggers reconciles — the cache is updated before the trigger fires, so a
 //! reconcile always sees at least what triggered it. For pods the stream also lowers the
 //! owners' expectations (creation = first sight; deletion = deletionTimestamp or gone).
 
-use std::fmt::Debug;
-use std::hash::Hash;
 use std::sync::Arc;
 
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Resource;
-use serde::de::DeserializeOwned;
 
 use super::expectations::Expectations;
 use super::owner::controller_of;
+use crate::controllers::informer::{Change, Informers, Watched};
 
-/// A trigger stream of touched objects, ready for `Controller::watches_stream`/`owns_stream`.
-pub type Touched<K> = BoxStream<'static, Result<K, watcher::Error>>;
+/// A trigger stream of touched objects, for `Controller::watches_shared_stream` and
+/// `owns_shared_stream`.
+pub type Touched<K> = BoxStream<'static, Arc<K>>;
 
-/// Watches `api` into a store (objects without their managedFields); `observe(event,
-/// first_sight)` runs after the store took the event (`first_sight` is whether the object was
-/// unknown before it).
-pub fn reflect<K>(api: Api<K>, mut observe: impl FnMut(&watcher::Event<K>, bool) + Send + 'static) -> (Store<K>, Touched<K>)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    ObjectRef<K>: Hash + Eq,
-{
-    let (reader, mut writer) = reflector::store::<K>();
-    let known = reader.clone();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .map_ok(move |event| {
-            let event = event.modify(crate::controllers::trim_managed_fields);
-            let first_sight = match &event {
-                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => known.get(&ObjectRef::from_obj(o)).is_none(),
-                _ => false,
-            };
-            writer.apply_watcher_event(&event);
-            observe(&event, first_sight);
-            event
-        })
-        .touched_objects()
-        .boxed();
-    (reader, stream)
+/// The shared cache of every `K` and the objects its changes touch.
+pub fn shared<K: Watched>(informers: &Informers) -> (Store<K>, Touched<K>) {
+    let informer = informers.get::<K>();
+    (informer.store(), informer.touched().boxed())
 }
 
-/// Watches every pod; creations and deletions of pods controlled by a `owner_kind` lower
-/// that owner's expectations (keyed `namespace/name`).
-pub fn watch_pods(client: kube::Client, owner_kind: String, expectations: Arc<Expectations>) -> (Store<Pod>, Touched<Pod>) {
-    reflect(Api::<Pod>::all(client), move |event, first_sight| observe_pod(&expectations, &owner_kind, event, first_sight))
+/// Every pod; creations and deletions of pods controlled by a `owner_kind` lower that
+/// owner's expectations (keyed `namespace/name`).
+pub fn watch_pods(informers: &Informers, owner_kind: String, expectations: Arc<Expectations>) -> (Store<Pod>, Touched<Pod>) {
+    let informer = informers.get::<Pod>();
+    let touched = informer.subscribe().filter_map(move |change| {
+        observe_pod(&expectations, &owner_kind, &change);
+        futures::future::ready(change.object().cloned())
+    });
+    (informer.store(), touched.boxed())
 }
 
-fn observe_pod(expectations: &Expectations, owner_kind: &str, event: &watcher::Event<Pod>, first_sight: bool) {
-    let (pod, gone) = match event {
-        watcher::Event::Apply(p) | watcher::Event::InitApply(p) => (p, p.metadata.deletion_timestamp.is_some()),
-        watcher::Event::Delete(p) => (p, true),
-        _ => return,
+fn observe_pod(expectations: &Expectations, owner_kind: &str, change: &Change<Pod>) {
+    let (pod, gone, first_sight) = match change {
+        Change::Apply(p, new) | Change::InitApply(p, new) => (p, p.metadata.deletion_timestamp.is_some(), *new),
+        Change::Delete(p) => (p, true, false),
+        Change::Init | Change::InitDone => return,
     };
     let Some(owner) = controller_of(&pod.metadata).filter(|r| r.kind == owner_kind) else { return };
     let key = format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or_default(), owner.name);
@@ -110,28 +91,28 @@ mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-    fn owned_pod(kind: &str, deleting: bool) -> Pod {
+    fn owned_pod(kind: &str, deleting: bool, new: bool) -> Change<Pod> {
         let mut p = Pod::default();
         p.metadata.name = Some("p".into());
         p.metadata.namespace = Some("ns".into());
         p.metadata.owner_references =
             Some(vec![OwnerReference { kind: kind.into(), name: "rs".into(), controller: Some(true), ..Default::default() }]);
         p.metadata.deletion_timestamp = deleting.then(super::super::now);
-        p
+        Change::Apply(Arc::new(p), new)
     }
 
     #[test]
     fn first_sight_lowers_creations_and_deletion_lowers_deletions() {
         let e = Expectations::default();
         e.expect_creations("ns/rs", 1);
-        observe_pod(&e, "ReplicaSet", &watcher::Event::Apply(owned_pod("ReplicaSet", false)), false);
+        observe_pod(&e, "ReplicaSet", &owned_pod("ReplicaSet", false, false));
         assert!(!e.satisfied("ns/rs"), "an update is not a creation");
-        observe_pod(&e, "ReplicaSet", &watcher::Event::Apply(owned_pod("StatefulSet", false)), true);
+        observe_pod(&e, "ReplicaSet", &owned_pod("StatefulSet", false, true));
         assert!(!e.satisfied("ns/rs"), "another kind's pod");
-        observe_pod(&e, "ReplicaSet", &watcher::Event::Apply(owned_pod("ReplicaSet", false)), true);
+        observe_pod(&e, "ReplicaSet", &owned_pod("ReplicaSet", false, true));
         assert!(e.satisfied("ns/rs"));
         e.expect_deletions("ns/rs", ["p".to_string()]);
-        observe_pod(&e, "ReplicaSet", &watcher::Event::Apply(owned_pod("ReplicaSet", true)), false);
+        observe_pod(&e, "ReplicaSet", &owned_pod("ReplicaSet", true, false));
         assert!(e.satisfied("ns/rs"), "graceful deletion counts as observed");
     }
 }

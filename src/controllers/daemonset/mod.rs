@@ -27,7 +27,7 @@ use self::plan::{DaemonPod, NodePods, Strategy};
 use super::common::expectations::Expectations;
 use super::common::revision::{self, HASH_LABEL};
 use super::common::template::{pod_from_template, PodName};
-use super::common::watch::{concerned_controllers, reflect, watch_pods};
+use super::common::watch::{concerned_controllers, shared, watch_pods};
 use super::common::{batch, intstr, is_not_found, owner, pods, selector, Error};
 use super::Context;
 
@@ -43,15 +43,17 @@ struct Ctx {
 /// Runs the DaemonSet controller.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let expectations = Arc::new(Expectations::default());
-    let (pods, pod_events) = watch_pods(ctx.client.clone(), "DaemonSet".into(), expectations.clone());
-    let (nodes, node_events) = reflect(Api::<Node>::all(ctx.client.clone()), |_, _| {});
+    let (pods, pod_events) = watch_pods(&ctx.informers, "DaemonSet".into(), expectations.clone());
+    let (nodes, node_events) = shared::<Node>(&ctx.informers);
     let controller = Controller::new(Api::<DaemonSet>::all(ctx.client.clone()), watcher::Config::default());
     let sets = controller.store();
     let all_sets = sets.clone();
     let state = Arc::new(Ctx { client: ctx.client.clone(), pods, nodes, expectations });
     controller
-        .watches_stream(pod_events, move |pod| sets_of(&sets, &pod))
-        .watches_stream(node_events, move |_: Node| all_sets.state().iter().map(|s| ObjectRef::from_obj(s.as_ref())).collect::<Vec<_>>())
+        .watches_shared_stream(pod_events, move |pod| sets_of(&sets, &pod))
+        .watches_shared_stream(node_events, move |_: Arc<Node>| {
+            all_sets.state().iter().map(|s| ObjectRef::from_obj(s.as_ref())).collect::<Vec<_>>()
+        })
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, state)
         .for_each(|r| crate::controllers::common::log_failure(r, "daemonset sync failed"))

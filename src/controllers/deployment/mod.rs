@@ -21,7 +21,7 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 use tokio_util::sync::CancellationToken;
 
-use super::common::watch::{concerned_controllers, controller_key, reflect};
+use super::common::watch::{concerned_controllers, controller_key, shared};
 use super::common::{owner, selector, Error};
 use super::Context;
 
@@ -37,8 +37,8 @@ const CONCURRENT_SYNCS: u16 = 5;
 
 /// Runs the Deployment controller.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let (sets, set_events) = reflect(Api::<ReplicaSet>::all(ctx.client.clone()), |_, _| {});
-    let (pods, pod_events) = reflect(Api::<Pod>::all(ctx.client.clone()), |_, _| {});
+    let (sets, set_events) = shared::<ReplicaSet>(&ctx.informers);
+    let (pods, pod_events) = shared::<Pod>(&ctx.informers);
     let controller = Controller::new(Api::<Deployment>::all(ctx.client.clone()), watcher::Config::default())
         .with_config(controller::Config::default().concurrency(CONCURRENT_SYNCS));
     let deployments = controller.store();
@@ -46,11 +46,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let set_cache = sets.clone();
     let state = Arc::new(Ctx { client: ctx.client.clone(), sets, pods });
     controller
-        .watches_stream(set_events, move |rs| deployments_of(&by_set, &rs))
-        .watches_stream(pod_events, move |pod| {
+        .watches_shared_stream(set_events, move |rs| deployments_of(&by_set, &rs))
+        .watches_shared_stream(pod_events, move |pod| {
             // Pods matter for Recreate (old pods must be gone): map to the Deployment owning
             // the pod's ReplicaSet.
-            let set = controller_key::<ReplicaSet>(&pod).and_then(|key| set_cache.get(&key));
+            let set = controller_key::<ReplicaSet>(pod.as_ref()).and_then(|key| set_cache.get(&key));
             set.and_then(|rs| controller_key::<Deployment>(rs.as_ref()))
         })
         .graceful_shutdown_on(async move { shutdown.cancelled().await })

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::cache::reflect;
-use super::Context;
+use super::{informer, Context};
 
 pub use build::{MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
 
@@ -42,7 +42,7 @@ fn key_of<K: ResourceExt>(obj: &K) -> Key {
 
 enum Change {
     Service(Event<Service>),
-    Pod(Event<Pod>),
+    Pod(informer::Change<Pod>),
     Endpoints(Event<Endpoints>),
     Slice(Event<EndpointSlice>),
 }
@@ -100,8 +100,8 @@ impl EndpointsController {
                 .into_iter()
                 .collect(),
             Change::Pod(e) => {
-                let Some(pod) = object(e) else { return Vec::new() };
-                let pod_key = key_of(pod);
+                let Some(pod) = e.object() else { return Vec::new() };
+                let pod_key = key_of(pod.as_ref());
                 let mut out: Vec<Key> = self.members.by_pod.get(&pod_key).into_iter().flatten().cloned().collect();
                 let namespace = pod.namespace();
                 out.extend(
@@ -195,7 +195,8 @@ impl EndpointsController {
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let (services, service_events) = reflect(Api::<Service>::all(client.clone()), watcher::Config::default());
-    let (pods, pod_events) = reflect(Api::<Pod>::all(client.clone()), watcher::Config::default());
+    let pod_informer = ctx.informers.get::<Pod>();
+    let (pods, pod_events) = (pod_informer.store(), pod_informer.subscribe());
     let (endpoints, endpoint_events) = reflect(Api::<Endpoints>::all(client.clone()), watcher::Config::default());
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let (slices, slice_events) = reflect(Api::<EndpointSlice>::all(client.clone()), managed);
@@ -219,7 +220,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                 let Some(change) = change else { return };
                 let which = match &change {
                     Change::Service(e) => (0, matches!(e, Event::InitDone)),
-                    Change::Pod(e) => (1, matches!(e, Event::InitDone)),
+                    Change::Pod(e) => (1, matches!(e, informer::Change::InitDone)),
                     Change::Endpoints(e) => (2, matches!(e, Event::InitDone)),
                     Change::Slice(e) => (3, matches!(e, Event::InitDone)),
                 };

@@ -53,13 +53,13 @@ pub async fn run_replication_controllers(ctx: Arc<Context>, shutdown: Cancellati
 
 async fn run_kind<K: Replicated>(ctx: Arc<Context>, shutdown: CancellationToken) {
     let expectations = Arc::new(Expectations::default());
-    let (pods, pod_events) = watch_pods(ctx.client.clone(), K::kind(&()).into_owned(), expectations.clone());
+    let (pods, pod_events) = watch_pods(&ctx.informers, K::kind(&()).into_owned(), expectations.clone());
     let controller = Controller::new(Api::<K>::all(ctx.client.clone()), watcher::Config::default())
         .with_config(controller::Config::default().concurrency(CONCURRENT_SYNCS));
     let owners = controller.store();
     let state = Arc::new(Ctx { client: ctx.client.clone(), pods, expectations });
     controller
-        .watches_stream(pod_events, move |pod| owners_of(&owners, &pod))
+        .watches_shared_stream(pod_events, move |pod| owners_of(&owners, &pod))
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile::<K>, error_policy::<K>, state)
         .for_each(|result| async move {

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::plan::{PodView, Policy, Step};
 use super::common::revision::{self, HASH_LABEL};
-use super::common::watch::{concerned_controllers, reflect};
+use super::common::watch::{concerned_controllers, shared};
 use super::common::{is_conflict, is_not_found, owner, pods, selector, Error};
 use super::Context;
 
@@ -35,12 +35,12 @@ struct Ctx {
 
 /// Runs the StatefulSet controller.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let (pods, pod_events) = reflect(Api::<Pod>::all(ctx.client.clone()), |_, _| {});
+    let (pods, pod_events) = shared::<Pod>(&ctx.informers);
     let controller = Controller::new(Api::<StatefulSet>::all(ctx.client.clone()), watcher::Config::default());
     let sets = controller.store();
     let state = Arc::new(Ctx { client: ctx.client.clone(), pods });
     controller
-        .watches_stream(pod_events, move |pod| sets_of(&sets, &pod))
+        .watches_shared_stream(pod_events, move |pod| sets_of(&sets, &pod))
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, state)
         .for_each(|r| crate::controllers::common::log_failure(r, "statefulset sync failed"))

@@ -1,0 +1,310 @@
+//! Shared informers: one watch and one cache per kind for every controller (and the
+//! scheduler), as kube-controller-manager's SharedInformerFactory does. Each event is
+//! decoded once, stored once (without managedFields) and handed to every subscriber as the
+//! same `Arc`; subscribers get their own unbounded queue, so a slow controller never loses
+//! or holds up another's events.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// What a subscriber sees: kube-runtime's watcher events with shared objects. `Init`,
+/// `InitApply`… `InitDone` (a full list, also replayed to late subscribers) replaces
+/// everything known before; the flag of `InitApply`/`Apply` says whether the object was
+/// unknown to the cache before this event.
+#[derive(Debug)]
+pub enum Change<K> {
+    Init,
+    InitApply(Arc<K>, bool),
+    InitDone,
+    Apply(Arc<K>, bool),
+    Delete(Arc<K>),
+}
+
+impl<K> Clone for Change<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Change::Init => Change::Init,
+            Change::InitApply(o, n) => Change::InitApply(o.clone(), *n),
+            Change::InitDone => Change::InitDone,
+            Change::Apply(o, n) => Change::Apply(o.clone(), *n),
+            Change::Delete(o) => Change::Delete(o.clone()),
+        }
+    }
+}
+
+impl<K> Change<K> {
+    /// The object an event is about (none for `Init`/`InitDone`).
+    pub fn object(&self) -> Option<&Arc<K>> {
+        match self {
+            Change::InitApply(o, _) | Change::Apply(o, _) | Change::Delete(o) => Some(o),
+            Change::Init | Change::InitDone => None,
+        }
+    }
+}
+
+/// Bound for the kinds an informer can watch.
+pub trait Watched: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static {}
+impl<K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static> Watched for K {}
+
+/// One kind's shared watch: its cache and its subscribers.
+pub struct Informer<K: Watched> {
+    store: Store<K>,
+    subscribers: Arc<Mutex<Subscribers<K>>>,
+    /// Turns true with the first full list. (Not `Store::wait_until_ready`: its future wakes
+    /// only the last of several tasks waiting at once.)
+    listed: watch::Receiver<bool>,
+}
+
+impl<K: Watched> Clone for Informer<K> {
+    fn clone(&self) -> Self {
+        Self { store: self.store.clone(), subscribers: self.subscribers.clone(), listed: self.listed.clone() }
+    }
+}
+
+struct Subscribers<K> {
+    queues: Vec<mpsc::UnboundedSender<Change<K>>>,
+    /// Whether a first full list arrived (late subscribers are then sent the cache first).
+    listed: bool,
+}
+
+impl<K> Subscribers<K> {
+    fn send(&mut self, change: Change<K>) {
+        self.queues.retain(|q| q.send(change.clone()).is_ok());
+    }
+}
+
+impl<K: Watched> Informer<K> {
+    /// Starts watching every object of `api` until `shutdown`.
+    fn start(api: Api<K>, shutdown: CancellationToken) -> Self {
+        let (store, writer) = reflector::store::<K>();
+        let subscribers = Arc::new(Mutex::new(Subscribers { queues: Vec::new(), listed: false }));
+        let (listed_tx, listed) = watch::channel(false);
+        let informer = Self { store: store.clone(), subscribers: subscribers.clone(), listed };
+        tokio::spawn(async move {
+            let events = watcher(api, watcher::Config::default()).default_backoff();
+            let mut feed = Feed { store, writer, subscribers, listing: Vec::new(), listed: listed_tx };
+            let mut events = std::pin::pin!(events);
+            loop {
+                let event = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    event = events.next() => event,
+                };
+                match event {
+                    None => return,
+                    Some(Ok(event)) => feed.apply(event.modify(super::trim_managed_fields)),
+                    Some(Err(e)) => tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying"),
+                }
+            }
+        });
+        informer
+    }
+
+    /// The cache (possibly still empty: see [`Informer::ready`]).
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// The cache once it holds a first full list (`None` if shut down before).
+    pub async fn ready(&self, shutdown: &CancellationToken) -> Option<Store<K>> {
+        let mut listed = self.listed.clone();
+        tokio::select! {
+            ready = listed.wait_for(|l| *l) => ready.ok().map(|_| self.store.clone()),
+            _ = shutdown.cancelled() => None,
+        }
+    }
+
+    /// Every change from now on, starting with the current cache as a full list if one
+    /// arrived already.
+    pub fn subscribe(&self) -> impl Stream<Item = Change<K>> + Send + 'static {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        if subscribers.listed {
+            let _ = tx.send(Change::Init);
+            for obj in self.store.state() {
+                let _ = tx.send(Change::InitApply(obj, true));
+            }
+            let _ = tx.send(Change::InitDone);
+        }
+        subscribers.queues.push(tx);
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|change| (change, rx)) })
+    }
+
+    /// The objects touched by each change (created, updated or deleted), for
+    /// `Controller::watches_shared_stream` and `owns_shared_stream`.
+    pub fn touched(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+        self.subscribe().filter_map(|c| futures::future::ready(c.object().cloned()))
+    }
+}
+
+/// The watch task's side: applies events to the cache, then hands them on.
+struct Feed<K: Watched> {
+    store: Store<K>,
+    writer: reflector::store::Writer<K>,
+    subscribers: Arc<Mutex<Subscribers<K>>>,
+    /// The objects of a list in progress (with whether each is new), handed on at its end
+    /// as the cache's own `Arc`s.
+    listing: Vec<(ObjectRef<K>, bool)>,
+    listed: watch::Sender<bool>,
+}
+
+impl<K: Watched> Feed<K> {
+    fn apply(&mut self, event: watcher::Event<K>) {
+        let mut subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = match &event {
+            watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
+                let key = ObjectRef::from_obj(obj);
+                let new = self.store.get(&key).is_none();
+                Some((key, new))
+            }
+            _ => None,
+        };
+        self.writer.apply_watcher_event(&event);
+        match (event, seen) {
+            (watcher::Event::Init, _) => self.listing.clear(),
+            (watcher::Event::InitApply(_), Some(seen)) => self.listing.push(seen),
+            (watcher::Event::InitDone, _) => {
+                subscribers.send(Change::Init);
+                for (key, new) in std::mem::take(&mut self.listing) {
+                    if let Some(obj) = self.store.get(&key) {
+                        subscribers.send(Change::InitApply(obj, new));
+                    }
+                }
+                subscribers.send(Change::InitDone);
+                subscribers.listed = true;
+                self.listed.send_replace(true);
+                tracing::debug!(kind = %K::kind(&()), objects = self.store.state().len(), "informer listed");
+            }
+            (watcher::Event::Apply(_), Some((key, new))) => {
+                if let Some(obj) = self.store.get(&key) {
+                    subscribers.send(Change::Apply(obj, new));
+                }
+            }
+            (watcher::Event::Delete(obj), _) => subscribers.send(Change::Delete(Arc::new(obj))),
+            _ => {}
+        }
+    }
+}
+
+/// The shared informers of one leadership term, started on first use and stopped with it.
+pub struct Informers {
+    client: kube::Client,
+    shutdown: CancellationToken,
+    started: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+}
+
+impl Informers {
+    pub fn new(client: kube::Client, shutdown: CancellationToken) -> Self {
+        Self { client, shutdown, started: Mutex::new(HashMap::new()) }
+    }
+
+    /// The informer of every `K` in the cluster (started by the first caller).
+    pub fn get<K: Watched>(&self) -> Informer<K> {
+        let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = started
+            .entry(TypeId::of::<K>())
+            .or_insert_with(|| Box::new(Informer::<K>::start(Api::all(self.client.clone()), self.shutdown.clone())));
+        entry.downcast_ref::<Informer<K>>().expect("informers are keyed by their type").clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn cm(name: &str, version: &str) -> ConfigMap {
+        let mut c = ConfigMap::default();
+        c.metadata.name = Some(name.into());
+        c.metadata.namespace = Some("ns".into());
+        c.metadata.resource_version = Some(version.into());
+        c
+    }
+
+    fn feed() -> (Informer<ConfigMap>, Feed<ConfigMap>) {
+        let (store, writer) = reflector::store::<ConfigMap>();
+        let subscribers = Arc::new(Mutex::new(Subscribers { queues: Vec::new(), listed: false }));
+        let (listed_tx, listed) = watch::channel(false);
+        let informer = Informer { store: store.clone(), subscribers: subscribers.clone(), listed };
+        (informer, Feed { store, writer, subscribers, listing: Vec::new(), listed: listed_tx })
+    }
+
+    /// What a subscription holds so far, as (event, name, version, new) strings.
+    fn drain(changes: &mut (impl Stream<Item = Change<ConfigMap>> + Unpin)) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(Some(change)) = changes.next().now_or_never() {
+            let describe =
+                |o: &ConfigMap| format!("{}@{}", o.metadata.name.as_deref().unwrap(), o.metadata.resource_version.as_deref().unwrap());
+            out.push(match change {
+                Change::Init => "init".into(),
+                Change::InitApply(o, new) => format!("list {} new={new}", describe(&o)),
+                Change::InitDone => "listed".into(),
+                Change::Apply(o, new) => format!("apply {} new={new}", describe(&o)),
+                Change::Delete(o) => format!("delete {}", describe(&o)),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn subscribers_see_lists_changes_and_deletions_with_the_cache_updated_first() {
+        let (informer, mut feed) = feed();
+        let mut early = Box::pin(informer.subscribe());
+        feed.apply(watcher::Event::Init);
+        feed.apply(watcher::Event::InitApply(cm("a", "1")));
+        assert!(drain(&mut early).is_empty(), "a list is handed on when complete");
+        feed.apply(watcher::Event::InitDone);
+        feed.apply(watcher::Event::Apply(cm("a", "2")));
+        feed.apply(watcher::Event::Apply(cm("b", "3")));
+        assert_eq!(informer.store().state().len(), 2);
+        feed.apply(watcher::Event::Delete(cm("a", "4")));
+        assert_eq!(drain(&mut early), ["init", "list a@1 new=true", "listed", "apply a@2 new=false", "apply b@3 new=true", "delete a@4"]);
+        assert_eq!(informer.store().state().len(), 1);
+
+        // A late subscriber starts from the cache; a relist tells what was known before.
+        let mut late = Box::pin(informer.subscribe());
+        assert_eq!(drain(&mut late), ["init", "list b@3 new=true", "listed"]);
+        feed.apply(watcher::Event::Init);
+        feed.apply(watcher::Event::InitApply(cm("b", "5")));
+        feed.apply(watcher::Event::InitApply(cm("c", "6")));
+        feed.apply(watcher::Event::InitDone);
+        assert_eq!(drain(&mut late), ["init", "list b@5 new=false", "list c@6 new=true", "listed"]);
+        assert_eq!(drain(&mut early).len(), 4);
+    }
+
+    #[tokio::test]
+    async fn every_task_waiting_for_the_first_list_wakes() {
+        let (informer, mut feed) = feed();
+        let shutdown = CancellationToken::new();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let (informer, shutdown) = (informer.clone(), shutdown.clone());
+                tokio::spawn(async move { informer.ready(&shutdown).await.is_some() })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        feed.apply(watcher::Event::Init);
+        feed.apply(watcher::Event::InitDone);
+        for waiter in waiters {
+            assert!(tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap());
+        }
+    }
+
+    #[test]
+    fn closed_subscriptions_are_dropped() {
+        let (informer, mut feed) = feed();
+        drop(informer.subscribe());
+        feed.apply(watcher::Event::Apply(cm("a", "1")));
+        assert!(feed.subscribers.lock().unwrap().queues.is_empty());
+    }
+}
