@@ -28,19 +28,19 @@ pub async fn exec_stream(client: &Client, fifo_dir: &Path, id: &str, cmd: &[Stri
         exec_id: exec_id.clone(),
     };
     client.tasks().exec(client.req(exec)).await.map_err(RuntimeError::grpc("task exec"))?;
-    let control =
-        ProcessControl { client: client.clone(), id: id.to_string(), exec_id: exec_id.clone(), fifos: fifos.paths(), ended: AtomicBool::new(false) };
+    let control = ProcessControl {
+        client: client.clone(),
+        id: id.to_string(),
+        exec_id: exec_id.clone(),
+        fifos: fifos.paths(),
+        ended: AtomicBool::new(false),
+    };
     let start = StartRequest { container_id: id.to_string(), exec_id };
     // On failure the control's drop deletes the process.
     client.tasks().start(client.req(start)).await.map_err(RuntimeError::grpc("task start"))?;
     let (stdin, stdout, stderr) = fifos.into_channels();
     tracing::debug!(%id, exec = %control.exec_id, cmd = ?cmd, "exec session started");
-    Ok(StreamSession {
-        stdin,
-        stdout: req.stdout.then_some(stdout),
-        stderr: stderr.filter(|_| req.stderr),
-        control: Box::new(control),
-    })
+    Ok(StreamSession { stdin, stdout: req.stdout.then_some(stdout), stderr: stderr.filter(|_| req.stderr), control: Box::new(control) })
 }
 
 /// The process of a session: an exec process, or (exec id "") a container's main process.
