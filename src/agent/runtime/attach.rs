@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
 use tokio::sync::{broadcast, mpsc};
@@ -19,12 +20,18 @@ const BACKLOG: usize = 256;
 
 /// The live streams of one running container.
 pub struct LiveStreams {
+    id: String,
     /// stdout and stderr; taken when the output has ended.
     outputs: Mutex<Option<[broadcast::Sender<Bytes>; 2]>>,
     stdin: tokio::sync::Mutex<Option<pipe::Sender>>,
     has_stdin: bool,
     stdin_once: bool,
+    closer: Option<StdinCloser>,
 }
+
+/// Closes a running container's stdin on the runtime's side (containerd's shim holds a
+/// writer of the FIFO itself), by container id.
+pub type StdinCloser = Arc<dyn Fn(String) -> BoxFuture<'static, ()> + Send + Sync>;
 
 impl LiveStreams {
     /// Hands a chunk of the container's output to the attached clients.
@@ -39,7 +46,7 @@ impl LiveStreams {
     /// the container's stdin.
     pub async fn end(&self) {
         self.outputs.lock().unwrap_or_else(|p| p.into_inner()).take();
-        self.close_stdin().await;
+        self.stdin.lock().await.take();
     }
 
     fn subscribe(&self, stream: Stream) -> mpsc::Receiver<Bytes> {
@@ -51,8 +58,11 @@ impl LiveStreams {
     }
 
     /// Closes the container's stdin (its process reads end of file).
-    pub async fn close_stdin(&self) {
-        self.stdin.lock().await.take();
+    async fn close_stdin(&self) {
+        let had = self.stdin.lock().await.take().is_some();
+        if let (true, Some(closer)) = (had, &self.closer) {
+            closer(self.id.clone()).await;
+        }
     }
 
     async fn write_stdin(&self, chunk: &[u8]) -> bool {
@@ -65,16 +75,26 @@ impl LiveStreams {
 
 /// The live streams of a node's running containers, by container id; clones share them.
 #[derive(Clone, Default)]
-pub struct AttachRegistry(Arc<Mutex<HashMap<String, Arc<LiveStreams>>>>);
+pub struct AttachRegistry {
+    live: Arc<Mutex<HashMap<String, Arc<LiveStreams>>>>,
+    closer: Option<StdinCloser>,
+}
 
 impl AttachRegistry {
+    /// A registry whose containers' stdin is closed with `closer`.
+    pub fn new(closer: StdinCloser) -> Self {
+        Self { live: Arc::default(), closer: Some(closer) }
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LiveStreams>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Registers the streams of container `id` (with its stdin FIFO, if it has one).
     pub fn register(&self, id: &str, stdin: Option<pipe::Sender>, stdin_once: bool) -> Arc<LiveStreams> {
         let live = Arc::new(LiveStreams {
+            id: id.to_string(),
+            closer: self.closer.clone(),
             outputs: Mutex::new(Some([broadcast::channel(BACKLOG).0, broadcast::channel(BACKLOG).0])),
             has_stdin: stdin.is_some(),
             stdin: tokio::sync::Mutex::new(stdin),

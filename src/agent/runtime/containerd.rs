@@ -2,6 +2,7 @@
 //! `orch` namespace (the supervised child's socket, or `--container-runtime-endpoint`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::attach::AttachRegistry;
@@ -26,7 +27,12 @@ impl Containerd {
     pub async fn connect(socket: &Path, fifo_dir: &Path, registries: Registries) -> Result<Self> {
         let client = Client::connect(socket, NAMESPACE).await?;
         std::fs::create_dir_all(fifo_dir).map_err(RuntimeError::io(fifo_dir.display()))?;
-        Ok(Self { client, fifo_dir: fifo_dir.to_path_buf(), registries, attach: AttachRegistry::default() })
+        let closer = client.clone();
+        let attach = AttachRegistry::new(Arc::new(move |id: String| {
+            let client = closer.clone();
+            Box::pin(async move { exec_stream::close_stdin(&client, &id, "").await })
+        }));
+        Ok(Self { client, fifo_dir: fifo_dir.to_path_buf(), registries, attach })
     }
 
     /// Imports the image tarball at `path` (OCI layout or `docker save`).

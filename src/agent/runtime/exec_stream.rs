@@ -1,16 +1,20 @@
 //! Interactive processes on containerd (`kubectl exec`, `kubectl attach`): an exec process
 //! with stdin, stdout and stderr FIFOs handed out as channels (a terminal instead of stderr
-//! with `tty`), resized with ResizePty and awaited with Wait. An exec process whose session
+//! with `tty`), stdin closed with CloseIO, resized with ResizePty and awaited with Wait. An exec process whose session
 //! is dropped before it exited is killed and deleted.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use containerd_client::services::v1::{DeleteProcessRequest, ExecProcessRequest, KillRequest, ResizePtyRequest, StartRequest, WaitRequest};
+use tokio::sync::mpsc;
+
+use containerd_client::services::v1::{
+    CloseIoRequest, DeleteProcessRequest, ExecProcessRequest, KillRequest, ResizePtyRequest, StartRequest, WaitRequest,
+};
 
 use super::client::Client;
 use super::exec::{new_exec_id, process_spec};
-use super::fifo::{remove_all, request_path, ProcessFifos};
+use super::fifo::{remove_all, request_path, write_from, ProcessFifos};
 use super::{Result, RuntimeError, SessionControl, StreamRequest, StreamSession, TermSize};
 
 /// Starts `cmd` in container `id` with the requested streams.
@@ -39,8 +43,26 @@ pub async fn exec_stream(client: &Client, fifo_dir: &Path, id: &str, cmd: &[Stri
     // On failure the control's drop deletes the process.
     client.tasks().start(client.req(start)).await.map_err(RuntimeError::grpc("task start"))?;
     let (stdin, stdout, stderr) = fifos.into_channels();
+    let stdin = stdin.map(|pipe| {
+        let (tx, rx) = mpsc::channel(16);
+        let (client, id, exec_id) = (client.clone(), id.to_string(), control.exec_id.clone());
+        tokio::spawn(async move {
+            write_from(rx, pipe).await;
+            close_stdin(&client, &id, &exec_id).await;
+        });
+        tx
+    });
     tracing::debug!(%id, exec = %control.exec_id, cmd = ?cmd, "exec session started");
     Ok(StreamSession { stdin, stdout: req.stdout.then_some(stdout), stderr: stderr.filter(|_| req.stderr), control: Box::new(control) })
+}
+
+/// Closes the stdin of a process (`exec_id` "": the container's main one). The shim keeps a
+/// writer of the stdin FIFO open, so closing orch's end is not enough.
+pub async fn close_stdin(client: &Client, id: &str, exec_id: &str) {
+    let req = CloseIoRequest { container_id: id.to_string(), exec_id: exec_id.to_string(), stdin: true };
+    if let Err(e) = client.tasks().close_io(client.req(req)).await {
+        tracing::debug!(%id, exec = %exec_id, error = %e, "cannot close a process's stdin");
+    }
 }
 
 /// The process of a session: an exec process, or (exec id "") a container's main process.

@@ -127,17 +127,11 @@ impl ProcessFifos {
         (o, e)
     }
 
-    /// Hands the streams over as channels (once the shim has opened its ends): chunks sent to
-    /// stdin are written to the process (dropping the sender closes it), output chunks arrive
-    /// until the process closes its output.
-    pub fn into_channels(self) -> (Option<mpsc::Sender<Bytes>>, mpsc::Receiver<Bytes>, Option<mpsc::Receiver<Bytes>>) {
+    /// Hands the streams over (once the shim has opened its ends): the stdin FIFO (see
+    /// [`write_from`]) and channels the output arrives on until the process closes it.
+    pub fn into_channels(self) -> (Option<pipe::Sender>, mpsc::Receiver<Bytes>, Option<mpsc::Receiver<Bytes>>) {
         let Self { stdin, stdout, stderr, placeholders, .. } = self;
         drop(placeholders);
-        let stdin = stdin.map(|pipe| {
-            let (tx, rx) = mpsc::channel(16);
-            tokio::spawn(write_from(rx, pipe));
-            tx
-        });
         (stdin, read_into(stdout), stderr.map(read_into))
     }
 
@@ -160,7 +154,8 @@ fn open_input(p: &Path) -> Result<pipe::Sender> {
     pipe::OpenOptions::new().read_write(true).open_sender(p).map_err(RuntimeError::io(p.display()))
 }
 
-/// Writes chunks from `rx` into `pipe` until the channel closes or the reader is gone.
+/// Writes chunks from `rx` into `pipe` until the channel closes or the reader is gone. (The
+/// shim holds a writer of its own: the process sees end of file only after CloseIO.)
 pub async fn write_from(mut rx: mpsc::Receiver<Bytes>, mut pipe: pipe::Sender) {
     while let Some(chunk) = rx.recv().await {
         if pipe.write_all(&chunk).await.is_err() {

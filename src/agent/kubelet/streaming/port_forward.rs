@@ -146,7 +146,7 @@ pub async fn serve_websocket(socket: WebSocket, ports: Vec<u16>, netns: Option<P
                 return;
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let _ = sink.send(super::websocket::normal_close()).await;
     };
     let reader = async {
         while let Some(Ok(msg)) = incoming.next().await {

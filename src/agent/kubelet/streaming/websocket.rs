@@ -2,7 +2,7 @@
 //! prefixed with their channel; the session's status goes on the error channel, then the
 //! socket is closed. Also a WebSocket as a byte stream, for SPDY tunneled inside one.
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -102,7 +102,13 @@ pub async fn serve_command(
     if let Some(payload) = outcome.error_payload(version) {
         let _ = sink.send(Message::Binary(channel::message(channel::ERROR, &payload).into())).await;
     }
-    let _ = sink.send(Message::Close(None)).await;
+    let _ = sink.send(normal_close()).await;
+}
+
+/// A close with status 1000: Go clients read any other close (even one without a status) as
+/// an error.
+pub fn normal_close() -> Message {
+    Message::Close(Some(CloseFrame { code: close_code::NORMAL, reason: "".into() }))
 }
 
 /// A byte stream over `socket`'s binary messages (each write becomes a message).
@@ -131,7 +137,7 @@ pub fn into_bytes(socket: WebSocket) -> DuplexStream {
                 break;
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let _ = sink.send(normal_close()).await;
     });
     theirs
 }
