@@ -2,7 +2,7 @@
 //! one of `kubelet`): kubectl over WebSockets (its default) and over SPDY
 //! (`KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`, `KUBECTL_PORT_FORWARD_WEBSOCKETS=false`),
 //! a raw `v5.channel.k8s.io` WebSocket client with a terminal and a resize, and the Python
-//! client's exec and port-forward.
+//! client's exec and port-forward (`tests/python/streams.py`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -189,6 +189,18 @@ async fn kubectl_exec_attach_cp_and_port_forward_reach_containers() {
             assert!(body.starts_with("HTTP/1.") && body.contains("hello-through-port-forward"), "port-forward with {env:?}: {body}");
         }
     }
+
+    // The Python client's exec and port-forward (WebSocket v4).
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/streams.py");
+    // `timeout` keeps what the script printed when it hangs.
+    let python = tokio::process::Command::new("timeout").args(["50", "python3", script]).arg(server.data_dir.join("orch.yaml")).output();
+    let out =
+        tokio::time::timeout(Duration::from_secs(60), python).await.expect("the python streams script hung").expect("running python3");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && stdout.contains("python streams: ok"),
+        "python streams failed (`make deps` installs the client):\n{stdout}\n{stderr}"
+    );
 
     // Attach to a container waiting on its stdin.
     pod_where(&pods, "attacher", "Running", &node, |p| phase(p) == "Running").await;

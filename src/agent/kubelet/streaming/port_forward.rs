@@ -152,6 +152,8 @@ pub async fn serve_websocket(socket: WebSocket, ports: Vec<u16>, netns: Option<P
         while let Some(Ok(msg)) = incoming.next().await {
             let data = match msg {
                 Message::Binary(data) => data,
+                // The Python client sends its channel messages as text.
+                Message::Text(text) => Bytes::from(text),
                 Message::Close(_) => return,
                 _ => continue,
             };

@@ -49,6 +49,8 @@ pub async fn serve_command(
         while let Some(Ok(msg)) = incoming.next().await {
             let data = match msg {
                 Message::Binary(data) => data,
+                // The Python client sends its channel messages as text.
+                Message::Text(text) => Bytes::from(text),
                 Message::Close(_) => break,
                 _ => continue,
             };
