@@ -120,14 +120,13 @@ pub fn into_bytes(socket: WebSocket) -> DuplexStream {
     let (mut sink, mut incoming) = socket.split();
     tokio::spawn(async move {
         while let Some(Ok(msg)) = incoming.next().await {
-            match msg {
-                Message::Binary(data) => {
-                    if write.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
-                Message::Close(_) => break,
-                _ => {}
+            let written = match msg {
+                Message::Binary(data) => write.write_all(&data).await.is_ok(),
+                Message::Close(_) => false,
+                _ => true,
+            };
+            if !written {
+                break;
             }
         }
         let _ = write.shutdown().await;
