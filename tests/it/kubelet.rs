@@ -21,7 +21,7 @@ const NODE: &str = "kubelet-test";
 /// The test node: its data dir (short, for containerd's socket paths), its network
 /// namespace, and the agent process. Dropping it stops the agent and removes whatever the
 /// pods left behind, also when the test failed half way.
-struct TestNode {
+pub(crate) struct TestNode {
     dir: tempfile::TempDir,
     hosts: NetnsDir,
     netns_name: String,
@@ -29,7 +29,7 @@ struct TestNode {
 }
 
 impl TestNode {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::Builder::new().prefix("orch-kl").tempdir_in("/tmp").unwrap();
         let hosts = NetnsDir::new(dir.path().join("hosts"));
         let netns_name = format!("orch-kl-{:08x}", rand::random::<u32>());
@@ -37,11 +37,11 @@ impl TestNode {
         Self { dir, hosts, netns_name, agent: None }
     }
 
-    fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.dir.path().join("node")
     }
 
-    fn start_agent(&mut self, server: &crate::support::ServerProc, kubelet_port: u16) {
+    pub(crate) fn start_agent(&mut self, server: &crate::support::ServerProc, kubelet_port: u16) {
         let images = self.data_dir().join("agent/images");
         std::fs::create_dir_all(&images).unwrap();
         orch::testkit::images::busybox_oci_tar(&images.join("busybox.tar")).expect("building the busybox image");
@@ -52,6 +52,26 @@ impl TestNode {
             "--node-lease-renew-interval=2s".to_string(),
         ];
         self.agent = Some(AgentProc::start(orch_binary(), &server.url(), &server.token(), &self.data_dir(), NODE, &flags));
+    }
+
+    /// Waits until the node is registered and Ready with a podCIDR (returned) and has imported
+    /// the busybox image.
+    pub(crate) async fn wait_ready(&self, client: &kube::Client) -> String {
+        let nodes: Api<Node> = Api::all(client.clone());
+        let cidr = wait_for(Duration::from_secs(60), "the node to register, get a podCIDR and be Ready", || async {
+            let n = nodes.get(NODE).await.ok()?;
+            let ready = n.status.as_ref()?.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+            ready.then(|| n.spec.as_ref()?.pod_cidr.clone()).flatten()
+        })
+        .await;
+        let binary = orch_binary().to_path_buf();
+        let data_dir = self.data_dir();
+        wait_for(Duration::from_secs(30), "the busybox image to be imported from the airgap dir", || async {
+            let out = tokio::process::Command::new(&binary).arg("images").arg("ls").arg("--data-dir").arg(&data_dir).output().await.ok()?;
+            String::from_utf8_lossy(&out.stdout).contains("busybox").then_some(())
+        })
+        .await;
+        cidr
     }
 
     fn agent(&mut self) -> &mut AgentProc {
@@ -126,7 +146,7 @@ impl Drop for TestNode {
     }
 }
 
-async fn pod_where(pods: &Api<Pod>, name: &str, what: &str, node: &TestNode, check: impl Fn(&Pod) -> bool) -> Pod {
+pub(crate) async fn pod_where(pods: &Api<Pod>, name: &str, what: &str, node: &TestNode, check: impl Fn(&Pod) -> bool) -> Pod {
     let log = node.log();
     let found = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
@@ -148,7 +168,7 @@ async fn pod_where(pods: &Api<Pod>, name: &str, what: &str, node: &TestNode, che
     }
 }
 
-fn phase(p: &Pod) -> &str {
+pub(crate) fn phase(p: &Pod) -> &str {
     p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
 }
 
@@ -186,23 +206,10 @@ async fn a_real_node_runs_pods_end_to_end() {
     let mut node = TestNode::new();
     node.start_agent(&server, free_port());
 
-    let nodes: Api<Node> = Api::all(client.clone());
-    let cidr = wait_for(Duration::from_secs(60), "the node to register, get a podCIDR and be Ready", || async {
-        let n = nodes.get(NODE).await.ok()?;
-        let ready = n.status.as_ref()?.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-        ready.then(|| n.spec.as_ref()?.pod_cidr.clone()).flatten()
-    })
-    .await;
-    let info = nodes.get(NODE).await.unwrap().status.unwrap().node_info.unwrap();
+    let cidr = node.wait_ready(&client).await;
+    let info = Api::<Node>::all(client.clone()).get(NODE).await.unwrap().status.unwrap().node_info.unwrap();
     assert!(info.container_runtime_version.starts_with("containerd://"), "{info:?}");
     assert!(!info.kernel_version.is_empty() && !info.os_image.is_empty());
-    let binary = orch_binary().to_path_buf();
-    let data_dir = node.data_dir();
-    wait_for(Duration::from_secs(30), "the busybox image to be imported from the airgap dir", || async {
-        let out = tokio::process::Command::new(&binary).arg("images").arg("ls").arg("--data-dir").arg(&data_dir).output().await.ok()?;
-        String::from_utf8_lossy(&out.stdout).contains("busybox").then_some(())
-    })
-    .await;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let apply = |yaml: String| {

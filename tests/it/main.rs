@@ -10,6 +10,7 @@ mod hollow_nodes;
 mod kube_client;
 mod kubelet;
 mod kubelet_proxy;
+mod kubelet_streams;
 mod lifecycle;
 mod pod_network;
 mod python_client;

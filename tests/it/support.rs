@@ -19,12 +19,25 @@ pub async fn start_cluster(root: &Path, n: usize, extra: &[String]) -> Vec<Serve
 
 /// Runs kubectl against the server's kubeconfig with `stdin`, returning (success, stdout, stderr).
 pub async fn kubectl(server: &ServerProc, home: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let (code, out, err) = kubectl_with(server, home, args, stdin, &[]).await;
+    (code == Some(0), out, err)
+}
+
+/// Runs kubectl with `stdin` and extra environment `env`, returning (exit code, stdout, stderr).
+pub async fn kubectl_with(
+    server: &ServerProc,
+    home: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(server.data_dir.join("orch.yaml"))
         .args(args)
         .env("HOME", home)
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -34,7 +47,7 @@ pub async fn kubectl(server: &ServerProc, home: &Path, args: &[&str], stdin: Opt
     pipe.write_all(stdin.unwrap_or("").as_bytes()).await.unwrap();
     drop(pipe);
     let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("kubectl hung").unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// A started single server (with `extra` flags) whose system namespaces exist (checked with kubectl, HOME = `dir/home`).

@@ -95,6 +95,9 @@ pub fn config(pod: &Pod, container: &Container, sandbox: &PodSandbox<'_>, run: R
         hostname: sandbox.hostname.clone(),
         labels: run.labels,
         log_path: run.log_path,
+        stdin: container.stdin.unwrap_or(false),
+        stdin_once: container.stdin_once.unwrap_or(false),
+        tty: container.tty.unwrap_or(false),
     }
 }
 

@@ -111,6 +111,7 @@ mod tests {
             image: String::new(),
             labels: labels(&pod, "c", 3),
             state: crate::agent::runtime::ContainerState::Created,
+            netns: None,
         };
         assert_eq!(info.id.len(), 32);
         assert_eq!(owner(&info), Some(("u1", "c", 3)));

@@ -1,6 +1,7 @@
 //! The kubelet of a real node: joins the cluster, registers the Node with the host's facts,
 //! renews its Lease, runs the pods bound to it on containerd with the bridge pod network (one
-//! [`worker::PodWorker`] per pod), serves container logs on the kubelet port, and cleans up
+//! [`worker::PodWorker`] per pod), serves container logs, exec, attach and port-forward on the
+//! kubelet port, and cleans up
 //! what belongs to no pod. Restarting it adopts running containers instead of killing them.
 
 mod backoff;
@@ -19,6 +20,7 @@ mod pull_secrets;
 mod sandbox;
 mod server;
 mod status;
+mod streaming;
 mod volumes;
 mod worker;
 

@@ -1,7 +1,7 @@
 //! The kubelet API (port 10250): HTTPS with the node's serving certificate, open only to client
 //! certificates of API servers (`system:orch-servers`, which the API's node proxy presents) and
 //! cluster admins (`system:masters`). It serves `/containerLogs/{ns}/{pod}/{container}` from
-//! the CRI log files; exec, attach and port-forward are not served yet.
+//! the CRI log files, and exec, attach and port-forward (see `streaming`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,13 +13,14 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Extension, Router};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::layout::{LABEL_ATTEMPT, LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE};
+use super::layout::LABEL_ATTEMPT;
 use super::logs::{self, LogOptions};
-use crate::agent::runtime::{ContainerRuntime, ContainerState};
+use super::streaming;
+use crate::agent::runtime::ContainerRuntime;
 use crate::pki::{Peer, MASTERS_GROUP, SERVERS_GROUP};
 
 /// How often a followed log is read for new records.
@@ -34,6 +35,9 @@ pub struct KubeletApi {
 pub fn router(state: Arc<KubeletApi>) -> Router {
     Router::new()
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
+        .route("/exec/{namespace}/{pod}/{container}", any(streaming::exec))
+        .route("/attach/{namespace}/{pod}/{container}", any(streaming::attach))
+        .route("/portForward/{namespace}/{pod}", any(streaming::port_forward))
         .route("/healthz", get(|| async { "ok" }))
         .layer(axum::middleware::from_fn(require_api_server))
         .with_state(state)
@@ -51,15 +55,8 @@ async fn require_api_server(Extension(peer): Extension<Peer>, req: Request, next
 
 /// Whether the run of `container` that writes the log file with `attempt` still runs.
 async fn still_running(runtime: &dyn ContainerRuntime, ns: &str, pod: &str, container: &str, attempt: &str) -> bool {
-    let Ok(all) = runtime.list_containers().await else { return false };
-    all.iter().any(|c| {
-        let l = |k: &str| c.labels.get(k).map(String::as_str);
-        l(LABEL_POD_NAMESPACE) == Some(ns)
-            && l(LABEL_POD_NAME) == Some(pod)
-            && l(LABEL_CONTAINER_NAME) == Some(container)
-            && l(LABEL_ATTEMPT) == Some(attempt)
-            && matches!(c.state, ContainerState::Running { .. })
-    })
+    let running = streaming::running_containers(runtime, ns, pod, Some(container)).await;
+    running.iter().any(|c| c.labels.get(LABEL_ATTEMPT).map(String::as_str) == Some(attempt))
 }
 
 async fn container_logs(

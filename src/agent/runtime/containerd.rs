@@ -2,13 +2,16 @@
 //! `orch` namespace (the supervised child's socket, or `--container-runtime-endpoint`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::attach::AttachRegistry;
 use super::client::Client;
+use super::exec_stream::{self, ProcessControl};
 use super::images::registries::Registries;
 use super::images::{import, pull, pull_decision, reference, store, PullDecision};
 use super::{containers, exec, ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, ExitStatus, ImageInfo};
-use super::{PullPolicy, RegistryAuth, Result, RuntimeError, NAMESPACE};
+use super::{PullPolicy, RegistryAuth, Result, RuntimeError, StreamRequest, StreamSession, NAMESPACE};
 
 /// containerd as the node's runtime.
 #[derive(Clone)]
@@ -16,6 +19,7 @@ pub struct Containerd {
     pub client: Client,
     fifo_dir: PathBuf,
     registries: Registries,
+    attach: AttachRegistry,
 }
 
 impl Containerd {
@@ -23,7 +27,12 @@ impl Containerd {
     pub async fn connect(socket: &Path, fifo_dir: &Path, registries: Registries) -> Result<Self> {
         let client = Client::connect(socket, NAMESPACE).await?;
         std::fs::create_dir_all(fifo_dir).map_err(RuntimeError::io(fifo_dir.display()))?;
-        Ok(Self { client, fifo_dir: fifo_dir.to_path_buf(), registries })
+        let closer = client.clone();
+        let attach = AttachRegistry::new(Arc::new(move |id: String| {
+            let client = closer.clone();
+            Box::pin(async move { exec_stream::close_stdin(&client, &id, "").await })
+        }));
+        Ok(Self { client, fifo_dir: fifo_dir.to_path_buf(), registries, attach })
     }
 
     /// Imports the image tarball at `path` (OCI layout or `docker save`).
@@ -71,7 +80,7 @@ impl ContainerRuntime for Containerd {
     }
 
     async fn start_container(&self, id: &str) -> Result<()> {
-        containers::start(&self.client, &self.fifo_dir, id).await
+        containers::start(&self.client, &self.fifo_dir, &self.attach, id).await
     }
 
     async fn wait_container(&self, id: &str) -> Result<ExitStatus> {
@@ -90,6 +99,14 @@ impl ContainerRuntime for Containerd {
         exec::exec(&self.client, &self.fifo_dir, id, cmd, timeout).await
     }
 
+    async fn exec_stream(&self, id: &str, cmd: &[String], streams: StreamRequest) -> Result<StreamSession> {
+        exec_stream::exec_stream(&self.client, &self.fifo_dir, id, cmd, streams).await
+    }
+
+    async fn attach(&self, id: &str, streams: StreamRequest) -> Result<StreamSession> {
+        self.attach.session(id, streams, Box::new(ProcessControl::main_process(&self.client, id)))
+    }
+
     async fn list_containers(&self) -> Result<Vec<ContainerInfo>> {
         containers::list(&self.client).await
     }
@@ -99,6 +116,6 @@ impl ContainerRuntime for Containerd {
     }
 
     async fn adopt(&self, id: &str) -> Result<()> {
-        containers::resume_logs(&self.client, &self.fifo_dir, id).await
+        containers::resume_logs(&self.client, &self.fifo_dir, &self.attach, id).await
     }
 }

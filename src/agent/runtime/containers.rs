@@ -1,9 +1,10 @@
 //! Container lifecycle on containerd: a container record with its runtime spec and a snapshot
-//! on the image's top layer; a task whose output is copied into the CRI log; wait (with OOM
+//! on the image's top layer; a task whose output is copied into the CRI log (and whose stdin
+//! and output attach sessions share, with a terminal when the spec asks for one); wait (with OOM
 //! detection from the cgroup's counters), kill, delete, and listing for adoption.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use containerd_client::services::v1::container::Runtime;
@@ -14,12 +15,13 @@ use containerd_client::services::v1::{
 };
 use containerd_client::types::v1::Status as TaskStatus;
 
+use super::attach::AttachRegistry;
 use super::client::Client;
 use super::cri_log::LogFile;
-use super::fifo::ProcessFifos;
+use super::fifo::{request_path, ProcessFifos};
 use super::images::store;
 use super::{spec, ContainerConfig, ContainerInfo, ContainerState, ExitStatus, Result, RuntimeError};
-use super::{LABEL_CGROUP, LABEL_LOG_PATH, LABEL_OOM_KILLED, SNAPSHOTTER};
+use super::{LABEL_CGROUP, LABEL_LOG_PATH, LABEL_OOM_KILLED, LABEL_STDIN, SNAPSHOTTER};
 
 const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const RUNC_V2: &str = "io.containerd.runc.v2";
@@ -64,6 +66,9 @@ async fn create_leased(client: &Client, config: &ContainerConfig, image: String,
     let mut labels: HashMap<String, String> = config.labels.clone().into_iter().collect();
     labels.insert(LABEL_LOG_PATH.into(), config.log_path.display().to_string());
     labels.insert(LABEL_CGROUP.into(), spec_cgroup(config));
+    if config.stdin {
+        labels.insert(LABEL_STDIN.into(), if config.stdin_once { "once" } else { "true" }.into());
+    }
     let container = Container {
         id: config.id.clone(),
         labels,
@@ -96,23 +101,52 @@ async fn get(client: &Client, id: &str) -> Result<Container> {
     r.into_inner().container.ok_or_else(|| container_error(id, "containerd returned no container"))
 }
 
-/// Creates and starts the task of a created container, its output going to its log file.
-pub async fn start(client: &Client, fifo_dir: &Path, id: &str) -> Result<()> {
-    let container = get(client, id).await?;
+fn spec_of(container: &Container) -> serde_json::Value {
+    container.spec.as_ref().and_then(|s| serde_json::from_slice(&s.value).ok()).unwrap_or_default()
+}
+
+/// Whether the container's process has a terminal.
+fn has_terminal(container: &Container) -> bool {
+    spec_of(container)["process"]["terminal"].as_bool().unwrap_or(false)
+}
+
+/// The network namespace in the container's spec.
+fn netns_of(container: &Container) -> Option<PathBuf> {
+    let spec = spec_of(container);
+    let namespaces = spec["linux"]["namespaces"].as_array()?;
+    namespaces.iter().find(|n| n["type"] == "network").and_then(|n| n["path"].as_str()).map(PathBuf::from)
+}
+
+fn log_file(container: &Container) -> Result<LogFile> {
+    let id = &container.id;
     let log_path = container.labels.get(LABEL_LOG_PATH).cloned().ok_or_else(|| container_error(id, "no log path label"))?;
-    let log = LogFile::open(Path::new(&log_path)).map_err(RuntimeError::io(&log_path))?;
+    LogFile::open(Path::new(&log_path)).map_err(RuntimeError::io(&log_path))
+}
+
+fn stdin_once(container: &Container) -> bool {
+    container.labels.get(LABEL_STDIN).is_some_and(|v| v == "once")
+}
+
+/// Creates and starts the task of a created container, its output going to its log file (and
+/// to attached clients).
+pub async fn start(client: &Client, fifo_dir: &Path, attach: &AttachRegistry, id: &str) -> Result<()> {
+    let container = get(client, id).await?;
+    let log = log_file(&container)?;
     let mounts = MountsRequest { snapshotter: SNAPSHOTTER.into(), key: container.snapshot_key.clone() };
     let rootfs = client.snapshots().mounts(client.req(mounts)).await.map_err(RuntimeError::grpc("snapshot mounts"))?.into_inner().mounts;
-    let fifos = ProcessFifos::create(fifo_dir, id)?;
+    let tty = has_terminal(&container);
+    let fifos = ProcessFifos::create_with(fifo_dir, id, container.labels.contains_key(LABEL_STDIN), !tty)?;
     let create = CreateTaskRequest {
         container_id: id.to_string(),
         rootfs,
+        stdin: request_path(&fifos.stdin_path),
         stdout: fifos.stdout_path.display().to_string(),
-        stderr: fifos.stderr_path.display().to_string(),
+        stderr: request_path(&fifos.stderr_path),
+        terminal: tty,
         ..Default::default()
     };
     client.tasks().create(client.req(create)).await.map_err(RuntimeError::grpc("task create"))?;
-    fifos.copy_to_log(log);
+    fifos.copy_to_log(log, attach, id, stdin_once(&container));
     let start = StartRequest { container_id: id.to_string(), exec_id: String::new() };
     client.tasks().start(client.req(start)).await.map_err(RuntimeError::grpc("task start"))?;
     tracing::debug!(%id, "container started");
@@ -120,11 +154,9 @@ pub async fn start(client: &Client, fifo_dir: &Path, id: &str) -> Result<()> {
 }
 
 /// Resumes copying the output of a running container (after an agent restart).
-pub async fn resume_logs(client: &Client, fifo_dir: &Path, id: &str) -> Result<()> {
+pub async fn resume_logs(client: &Client, fifo_dir: &Path, attach: &AttachRegistry, id: &str) -> Result<()> {
     let container = get(client, id).await?;
-    let log_path = container.labels.get(LABEL_LOG_PATH).cloned().ok_or_else(|| container_error(id, "no log path label"))?;
-    let log = LogFile::open(Path::new(&log_path)).map_err(RuntimeError::io(&log_path))?;
-    ProcessFifos::reopen(fifo_dir, id)?.copy_to_log(log);
+    ProcessFifos::reopen(fifo_dir, id)?.copy_to_log(log_file(&container)?, attach, id, stdin_once(&container));
     Ok(())
 }
 
@@ -227,8 +259,9 @@ pub async fn list(client: &Client) -> Result<Vec<ContainerInfo>> {
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e),
         };
+        let netns = netns_of(&c);
         let labels: BTreeMap<String, String> = c.labels.into_iter().collect();
-        out.push(ContainerInfo { id: c.id, image: c.image, labels, state });
+        out.push(ContainerInfo { id: c.id, image: c.image, labels, state, netns });
     }
     Ok(out)
 }

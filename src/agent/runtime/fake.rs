@@ -1,16 +1,18 @@
 //! An in-memory [`ContainerRuntime`] for the kubelet's unit tests: images are names in a set,
 //! containers are records whose exits the test decides ([`FakeRuntime::exit`]), exec answers
-//! come from a closure, and every call is recorded.
+//! come from a closure (interactive sessions print it, then echo their stdin to stdout like
+//! `cat`), and every call is recorded.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::images::{pull_decision, reference, PullDecision};
 use super::{ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, ExitStatus, ImageInfo};
-use super::{PullPolicy, RegistryAuth, Result, RuntimeError};
+use super::{PullPolicy, RegistryAuth, Result, RuntimeError, SessionControl, StreamRequest, StreamSession, TermSize};
 
 type ExecFn = dyn Fn(&str, &[String]) -> ExecOutput + Send + Sync;
 
@@ -76,10 +78,64 @@ impl FakeRuntime {
         self.lock().calls.push(call);
     }
 
+    fn running(&self, id: &str) -> Result<()> {
+        match *self.sender(id)?.borrow() {
+            ContainerState::Running { .. } => Ok(()),
+            _ => Err(RuntimeError::Container { id: id.into(), message: "not running".into() }),
+        }
+    }
+
+    /// A session that prints `out`, then echoes stdin to stdout until stdin closes, and exits
+    /// with `out.exit_code`.
+    fn session(&self, id: &str, req: StreamRequest, out: ExecOutput) -> StreamSession {
+        let (stdin_tx, mut stdin_rx) = mpsc::channel::<Bytes>(16);
+        let (stdout_tx, stdout_rx) = mpsc::channel(16);
+        let (stderr_tx, stderr_rx) = mpsc::channel(16);
+        let (done_tx, done_rx) = oneshot::channel();
+        let echo = req.stdin;
+        tokio::spawn(async move {
+            let _ = stdout_tx.send(Bytes::from(out.stdout)).await;
+            let _ = stderr_tx.send(Bytes::from(out.stderr)).await;
+            drop(stderr_tx);
+            while let Some(chunk) = stdin_rx.recv().await.filter(|_| echo) {
+                let _ = stdout_tx.send(chunk).await;
+            }
+            let _ = done_tx.send(out.exit_code);
+        });
+        let control = FakeControl { runtime: self.clone(), id: id.to_string(), done: tokio::sync::Mutex::new(Some(done_rx)) };
+        StreamSession {
+            stdin: req.stdin.then_some(stdin_tx),
+            stdout: req.stdout.then_some(stdout_rx),
+            stderr: (req.stderr && !req.tty).then_some(stderr_rx),
+            control: Box::new(control),
+        }
+    }
+
     fn sender(&self, id: &str) -> Result<watch::Sender<ContainerState>> {
         let state = self.lock();
         let (_, tx) = state.containers.get(id).ok_or_else(|| RuntimeError::Container { id: id.into(), message: "not found".into() })?;
         Ok(tx.clone())
+    }
+}
+
+/// The control of a fake session: resizes are recorded as calls.
+struct FakeControl {
+    runtime: FakeRuntime,
+    id: String,
+    done: tokio::sync::Mutex<Option<oneshot::Receiver<i32>>>,
+}
+
+#[async_trait::async_trait]
+impl SessionControl for FakeControl {
+    async fn resize(&self, size: TermSize) -> Result<()> {
+        self.runtime.record(format!("resize {} {}x{}", self.id, size.width, size.height));
+        Ok(())
+    }
+
+    async fn wait(&self) -> Result<i32> {
+        let done = self.done.lock().await.take();
+        let gone = || RuntimeError::Container { id: self.id.clone(), message: "session waited on twice".into() };
+        done.ok_or_else(gone)?.await.map_err(|_| gone())
     }
 }
 
@@ -166,10 +222,21 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn exec(&self, id: &str, cmd: &[String], _timeout: Duration) -> Result<ExecOutput> {
         self.record(format!("exec {id} {}", cmd.join(" ")));
-        if !matches!(*self.sender(id)?.borrow(), ContainerState::Running { .. }) {
-            return Err(RuntimeError::Container { id: id.into(), message: "not running".into() });
-        }
+        self.running(id)?;
         Ok(self.exec.as_ref().map(|f| f(id, cmd)).unwrap_or_default())
+    }
+
+    async fn exec_stream(&self, id: &str, cmd: &[String], streams: StreamRequest) -> Result<StreamSession> {
+        self.record(format!("exec-stream {id} {}", cmd.join(" ")));
+        self.running(id)?;
+        let out = self.exec.as_ref().map(|f| f(id, cmd)).unwrap_or_default();
+        Ok(self.session(id, streams, out))
+    }
+
+    async fn attach(&self, id: &str, streams: StreamRequest) -> Result<StreamSession> {
+        self.record(format!("attach {id}"));
+        self.running(id)?;
+        Ok(self.session(id, streams, ExecOutput::default()))
     }
 
     async fn list_containers(&self) -> Result<Vec<ContainerInfo>> {
@@ -182,6 +249,7 @@ impl ContainerRuntime for FakeRuntime {
                 image: c.image.clone(),
                 labels: c.labels.clone(),
                 state: tx.borrow().clone(),
+                netns: c.netns_path.clone(),
             })
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));

@@ -1,14 +1,17 @@
 //! The container runtime of a node: a narrow [`ContainerRuntime`] trait (what the kubelet
 //! needs), its containerd implementation ([`containerd::Containerd`], over containerd's native
 //! gRPC API in the `orch` namespace), a fake for the kubelet's unit tests, the supervised
-//! containerd child process and the image store (import, pull, list, remove).
+//! containerd child process and the image store (import, pull, list, remove). Interactive
+//! exec and attach sessions ([`StreamSession`]) back `kubectl exec` and `kubectl attach`.
 
+mod attach;
 pub mod client;
 pub mod config;
 pub mod containerd;
 mod containers;
 pub mod cri_log;
 mod exec;
+mod exec_stream;
 pub mod fake;
 mod fifo;
 pub mod images;
@@ -20,6 +23,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
 pub use images::PullPolicy;
 
 /// The containerd namespace orch keeps its images and containers in.
@@ -30,6 +36,9 @@ pub const SNAPSHOTTER: &str = "overlayfs";
 pub const LABEL_LOG_PATH: &str = "io.orch.log-path";
 /// Label with a container's cgroup path (to read its OOM-kill counter).
 pub const LABEL_CGROUP: &str = "io.orch.cgroup";
+/// Label on a container whose main process reads stdin: `true`, or `once` (closed after the
+/// first attach session ends).
+pub const LABEL_STDIN: &str = "io.orch.stdin";
 /// Label set to `true` on a container whose process the OOM killer killed.
 pub const LABEL_OOM_KILLED: &str = "io.orch.oom-killed";
 
@@ -135,6 +144,11 @@ pub struct ContainerConfig {
     pub labels: BTreeMap<String, String>,
     /// The CRI log file stdout and stderr go to.
     pub log_path: PathBuf,
+    /// The main process gets a stdin to attach to (`stdin`), closed after the first attach
+    /// session when `stdin_once`; `tty` gives it a terminal (stderr merges into stdout).
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub tty: bool,
 }
 
 /// How a container's main process ended.
@@ -164,6 +178,8 @@ pub struct ContainerInfo {
     pub image: String,
     pub labels: BTreeMap<String, String>,
     pub state: ContainerState,
+    /// The network namespace the container joined; `None`: the runtime's own.
+    pub netns: Option<PathBuf>,
 }
 
 /// Output and exit code of a process run in a container.
@@ -172,6 +188,44 @@ pub struct ExecOutput {
     pub exit_code: i32,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+}
+
+/// A terminal's size in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub struct TermSize {
+    #[serde(rename = "Width")]
+    pub width: u16,
+    #[serde(rename = "Height")]
+    pub height: u16,
+}
+
+/// Which streams an exec or attach session connects, and whether it has a terminal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamRequest {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+/// An interactive exec or attach session: chunks written to `stdin` reach the process (dropping
+/// it closes the process's stdin, except on a shared attach stdin), its output arrives on
+/// `stdout` and `stderr` until it closes them. Requested streams are `Some`.
+pub struct StreamSession {
+    pub stdin: Option<mpsc::Sender<Bytes>>,
+    pub stdout: Option<mpsc::Receiver<Bytes>>,
+    pub stderr: Option<mpsc::Receiver<Bytes>>,
+    pub control: Box<dyn SessionControl>,
+}
+
+/// Resizing and awaiting the process of a [`StreamSession`]. Dropping an exec session's
+/// control before its process exited kills the process.
+#[async_trait::async_trait]
+pub trait SessionControl: Send + Sync {
+    /// Resizes the session's terminal (an error when it has none).
+    async fn resize(&self, size: TermSize) -> Result<()>;
+    /// Waits until the process ends: an exec'd process, or the attached container's main one.
+    async fn wait(&self) -> Result<i32>;
 }
 
 /// An image in the node's store.
@@ -212,6 +266,11 @@ pub trait ContainerRuntime: Send + Sync {
     async fn remove_container(&self, id: &str) -> Result<()>;
     /// Runs `cmd` in the running container and collects its output (probes; at most `timeout`).
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput>;
+    /// Starts `cmd` in the running container with the streams of `streams` connected.
+    async fn exec_stream(&self, id: &str, cmd: &[String], streams: StreamRequest) -> Result<StreamSession>;
+    /// Connects to the streams of the container's running main process (its stdin only when
+    /// the container was created with one).
+    async fn attach(&self, id: &str, streams: StreamRequest) -> Result<StreamSession>;
     /// Every container orch created on this node, with labels and state.
     async fn list_containers(&self) -> Result<Vec<ContainerInfo>>;
     /// The state of one container.

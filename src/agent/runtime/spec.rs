@@ -222,7 +222,7 @@ pub fn runtime_spec(config: &ContainerConfig, image: &RunConfig) -> Value {
         "ociVersion": "1.0.2-dev",
         "root": {"path": "rootfs", "readonly": config.read_only_root_filesystem},
         "process": {
-            "terminal": false,
+            "terminal": config.tty,
             "user": {"uid": uid, "gid": gid, "additionalGids": config.supplemental_groups},
             "args": argv(config, image),
             "env": environment(config, image),
