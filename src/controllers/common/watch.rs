@@ -8,32 +8,33 @@ use std::sync::Arc;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::Resource;
 
 use super::expectations::Expectations;
 use super::owner::controller_of;
-use crate::controllers::informer::{Change, Informers, Watched};
+use crate::controllers::informer::{Change, Informer, Informers, Watched};
 
 /// A trigger stream of touched objects, for `Controller::watches_shared_stream` and
 /// `owns_shared_stream`.
 pub type Touched<K> = BoxStream<'static, Arc<K>>;
 
-/// The shared cache of every `K` and the objects its changes touch.
-pub fn shared<K: Watched>(informers: &Informers) -> (Store<K>, Touched<K>) {
+/// The shared informer of every `K` and the objects its changes touch.
+pub fn shared<K: Watched>(informers: &Informers) -> (Informer<K>, Touched<K>) {
     let informer = informers.get::<K>();
-    (informer.store(), informer.touched().boxed())
+    let touched = informer.touched().boxed();
+    (informer, touched)
 }
 
 /// Every pod; creations and deletions of pods controlled by a `owner_kind` lower that
 /// owner's expectations (keyed `namespace/name`).
-pub fn watch_pods(informers: &Informers, owner_kind: String, expectations: Arc<Expectations>) -> (Store<Pod>, Touched<Pod>) {
+pub fn watch_pods(informers: &Informers, owner_kind: String, expectations: Arc<Expectations>) -> (Informer<Pod>, Touched<Pod>) {
     let informer = informers.get::<Pod>();
     let touched = informer.subscribe().filter_map(move |change| {
         observe_pod(&expectations, &owner_kind, &change);
         futures::future::ready(change.object().cloned())
     });
-    (informer.store(), touched.boxed())
+    (informer, touched.boxed())
 }
 
 fn observe_pod(expectations: &Expectations, owner_kind: &str, change: &Change<Pod>) {

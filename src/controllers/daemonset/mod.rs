@@ -29,13 +29,14 @@ use super::common::revision::{self, HASH_LABEL};
 use super::common::template::{pod_from_template, PodName};
 use super::common::watch::{concerned_controllers, shared, watch_pods};
 use super::common::{batch, intstr, is_not_found, owner, pods, selector, Error};
+use super::informer::Informer;
 use super::Context;
 
 const TEMPLATE_GENERATION: &str = "pod-template-generation";
 
 struct Ctx {
     client: kube::Client,
-    pods: Store<Pod>,
+    pods: Informer<Pod>,
     nodes: Store<Node>,
     expectations: Arc<Expectations>,
 }
@@ -48,7 +49,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let controller = Controller::new(Api::<DaemonSet>::all(ctx.client.clone()), watcher::Config::default());
     let sets = controller.store();
     let all_sets = sets.clone();
-    let state = Arc::new(Ctx { client: ctx.client.clone(), pods, nodes, expectations });
+    let state = Arc::new(Ctx { client: ctx.client.clone(), pods, nodes: nodes.store(), expectations });
     controller
         .watches_shared_stream(pod_events, move |pod| sets_of(&sets, &pod))
         .watches_shared_stream(node_events, move |_: Arc<Node>| {
@@ -85,7 +86,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
     let api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ns);
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let candidates: Vec<Arc<Pod>> = ctx.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(ns.as_str())).collect();
+    let candidates = ctx.pods.claimable(&ns, ds.metadata.uid.as_deref().unwrap_or_default());
     let mut owned = owner::claim(&api, ds.as_ref(), &pod_api, candidates, |p| selects(&ds, p)).await?;
     owned.sort_by(|a, b| a.metadata.creation_timestamp.as_ref().map(|t| t.0).cmp(&b.metadata.creation_timestamp.as_ref().map(|t| t.0)));
 

@@ -23,12 +23,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::common::watch::{concerned_controllers, controller_key, shared};
 use super::common::{owner, selector, Error};
+use super::informer::Informer;
 use super::Context;
 
 struct Ctx {
     client: kube::Client,
-    sets: Store<ReplicaSet>,
-    pods: Store<Pod>,
+    sets: Informer<ReplicaSet>,
+    pods: Informer<Pod>,
 }
 
 /// Objects synced at once (--concurrent-deployment-syncs's default in kube-controller-manager): unbounded, hundreds
@@ -43,7 +44,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .with_config(controller::Config::default().concurrency(CONCURRENT_SYNCS));
     let deployments = controller.store();
     let by_set = deployments.clone();
-    let set_cache = sets.clone();
+    let set_cache = sets.store();
     let state = Arc::new(Ctx { client: ctx.client.clone(), sets, pods });
     controller
         .watches_shared_stream(set_events, move |rs| deployments_of(&by_set, &rs))
@@ -81,15 +82,16 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         return sync::observe_generation_only(&api, &d).await.map(|_| Action::await_change());
     }
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
-    let candidates: Vec<Arc<ReplicaSet>> =
-        ctx.sets.state().into_iter().filter(|rs| rs.namespace().as_deref() == Some(ns.as_str())).collect();
+    let candidates = ctx.sets.claimable(&ns, d.metadata.uid.as_deref().unwrap_or_default());
     let owned = owner::claim(&api, d.as_ref(), &rs_api, candidates, |rs| selector::matches(&sel, rs.metadata.labels.as_ref())).await?;
     let mut sets: Vec<ReplicaSet> = owned.iter().map(|rs| (**rs).clone()).collect();
     sets.sort_by(|a, b| {
         let created = |rs: &ReplicaSet| rs.metadata.creation_timestamp.as_ref().map(|t| t.0);
         created(a).cmp(&created(b)).then_with(|| a.metadata.name.cmp(&b.metadata.name))
     });
-    let pods: Vec<Arc<Pod>> = ctx.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(ns.as_str())).collect();
+    // Only pods of its own ReplicaSets matter (Recreate waits for the old ones to go).
+    let pods: Vec<Arc<Pod>> =
+        sets.iter().flat_map(|rs| ctx.pods.controlled_by(&ns, rs.metadata.uid.as_deref().unwrap_or_default())).collect();
     let mut rollout = sync::Rollout::new((*d).clone(), sets, pods, api, rs_api);
     rollout.run().await?;
     Ok(rollout.requeue())

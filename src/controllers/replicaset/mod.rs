@@ -26,6 +26,7 @@ use super::common::expectations::Expectations;
 use super::common::template::{pod_from_template, PodName};
 use super::common::watch::{concerned_controllers, watch_pods};
 use super::common::{batch, is_not_found, owner, pods, selector, Error};
+use super::informer::Informer;
 use super::Context;
 
 /// At most this many pods are created or deleted in one sync (`BurstReplicas`).
@@ -37,7 +38,7 @@ const CONCURRENT_SYNCS: u16 = 5;
 
 struct Ctx {
     client: kube::Client,
-    pods: Store<Pod>,
+    pods: Informer<Pod>,
     expectations: Arc<Expectations>,
 }
 
@@ -93,8 +94,8 @@ async fn reconcile<K: Replicated>(owner: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
         ctx.expectations.forget(&key);
     }
     let needs_sync = ctx.expectations.satisfied(&key);
-    let candidates: Vec<Arc<Pod>> =
-        ctx.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(ns.as_str()) && pods::is_active(p)).collect();
+    let uid = owner.meta().uid.clone().unwrap_or_default();
+    let candidates: Vec<Arc<Pod>> = ctx.pods.claimable(&ns, &uid).into_iter().filter(|p| pods::is_active(p)).collect();
     let owners: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let owned =

@@ -26,11 +26,12 @@ use self::plan::{PodView, Policy, Step};
 use super::common::revision::{self, HASH_LABEL};
 use super::common::watch::{concerned_controllers, shared};
 use super::common::{is_conflict, is_not_found, owner, pods, selector, Error};
+use super::informer::Informer;
 use super::Context;
 
 struct Ctx {
     client: kube::Client,
-    pods: Store<Pod>,
+    pods: Informer<Pod>,
 }
 
 /// Runs the StatefulSet controller.
@@ -72,7 +73,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let revisions_api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
-    let candidates: Vec<Arc<Pod>> = ctx.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(ns.as_str())).collect();
+    let candidates = ctx.pods.claimable(&ns, set.metadata.uid.as_deref().unwrap_or_default());
     let owned = owner::claim(&api, set.as_ref(), &pod_api, candidates, |p| is_member(&set, p)).await?;
 
     // Revisions: the update revision is the current template's; the current one is what the
