@@ -66,6 +66,9 @@ enum Bench {
         /// Seconds to wait for pods to be Ready (or gone)
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Copy the server's log here at the end
+        #[arg(long)]
+        server_log: Option<PathBuf>,
     },
     /// Scheduling throughput: hollow nodes, Deployments x replicas, time until every pod runs
     Scheduler {
@@ -225,9 +228,9 @@ async fn main() -> anyhow::Result<()> {
             let timeout = Duration::from_secs(timeout);
             scheduler::run(&orch_binary()?, &root, scheduler::Config { nodes, deployments, replicas, workload, clients, timeout }).await
         }
-        Bench::Pods { pods, singles, settle, timeout } => {
+        Bench::Pods { pods, singles, settle, timeout, server_log } => {
             let (settle, timeout) = (Duration::from_secs(settle), Duration::from_secs(timeout));
-            pods::run(&orch_binary()?, pods::Config { pods, singles, settle, timeout }).await
+            pods::run(&orch_binary()?, pods::Config { pods, singles, settle, timeout, server_log }).await
         }
         Bench::HollowNodes { count, join, token } => hollow::serve(count, &join, &token).await,
         Bench::Store { seconds, work_dir, nodes, clients, no_etcd } => {

@@ -106,6 +106,11 @@ impl Seen {
         t
     }
 
+    /// When the pod `name` was first seen bound to a node.
+    pub fn bound_at(&self, name: &str) -> Option<Instant> {
+        self.pods.get(name)?.bound
+    }
+
     /// When the pod `name` was first seen Ready.
     pub fn ready_at(&self, name: &str) -> Option<Instant> {
         self.pods.get(name)?.ready

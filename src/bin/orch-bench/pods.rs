@@ -35,12 +35,16 @@ pub struct Config {
     pub settle: Duration,
     /// Give up waiting for pods to be Ready (or gone) after this long.
     pub timeout: Duration,
+    /// Where to keep the server's log (it goes with the sandbox otherwise).
+    pub server_log: Option<std::path::PathBuf>,
 }
 
-/// Start-up latencies of one case, in microseconds.
+/// Latencies of one case, in microseconds: from create to Ready, and to bound (scheduled).
+#[derive(Default)]
 struct Case {
     label: String,
-    micros: Vec<u64>,
+    ready: Vec<u64>,
+    bound: Vec<u64>,
 }
 
 /// What one run measured.
@@ -77,9 +81,9 @@ impl Bench<'_> {
         self.server.pid().map_or(0.0, |pid| proc_mib(pid, "VmRSS:"))
     }
 
-    /// Creates `names` at once; returns each pod's latency from just before its create to the
-    /// watch event that showed it Ready.
-    async fn start_pods(&self, names: &[String]) -> anyhow::Result<Vec<u64>> {
+    /// Creates `names` at once; adds each pod's latencies from just before its create to the
+    /// watch events that showed it bound and Ready to `case`.
+    async fn start_pods(&self, names: &[String], case: &mut Case) -> anyhow::Result<()> {
         let creates = names.iter().map(|name| {
             let (http, url, body) = (self.http.clone(), self.pods_url.clone(), pod_body(name));
             tokio::spawn(async move {
@@ -97,12 +101,12 @@ impl Bench<'_> {
         loop {
             {
                 let seen = self.seen.lock().expect("pod watch lock");
-                let ready: Vec<u64> = names
-                    .iter()
-                    .filter_map(|n| Some(seen.ready_at(n)?.saturating_duration_since(started[n.as_str()]).as_micros() as u64))
-                    .collect();
+                let since = |at: Instant, n: &String| at.saturating_duration_since(started[n.as_str()]).as_micros() as u64;
+                let ready: Vec<u64> = names.iter().filter_map(|n| Some(since(seen.ready_at(n)?, n))).collect();
                 if ready.len() == names.len() {
-                    return Ok(ready);
+                    case.bound.extend(names.iter().filter_map(|n| Some(since(seen.bound_at(n)?, n))));
+                    case.ready.extend(ready);
+                    return Ok(());
                 }
                 anyhow::ensure!(Instant::now() < until, "only {} of {} pods Ready after {:?}", ready.len(), names.len(), self.cfg.timeout);
             }
@@ -139,25 +143,22 @@ impl Bench<'_> {
         let idle_rss = self.rss();
         println!("node Ready, image present; orch server RSS idle: {idle_rss:.1} MiB");
 
-        let mut singles = Vec::new();
+        let mut singles = Case { label: format!("1 pod (x{})", self.cfg.singles), ..Case::default() };
         let single_names: Vec<String> = (0..self.cfg.singles).map(|i| format!("single-{i}")).collect();
         for name in &single_names {
-            singles.extend(self.start_pods(std::slice::from_ref(name)).await?);
+            self.start_pods(std::slice::from_ref(name), &mut singles).await?;
         }
         self.delete_pods(&single_names).await?;
         let names: Vec<String> = (0..self.cfg.pods).map(|i| format!("batch-{i:03}")).collect();
-        let batch = self.start_pods(&names).await?;
+        let mut batch = Case { label: format!("{} at once", self.cfg.pods), ..Case::default() };
+        self.start_pods(&names, &mut batch).await?;
         tokio::time::sleep(self.cfg.settle).await;
         let loaded_rss = self.rss();
         let peak_rss = self.server.pid().map_or(0.0, |pid| proc_mib(pid, "VmHWM:"));
         let t0 = Instant::now();
         self.delete_pods(&names).await?;
         println!("{} pods deleted and gone in {:.1} s", self.cfg.pods, t0.elapsed().as_secs_f64());
-        let cases = vec![
-            Case { label: format!("1 pod (x{})", self.cfg.singles), micros: singles },
-            Case { label: format!("{} at once", self.cfg.pods), micros: batch },
-        ];
-        Ok(Report { idle_rss, cases, loaded_rss, peak_rss })
+        Ok(Report { idle_rss, cases: vec![singles, batch], loaded_rss, peak_rss })
     }
 }
 
@@ -188,17 +189,18 @@ async fn wait_for_image(server: &ServerProc) -> anyhow::Result<()> {
 }
 
 fn print(report: &mut Report, pods: usize) {
-    println!("{:<14} {:>5} {:>8} {:>8} {:>8}", "start-up", "pods", "p50 s", "p99 s", "max s");
+    println!("create → Ready (watch)     {:>8} {:>8} {:>8} | bound p50 s  p99 s", "p50 s", "p99 s", "max s");
     for case in &mut report.cases {
-        let (p50, p99, max) =
-            (quantile_ms(&mut case.micros, 0.5) / 1e3, quantile_ms(&mut case.micros, 0.99) / 1e3, quantile_ms(&mut case.micros, 1.0) / 1e3);
-        println!("{:<14} {:>5} {p50:>8.3} {p99:>8.3} {max:>8.3}", case.label, case.micros.len());
+        let s = |micros: &mut Vec<u64>, p: f64| quantile_ms(micros, p) / 1e3;
+        let (p50, p99, max) = (s(&mut case.ready, 0.5), s(&mut case.ready, 0.99), s(&mut case.ready, 1.0));
+        let (b50, b99) = (s(&mut case.bound, 0.5), s(&mut case.bound, 0.99));
+        println!("{:<26} {p50:>8.3} {p99:>8.3} {max:>8.3} | {b50:>11.3} {b99:>6.3}", case.label);
     }
     println!("{:<24} {:>8}", "orch process memory", "MiB");
     println!("{:<24} {:>8.1}", "idle (no user pods)", report.idle_rss);
     println!("{:<24} {:>8.1}", format!("{pods} pods running"), report.loaded_rss);
     println!("{:<24} {:>8.1}", "peak (VmHWM)", report.peak_rss);
-    let p99 = report.cases.last().map_or(f64::NAN, |c| quantile_ms(&mut c.micros.clone(), 0.99) / 1e3);
+    let p99 = report.cases.last_mut().map_or(f64::NAN, |c| quantile_ms(&mut c.ready, 0.99) / 1e3);
     println!("RESULT pod_startup_p99_s={p99:.2} idle_rss_mib={:.0} rss_{pods}pods_mib={:.0}", report.idle_rss, report.loaded_rss);
 }
 
@@ -229,7 +231,7 @@ pub async fn run(binary: &Path, cfg: Config) -> anyhow::Result<()> {
     let flags =
         [format!("--netns={}", sandbox.netns().display()), format!("--node-name={NODE}"), format!("--kubelet-port={}", free_port())];
     let mut server = ServerProc::start_with_node(binary, &sandbox.root().join("server"), &flags);
-    let pods = cfg.pods;
+    let (pods, keep_log) = (cfg.pods, cfg.server_log.clone());
     let outcome = tokio::select! {
         r = session(&server, cfg) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
@@ -240,6 +242,9 @@ pub async fn run(binary: &Path, cfg: Config) -> anyhow::Result<()> {
         eprintln!("server log (last lines):\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
     }
     server.terminate(Duration::from_secs(30));
+    if let Some(path) = keep_log {
+        std::fs::write(&path, server.log()).with_context(|| format!("writing {}", path.display()))?;
+    }
     drop(sandbox);
     print(&mut outcome?, pods);
     Ok(())
