@@ -23,7 +23,10 @@ case $(uname -m) in
 	armv7l | armv6l) arch=arm ;;
 	*) arch=$(uname -m) ;;
 esac
-python3 - "$busybox" "$out" "$name" "$arch" <<'PY'
+# Written under a temporary name and renamed, so an airgap watcher never sees half a tarball.
+tmp="$out.partial"
+trap 'rm -f "$tmp"' EXIT
+python3 - "$busybox" "$tmp" "$name" "$arch" <<'PY'
 import hashlib, io, json, subprocess, sys, tarfile
 
 busybox, out, name, arch = sys.argv[1:]
@@ -70,5 +73,6 @@ with tarfile.open(out, mode="w", format=tarfile.USTAR_FORMAT) as t:
     add(t, "index.json", index)
     for blob in (layer, config, manifest):
         add(t, "blobs/sha256/" + hashlib.sha256(blob).hexdigest(), blob)
-print(f"{out}: {name} ({arch}, {len(layer) // 1024} KiB layer)")
 PY
+mv "$tmp" "$out"
+echo "$out: $name ($arch)"
