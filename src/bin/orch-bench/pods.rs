@@ -141,7 +141,7 @@ impl Bench<'_> {
         wait_for_image(&self.server).await?;
         tokio::time::sleep(self.cfg.settle).await;
         let idle_rss = self.rss();
-        println!("node Ready, image present; orch server RSS idle: {idle_rss:.1} MiB");
+        println!("node Ready, image present; orch server RSS idle: {idle_rss:.1} MiB; load average {}", load_average());
 
         let mut singles = Case { label: format!("1 pod (x{})", self.cfg.singles), ..Case::default() };
         let single_names: Vec<String> = (0..self.cfg.singles).map(|i| format!("single-{i}")).collect();
@@ -157,9 +157,14 @@ impl Bench<'_> {
         let peak_rss = self.server.pid().map_or(0.0, |pid| proc_mib(pid, "VmHWM:"));
         let t0 = Instant::now();
         self.delete_pods(&names).await?;
-        println!("{} pods deleted and gone in {:.1} s", self.cfg.pods, t0.elapsed().as_secs_f64());
+        println!("{} pods deleted and gone in {:.1} s; load average {}", self.cfg.pods, t0.elapsed().as_secs_f64(), load_average());
         Ok(Report { idle_rss, cases: vec![singles, batch], loaded_rss, peak_rss })
     }
+}
+
+/// The machine's 1-minute load average (other work on it skews the latencies).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next().map(str::to_string)).unwrap_or_default()
 }
 
 /// The server's admin client, once it has written its credentials.
