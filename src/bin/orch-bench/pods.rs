@@ -138,7 +138,7 @@ impl Bench<'_> {
     async fn measure(&self) -> anyhow::Result<Report> {
         let api = format!("{}/api/v1", self.server.url());
         wait_nodes_ready(&self.http, &api, 1, START_WAIT).await?;
-        wait_for_image(&self.server).await?;
+        wait_for_image(self.server).await?;
         tokio::time::sleep(self.cfg.settle).await;
         let idle_rss = self.rss();
         println!("node Ready, image present; orch server RSS idle: {idle_rss:.1} MiB; load average {}", load_average());
