@@ -3,6 +3,7 @@
 //! timeouts.
 
 pub mod images;
+pub mod node;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -31,14 +32,15 @@ where
     }
 }
 
-/// An `orch server` child process on 127.0.0.1, killed on drop. It never runs a local node
-/// (`--disable-agent`): run as root, that node would put real containers and the bridge `cni0`
-/// on the machine's own network; tests start an `orch agent` in a namespace of their own instead.
+/// An `orch server` child process on 127.0.0.1, killed on drop. Unless started with
+/// [`ServerProc::start_with_node`] it runs no local node (`--disable-agent`): run as root, that
+/// node would put real containers and the bridge `cni0` on the machine's own network.
 pub struct ServerProc {
     binary: PathBuf,
     pub port: u16,
     pub data_dir: PathBuf,
     extra: Vec<String>,
+    local_node: bool,
     child: Option<Child>,
 }
 
@@ -46,8 +48,18 @@ impl ServerProc {
     /// Starts `binary` as a server in `data_dir` on a fresh port; `extra` are more flags
     /// (e.g. `--join`).
     pub fn start(binary: &Path, data_dir: &Path, extra: &[String]) -> Self {
-        let mut s =
-            Self { binary: binary.to_path_buf(), port: free_port(), data_dir: data_dir.to_path_buf(), extra: extra.to_vec(), child: None };
+        Self::spawn(binary, data_dir, extra, false)
+    }
+
+    /// Starts a server with its local node; `extra` must confine the node (`--netns` of a
+    /// [`node::NodeSandbox`], a free `--kubelet-port`).
+    pub fn start_with_node(binary: &Path, data_dir: &Path, extra: &[String]) -> Self {
+        Self::spawn(binary, data_dir, extra, true)
+    }
+
+    fn spawn(binary: &Path, data_dir: &Path, extra: &[String], local_node: bool) -> Self {
+        let (binary, data_dir, extra) = (binary.to_path_buf(), data_dir.to_path_buf(), extra.to_vec());
+        let mut s = Self { binary, port: free_port(), data_dir, extra, local_node, child: None };
         s.restart();
         s
     }
@@ -84,7 +96,7 @@ impl ServerProc {
             .arg(&self.data_dir)
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--https-listen-port={}", self.port))
-            .arg("--disable-agent")
+            .args((!self.local_node).then_some("--disable-agent"))
             .args(&self.extra);
         self.child = Some(spawn_logged(&mut command, &self.data_dir.with_extension("log"), "info,openraft=error", "orch server"));
     }

@@ -68,6 +68,11 @@ impl Heartbeat {
         Ok(node)
     }
 
+    /// The Node as stored (to learn its podCIDR as soon as it is assigned).
+    pub async fn node(&self) -> Result<Node, AgentError> {
+        Ok(self.nodes.get(&self.name).await?)
+    }
+
     /// Renews (or takes) the Lease. Returns true when this renewal ends an outage (the caller
     /// then posts its status at once rather than at the next heartbeat).
     pub async fn renew_lease(&mut self) -> Result<bool, AgentError> {

@@ -128,6 +128,16 @@ pub struct ServerArgs {
     /// Run only the control plane, no local node
     #[arg(long)]
     pub disable_agent: bool,
+    /// Name of the server's own node [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Port of the local node's kubelet API
+    #[arg(long, hide = true, default_value_t = 10250, value_name = "PORT")]
+    pub kubelet_port: u16,
+    /// Build the local node's pod network inside this network namespace instead of the
+    /// host's (tests, benchmarks)
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub netns: Option<std::path::PathBuf>,
     /// Do not run the controllers and the scheduler on this server
     #[arg(long)]
     pub disable_controllers: bool,

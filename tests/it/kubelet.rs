@@ -6,39 +6,33 @@
 //! crashing container goes into CrashLoopBackOff, deletion stops a container within its grace
 //! period, and restarting the agent adopts running containers.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
-use orch::net::netns::NetnsDir;
+use orch::testkit::node::NodeSandbox;
 
 use crate::support::{free_port, kube_client, kubectl, orch_binary, ready_server, skip_without_containers, wait_for, AgentProc};
 
 const NODE: &str = "kubelet-test";
 
-/// The test node: its data dir (short, for containerd's socket paths), its network
-/// namespace, and the agent process. Dropping it stops the agent and removes whatever the
-/// pods left behind, also when the test failed half way.
+/// The test node: its sandbox (data dir and network namespace) and the agent process.
+/// Dropping it stops the agent, then the sandbox removes whatever the pods left behind, also
+/// when the test failed half way.
 pub(crate) struct TestNode {
-    dir: tempfile::TempDir,
-    hosts: NetnsDir,
-    netns_name: String,
     agent: Option<AgentProc>,
+    sandbox: NodeSandbox,
 }
 
 impl TestNode {
     pub(crate) fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("orch-kl").tempdir_in("/tmp").unwrap();
-        let hosts = NetnsDir::new(dir.path().join("hosts"));
-        let netns_name = format!("orch-kl-{:08x}", rand::random::<u32>());
-        hosts.create(&netns_name).expect("creating the node's network namespace");
-        Self { dir, hosts, netns_name, agent: None }
+        Self { agent: None, sandbox: NodeSandbox::new("orch-kl").expect("creating the node's sandbox") }
     }
 
     pub(crate) fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("node")
+        self.sandbox.root().join("node")
     }
 
     pub(crate) fn start_agent(&mut self, server: &crate::support::ServerProc, kubelet_port: u16) {
@@ -46,7 +40,7 @@ impl TestNode {
         std::fs::create_dir_all(&images).unwrap();
         orch::testkit::images::busybox_oci_tar(&images.join("busybox.tar")).expect("building the busybox image");
         let flags = vec![
-            format!("--netns={}", self.hosts.path_of(&self.netns_name).display()),
+            format!("--netns={}", self.sandbox.netns().display()),
             "--node-ip=127.0.0.1".to_string(),
             format!("--kubelet-port={kubelet_port}"),
             "--node-lease-renew-interval=2s".to_string(),
@@ -83,65 +77,10 @@ impl TestNode {
     }
 }
 
-/// Pids in the cgroups of pods (`/orch/pod*`) whose directory is under `agent/pods` of `data_dir`.
-fn pod_processes(data_dir: &Path) -> Vec<i32> {
-    let uids: Vec<String> = std::fs::read_dir(data_dir.join("agent/pods"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().replace('-', "_"))
-        .collect();
-    let mut pids = Vec::new();
-    for uid in uids {
-        let root = Path::new("/sys/fs/cgroup/pids/orch").join(format!("pod{uid}"));
-        let root = if root.exists() { root } else { Path::new("/sys/fs/cgroup/orch").join(format!("pod{uid}")) };
-        for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-            let procs = std::fs::read_to_string(entry.path().join("cgroup.procs")).unwrap_or_default();
-            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-        }
-    }
-    pids
-}
-
 impl Drop for TestNode {
     fn drop(&mut self) {
-        let data_dir = self.data_dir();
         if let Some(mut agent) = self.agent.take() {
             agent.terminate(Duration::from_secs(20));
-        }
-        for pid in pod_processes(&data_dir) {
-            // SAFETY: kill(2) has no memory-safety preconditions; these are the test's containers.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        // containerd shims of this node's containerd.
-        let marker = data_dir.join("agent/containerd").display().to_string();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&marker) {
-                if let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() {
-                    // SAFETY: as above; the process belongs to the test's containerd.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
-        let pods = NetnsDir::new(data_dir.join("agent/netns"));
-        for name in pods.list().unwrap_or_default() {
-            let _ = pods.remove(&name);
-        }
-        let _ = self.hosts.remove(&self.netns_name);
-        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-            let _ = std::fs::remove_dir(hierarchy.path().join("orch"));
-        }
-        // Unmount anything containerd left mounted under the data dir (rootfs of killed tasks).
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let root = self.dir.path().display().to_string();
-        let mut targets: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|t| t.starts_with(&root)).collect();
-        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        for t in targets {
-            if let Ok(c) = std::ffi::CString::new(t) {
-                // SAFETY: umount2 with a NUL-terminated path we own.
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
         }
     }
 }

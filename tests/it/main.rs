@@ -6,6 +6,7 @@ mod api_basics;
 mod cli;
 mod containerd_runtime;
 mod custom_resources;
+mod examples;
 mod hollow_nodes;
 mod kube_client;
 mod kubelet;

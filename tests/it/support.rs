@@ -81,16 +81,9 @@ pub async fn kube_client(server: &ServerProc) -> kube::Client {
 /// Whether a test of real containers must be skipped here: it needs root and the containerd,
 /// runc and busybox binaries. Says why on stderr when it does.
 pub fn skip_without_containers(what: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED {what}: needs root (containerd, runc, network namespaces)");
-        return true;
+    let why = orch::testkit::node::containers_unavailable();
+    if let Some(why) = &why {
+        eprintln!("SKIPPED {what}: {why}");
     }
-    for (binary, package) in [("containerd", "containerd"), ("runc", "runc"), ("busybox", "busybox-static")] {
-        if orch::agent::runtime::supervisor::find_binary(binary).is_none() {
-            eprintln!("SKIPPED {what}: {binary} is missing (apt-get install {package})");
-            return true;
-        }
-    }
-    false
+    why.is_some()
 }

@@ -36,6 +36,8 @@ use crate::net::{BridgeConfig, BridgeNetwork, PodNetwork};
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
 /// How often the host's pressure is looked at (the status is posted when it changes).
 const PRESSURE_CHECK: Duration = Duration::from_secs(10);
+/// How often a node without a pod network looks for the podCIDR the IPAM controller assigns.
+const POD_CIDR_CHECK: Duration = Duration::from_secs(1);
 /// How long shutdown waits for pod workers.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -228,6 +230,7 @@ impl NodeLoop {
         let mut lease_tick = every(self.config.lease_renew_interval);
         let mut status_tick = every(self.config.status_update_interval);
         let mut pressure_tick = every(PRESSURE_CHECK);
+        let mut cidr_tick = every(POD_CIDR_CHECK);
         let mut housekeeping = every(HOUSEKEEPING);
         let mut listed = HashSet::new();
         let mut synced_once = false;
@@ -242,11 +245,15 @@ impl NodeLoop {
                 _ = status_tick.tick() => self.post_status_logged().await,
                 _ = pressure_tick.tick() => {
                     let now = host::pressure(&self.config.data_dir);
-                    if now != self.pressure || self.network_tx.borrow().is_none() {
+                    if now != self.pressure {
                         self.pressure = now;
                         self.post_status_logged().await;
                     }
                 }
+                _ = cidr_tick.tick(), if self.network_tx.borrow().is_none() => match self.heartbeat.node().await {
+                    Ok(node) => self.learn(&node),
+                    Err(e) => tracing::debug!(node = self.name(), error = %e, "cannot read the node"),
+                },
                 _ = housekeeping.tick(), if synced_once => self.housekeeping().await,
                 event = events.next() => match event {
                     Some(Ok(Event::Apply(pod))) => self.dispatch(pod),

@@ -2,6 +2,9 @@
 //!
 //! `orch-bench api`: the Kubernetes API of one server (see `api`).
 //!
+//! `orch-bench pods`: pod start-up latency (create → Ready) of 1 and of 50 pods at once on a
+//! real node, and the memory of the orch process idle and with the pods (see `pods`).
+//!
 //! `orch-bench scheduler`: 1,000 hollow nodes, 300 Deployments x 100 replicas scheduled and
 //! run (see `scheduler`); `orch-bench hollow-nodes` is its node process.
 //!
@@ -11,10 +14,12 @@
 //! through its gRPC API) in the same run. Both use mutual TLS between clients and members.
 
 mod api;
+mod cluster;
 mod etcd;
 mod harness;
 mod hollow;
 mod pod_watch;
+mod pods;
 mod probe;
 mod scheduler;
 mod workload;
@@ -46,6 +51,24 @@ enum Bench {
         /// Measured seconds per cell (after one second of warm-up)
         #[arg(long, default_value_t = 3)]
         seconds: u64,
+    },
+    /// Pod start-up latency and memory on a real node (root; containerd, runc, busybox-static)
+    Pods {
+        /// Pods created at once
+        #[arg(long, default_value_t = 50)]
+        pods: usize,
+        /// Single pods started one after another first
+        #[arg(long, default_value_t = 5)]
+        singles: usize,
+        /// Quiet seconds before each memory reading
+        #[arg(long, default_value_t = 10)]
+        settle: u64,
+        /// Seconds to wait for pods to be Ready (or gone)
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// Copy the server's log here at the end
+        #[arg(long)]
+        server_log: Option<PathBuf>,
     },
     /// Scheduling throughput: hollow nodes, Deployments x replicas, time until every pod runs
     Scheduler {
@@ -204,6 +227,10 @@ async fn main() -> anyhow::Result<()> {
             std::fs::create_dir_all(&root)?;
             let timeout = Duration::from_secs(timeout);
             scheduler::run(&orch_binary()?, &root, scheduler::Config { nodes, deployments, replicas, workload, clients, timeout }).await
+        }
+        Bench::Pods { pods, singles, settle, timeout, server_log } => {
+            let (settle, timeout) = (Duration::from_secs(settle), Duration::from_secs(timeout));
+            pods::run(&orch_binary()?, pods::Config { pods, singles, settle, timeout, server_log }).await
         }
         Bench::HollowNodes { count, join, token } => hollow::serve(count, &join, &token).await,
         Bench::Store { seconds, work_dir, nodes, clients, no_etcd } => {

@@ -1,6 +1,6 @@
-//! Follows the benchmark's pods through one watch: when each was first seen bound to a node
-//! and when it first ran. Events are parsed into a minimal shape (name, node, phase) so the
-//! driver spends little CPU on the 100k+ events of a big run.
+//! Follows the benchmark's pods through one watch: when each was first seen bound to a node,
+//! running and Ready. Events are parsed into a minimal shape (name, node, phase, conditions) so
+//! the driver spends little CPU on the 100k+ events of a big run.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -45,12 +45,28 @@ struct Spec {
 #[serde(default)]
 struct Status {
     phase: Option<String>,
+    conditions: Vec<Condition>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Condition {
+    #[serde(rename = "type")]
+    kind: String,
+    status: String,
+}
+
+impl Status {
+    fn ready(&self) -> bool {
+        self.conditions.iter().any(|c| c.kind == "Ready" && c.status == "True")
+    }
 }
 
 #[derive(Default, Clone, Copy)]
 struct PodTimes {
     bound: Option<Instant>,
     running: Option<Instant>,
+    ready: Option<Instant>,
 }
 
 /// What the watch has seen so far.
@@ -59,6 +75,7 @@ pub struct Seen {
     pods: HashMap<String, PodTimes>,
     pub bound: usize,
     pub running: usize,
+    pub ready: usize,
 }
 
 impl Seen {
@@ -76,6 +93,10 @@ impl Seen {
             times.running = Some(at);
             self.running += 1;
         }
+        if times.ready.is_none() && o.status.ready() {
+            times.ready = Some(at);
+            self.ready += 1;
+        }
     }
 
     /// Sorted times at which pods were first seen bound.
@@ -83,6 +104,16 @@ impl Seen {
         let mut t: Vec<Instant> = self.pods.values().filter_map(|p| p.bound).collect();
         t.sort_unstable();
         t
+    }
+
+    /// When the pod `name` was first seen bound to a node.
+    pub fn bound_at(&self, name: &str) -> Option<Instant> {
+        self.pods.get(name)?.bound
+    }
+
+    /// When the pod `name` was first seen Ready.
+    pub fn ready_at(&self, name: &str) -> Option<Instant> {
+        self.pods.get(name)?.ready
     }
 
     /// When the last pod started running.
