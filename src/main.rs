@@ -3,6 +3,9 @@
 use anyhow::Context;
 use orch::cli::{self, Command};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_logging(debug: bool) {
     let default = if debug { "debug,openraft=info,sled=info,hyper=info,h2=info" } else { "info,openraft=error" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

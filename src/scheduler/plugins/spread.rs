@@ -180,9 +180,10 @@ impl SpreadScore {
                 continue;
             }
             for (c, counts) in constraints.iter().zip(&mut counts) {
-                let value = node.labels().get(&c.topology_key).map_or("", String::as_str);
+                // Nodes without the key are no domain of it (as PreScore skips them).
+                let Some(value) = node.labels().get(&c.topology_key) else { continue };
                 if c.topology_key != HOSTNAME && !counts.contains_key(value) {
-                    counts.insert(value.to_string(), 0);
+                    counts.insert(value.clone(), 0);
                 }
             }
         }
@@ -194,7 +195,10 @@ impl SpreadScore {
                 ((size + 2) as f64).ln()
             })
             .collect();
-        for node in all.iter().filter(|n| n.node.is_some()) {
+        // Counting matching pods per domain walks every node; skip it when no feasible node
+        // has a non-hostname domain (nodes without zone labels, the common small cluster).
+        let zoned = constraints.iter().zip(&counts).any(|(c, counts)| c.topology_key != HOSTNAME && !counts.is_empty());
+        for node in all.iter().filter(|n| zoned && n.node.is_some()) {
             if explicit && !has_all_keys(node, &constraints) {
                 continue;
             }
