@@ -19,7 +19,7 @@ use crate::store::{EventKind, KeyRange, Revision, WatchRequest};
 /// watcher re-watching right after its stream ended needs only the last few; each entry holds
 /// two decoded objects (tens of KiB for a pod or node), so a deep ring costs hundreds of MiB on
 /// a busy cluster (older resumptions are served from the store's history).
-const RING: usize = 1024;
+const RING: usize = 512;
 /// Events a watcher may fall behind by before it is dropped (its client re-watches, from the
 /// store's history when the ring no longer covers it — far costlier than waiting a little: each
 /// queued event is one shared pointer, so this is generous).

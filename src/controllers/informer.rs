@@ -86,8 +86,18 @@ impl<K: Watched> OwnerIndex<K> {
         }
     }
 
-    fn insert(&self, key: ObjectRef<K>, obj: &K) {
-        self.write().entry(owner_key(obj)).or_default().insert(key);
+    /// Files `obj` under its (new) owner before it leaves the old one: an object must never be
+    /// missing from the index while it is cached, or a concurrent sync of its owner would
+    /// count one child short and create another.
+    fn moved(&self, key: &ObjectRef<K>, old: Option<&K>, obj: &K) {
+        let owner = owner_key(obj);
+        if old.is_some_and(|old| owner_key(old) == owner) {
+            return;
+        }
+        self.write().entry(owner).or_default().insert(key.clone());
+        if let Some(old) = old {
+            self.remove(key, old);
+        }
     }
 
     fn rebuild(&self, store: &Store<K>) {
@@ -225,8 +235,8 @@ impl<K: Watched> Feed<K> {
             watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
                 let key = ObjectRef::from_obj(obj);
                 let old = self.store.get(&key);
-                if let (watcher::Event::Apply(_), Some(old)) = (&event, &old) {
-                    self.owners.remove(&key, old);
+                if matches!(event, watcher::Event::Apply(_)) {
+                    self.owners.moved(&key, old.as_deref(), obj);
                 }
                 Some((key, old.is_none()))
             }
@@ -259,7 +269,6 @@ impl<K: Watched> Feed<K> {
             }
             (watcher::Event::Apply(_), Some((key, new))) => {
                 if let Some(obj) = self.store.get(&key) {
-                    self.owners.insert(key, &obj);
                     subscribers.send(Change::Apply(obj, new));
                 }
             }
