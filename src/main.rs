@@ -3,6 +3,8 @@
 use anyhow::Context;
 use orch::cli::{self, Command};
 
+mod allocator;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -13,6 +15,7 @@ fn init_logging(debug: bool) {
 }
 
 fn main() -> anyhow::Result<()> {
+    allocator::tune();
     let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(e) => {
