@@ -1,0 +1,262 @@
+//! Kubelet features on a real node (root only; the node is the one of `kubelet`): a failing
+//! liveness probe restarts its container; a readiness probe gates the pod's Ready condition and
+//! the Service's Endpoints; configMap, secret, downwardAPI and ServiceAccount-token volumes and
+//! env from a ConfigMap hold the right content; a memory hog is OOMKilled; a missing image ends
+//! in ErrImagePull / ImagePullBackOff.
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Endpoints, Pod};
+use kube::Api;
+
+use crate::kubelet::{phase, pod_where, TestNode};
+use crate::support::{free_port, kube_client, kubectl, ready_server, skip_without_containers, wait_for, ServerProc};
+
+const OBJECTS: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  greeting: hello
+  color: blue
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: creds
+stringData:
+  password: s3cret
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector:
+    app: web
+  ports:
+  - port: 80
+    targetPort: 8080
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: liveness
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sh", "-c", "touch /tmp/alive; sleep 2; rm /tmp/alive; exec sleep 3600"]
+    livenessProbe:
+      exec:
+        command: ["cat", "/tmp/alive"]
+      periodSeconds: 1
+      failureThreshold: 2
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: ready
+  labels:
+    app: web
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    readinessProbe:
+      exec:
+        command: ["cat", "/tmp/ready"]
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: files
+  labels:
+    tier: files
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    env:
+    - name: GREETING
+      valueFrom:
+        configMapKeyRef:
+          name: settings
+          key: greeting
+    envFrom:
+    - prefix: CM_
+      configMapRef:
+        name: settings
+    volumeMounts:
+    - name: cfg
+      mountPath: /etc/cfg
+    - name: sec
+      mountPath: /etc/sec
+    - name: info
+      mountPath: /etc/info
+  volumes:
+  - name: cfg
+    configMap:
+      name: settings
+  - name: sec
+    secret:
+      secretName: creds
+  - name: info
+    downwardAPI:
+      items:
+      - path: labels
+        fieldRef:
+          fieldPath: metadata.labels
+      - path: name
+        fieldRef:
+          fieldPath: metadata.name
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hog
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    imagePullPolicy: Never
+    command: ["dd", "if=/dev/zero", "of=/dev/null", "bs=96M", "count=1"]
+    resources:
+      limits:
+        memory: 24Mi
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: noimage
+spec:
+  containers:
+  - name: main
+    image: 127.0.0.1:1/missing:v1
+"#;
+
+fn first_status(p: &Pod) -> Option<ContainerStatus> {
+    p.status.as_ref()?.container_statuses.as_ref()?.first().cloned()
+}
+
+fn condition(p: &Pod, kind: &str) -> Option<String> {
+    let conditions = p.status.as_ref()?.conditions.as_ref()?;
+    conditions.iter().find(|c| c.type_ == kind).map(|c| c.status.clone())
+}
+
+/// Runs `cmd` in pod `pod` with kubectl exec, returning its stdout (panics on failure).
+async fn exec(server: &ServerProc, home: &Path, pod: &str, cmd: &[&str]) -> String {
+    let mut args = vec!["exec", pod, "--"];
+    args.extend_from_slice(cmd);
+    let (ok, out, err) = kubectl(server, home, &args, None).await;
+    assert!(ok, "kubectl exec {pod} -- {cmd:?} failed: {out}{err}");
+    out
+}
+
+/// The (ready, not ready) addresses of Endpoints `name`.
+async fn endpoint_ips(endpoints: &Api<Endpoints>, name: &str) -> (Vec<String>, Vec<String>) {
+    let Ok(ep) = endpoints.get(name).await else { return Default::default() };
+    let subsets = ep.subsets.unwrap_or_default();
+    let ips = |f: fn(&k8s_openapi::api::core::v1::EndpointSubset) -> Option<&Vec<k8s_openapi::api::core::v1::EndpointAddress>>| {
+        subsets.iter().flat_map(|s| f(s).into_iter().flatten()).map(|a| a.ip.clone()).collect::<Vec<_>>()
+    };
+    (ips(|s| s.addresses.as_ref()), ips(|s| s.not_ready_addresses.as_ref()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_volumes_env_and_failures_on_a_real_node() {
+    if skip_without_containers("kubelet feature tests") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let server = ready_server(dir.path(), &[]).await;
+    let client = kube_client(&server).await;
+    let mut node = TestNode::new();
+    node.start_agent(&server, free_port());
+    node.wait_ready(&client).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // The ServiceAccount admission needs the default ServiceAccount to exist.
+    wait_for(Duration::from_secs(30), "the default ServiceAccount", || async {
+        let (ok, _, _) = kubectl(&server, &home, &["get", "serviceaccount", "default"], None).await;
+        ok.then_some(())
+    })
+    .await;
+    let (ok, out, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(OBJECTS)).await;
+    assert!(ok, "kubectl apply failed: {out}{err}");
+
+    // A failing liveness probe restarts the container.
+    let restarted =
+        pod_where(&pods, "liveness", "a restart by the liveness probe", &node, |p| first_status(p).is_some_and(|s| s.restart_count >= 1))
+            .await;
+    let last = first_status(&restarted).unwrap().last_state.and_then(|s| s.terminated);
+    assert!(last.is_some(), "the killed run is the last state: {:?}", restarted.status);
+
+    // Readiness gates the Ready condition and the Service's endpoints.
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let running = pod_where(&pods, "ready", "Running and not Ready", &node, |p| {
+        phase(p) == "Running" && condition(p, "Ready").as_deref() == Some("False")
+    })
+    .await;
+    let ip = running.status.unwrap().pod_ip.unwrap();
+    wait_for(Duration::from_secs(30), "the unready pod in the Endpoints' notReadyAddresses", || async {
+        let (ready, not_ready) = endpoint_ips(&endpoints, "web").await;
+        (ready.is_empty() && not_ready == [ip.clone()]).then_some(())
+    })
+    .await;
+    exec(&server, &home, "ready", &["touch", "/tmp/ready"]).await;
+    pod_where(&pods, "ready", "Ready", &node, |p| condition(p, "Ready").as_deref() == Some("True")).await;
+    wait_for(Duration::from_secs(30), "the ready pod in the Endpoints' addresses", || async {
+        let (ready, not_ready) = endpoint_ips(&endpoints, "web").await;
+        (ready == [ip.clone()] && not_ready.is_empty()).then_some(())
+    })
+    .await;
+
+    // File volumes and env from a ConfigMap.
+    pod_where(&pods, "files", "Running", &node, |p| phase(p) == "Running").await;
+    assert_eq!(exec(&server, &home, "files", &["cat", "/etc/cfg/greeting", "/etc/cfg/color"]).await, "helloblue");
+    assert_eq!(exec(&server, &home, "files", &["cat", "/etc/sec/password"]).await, "s3cret");
+    assert_eq!(exec(&server, &home, "files", &["cat", "/etc/info/name"]).await, "files");
+    assert_eq!(exec(&server, &home, "files", &["cat", "/etc/info/labels"]).await, "tier=\"files\"");
+    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+    assert_eq!(exec(&server, &home, "files", &["cat", &format!("{sa}/namespace")]).await, "default");
+    let token = exec(&server, &home, "files", &["cat", &format!("{sa}/token")]).await;
+    assert!(token.starts_with("eyJ") && token.split('.').count() == 3, "a JWT: {token}");
+    let ca = exec(&server, &home, "files", &["cat", &format!("{sa}/ca.crt")]).await;
+    assert!(ca.contains("BEGIN CERTIFICATE"), "the cluster CA: {ca}");
+    let env = exec(&server, &home, "files", &["sh", "-c", "echo $GREETING $CM_greeting $CM_color"]).await;
+    assert_eq!(env.trim(), "hello hello blue");
+
+    // A memory hog is OOMKilled.
+    let hog = pod_where(&pods, "hog", "Failed", &node, |p| phase(p) == "Failed").await;
+    let terminated = first_status(&hog).and_then(|s| s.state?.terminated).expect("the hog terminated");
+    assert_eq!(terminated.reason.as_deref(), Some("OOMKilled"), "{terminated:?}");
+
+    // A missing image is an image pull error with a message.
+    let missing = pod_where(&pods, "noimage", "ErrImagePull or ImagePullBackOff", &node, |p| {
+        let waiting = first_status(p).and_then(|s| s.state?.waiting);
+        waiting.is_some_and(|w| matches!(w.reason.as_deref(), Some("ErrImagePull" | "ImagePullBackOff")))
+    })
+    .await;
+    let waiting = first_status(&missing).and_then(|s| s.state?.waiting).unwrap();
+    assert!(waiting.message.is_some_and(|m| !m.is_empty()), "the pull error is told");
+    assert_eq!(phase(&missing), "Pending");
+
+    let (ok, _, err) = kubectl(&server, &home, &["delete", "pod", "--all", "--grace-period=1", "--wait=false"], None).await;
+    assert!(ok, "{err}");
+    wait_for(Duration::from_secs(30), "every pod to be gone", || async {
+        pods.list(&Default::default()).await.ok()?.items.is_empty().then_some(())
+    })
+    .await;
+}
