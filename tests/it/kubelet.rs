@@ -68,7 +68,7 @@ impl TestNode {
         cidr
     }
 
-    fn agent(&mut self) -> &mut AgentProc {
+    pub(crate) fn agent(&mut self) -> &mut AgentProc {
         self.agent.as_mut().expect("the agent was started")
     }
 

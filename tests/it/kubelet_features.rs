@@ -2,7 +2,10 @@
 //! liveness probe restarts its container; a readiness probe gates the pod's Ready condition and
 //! the Service's Endpoints; configMap, secret, downwardAPI and ServiceAccount-token volumes and
 //! env from a ConfigMap hold the right content; a memory hog is OOMKilled; a missing image ends
-//! in ErrImagePull / ImagePullBackOff.
+//! in ErrImagePull / ImagePullBackOff; an emptyDir of medium Memory is a tmpfs of its sizeLimit,
+//! unmounted when the pod goes (also when it went while the agent was down); a bound claim is
+//! its PersistentVolume's hostPath, a missing one a FailedMount; a configMap volume follows
+//! changes to its object.
 
 use std::path::Path;
 use std::time::Duration;
@@ -255,6 +258,112 @@ async fn probes_volumes_env_and_failures_on_a_real_node() {
 
     let (ok, _, err) = kubectl(&server, &home, &["delete", "pod", "--all", "--grace-period=1", "--wait=false"], None).await;
     assert!(ok, "{err}");
+    wait_for(Duration::from_secs(30), "every pod to be gone", || async {
+        pods.list(&Default::default()).await.ok()?.items.is_empty().then_some(())
+    })
+    .await;
+}
+
+/// Whether anything is mounted at a path containing `part` (this test runs in the node's mount
+/// namespace).
+fn mounted(part: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| l.split(' ').nth(4).is_some_and(|p| p.contains(part)))
+}
+
+fn volume_objects(pv_dir: &Path) -> String {
+    let pod = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    \
+             image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"3600\"]\n    volumeMounts:\n    - name: cache\n      \
+             mountPath: /cache\n    - name: data\n      mountPath: /data\n    - name: live\n      mountPath: /etc/live\n  volumes:\n  \
+             - name: cache\n    emptyDir:\n      medium: Memory\n      sizeLimit: 1Mi\n  - name: data\n    persistentVolumeClaim:\n      \
+             claimName: data\n  - name: live\n    configMap:\n      name: live\n"
+        )
+    };
+    format!(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: host-pv\nspec:\n  capacity:\n    storage: 1Gi\n  accessModes: [ReadWriteOnce]\n  \
+         hostPath:\n    path: {}\n    type: DirectoryOrCreate\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  \
+         volumeName: host-pv\n  storageClassName: \"\"\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: live\ndata:\n  value: one\n---\n{}---\n{}---\n\
+         apiVersion: v1\nkind: Pod\nmetadata:\n  name: unclaimed\nspec:\n  containers:\n  - name: main\n    image: busybox\n    \
+         imagePullPolicy: Never\n    command: [\"sleep\", \"3600\"]\n    volumeMounts:\n    - name: data\n      mountPath: /data\n  volumes:\n  \
+         - name: data\n    persistentVolumeClaim:\n      claimName: missing\n",
+        pv_dir.display(),
+        pod("mem"),
+        pod("orphan"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_volumes_claims_and_refreshed_files_on_a_real_node() {
+    if skip_without_containers("kubelet volume tests") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let server = ready_server(dir.path(), &[]).await;
+    let client = kube_client(&server).await;
+    let mut node = TestNode::new();
+    node.start_agent(&server, free_port());
+    node.wait_ready(&client).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pv_dir = dir.path().join("pv");
+    wait_for(Duration::from_secs(30), "the default ServiceAccount", || async {
+        let (ok, _, _) = kubectl(&server, &home, &["get", "serviceaccount", "default"], None).await;
+        ok.then_some(())
+    })
+    .await;
+    let (ok, out, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(&volume_objects(&pv_dir))).await;
+    assert!(ok, "kubectl apply failed: {out}{err}");
+
+    // A configMap volume follows its object (checked at the end: the kubelet syncs each minute).
+    let mem = pod_where(&pods, "mem", "Running", &node, |p| phase(p) == "Running").await;
+    assert_eq!(exec(&server, &home, "mem", &["cat", "/etc/live/value"]).await, "one");
+    let (ok, _, err) = kubectl(&server, &home, &["patch", "configmap", "live", "-p", r#"{"data":{"value":"two"}}"#], None).await;
+    assert!(ok, "{err}");
+
+    // emptyDir medium Memory is a tmpfs of sizeLimit.
+    let mounts = exec(&server, &home, "mem", &["grep", " /cache ", "/proc/mounts"]).await;
+    assert!(mounts.starts_with("tmpfs") && mounts.contains("size=1024k"), "a 1Mi tmpfs: {mounts}");
+    let (ok, _, _) = kubectl(&server, &home, &["exec", "mem", "--", "dd", "if=/dev/zero", "of=/cache/big", "bs=1M", "count=2"], None).await;
+    assert!(!ok, "writing past the sizeLimit fails");
+    let mem_uid = mem.metadata.uid.clone().unwrap();
+    assert!(mounted(&mem_uid), "the tmpfs is mounted on the node");
+
+    // A bound claim is its PersistentVolume's hostPath.
+    exec(&server, &home, "mem", &["sh", "-c", "echo kept > /data/file"]).await;
+    assert_eq!(std::fs::read_to_string(pv_dir.join("file")).unwrap(), "kept\n");
+
+    // A pod whose claim does not exist waits and says why.
+    pod_where(&pods, "unclaimed", "FailedMount for the missing claim", &node, |p| {
+        let s = p.status.as_ref();
+        s.and_then(|s| s.reason.as_deref()) == Some("FailedMount")
+            && s.and_then(|s| s.message.as_deref()).is_some_and(|m| m.contains("persistentvolumeclaim \"missing\" not found"))
+            && phase(p) == "Pending"
+    })
+    .await;
+
+    // The configMap update reaches the running pod's volume (by the periodic sync, not a restart).
+    wait_for(Duration::from_secs(90), "the configMap volume to follow the update", || async {
+        let (ok, out, _) = kubectl(&server, &home, &["exec", "mem", "--", "cat", "/etc/live/value"], None).await;
+        (ok && out == "two").then_some(())
+    })
+    .await;
+
+    // The agent's cleanup of a pod deleted while it was down unmounts its tmpfs.
+    let orphan = pod_where(&pods, "orphan", "Running", &node, |p| phase(p) == "Running").await;
+    let orphan_uid = orphan.metadata.uid.clone().unwrap();
+    assert!(mounted(&orphan_uid));
+    node.agent().terminate(Duration::from_secs(30));
+    let (ok, _, err) = kubectl(&server, &home, &["delete", "pod", "orphan", "--force", "--grace-period=0"], None).await;
+    assert!(ok, "{err}");
+    node.agent().restart();
+    wait_for(Duration::from_secs(60), "the orphaned pod's tmpfs to be unmounted", || async { (!mounted(&orphan_uid)).then_some(()) }).await;
+
+    // Deleting a pod unmounts its tmpfs.
+    let (ok, _, err) = kubectl(&server, &home, &["delete", "pod", "--all", "--grace-period=1", "--wait=false"], None).await;
+    assert!(ok, "{err}");
+    wait_for(Duration::from_secs(30), "the deleted pod's tmpfs to be unmounted", || async { (!mounted(&mem_uid)).then_some(()) }).await;
     wait_for(Duration::from_secs(30), "every pod to be gone", || async {
         pods.list(&Default::default()).await.ok()?.items.is_empty().then_some(())
     })

@@ -4,12 +4,16 @@
 //! kubelet port, and cleans up
 //! what belongs to no pod. Restarting it adopts running containers instead of killing them.
 
+mod atomic_writer;
 mod backoff;
+mod claims;
 mod container_run;
 mod container_spec;
 mod downward;
 mod env;
+mod file_volumes;
 pub mod host;
+mod host_mounts;
 mod layout;
 mod lifecycle;
 mod logs;
@@ -21,6 +25,7 @@ mod sandbox;
 mod server;
 mod status;
 mod streaming;
+mod token_cache;
 mod volumes;
 mod worker;
 

@@ -318,7 +318,8 @@ impl NodeLoop {
         }
     }
 
-    /// Removes containers and pod networks of pods this node no longer has.
+    /// Removes containers, directories (and their mounts) and pod networks of pods this node no
+    /// longer has.
     async fn housekeeping(&mut self) {
         let alive: HashSet<String> = self.workers.values().map(|w| w.uid.clone()).collect();
         for (uid, containers) in std::mem::take(&mut self.leftovers) {
@@ -330,17 +331,31 @@ impl NodeLoop {
             }
             sandbox::teardown(&self.ctx, &uid).await;
         }
-        match self.ctx.runtime.list_containers().await {
+        let mut with_containers = HashSet::new();
+        let listed = match self.ctx.runtime.list_containers().await {
             Ok(all) => {
                 for c in all {
+                    with_containers.extend(layout::owner(&c).map(|(uid, _, _)| uid.to_string()));
                     let orphan = layout::owner(&c).is_none_or(|(uid, _, _)| !alive.contains(uid));
                     if orphan {
                         tracing::info!(container = %c.id, "removing a container that belongs to no pod");
                         let _ = self.ctx.runtime.remove_container(&c.id).await;
                     }
                 }
+                true
             }
-            Err(e) => tracing::warn!(error = %e, "cannot list containers"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list containers");
+                false
+            }
+        };
+        // A pod's directory goes once its containers are gone (a worker still stopping them
+        // owns it until then).
+        let dirs = std::fs::read_dir(self.ctx.layout.pods_dir()).into_iter().flatten().flatten().filter(|_| listed);
+        let names = dirs.map(|d| d.file_name().to_string_lossy().into_owned());
+        for uid in names.filter(|uid| !alive.contains(uid) && !with_containers.contains(uid)) {
+            tracing::info!(pod = %uid, "removing the directory of a pod that is gone");
+            sandbox::teardown(&self.ctx, &uid).await;
         }
         let network = self.network_tx.borrow().clone();
         if let Some(network) = network {
