@@ -274,7 +274,7 @@ async fn the_node_runtime_imports_airgap_images_at_start_and_restarts_containerd
     let airgap = orch::agent::runtime::images::airgap::dir(dir.path());
     std::fs::create_dir_all(&airgap).unwrap();
     images::busybox_oci_tar(&airgap.join("busybox.tar")).unwrap();
-    let node = orch::agent::runtime::node::NodeRuntime::start(dir.path(), None).await.unwrap();
+    let node = orch::agent::runtime::node::NodeRuntime::start(dir.path(), None, Default::default()).await.unwrap();
     wait_for(Duration::from_secs(20), "the airgap image imported at start", || async {
         let images = node.runtime.list_images().await.unwrap_or_default();
         images.iter().any(|i| i.name == "docker.io/library/busybox:latest").then_some(())

@@ -40,6 +40,7 @@ use tokio::sync::watch;
 
 pub use node::Kubelet;
 
+use crate::agent::runtime::log_rotation::LogRotation;
 use crate::agent::runtime::ContainerRuntime;
 use crate::net::etc_files::NodeEtc;
 use crate::net::{Ipv4Cidr, PodNetwork};
@@ -69,6 +70,8 @@ pub struct KubeletConfig {
     pub host_netns: Option<PathBuf>,
     pub lease_renew_interval: Duration,
     pub status_update_interval: Duration,
+    /// When container logs are rotated (containerLogMaxSize / containerLogMaxFiles).
+    pub log_rotation: LogRotation,
 }
 
 /// What every pod worker shares.

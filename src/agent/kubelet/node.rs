@@ -87,7 +87,7 @@ impl Kubelet {
     /// Starts containerd (or connects to `--container-runtime-endpoint`), joins the cluster,
     /// registers the node and starts running its pods.
     pub async fn start(config: KubeletConfig) -> Result<Self, AgentError> {
-        let node_runtime = NodeRuntime::start(&config.data_dir, config.container_runtime_endpoint.clone()).await?;
+        let node_runtime = NodeRuntime::start(&config.data_dir, config.container_runtime_endpoint.clone(), config.log_rotation).await?;
         match Self::start_with(config, &node_runtime).await {
             Ok((cancel, task)) => Ok(Self { cancel, task: Some(task), runtime: Some(node_runtime) }),
             Err(e) => {

@@ -15,6 +15,7 @@ mod exec_stream;
 pub mod fake;
 mod fifo;
 pub mod images;
+pub mod log_rotation;
 pub mod node;
 pub mod spec;
 pub mod supervisor;
