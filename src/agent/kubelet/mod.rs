@@ -14,6 +14,7 @@ mod env;
 mod file_volumes;
 pub mod host;
 mod host_mounts;
+mod image_gc;
 mod layout;
 mod lifecycle;
 mod logs;

@@ -22,7 +22,7 @@ use super::downward::NodeAllocatable;
 use super::layout::{self, Layout};
 use super::server::{self, KubeletApi};
 use super::worker::PodWorker;
-use super::{host, sandbox, KubeletConfig, NodeContext};
+use super::{host, image_gc, sandbox, KubeletConfig, NodeContext};
 use crate::agent::heartbeat::{self, Heartbeat};
 use crate::agent::node_object::{NodeShape, Pressure};
 use crate::agent::runtime::node::NodeRuntime;
@@ -120,6 +120,8 @@ impl Kubelet {
             tokio::spawn(crate::server::https::serve(listener, tls, app, cancel.clone(), TaskTracker::new()));
             tracing::info!(%addr, "kubelet API listening");
         }
+        let images = image_gc::ContainerdImages { runtime: node_runtime.runtime.clone(), data_dir: config.data_dir.clone() };
+        tokio::spawn(image_gc::ImageGc::new(images, image_gc::Thresholds::default()).run(cancel.clone()));
         let (capacity, allocatable) = host::resources(&config.data_dir, 110, config.reserved);
         let shape = NodeShape {
             name: config.node_name.clone(),
