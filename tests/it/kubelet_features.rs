@@ -2,7 +2,7 @@
 //! liveness probe restarts its container; a readiness probe gates the pod's Ready condition and
 //! the Service's Endpoints; configMap, secret, downwardAPI and ServiceAccount-token volumes and
 //! env from a ConfigMap hold the right content; a memory hog is OOMKilled; a missing image ends
-//! in ErrImagePull / ImagePullBackOff; an emptyDir of medium Memory is a tmpfs of its sizeLimit,
+//! in ErrImagePull / ImagePullBackOff; a big container log is rotated by size; an emptyDir of medium Memory is a tmpfs of its sizeLimit,
 //! unmounted when the pod goes (also when it went while the agent was down); a bound claim is
 //! its PersistentVolume's hostPath, a missing one a FailedMount; a configMap volume follows
 //! changes to its object.
@@ -142,6 +142,18 @@ spec:
 apiVersion: v1
 kind: Pod
 metadata:
+  name: chatty
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sh", "-c", "i=0; while [ $i -lt 1000 ]; do printf 'line %04d %s\n' $i xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
   name: noimage
 spec:
   containers:
@@ -187,7 +199,7 @@ async fn probes_volumes_env_and_failures_on_a_real_node() {
     let server = ready_server(dir.path(), &[]).await;
     let client = kube_client(&server).await;
     let mut node = TestNode::new();
-    node.start_agent(&server, free_port());
+    node.start_agent_with(&server, free_port(), &["--container-log-max-size=16Ki", "--container-log-max-files=2"]);
     node.wait_ready(&client).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     // The ServiceAccount admission needs the default ServiceAccount to exist.
@@ -255,6 +267,18 @@ async fn probes_volumes_env_and_failures_on_a_real_node() {
     let waiting = first_status(&missing).and_then(|s| s.state?.waiting).unwrap();
     assert!(waiting.message.is_some_and(|m| !m.is_empty()), "the pull error is told");
     assert_eq!(phase(&missing), "Pending");
+
+    // A big log is rotated by size: kubectl logs reads the current file, one older one is kept.
+    let chatty = pod_where(&pods, "chatty", "Succeeded", &node, |p| phase(p) == "Succeeded").await;
+    let (ok, out, err) = kubectl(&server, &home, &["logs", "chatty"], None).await;
+    assert!(ok, "{err}");
+    assert!(out.trim_end().lines().last().is_some_and(|l| l.starts_with("line 0999")), "the newest records: {out}");
+    assert!(!out.starts_with("line 0000") && out.len() < 16 * 1024, "only the current file: {} bytes", out.len());
+    let uid = chatty.metadata.uid.unwrap();
+    let logs = node.data_dir().join(format!("agent/logs/default_chatty_{uid}/main"));
+    let mut files: Vec<String> = std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    files.sort();
+    assert!(files.len() == 2 && files[0] == "0.log" && files[1].starts_with("0.log.20"), "0.log and one rotated file: {files:?}");
 
     let (ok, _, err) = kubectl(&server, &home, &["delete", "pod", "--all", "--grace-period=1", "--wait=false"], None).await;
     assert!(ok, "{err}");
