@@ -1,7 +1,8 @@
 //! Image garbage collection, as the kubelet's image manager does it: when the image file
 //! system is fuller than the high threshold (85 %), images no container uses are removed, least
 //! recently used first (then first detected), until the usage would drop below the low
-//! threshold (80 %). Tags of one image (one digest) go together. The node is reached through
+//! threshold (80 %). Tags of one image (one digest) go together; pinned images (imported from
+//! the airgap directory) are kept like images in use. The node is reached through
 //! [`ImageHost`]; [`ContainerdImages`] is the real one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -82,7 +83,7 @@ impl<H: ImageHost> ImageGc<H> {
         let mut by_digest: BTreeMap<String, ImageGroup> = BTreeMap::new();
         for image in images {
             let group = by_digest.entry(image.digest.clone()).or_default();
-            group.in_use |= in_use.contains(&normalize(&image.name));
+            group.in_use |= image.pinned || in_use.contains(&normalize(&image.name));
             group.size = group.size.max(image.size);
             group.names.push(image.name);
         }
@@ -207,7 +208,7 @@ mod tests {
     }
 
     fn image(name: &str, digest: &str, size: u64) -> ImageInfo {
-        ImageInfo { name: format!("docker.io/library/{name}"), digest: digest.into(), size }
+        ImageInfo { name: format!("docker.io/library/{name}"), digest: digest.into(), size, pinned: false }
     }
 
     #[tokio::test]
@@ -242,15 +243,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn never_removes_images_in_use() {
+    async fn never_removes_images_in_use_or_pinned() {
         let host = FakeHost {
             capacity: 100,
             used: Mutex::new(99),
-            images: Mutex::new(vec![image("busy:1", "sha256:busy", 50)]),
+            images: Mutex::new(vec![
+                image("busy:1", "sha256:busy", 40),
+                ImageInfo { pinned: true, ..image("airgap:1", "sha256:airgap", 40) },
+            ]),
             in_use: ["docker.io/library/busy:1".to_string()].into(),
         };
         let mut gc = ImageGc::new(host, Thresholds::default());
         assert!(gc.collect(SystemTime::now()).await.unwrap().is_empty());
-        assert_eq!(gc.host.images.lock().unwrap().len(), 1);
+        assert_eq!(gc.host.images.lock().unwrap().len(), 2);
     }
 }

@@ -238,6 +238,8 @@ pub struct ImageInfo {
     pub digest: String,
     /// Size of the manifest's config and layers (compressed, as stored).
     pub size: u64,
+    /// Kept by image garbage collection (imported airgap images).
+    pub pinned: bool,
 }
 
 /// Credentials for one pull (from imagePullSecrets or registries.yaml).
