@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Endpoints, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Endpoints, Event, Pod};
 use kube::Api;
 
 use crate::kubelet::{phase, pod_where, TestNode};
@@ -170,6 +170,24 @@ fn condition(p: &Pod, kind: &str) -> Option<String> {
     conditions.iter().find(|c| c.type_ == kind).map(|c| c.status.clone())
 }
 
+/// Waits for a Warning event `reason` about pod `pod` whose message contains `text`.
+async fn warning_event(client: &kube::Client, pod: &str, reason: &str, text: &str) {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    wait_for(Duration::from_secs(30), &format!("a {reason} event about {pod} saying {text:?}"), || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.involved_object.name.as_deref() == Some(pod)
+                    && e.reason.as_deref() == Some(reason)
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.message.as_deref().is_some_and(|m| m.contains(text))
+            })
+            .then_some(())
+    })
+    .await;
+}
+
 /// Runs `cmd` in pod `pod` with kubectl exec, returning its stdout (panics on failure).
 async fn exec(server: &ServerProc, home: &Path, pod: &str, cmd: &[&str]) -> String {
     let mut args = vec!["exec", pod, "--"];
@@ -217,6 +235,7 @@ async fn probes_volumes_env_and_failures_on_a_real_node() {
             .await;
     let last = first_status(&restarted).unwrap().last_state.and_then(|s| s.terminated);
     assert!(last.is_some(), "the killed run is the last state: {:?}", restarted.status);
+    warning_event(&client, "liveness", "Unhealthy", "Liveness probe failed").await;
 
     // Readiness gates the Ready condition and the Service's endpoints.
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
@@ -267,6 +286,7 @@ async fn probes_volumes_env_and_failures_on_a_real_node() {
     let waiting = first_status(&missing).and_then(|s| s.state?.waiting).unwrap();
     assert!(waiting.message.is_some_and(|m| !m.is_empty()), "the pull error is told");
     assert_eq!(phase(&missing), "Pending");
+    warning_event(&client, "noimage", "Failed", "Failed to pull image \"127.0.0.1:1/missing:v1\"").await;
 
     // A big log is rotated by size: kubectl logs reads the current file, one older one is kept.
     let chatty = pod_where(&pods, "chatty", "Succeeded", &node, |p| phase(p) == "Succeeded").await;
@@ -366,6 +386,7 @@ async fn memory_volumes_claims_and_refreshed_files_on_a_real_node() {
             && phase(p) == "Pending"
     })
     .await;
+    warning_event(&client, "unclaimed", "FailedMount", "persistentvolumeclaim \"missing\" not found").await;
 
     // The configMap update reaches the running pod's volume (by the periodic sync, not a restart).
     wait_for(Duration::from_secs(90), "the configMap volume to follow the update", || async {

@@ -11,6 +11,7 @@ mod container_run;
 mod container_spec;
 mod downward;
 mod env;
+mod events;
 mod file_volumes;
 pub mod host;
 mod host_mounts;

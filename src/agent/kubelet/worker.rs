@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::container_run::{ContainerRun, RunState, Terminated};
 use super::downward::PodAddresses;
+use super::events::PodEvents;
 use super::file_volumes::VolumeContext;
 use super::layout::{self, PodRef};
 use super::objects::ApiData;
@@ -56,6 +57,7 @@ pub struct PodWorker {
     /// When the file volumes are refreshed next.
     volumes_refresh: Option<Instant>,
     tokens: TokenCache,
+    events: PodEvents,
     problem: Option<(String, String)>,
     init: Vec<ContainerRun>,
     app: Vec<ContainerRun>,
@@ -111,6 +113,7 @@ impl PodWorker {
         };
         let (exits_tx, exits) = mpsc::unbounded_channel();
         let done = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
+        let events = PodEvents::new(ctx.client.clone(), pod_ref.clone());
         Self {
             ctx,
             pod_ref,
@@ -121,6 +124,7 @@ impl PodWorker {
             sandbox_retry: None,
             volumes_refresh: None,
             tokens: TokenCache::default(),
+            events,
             problem: None,
             init: runs(spec.init_containers.as_deref().unwrap_or_default()),
             app: runs(&spec.containers),
@@ -298,6 +302,7 @@ impl PodWorker {
                 }
                 Err(problem) => {
                     tracing::warn!(pod = %self.pod_ref.name, reason = %problem.0, message = %problem.1, "cannot set up the pod");
+                    self.events.warn(&problem.0, &problem.1).await;
                     self.problem = Some(problem);
                     self.sandbox_retry = Some(Instant::now() + SANDBOX_RETRY);
                     return;
@@ -405,6 +410,7 @@ impl PodWorker {
                     "ErrImagePull"
                 };
                 tracing::warn!(pod = %pod_ref.name, container = %name, error = %e, "cannot pull the image");
+                self.events.warn("Failed", &format!("Failed to pull image {image:?}: {e}")).await;
                 run.state = RunState::Waiting { reason: reason.into(), message: Some(e.to_string()) };
                 run.retry_at = Some(now + delay);
                 return;
@@ -514,6 +520,7 @@ impl PodWorker {
         }
         if let Some(why) = kill {
             tracing::info!(pod = %self.pod_ref.name, container = %run.name, %why, "restarting the container");
+            self.events.warn("Unhealthy", &why).await;
             run.liveness = None;
             run.startup = None;
             run.readiness = None;
