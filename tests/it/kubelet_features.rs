@@ -103,6 +103,9 @@ spec:
     volumeMounts:
     - name: cfg
       mountPath: /etc/cfg
+    - name: cfg
+      mountPath: /etc/greeting
+      subPath: greeting
     - name: sec
       mountPath: /etc/sec
     - name: info
@@ -260,6 +263,7 @@ async fn probes_volumes_env_and_failures_on_a_real_node() {
     // File volumes and env from a ConfigMap.
     pod_where(&pods, "files", "Running", &node, |p| phase(p) == "Running").await;
     assert_eq!(exec(&server, &home, "files", &["cat", "/etc/cfg/greeting", "/etc/cfg/color"]).await, "helloblue");
+    assert_eq!(exec(&server, &home, "files", &["cat", "/etc/greeting"]).await, "hello", "a subPath of a file volume");
     assert_eq!(exec(&server, &home, "files", &["cat", "/etc/sec/password"]).await, "s3cret");
     assert_eq!(exec(&server, &home, "files", &["cat", "/etc/info/name"]).await, "files");
     assert_eq!(exec(&server, &home, "files", &["cat", "/etc/info/labels"]).await, "tier=\"files\"");
