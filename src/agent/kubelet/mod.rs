@@ -1,8 +1,8 @@
 //! The kubelet of a real node: joins the cluster, registers the Node with the host's facts,
 //! renews its Lease, runs the pods bound to it on containerd with the bridge pod network (one
 //! [`worker::PodWorker`] per pod), serves container logs, exec, attach and port-forward on the
-//! kubelet port, cleans up
-//! what belongs to no pod and removes unused images when the image file system fills up. Restarting it adopts running containers instead of killing them.
+//! kubelet port, cleans up what belongs to no pod and removes unused images when the image
+//! file system fills up. Restarting it adopts running containers instead of killing them.
 
 mod atomic_writer;
 mod backoff;
