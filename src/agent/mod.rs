@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Taint;
 
+use crate::agent::runtime::log_rotation::LogRotation;
 use crate::cli::{AgentArgs, Runtime};
 use crate::pki::PkiError;
 use crate::server::JoinError;
@@ -104,6 +105,7 @@ pub fn kubelet_config(
         host_netns: args.netns.clone(),
         lease_renew_interval: args.node_lease_renew_interval,
         status_update_interval: args.node_status_update_frequency,
+        log_rotation: LogRotation { max_size: args.container_log_max_size, max_files: args.container_log_max_files.into() },
     })
 }
 

@@ -58,6 +58,15 @@ pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 250ms, 2s, 5m)"))
 }
 
+/// A positive size as a Kubernetes quantity (`10Mi`, `500k`) in bytes.
+fn bytes_quantity(s: &str) -> Result<u64, String> {
+    let q = k8s_openapi::apimachinery::pkg::api::resource::Quantity(s.to_string());
+    crate::scheduler::quantity::value(&q)
+        .filter(|b| *b > 0)
+        .map(|b| b as u64)
+        .ok_or_else(|| format!("{s:?}: use a positive size, e.g. 10Mi"))
+}
+
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// Address to listen on
@@ -208,6 +217,12 @@ pub struct AgentArgs {
     /// How often the node posts its status even when nothing changed
     #[arg(long, default_value = "40s", value_parser = duration, value_name = "DURATION")]
     pub node_status_update_frequency: Duration,
+    /// Size a container's log file may reach before it is rotated, e.g. 10Mi
+    #[arg(long, default_value = "10Mi", value_parser = bytes_quantity, value_name = "QUANTITY")]
+    pub container_log_max_size: u64,
+    /// Log files kept per container, the current one included
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..), value_name = "N")]
+    pub container_log_max_files: u16,
     /// CPU capacity a fake-runtime node reports
     #[arg(long, default_value = "4", value_name = "QUANTITY")]
     pub fake_cpu: String,

@@ -40,6 +40,7 @@ pub fn config(data_dir: &Path, args: &ServerArgs, port: u16, token: &str) -> Res
         host_netns: args.netns.clone(),
         lease_renew_interval: Duration::from_secs(10),
         status_update_interval: Duration::from_secs(40),
+        log_rotation: Default::default(),
     })
 }
 

@@ -236,6 +236,7 @@ async fn images_are_pulled_from_a_loopback_registry() {
     let node = Node::start(registries).await;
     let rt = &node.runtime;
     let pulled = rt.ensure_image(&format!("127.0.0.1:{port}/tools/busybox:v1"), PullPolicy::IfNotPresent, None).await.unwrap();
+    assert!(!pulled.pinned, "pulled images are not pinned");
     assert_eq!(pulled.name, format!("127.0.0.1:{port}/tools/busybox:v1"));
     let mirrored = rt.ensure_image("mirror.invalid/tools/busybox:v1", PullPolicy::Always, None).await.unwrap();
     assert_eq!(mirrored.digest, pulled.digest);
@@ -274,7 +275,7 @@ async fn the_node_runtime_imports_airgap_images_at_start_and_restarts_containerd
     let airgap = orch::agent::runtime::images::airgap::dir(dir.path());
     std::fs::create_dir_all(&airgap).unwrap();
     images::busybox_oci_tar(&airgap.join("busybox.tar")).unwrap();
-    let node = orch::agent::runtime::node::NodeRuntime::start(dir.path(), None).await.unwrap();
+    let node = orch::agent::runtime::node::NodeRuntime::start(dir.path(), None, Default::default()).await.unwrap();
     wait_for(Duration::from_secs(20), "the airgap image imported at start", || async {
         let images = node.runtime.list_images().await.unwrap_or_default();
         images.iter().any(|i| i.name == "docker.io/library/busybox:latest").then_some(())
@@ -290,7 +291,9 @@ async fn the_node_runtime_imports_airgap_images_at_start_and_restarts_containerd
         back.then_some(())
     })
     .await;
-    assert!(node.runtime.list_images().await.unwrap().iter().any(|i| i.name == "docker.io/library/busybox:latest"));
+    let images = node.runtime.list_images().await.unwrap();
+    let busybox = images.iter().find(|i| i.name == "docker.io/library/busybox:latest").expect("the airgap image survives");
+    assert!(busybox.pinned, "airgap images are pinned against image garbage collection");
     node.stop().await;
     assert!(containerd_pids(dir.path()).is_empty(), "containerd stopped");
 }

@@ -36,15 +36,23 @@ impl TestNode {
     }
 
     pub(crate) fn start_agent(&mut self, server: &crate::support::ServerProc, kubelet_port: u16) {
+        self.start_agent_with(server, kubelet_port, &[]);
+    }
+
+    /// Starts the agent with `extra` flags besides the test node's own.
+    pub(crate) fn start_agent_with(&mut self, server: &crate::support::ServerProc, kubelet_port: u16, extra: &[&str]) {
         let images = self.data_dir().join("agent/images");
         std::fs::create_dir_all(&images).unwrap();
         orch::testkit::images::busybox_oci_tar(&images.join("busybox.tar")).expect("building the busybox image");
-        let flags = vec![
+        let flags: Vec<String> = [
             format!("--netns={}", self.sandbox.netns().display()),
             "--node-ip=127.0.0.1".to_string(),
             format!("--kubelet-port={kubelet_port}"),
             "--node-lease-renew-interval=2s".to_string(),
-        ];
+        ]
+        .into_iter()
+        .chain(extra.iter().map(|f| f.to_string()))
+        .collect::<Vec<_>>();
         self.agent = Some(AgentProc::start(orch_binary(), &server.url(), &server.token(), &self.data_dir(), NODE, &flags));
     }
 
@@ -68,7 +76,7 @@ impl TestNode {
         cidr
     }
 
-    fn agent(&mut self) -> &mut AgentProc {
+    pub(crate) fn agent(&mut self) -> &mut AgentProc {
         self.agent.as_mut().expect("the agent was started")
     }
 

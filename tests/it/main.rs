@@ -10,6 +10,7 @@ mod examples;
 mod hollow_nodes;
 mod kube_client;
 mod kubelet;
+mod kubelet_features;
 mod kubelet_proxy;
 mod kubelet_streams;
 mod lifecycle;

@@ -1,15 +1,21 @@
 //! The kubelet of a real node: joins the cluster, registers the Node with the host's facts,
 //! renews its Lease, runs the pods bound to it on containerd with the bridge pod network (one
 //! [`worker::PodWorker`] per pod), serves container logs, exec, attach and port-forward on the
-//! kubelet port, and cleans up
-//! what belongs to no pod. Restarting it adopts running containers instead of killing them.
+//! kubelet port, cleans up what belongs to no pod and removes unused images when the image
+//! file system fills up. Restarting it adopts running containers instead of killing them.
 
+mod atomic_writer;
 mod backoff;
+mod claims;
 mod container_run;
 mod container_spec;
 mod downward;
 mod env;
+mod events;
+mod file_volumes;
 pub mod host;
+mod host_mounts;
+mod image_gc;
 mod layout;
 mod lifecycle;
 mod logs;
@@ -21,6 +27,7 @@ mod sandbox;
 mod server;
 mod status;
 mod streaming;
+mod token_cache;
 mod volumes;
 mod worker;
 
@@ -35,6 +42,7 @@ use tokio::sync::watch;
 
 pub use node::Kubelet;
 
+use crate::agent::runtime::log_rotation::LogRotation;
 use crate::agent::runtime::ContainerRuntime;
 use crate::net::etc_files::NodeEtc;
 use crate::net::{Ipv4Cidr, PodNetwork};
@@ -64,6 +72,8 @@ pub struct KubeletConfig {
     pub host_netns: Option<PathBuf>,
     pub lease_renew_interval: Duration,
     pub status_update_interval: Duration,
+    /// When container logs are rotated (containerLogMaxSize / containerLogMaxFiles).
+    pub log_rotation: LogRotation,
 }
 
 /// What every pod worker shares.

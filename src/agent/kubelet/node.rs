@@ -22,7 +22,7 @@ use super::downward::NodeAllocatable;
 use super::layout::{self, Layout};
 use super::server::{self, KubeletApi};
 use super::worker::PodWorker;
-use super::{host, sandbox, KubeletConfig, NodeContext};
+use super::{host, image_gc, sandbox, KubeletConfig, NodeContext};
 use crate::agent::heartbeat::{self, Heartbeat};
 use crate::agent::node_object::{NodeShape, Pressure};
 use crate::agent::runtime::node::NodeRuntime;
@@ -87,7 +87,7 @@ impl Kubelet {
     /// Starts containerd (or connects to `--container-runtime-endpoint`), joins the cluster,
     /// registers the node and starts running its pods.
     pub async fn start(config: KubeletConfig) -> Result<Self, AgentError> {
-        let node_runtime = NodeRuntime::start(&config.data_dir, config.container_runtime_endpoint.clone()).await?;
+        let node_runtime = NodeRuntime::start(&config.data_dir, config.container_runtime_endpoint.clone(), config.log_rotation).await?;
         match Self::start_with(config, &node_runtime).await {
             Ok((cancel, task)) => Ok(Self { cancel, task: Some(task), runtime: Some(node_runtime) }),
             Err(e) => {
@@ -120,6 +120,8 @@ impl Kubelet {
             tokio::spawn(crate::server::https::serve(listener, tls, app, cancel.clone(), TaskTracker::new()));
             tracing::info!(%addr, "kubelet API listening");
         }
+        let images = image_gc::ContainerdImages { runtime: node_runtime.runtime.clone(), data_dir: config.data_dir.clone() };
+        tokio::spawn(image_gc::ImageGc::new(images, image_gc::Thresholds::default()).run(cancel.clone()));
         let (capacity, allocatable) = host::resources(&config.data_dir, 110, config.reserved);
         let shape = NodeShape {
             name: config.node_name.clone(),
@@ -318,7 +320,8 @@ impl NodeLoop {
         }
     }
 
-    /// Removes containers and pod networks of pods this node no longer has.
+    /// Removes containers, directories (and their mounts) and pod networks of pods this node no
+    /// longer has.
     async fn housekeeping(&mut self) {
         let alive: HashSet<String> = self.workers.values().map(|w| w.uid.clone()).collect();
         for (uid, containers) in std::mem::take(&mut self.leftovers) {
@@ -330,17 +333,31 @@ impl NodeLoop {
             }
             sandbox::teardown(&self.ctx, &uid).await;
         }
-        match self.ctx.runtime.list_containers().await {
+        let mut with_containers = HashSet::new();
+        let listed = match self.ctx.runtime.list_containers().await {
             Ok(all) => {
                 for c in all {
+                    with_containers.extend(layout::owner(&c).map(|(uid, _, _)| uid.to_string()));
                     let orphan = layout::owner(&c).is_none_or(|(uid, _, _)| !alive.contains(uid));
                     if orphan {
                         tracing::info!(container = %c.id, "removing a container that belongs to no pod");
                         let _ = self.ctx.runtime.remove_container(&c.id).await;
                     }
                 }
+                true
             }
-            Err(e) => tracing::warn!(error = %e, "cannot list containers"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list containers");
+                false
+            }
+        };
+        // A pod's directory goes once its containers are gone (a worker still stopping them
+        // owns it until then).
+        let dirs = std::fs::read_dir(self.ctx.layout.pods_dir()).into_iter().flatten().flatten().filter(|_| listed);
+        let names = dirs.map(|d| d.file_name().to_string_lossy().into_owned());
+        for uid in names.filter(|uid| !alive.contains(uid) && !with_containers.contains(uid)) {
+            tracing::info!(pod = %uid, "removing the directory of a pod that is gone");
+            sandbox::teardown(&self.ctx, &uid).await;
         }
         let network = self.network_tx.borrow().clone();
         if let Some(network) = network {

@@ -1,11 +1,15 @@
-//! The ConfigMaps and Secrets a pod refers to (env, envFrom, volumes), read through the API as
-//! the node (the Node authorizer lets it read them); [`DataSource`] is the seam unit tests fill.
+//! The objects a pod refers to — ConfigMaps and Secrets (env, envFrom, volumes), ServiceAccount
+//! tokens, PersistentVolumeClaims — read through the API as the node (the Node authorizer lets
+//! it read them); [`DataSource`] is the seam unit tests fill.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret, ServiceAccount};
 use kube::api::{Api, PostParams};
+
+use super::claims;
 
 /// Which kind of object holds the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,13 +29,15 @@ impl DataKind {
 
 pub type Data = BTreeMap<String, Vec<u8>>;
 
-/// Reads the data of ConfigMaps and Secrets in the pod's namespace.
+/// Reads what a pod in one namespace refers to.
 #[async_trait::async_trait]
 pub trait DataSource: Send + Sync {
     /// The object's keys and values; `None` when it does not exist; `Err` when it cannot be read.
     async fn data(&self, kind: DataKind, name: &str) -> Result<Option<Data>, String>;
     /// A token of ServiceAccount `account` for `audience` (the API's when `None`) valid `seconds`.
     async fn service_account_token(&self, account: &str, audience: Option<&str>, seconds: i64) -> Result<String, String>;
+    /// Where the volume bound to PersistentVolumeClaim `claim` is on this node.
+    async fn claim_path(&self, claim: &str) -> Result<PathBuf, String>;
 }
 
 /// The API as a [`DataSource`] for one namespace.
@@ -80,12 +86,28 @@ impl DataSource for ApiData {
             .map_err(|e| format!("cannot get a token of serviceaccount {}/{account}: {e}", self.namespace))?;
         Ok(answer.status.map(|s| s.token).unwrap_or_default())
     }
+
+    async fn claim_path(&self, claim: &str) -> Result<PathBuf, String> {
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &self.namespace);
+        let pvc = claims.get_opt(claim).await.map_err(|e| format!("cannot read persistentvolumeclaim {}/{claim}: {e}", self.namespace))?;
+        let volume = claims::bound_volume(claim, pvc.as_ref())?;
+        let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
+        let pv = volumes.get_opt(&volume).await.map_err(|e| format!("cannot read persistentvolume {volume}: {e}"))?;
+        claims::volume_path(claim, &volume, pv.as_ref())
+    }
 }
 
-/// A fixed set of objects (for tests).
+/// A fixed set of objects and claim paths (for tests), counting the tokens asked for.
 #[cfg(test)]
 #[derive(Default)]
-pub struct StaticData(pub BTreeMap<(DataKind, String), Data>);
+pub struct StaticData(pub BTreeMap<(DataKind, String), Data>, pub BTreeMap<String, PathBuf>, std::sync::atomic::AtomicUsize);
+
+#[cfg(test)]
+impl StaticData {
+    pub fn token_requests(&self) -> usize {
+        self.2.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
 
 #[cfg(test)]
 #[async_trait::async_trait]
@@ -95,6 +117,11 @@ impl DataSource for StaticData {
     }
 
     async fn service_account_token(&self, account: &str, audience: Option<&str>, seconds: i64) -> Result<String, String> {
+        self.2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(format!("token-of-{account}-for-{}-{seconds}s", audience.unwrap_or("api")))
+    }
+
+    async fn claim_path(&self, claim: &str) -> Result<PathBuf, String> {
+        self.1.get(claim).cloned().ok_or_else(|| format!("persistentvolumeclaim {claim:?} not found"))
     }
 }

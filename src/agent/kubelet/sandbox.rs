@@ -9,9 +9,11 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::downward::PodAddresses;
+use super::file_volumes::VolumeContext;
 use super::objects::ApiData;
-use super::volumes::{self, VolumeContext};
+use super::token_cache::TokenCache;
 use super::NodeContext;
+use super::{host_mounts, volumes};
 use crate::net::etc_files::EtcFiles;
 use crate::net::hosts::pod_hostname;
 use crate::net::PodNetRequest;
@@ -30,7 +32,7 @@ pub struct Sandbox {
 pub type SandboxError = (String, String);
 
 /// Sets up (or, after a restart, finds again: every step is idempotent) the pod's sandbox.
-pub async fn setup(ctx: &NodeContext, pod: &Pod) -> Result<Sandbox, SandboxError> {
+pub async fn setup(ctx: &NodeContext, pod: &Pod, tokens: &TokenCache) -> Result<Sandbox, SandboxError> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let failed = |e: String| ("FailedCreatePodSandBox".to_string(), e);
     let request = PodNetRequest::for_pod(pod).map_err(|e| failed(e.to_string()))?;
@@ -51,12 +53,13 @@ pub async fn setup(ctx: &NodeContext, pod: &Pod) -> Result<Sandbox, SandboxError
     let hostname = pod_hostname(pod, &ctx.etc.dns.cluster_domain, &ctx.etc.node_hostname).hostname;
     let addrs = PodAddresses { pod_ip: ip.to_string(), host_ip: ctx.node_ip.to_string() };
     let source = ApiData { client: ctx.client.clone(), namespace: pod.metadata.namespace.clone().unwrap_or_default() };
-    let vctx = VolumeContext { pod, addrs: &addrs, node: ctx.allocatable, source: &source };
+    let vctx = VolumeContext { pod, addrs: &addrs, node: ctx.allocatable, source: &source, tokens };
     let volumes = volumes::prepare(&ctx.layout.pod_dir(&uid).join("volumes"), &vctx).await.map_err(|e| ("FailedMount".to_string(), e))?;
     Ok(Sandbox { ip, netns, hostname, volumes })
 }
 
-/// Removes the pod's network, files, volumes (not hostPaths) and cgroup.
+/// Removes the pod's network, files, volumes (unmounting its tmpfs ones; not hostPaths) and
+/// cgroup.
 pub async fn teardown(ctx: &NodeContext, uid: &str) {
     let network = ctx.network.borrow().clone();
     if let Some(network) = network {
@@ -65,6 +68,7 @@ pub async fn teardown(ctx: &NodeContext, uid: &str) {
         }
     }
     let dir = ctx.layout.pod_dir(uid);
+    host_mounts::unmount_under(&dir);
     if let Err(e) = std::fs::remove_dir_all(&dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the pod's directory");

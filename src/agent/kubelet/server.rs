@@ -1,7 +1,7 @@
 //! The kubelet API (port 10250): HTTPS with the node's serving certificate, open only to client
 //! certificates of API servers (`system:orch-servers`, which the API's node proxy presents) and
 //! cluster admins (`system:masters`). It serves `/containerLogs/{ns}/{pod}/{container}` from
-//! the CRI log files, and exec, attach and port-forward (see `streaming`).
+//! the CRI log files (a followed log carries on into the new file when it is rotated), and exec, attach and port-forward (see `streaming`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,6 +25,16 @@ use crate::pki::{Peer, MASTERS_GROUP, SERVERS_GROUP};
 
 /// How often a followed log is read for new records.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// The log file now at `path` when it is no longer `file` (the log was rotated).
+async fn rotated_to(file: &tokio::fs::File, path: &std::path::Path) -> Option<tokio::fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    let (open, now) = (file.metadata().await.ok()?, tokio::fs::metadata(path).await.ok()?);
+    if open.ino() == now.ino() && open.dev() == now.dev() {
+        return None;
+    }
+    tokio::fs::File::open(path).await.ok()
+}
 
 /// What the API handlers need.
 pub struct KubeletApi {
@@ -114,6 +124,10 @@ async fn container_logs(
                 if !out.is_empty() && tx.send(Ok(out)).await.is_err() {
                     return;
                 }
+                continue;
+            }
+            if let Some(current) = rotated_to(&file, &path).await {
+                (file, offset) = (current, 0);
                 continue;
             }
             idle += FOLLOW_POLL;

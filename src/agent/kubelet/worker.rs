@@ -17,12 +17,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::container_run::{ContainerRun, RunState, Terminated};
 use super::downward::PodAddresses;
+use super::events::PodEvents;
+use super::file_volumes::VolumeContext;
 use super::layout::{self, PodRef};
 use super::objects::ApiData;
 use super::probes::{self, ProbeTarget, ProbeTracker, Verdict};
 use super::pull_secrets;
 use super::sandbox::{self, Sandbox};
 use super::status::{self, Conditions, PodFacts};
+use super::token_cache::TokenCache;
 use super::{container_spec, env, lifecycle, volumes, NodeContext};
 use crate::agent::heartbeat::is_status;
 use crate::agent::pod_status::qos_class;
@@ -32,6 +35,8 @@ use crate::agent::runtime::{ContainerInfo, ContainerState, ExitStatus, PullPolic
 const SANDBOX_RETRY: Duration = Duration::from_secs(2);
 /// How long to wait before trying a container whose config could not be made again.
 const CONFIG_RETRY: Duration = Duration::from_secs(5);
+/// How often file volumes are brought up to date with their objects (the kubelet's syncFrequency).
+const VOLUME_REFRESH: Duration = Duration::from_secs(60);
 
 /// An exit reported by a container's waiter task.
 struct Exit {
@@ -49,6 +54,10 @@ pub struct PodWorker {
     exits: mpsc::UnboundedReceiver<Exit>,
     sandbox: Option<Sandbox>,
     sandbox_retry: Option<Instant>,
+    /// When the file volumes are refreshed next.
+    volumes_refresh: Option<Instant>,
+    tokens: TokenCache,
+    events: PodEvents,
     problem: Option<(String, String)>,
     init: Vec<ContainerRun>,
     app: Vec<ContainerRun>,
@@ -104,6 +113,7 @@ impl PodWorker {
         };
         let (exits_tx, exits) = mpsc::unbounded_channel();
         let done = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
+        let events = PodEvents::new(ctx.client.clone(), pod_ref.clone());
         Self {
             ctx,
             pod_ref,
@@ -112,6 +122,9 @@ impl PodWorker {
             exits,
             sandbox: None,
             sandbox_retry: None,
+            volumes_refresh: None,
+            tokens: TokenCache::default(),
+            events,
             problem: None,
             init: runs(spec.init_containers.as_deref().unwrap_or_default()),
             app: runs(&spec.containers),
@@ -243,7 +256,8 @@ impl PodWorker {
         let runs = self.init.iter().chain(self.app.iter());
         let probes = runs.clone().filter(|r| r.is_running()).flat_map(|r| [&r.startup, &r.liveness, &r.readiness]).flatten().map(|p| p.due);
         let retries = runs.filter_map(|r| r.retry_at);
-        probes.chain(retries).chain(self.sandbox_retry).min()
+        let refresh = self.volumes_refresh.filter(|_| !self.done);
+        probes.chain(retries).chain(self.sandbox_retry).chain(refresh).min()
     }
 
     async fn exited(&mut self, exit: Exit) {
@@ -279,19 +293,24 @@ impl PodWorker {
             if self.sandbox_retry.is_some_and(|at| at > Instant::now()) {
                 return;
             }
-            match sandbox::setup(&self.ctx, &self.pod).await {
+            match sandbox::setup(&self.ctx, &self.pod, &self.tokens).await {
                 Ok(s) => {
                     self.sandbox = Some(s);
                     self.sandbox_retry = None;
+                    self.volumes_refresh = Some(Instant::now() + VOLUME_REFRESH);
                     self.problem = None;
                 }
                 Err(problem) => {
                     tracing::warn!(pod = %self.pod_ref.name, reason = %problem.0, message = %problem.1, "cannot set up the pod");
+                    self.events.warn(&problem.0, &problem.1).await;
                     self.problem = Some(problem);
                     self.sandbox_retry = Some(Instant::now() + SANDBOX_RETRY);
                     return;
                 }
             }
+        }
+        if self.volumes_refresh.is_some_and(|at| at <= Instant::now()) {
+            self.refresh_volumes().await;
         }
         for i in 0..self.init.len() {
             match self.init[i].exit_code() {
@@ -317,6 +336,16 @@ impl PodWorker {
         if matches!(phase, "Succeeded" | "Failed") {
             self.done = true;
         }
+    }
+
+    /// Brings the file volumes up to date with their objects and renews expiring tokens.
+    async fn refresh_volumes(&mut self) {
+        self.volumes_refresh = Some(Instant::now() + VOLUME_REFRESH);
+        let Some(sandbox) = &self.sandbox else { return };
+        let addrs = PodAddresses { pod_ip: sandbox.ip.to_string(), host_ip: self.ctx.node_ip.to_string() };
+        let source = ApiData { client: self.ctx.client.clone(), namespace: self.pod_ref.namespace.clone() };
+        let vctx = VolumeContext { pod: &self.pod, addrs: &addrs, node: self.ctx.allocatable, source: &source, tokens: &self.tokens };
+        volumes::refresh(&self.ctx.layout.pod_dir(&self.pod_ref.uid).join("volumes"), &vctx).await;
     }
 
     /// Starts (or restarts, after its back-off) container `i` when restart policy and timing allow.
@@ -381,6 +410,7 @@ impl PodWorker {
                     "ErrImagePull"
                 };
                 tracing::warn!(pod = %pod_ref.name, container = %name, error = %e, "cannot pull the image");
+                self.events.warn("Failed", &format!("Failed to pull image {image:?}: {e}")).await;
                 run.state = RunState::Waiting { reason: reason.into(), message: Some(e.to_string()) };
                 run.retry_at = Some(now + delay);
                 return;
@@ -490,6 +520,7 @@ impl PodWorker {
         }
         if let Some(why) = kill {
             tracing::info!(pod = %self.pod_ref.name, container = %run.name, %why, "restarting the container");
+            self.events.warn("Unhealthy", &why).await;
             run.liveness = None;
             run.startup = None;
             run.readiness = None;

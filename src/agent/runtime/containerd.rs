@@ -10,6 +10,7 @@ use super::client::Client;
 use super::exec_stream::{self, ProcessControl};
 use super::images::registries::Registries;
 use super::images::{import, pull, pull_decision, reference, store, PullDecision};
+use super::log_rotation::LogRotation;
 use super::{containers, exec, ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, ExitStatus, ImageInfo};
 use super::{PullPolicy, RegistryAuth, Result, RuntimeError, StreamRequest, StreamSession, NAMESPACE};
 
@@ -20,6 +21,7 @@ pub struct Containerd {
     fifo_dir: PathBuf,
     registries: Registries,
     attach: AttachRegistry,
+    log_rotation: LogRotation,
 }
 
 impl Containerd {
@@ -32,7 +34,13 @@ impl Containerd {
             let client = closer.clone();
             Box::pin(async move { exec_stream::close_stdin(&client, &id, "").await })
         }));
-        Ok(Self { client, fifo_dir: fifo_dir.to_path_buf(), registries, attach })
+        Ok(Self { client, fifo_dir: fifo_dir.to_path_buf(), registries, attach, log_rotation: LogRotation::default() })
+    }
+
+    /// Rotates containers' logs by `rotation` instead of the kubelet's defaults.
+    pub fn with_log_rotation(mut self, rotation: LogRotation) -> Self {
+        self.log_rotation = rotation;
+        self
     }
 
     /// Imports the image tarball at `path` (OCI layout or `docker save`).
@@ -80,7 +88,7 @@ impl ContainerRuntime for Containerd {
     }
 
     async fn start_container(&self, id: &str) -> Result<()> {
-        containers::start(&self.client, &self.fifo_dir, &self.attach, id).await
+        containers::start(&self.client, &self.fifo_dir, &self.attach, id, self.log_rotation).await
     }
 
     async fn wait_container(&self, id: &str) -> Result<ExitStatus> {
@@ -116,6 +124,6 @@ impl ContainerRuntime for Containerd {
     }
 
     async fn adopt(&self, id: &str) -> Result<()> {
-        containers::resume_logs(&self.client, &self.fifo_dir, &self.attach, id).await
+        containers::resume_logs(&self.client, &self.fifo_dir, &self.attach, id, self.log_rotation).await
     }
 }

@@ -20,6 +20,7 @@ use super::client::Client;
 use super::cri_log::LogFile;
 use super::fifo::{request_path, ProcessFifos};
 use super::images::store;
+use super::log_rotation::LogRotation;
 use super::{spec, ContainerConfig, ContainerInfo, ContainerState, ExitStatus, Result, RuntimeError};
 use super::{LABEL_CGROUP, LABEL_LOG_PATH, LABEL_OOM_KILLED, LABEL_STDIN, SNAPSHOTTER};
 
@@ -117,10 +118,10 @@ fn netns_of(container: &Container) -> Option<PathBuf> {
     namespaces.iter().find(|n| n["type"] == "network").and_then(|n| n["path"].as_str()).map(PathBuf::from)
 }
 
-fn log_file(container: &Container) -> Result<LogFile> {
+fn log_file(container: &Container, rotation: LogRotation) -> Result<LogFile> {
     let id = &container.id;
     let log_path = container.labels.get(LABEL_LOG_PATH).cloned().ok_or_else(|| container_error(id, "no log path label"))?;
-    LogFile::open(Path::new(&log_path)).map_err(RuntimeError::io(&log_path))
+    LogFile::open(Path::new(&log_path), rotation).map_err(RuntimeError::io(&log_path))
 }
 
 fn stdin_once(container: &Container) -> bool {
@@ -128,10 +129,10 @@ fn stdin_once(container: &Container) -> bool {
 }
 
 /// Creates and starts the task of a created container, its output going to its log file (and
-/// to attached clients).
-pub async fn start(client: &Client, fifo_dir: &Path, attach: &AttachRegistry, id: &str) -> Result<()> {
+/// to attached clients), rotated by `rotation`.
+pub async fn start(client: &Client, fifo_dir: &Path, attach: &AttachRegistry, id: &str, rotation: LogRotation) -> Result<()> {
     let container = get(client, id).await?;
-    let log = log_file(&container)?;
+    let log = log_file(&container, rotation)?;
     let mounts = MountsRequest { snapshotter: SNAPSHOTTER.into(), key: container.snapshot_key.clone() };
     let rootfs = client.snapshots().mounts(client.req(mounts)).await.map_err(RuntimeError::grpc("snapshot mounts"))?.into_inner().mounts;
     let tty = has_terminal(&container);
@@ -154,9 +155,9 @@ pub async fn start(client: &Client, fifo_dir: &Path, attach: &AttachRegistry, id
 }
 
 /// Resumes copying the output of a running container (after an agent restart).
-pub async fn resume_logs(client: &Client, fifo_dir: &Path, attach: &AttachRegistry, id: &str) -> Result<()> {
+pub async fn resume_logs(client: &Client, fifo_dir: &Path, attach: &AttachRegistry, id: &str, rotation: LogRotation) -> Result<()> {
     let container = get(client, id).await?;
-    ProcessFifos::reopen(fifo_dir, id)?.copy_to_log(log_file(&container)?, attach, id, stdin_once(&container));
+    ProcessFifos::reopen(fifo_dir, id)?.copy_to_log(log_file(&container, rotation)?, attach, id, stdin_once(&container));
     Ok(())
 }
 

@@ -1,13 +1,16 @@
 //! The CRI container log format the kubelet keeps under /var/log/pods: one line per output
 //! line, `<RFC 3339 timestamp with nanoseconds> <stdout|stderr> <F|P> <text>`, where P marks
-//! a partial line (split because it was too long, or cut by the stream's end mid-line).
+//! a partial line (split because it was too long, or cut by the stream's end mid-line). The
+//! file is rotated by size ([`LogRotation`]).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+
+use super::log_rotation::LogRotation;
 
 /// Lines longer than this are split into partial (`P`) records, as containerd does.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -46,23 +49,44 @@ pub fn record(t: OffsetDateTime, stream: Stream, partial: bool, text: &[u8]) -> 
 
 /// The log file of one container, shared by its stdout and stderr copiers.
 #[derive(Clone)]
-pub struct LogFile(Arc<Mutex<std::fs::File>>);
+pub struct LogFile(Arc<Mutex<OpenLog>>);
+
+struct OpenLog {
+    file: std::fs::File,
+    path: PathBuf,
+    size: u64,
+    rotation: LogRotation,
+}
+
+fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().create(true).append(true).open(path)
+}
 
 impl LogFile {
-    /// Opens (appending; creating it and its directory) the log at `path`.
-    pub fn open(path: &Path) -> std::io::Result<Self> {
+    /// Opens (appending; creating it and its directory) the log at `path`, rotated by `rotation`.
+    pub fn open(path: &Path, rotation: LogRotation) -> std::io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self(Arc::new(Mutex::new(file))))
+        let file = open_append(path)?;
+        let size = file.metadata()?.len();
+        Ok(Self(Arc::new(Mutex::new(OpenLog { file, path: path.to_path_buf(), size, rotation }))))
     }
 
     fn write_record(&self, stream: Stream, partial: bool, text: &[u8]) {
-        let rec = record(OffsetDateTime::now_utc(), stream, partial, text);
-        let mut file = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = file.write_all(&rec) {
-            tracing::warn!(error = %e, "cannot write a container log record");
+        let now = OffsetDateTime::now_utc();
+        let rec = record(now, stream, partial, text);
+        let mut log = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if log.rotation.due(log.size, rec.len()) {
+            let rotated = log.rotation.rotate(&log.path, now).and_then(|_| open_append(&log.path));
+            match rotated {
+                Ok(file) => (log.file, log.size) = (file, 0),
+                Err(e) => tracing::warn!(file = %log.path.display(), error = %e, "cannot rotate a container log"),
+            }
+        }
+        match log.file.write_all(&rec) {
+            Ok(()) => log.size += rec.len() as u64,
+            Err(e) => tracing::warn!(error = %e, "cannot write a container log record"),
         }
     }
 }
@@ -122,7 +146,7 @@ mod tests {
     fn lines_split_into_full_and_partial_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c/0.log");
-        let log = LogFile::open(&path).unwrap();
+        let log = LogFile::open(&path, LogRotation::default()).unwrap();
         let mut out = LineSplitter::new(Stream::Stdout);
         out.push(b"hel", &log);
         out.push(b"lo\nwor", &log);
@@ -150,5 +174,24 @@ mod tests {
             ]
         );
         assert!(text.starts_with(&OffsetDateTime::now_utc().year().to_string()));
+    }
+
+    #[test]
+    fn a_full_log_is_rotated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/0.log");
+        let log = LogFile::open(&path, LogRotation { max_size: 200, max_files: 2 }).unwrap();
+        let mut out = LineSplitter::new(Stream::Stdout);
+        for i in 0..20 {
+            out.push(format!("line {i:02}\n").as_bytes(), &log);
+        }
+        let current = std::fs::read_to_string(&path).unwrap();
+        assert!(current.len() <= 200 && current.trim_end().ends_with("line 19"), "{current}");
+        let rotated = crate::agent::runtime::log_rotation::rotated_files(&path);
+        assert_eq!(rotated.len(), 1, "one rotated file besides the current one");
+        let older = std::fs::read_to_string(&rotated[0]).unwrap();
+        let first_current = current.lines().next().unwrap().rsplit(' ').next().unwrap().to_string();
+        let last_older = older.lines().last().unwrap().rsplit(' ').next().unwrap().to_string();
+        assert_eq!(last_older.parse::<u32>().unwrap() + 1, first_current.parse::<u32>().unwrap(), "no record lost at the seam");
     }
 }

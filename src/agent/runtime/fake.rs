@@ -140,7 +140,7 @@ impl SessionControl for FakeControl {
 }
 
 fn info(name: &str) -> ImageInfo {
-    ImageInfo { name: name.to_string(), digest: super::images::manifest::sha256_digest(name.as_bytes()), size: 0 }
+    ImageInfo { name: name.to_string(), digest: super::images::manifest::sha256_digest(name.as_bytes()), size: 0, pinned: false }
 }
 
 #[async_trait::async_trait]

@@ -15,6 +15,7 @@ mod exec_stream;
 pub mod fake;
 mod fifo;
 pub mod images;
+pub mod log_rotation;
 pub mod node;
 pub mod spec;
 pub mod supervisor;
@@ -237,6 +238,8 @@ pub struct ImageInfo {
     pub digest: String,
     /// Size of the manifest's config and layers (compressed, as stored).
     pub size: u64,
+    /// Kept by image garbage collection (imported airgap images).
+    pub pinned: bool,
 }
 
 /// Credentials for one pull (from imagePullSecrets or registries.yaml).

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::ContainerdPaths;
 use super::containerd::Containerd;
 use super::images::{airgap, registries};
+use super::log_rotation::LogRotation;
 use super::supervisor::{self, Supervisor};
 use super::Result;
 
@@ -23,8 +24,9 @@ pub struct NodeRuntime {
 
 impl NodeRuntime {
     /// Starts containerd under `<data_dir>/agent/containerd` (unless `endpoint` names an
-    /// existing socket), connects, and starts importing the airgap directory.
-    pub async fn start(data_dir: &Path, endpoint: Option<PathBuf>) -> Result<Self> {
+    /// existing socket), connects (container logs rotated by `log_rotation`), and starts
+    /// importing the airgap directory.
+    pub async fn start(data_dir: &Path, endpoint: Option<PathBuf>, log_rotation: LogRotation) -> Result<Self> {
         let paths = ContainerdPaths::for_data_dir(data_dir);
         let (socket, supervisor) = match endpoint {
             Some(socket) => {
@@ -37,7 +39,7 @@ impl NodeRuntime {
             }
         };
         let registries = registries::Registries::load(Path::new(registries::DEFAULT_PATH))?;
-        let runtime = Containerd::connect(&socket, &paths.fifo_dir(), registries).await?;
+        let runtime = Containerd::connect(&socket, &paths.fifo_dir(), registries).await?.with_log_rotation(log_rotation);
         let stop = CancellationToken::new();
         let dir = airgap::dir(data_dir);
         std::fs::create_dir_all(&dir).map_err(super::RuntimeError::io(dir.display()))?;

@@ -77,7 +77,7 @@ async fn import_oci(client: &Client, index: &TarIndex) -> Result<Vec<ImageInfo>>
             continue;
         };
         write_tree(client, index, &desc, 0).await?;
-        out.push(store::register(client, &name, &desc).await?.info());
+        out.push(store::register(client, &name, &desc, true).await?.info());
     }
     Ok(out)
 }
@@ -131,7 +131,7 @@ async fn import_docker(client: &Client, index: &TarIndex) -> Result<Vec<ImageInf
         }
         let target = write_docker_image(client, index, &entry).await?;
         for tag in tags {
-            out.push(store::register(client, &reference::normalize(&tag), &target).await?.info());
+            out.push(store::register(client, &reference::normalize(&tag), &target, true).await?.info());
         }
     }
     Ok(out)

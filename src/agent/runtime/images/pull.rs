@@ -227,7 +227,7 @@ impl Session {
             self.fetch_blob(client, &blob.digest).await?;
         }
         content::write_bytes(client, manifest_body, content::manifest_labels(&m)).await?;
-        Ok(store::register(client, image, &target).await?.info())
+        Ok(store::register(client, image, &target, false).await?.info())
     }
 
     /// Streams one blob into the content store (containerd checks the digest at commit).

@@ -21,6 +21,7 @@ pub struct Resolved {
     pub target: Descriptor,
     pub manifest: Manifest,
     pub config: ImageConfig,
+    pub pinned: bool,
 }
 
 impl Resolved {
@@ -31,8 +32,15 @@ impl Resolved {
 
     pub fn info(&self) -> ImageInfo {
         let size = self.manifest.config.size + self.manifest.layers.iter().map(|l| l.size).sum::<i64>();
-        ImageInfo { name: self.name.clone(), digest: self.target.digest.clone(), size: size.max(0) as u64 }
+        ImageInfo { name: self.name.clone(), digest: self.target.digest.clone(), size: size.max(0) as u64, pinned: self.pinned }
     }
+}
+
+/// The label of images garbage collection must keep (containerd's CRI and k3s use it).
+pub const PINNED_LABEL: &str = "io.cri-containerd.pinned";
+
+fn is_pinned(labels: &HashMap<String, String>) -> bool {
+    labels.get(PINNED_LABEL).is_some_and(|v| v == "pinned")
 }
 
 fn image_error(image: &str, message: impl Into<String>) -> RuntimeError {
@@ -69,14 +77,15 @@ pub fn sniff_media_type(bytes: &[u8]) -> String {
     }
 }
 
-/// Reads the manifest and config of `target`, unpacks its layers and points `name` at it.
-pub async fn register(client: &Client, name: &str, target: &Descriptor) -> Result<Resolved> {
+/// Reads the manifest and config of `target`, unpacks its layers and points `name` at it
+/// (`pinned`: image garbage collection keeps it, as for airgap images).
+pub async fn register(client: &Client, name: &str, target: &Descriptor, pinned: bool) -> Result<Resolved> {
     let manifest = platform_manifest(client, name, target).await?;
     let config = read_config(client, name, &manifest).await?;
     unpack::unpack(client, name, &manifest, &config).await?;
-    put(client, name, target).await?;
-    tracing::info!(image = %name, digest = %target.digest, "image ready");
-    Ok(Resolved { name: name.to_string(), target: target.clone(), manifest, config })
+    put(client, name, target, pinned).await?;
+    tracing::info!(image = %name, digest = %target.digest, pinned, "image ready");
+    Ok(Resolved { name: name.to_string(), target: target.clone(), manifest, config, pinned })
 }
 
 async fn read_config(client: &Client, name: &str, manifest: &Manifest) -> Result<ImageConfig> {
@@ -84,14 +93,20 @@ async fn read_config(client: &Client, name: &str, manifest: &Manifest) -> Result
     serde_json::from_slice(&bytes).map_err(|e| image_error(name, format!("bad image config: {e}")))
 }
 
-/// Creates the image record `name` → `target`, or moves an existing one.
-pub async fn put(client: &Client, name: &str, target: &Descriptor) -> Result<()> {
-    let image = Image { name: name.to_string(), target: Some(target.to_proto()), labels: HashMap::new(), ..Default::default() };
+/// Creates the image record `name` → `target`, or moves an existing one; `pinned` labels it
+/// as kept by garbage collection (an existing pin stays either way).
+pub async fn put(client: &Client, name: &str, target: &Descriptor, pinned: bool) -> Result<()> {
+    let labels: HashMap<String, String> = if pinned { [(PINNED_LABEL.to_string(), "pinned".to_string())].into() } else { HashMap::new() };
+    let image = Image { name: name.to_string(), target: Some(target.to_proto()), labels, ..Default::default() };
     let create = CreateImageRequest { image: Some(image.clone()), source_date_epoch: None };
     match client.images().create(client.req(create)).await {
         Ok(_) => Ok(()),
         Err(s) if s.code() == tonic::Code::AlreadyExists => {
-            let mask = prost_types::FieldMask { paths: vec!["target".into()] };
+            let mut paths = vec!["target".to_string()];
+            if pinned {
+                paths.push(format!("labels.{PINNED_LABEL}"));
+            }
+            let mask = prost_types::FieldMask { paths };
             let update = UpdateImageRequest { image: Some(image), update_mask: Some(mask), source_date_epoch: None };
             client.images().update(client.req(update)).await.map_err(RuntimeError::grpc("image update"))?;
             Ok(())
@@ -111,10 +126,12 @@ pub async fn get(client: &Client, name: &str) -> Result<Option<Resolved>> {
         Err(s) if s.code() == tonic::Code::NotFound => None,
         Err(s) => return Err(RuntimeError::grpc("image get")(s)),
     };
-    let Some(target) = image.and_then(|i| i.target).map(descriptor) else { return Ok(None) };
+    let Some(image) = image else { return Ok(None) };
+    let pinned = is_pinned(&image.labels);
+    let Some(target) = image.target.map(descriptor) else { return Ok(None) };
     let manifest = platform_manifest(client, name, &target).await?;
     let config = read_config(client, name, &manifest).await?;
-    Ok(Some(Resolved { name: name.to_string(), target, manifest, config }))
+    Ok(Some(Resolved { name: name.to_string(), target, manifest, config, pinned }))
 }
 
 /// Every image in the store (those whose content is incomplete are skipped with a warning).
@@ -126,7 +143,8 @@ pub async fn list(client: &Client) -> Result<Vec<ImageInfo>> {
         match platform_manifest(client, &image.name, &target).await {
             Ok(m) => {
                 let size = m.config.size + m.layers.iter().map(|l| l.size).sum::<i64>();
-                out.push(ImageInfo { name: image.name, digest: target.digest, size: size.max(0) as u64 });
+                let pinned = is_pinned(&image.labels);
+                out.push(ImageInfo { name: image.name, digest: target.digest, size: size.max(0) as u64, pinned });
             }
             Err(e) => tracing::warn!(image = %image.name, error = %e, "skipping an image whose content is incomplete"),
         }

@@ -1,0 +1,66 @@
+//! Where a pod's persistentVolumeClaim is on this node: the bound PersistentVolume's hostPath or
+//! local path. A claim that is missing, unbound or of another volume type is an error message
+//! worded like the kubelet's.
+
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+
+use super::volumes::host_path;
+
+/// The name of the PersistentVolume claim `name` is bound to.
+pub fn bound_volume(name: &str, claim: Option<&PersistentVolumeClaim>) -> Result<String, String> {
+    let claim = claim.ok_or_else(|| format!("persistentvolumeclaim {name:?} not found"))?;
+    if claim.metadata.deletion_timestamp.is_some() {
+        return Err(format!("persistentvolumeclaim {name:?} is being deleted"));
+    }
+    let volume = claim.spec.as_ref().and_then(|s| s.volume_name.clone()).filter(|v| !v.is_empty());
+    volume.ok_or_else(|| format!("persistentvolumeclaim {name:?} is not bound"))
+}
+
+/// The host path of PersistentVolume `volume` (bound to claim `claim`).
+pub fn volume_path(claim: &str, volume: &str, pv: Option<&PersistentVolume>) -> Result<PathBuf, String> {
+    let pv = pv.ok_or_else(|| format!("persistentvolume {volume:?} of persistentvolumeclaim {claim:?} not found"))?;
+    let spec = pv.spec.as_ref();
+    if let Some(h) = spec.and_then(|s| s.host_path.as_ref()) {
+        let source = k8s_openapi::api::core::v1::HostPathVolumeSource { path: h.path.clone(), type_: h.type_.clone() };
+        return host_path(&source);
+    }
+    if let Some(l) = spec.and_then(|s| s.local.as_ref()) {
+        let path = PathBuf::from(&l.path);
+        return if path.exists() { Ok(path) } else { Err(format!("local volume {volume:?}: path {} does not exist", l.path)) };
+    }
+    Err(format!("persistentvolume {volume:?}: only hostPath and local volumes are supported on this node"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn claims_resolve_to_their_volume_path() {
+        assert_eq!(bound_volume("data", None).unwrap_err(), "persistentvolumeclaim \"data\" not found");
+        let pending: PersistentVolumeClaim = serde_json::from_value(json!({"metadata": {"name": "data"}, "spec": {}})).unwrap();
+        assert_eq!(bound_volume("data", Some(&pending)).unwrap_err(), "persistentvolumeclaim \"data\" is not bound");
+        let bound: PersistentVolumeClaim =
+            serde_json::from_value(json!({"metadata": {"name": "data"}, "spec": {"volumeName": "pv1"}})).unwrap();
+        assert_eq!(bound_volume("data", Some(&bound)).unwrap(), "pv1");
+
+        let dir = tempfile::tempdir().unwrap();
+        let made = dir.path().join("made");
+        let host: PersistentVolume = serde_json::from_value(json!({"metadata": {"name": "pv1"},
+            "spec": {"hostPath": {"path": made.to_str().unwrap(), "type": "DirectoryOrCreate"}}}))
+        .unwrap();
+        assert_eq!(volume_path("data", "pv1", Some(&host)).unwrap(), made);
+        assert!(made.is_dir());
+        let local: PersistentVolume = serde_json::from_value(json!({"metadata": {"name": "pv2"},
+            "spec": {"local": {"path": "/nonexistent/orch"}}}))
+        .unwrap();
+        assert!(volume_path("data", "pv2", Some(&local)).unwrap_err().contains("does not exist"));
+        let nfs: PersistentVolume =
+            serde_json::from_value(json!({"metadata": {"name": "pv3"}, "spec": {"nfs": {"server": "x", "path": "/"}}})).unwrap();
+        assert!(volume_path("data", "pv3", Some(&nfs)).unwrap_err().contains("only hostPath and local"));
+        assert!(volume_path("data", "pv4", None).unwrap_err().contains("not found"));
+    }
+}
