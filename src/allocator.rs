@@ -8,11 +8,18 @@ use std::os::raw::{c_int, c_long};
 /// pinned in Cargo.toml; the test below checks the number still names that option).
 const ARENA_EAGER_COMMIT: c_int = 4;
 
-/// Applies orch's allocator settings; call first thing in `main`.
-pub fn tune() {
-    // SAFETY: setting an option is a plain store into mimalloc's option table.
+/// Applies orch's allocator settings. It must run before the first allocation, which
+/// reserves mimalloc's first arena — i.e. before Rust's runtime starts `main` —, so it is a
+/// constructor in `.init_array` (what the `ctor` crate does), run by the loader.
+extern "C" fn tune() {
+    // SAFETY: setting an option is a plain store into mimalloc's option table; nothing else
+    // runs yet.
     unsafe { libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0 as c_long) };
 }
+
+#[used]
+#[link_section = ".init_array"]
+static TUNE: extern "C" fn() = tune;
 
 #[cfg(test)]
 mod tests {
@@ -20,10 +27,11 @@ mod tests {
 
     #[test]
     fn the_option_number_names_arena_eager_commit() {
-        // Its default is 2 ("on overcommit systems"); no neighbouring option defaults to 2.
-        let default = unsafe { libmimalloc_sys::mi_option_get(ARENA_EAGER_COMMIT) };
-        assert_eq!(default, 2);
+        // The constructor set it to 0 (its default is 2, "on overcommit systems"); no
+        // neighbouring option is 0 and 2 by default.
+        let value = unsafe { libmimalloc_sys::mi_option_get(ARENA_EAGER_COMMIT) };
+        assert_eq!(value, 0);
         let neighbours = [3, 5].map(|o| unsafe { libmimalloc_sys::mi_option_get(o) });
-        assert!(!neighbours.contains(&2), "{neighbours:?}");
+        assert!(!neighbours.contains(&2) && !neighbours.contains(&0), "{neighbours:?}");
     }
 }

@@ -15,7 +15,6 @@ fn init_logging(debug: bool) {
 }
 
 fn main() -> anyhow::Result<()> {
-    allocator::tune();
     let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -4,7 +4,8 @@
 //! interfaces are never touched. The busybox test image goes in through the airgap directory.
 //! With kubectl: a pod runs and logs, a second pod reaches it over TCP, a Job completes, a
 //! crashing container goes into CrashLoopBackOff, deletion stops a container within its grace
-//! period, and restarting the agent adopts running containers.
+//! period, restarting the agent adopts running containers, and pods keep running through a
+//! server restart.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -148,7 +149,7 @@ async fn a_real_node_runs_pods_end_to_end() {
     }
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let server = ready_server(dir.path(), &[]).await;
+    let mut server = ready_server(dir.path(), &[]).await;
     let client = kube_client(&server).await;
     let mut node = TestNode::new();
     node.start_agent(&server, free_port());
@@ -240,6 +241,14 @@ async fn a_real_node_runs_pods_end_to_end() {
     assert!(!running_process("sleep 3601"), "the container was stopped");
     let took = started.elapsed();
     assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(12), "stopped after the 3s grace period, took {took:?}");
+
+    // A server restart leaves the pod running, and the agent resumes: it carries out the
+    // deletions below.
+    server.terminate(Duration::from_secs(20));
+    server.restart();
+    server.wait_member(Duration::from_secs(30)).await;
+    let after = pod_where(&pods, "server", "Running after the server restart", &node, |p| phase(p) == "Running").await;
+    assert_eq!(container_id(&after), container_id(&before), "the same container after the server restart");
 
     // Everything is cleaned up by the agent when the pods go.
     for name in ["server", "client", "crash"] {
