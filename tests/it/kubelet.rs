@@ -7,7 +7,7 @@
 //! period, restarting the agent adopts running containers, and pods keep running through a
 //! server restart.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
@@ -15,7 +15,9 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use orch::testkit::node::NodeSandbox;
 
-use crate::support::{free_port, kube_client, kubectl, orch_binary, ready_server, skip_without_containers, wait_for, AgentProc};
+use crate::support::{
+    free_port, kube_client, kubectl, orch_binary, ready_server, skip_without_containers, wait_for, AgentProc, ServerProc,
+};
 
 const NODE: &str = "kubelet-test";
 
@@ -36,12 +38,8 @@ impl TestNode {
         self.sandbox.root().join("node")
     }
 
-    pub(crate) fn start_agent(&mut self, server: &crate::support::ServerProc, kubelet_port: u16) {
-        self.start_agent_with(server, kubelet_port, &[]);
-    }
-
     /// Starts the agent with `extra` flags besides the test node's own.
-    pub(crate) fn start_agent_with(&mut self, server: &crate::support::ServerProc, kubelet_port: u16, extra: &[&str]) {
+    pub(crate) fn start_agent_with(&mut self, server: &ServerProc, kubelet_port: u16, extra: &[&str]) {
         let images = self.data_dir().join("agent/images");
         std::fs::create_dir_all(&images).unwrap();
         orch::testkit::images::busybox_oci_tar(&images.join("busybox.tar")).expect("building the busybox image");
@@ -84,6 +82,18 @@ impl TestNode {
     fn log(&self) -> String {
         self.agent.as_ref().map(AgentProc::log).unwrap_or_default()
     }
+}
+
+/// What every real-node test starts from: a server under `dir` and a test node joined to it
+/// (`agent_flags` besides its own), Ready with the busybox image; the node's podCIDR last.
+/// Bind them in this order so the node is dropped (and cleaned up) before the server.
+pub(crate) async fn start_real_node(dir: &Path, agent_flags: &[&str]) -> (ServerProc, kube::Client, TestNode, String) {
+    let server = ready_server(dir, &[]).await;
+    let client = kube_client(&server).await;
+    let mut node = TestNode::new();
+    node.start_agent_with(&server, free_port(), agent_flags);
+    let cidr = node.wait_ready(&client).await;
+    (server, client, node, cidr)
 }
 
 impl Drop for TestNode {
@@ -149,12 +159,7 @@ async fn a_real_node_runs_pods_end_to_end() {
     }
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let mut server = ready_server(dir.path(), &[]).await;
-    let client = kube_client(&server).await;
-    let mut node = TestNode::new();
-    node.start_agent(&server, free_port());
-
-    let cidr = node.wait_ready(&client).await;
+    let (mut server, client, mut node, cidr) = start_real_node(dir.path(), &[]).await;
     let info = Api::<Node>::all(client.clone()).get(NODE).await.unwrap().status.unwrap().node_info.unwrap();
     assert!(info.container_runtime_version.starts_with("containerd://"), "{info:?}");
     assert!(!info.kernel_version.is_empty() && !info.os_image.is_empty());
@@ -220,7 +225,10 @@ async fn a_real_node_runs_pods_end_to_end() {
     node.agent().terminate(Duration::from_secs(30));
     assert!(running_process("nc -l -p 8080") || running_process("while true"), "the container outlives the agent");
     node.agent().restart();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    wait_for(Duration::from_secs(30), "the restarted agent to adopt its containers", || async {
+        node.log().contains("adopted a running container").then_some(())
+    })
+    .await;
     let after = pod_where(&pods, "server", "still Running after the agent restart", &node, |p| phase(p) == "Running").await;
     assert_eq!(container_id(&after), container_id(&before), "the same container");
     assert_eq!(restart_count(&after), 0);

@@ -13,8 +13,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ContainerStatus, Endpoints, Event, Pod};
 use kube::Api;
 
-use crate::kubelet::{phase, pod_where, TestNode};
-use crate::support::{free_port, kube_client, kubectl, ready_server, skip_without_containers, wait_for, ServerProc};
+use crate::kubelet::{phase, pod_where, start_real_node};
+use crate::support::{kubectl, skip_without_containers, wait_for, ServerProc};
 
 const OBJECTS: &str = r#"apiVersion: v1
 kind: ConfigMap
@@ -217,11 +217,7 @@ async fn probes_volumes_env_and_failures_on_a_real_node() {
     }
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let server = ready_server(dir.path(), &[]).await;
-    let client = kube_client(&server).await;
-    let mut node = TestNode::new();
-    node.start_agent_with(&server, free_port(), &["--container-log-max-size=16Ki", "--container-log-max-files=2"]);
-    node.wait_ready(&client).await;
+    let (server, client, node, _) = start_real_node(dir.path(), &["--container-log-max-size=16Ki", "--container-log-max-files=2"]).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     // The ServiceAccount admission needs the default ServiceAccount to exist.
     wait_for(Duration::from_secs(30), "the default ServiceAccount", || async {
@@ -349,11 +345,7 @@ async fn memory_volumes_claims_and_refreshed_files_on_a_real_node() {
     }
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let server = ready_server(dir.path(), &[]).await;
-    let client = kube_client(&server).await;
-    let mut node = TestNode::new();
-    node.start_agent(&server, free_port());
-    node.wait_ready(&client).await;
+    let (server, client, mut node, _) = start_real_node(dir.path(), &[]).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pv_dir = dir.path().join("pv");
     wait_for(Duration::from_secs(30), "the default ServiceAccount", || async {

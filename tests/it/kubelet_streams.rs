@@ -17,8 +17,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::kubelet::{phase, pod_where, TestNode};
-use crate::support::{free_port, kube_client, kubectl, kubectl_with, ready_server, skip_without_containers, ServerProc};
+use crate::kubelet::{phase, pod_where, start_real_node};
+use crate::support::{free_port, kubectl, kubectl_with, skip_without_containers, ServerProc};
 
 const SPDY_EXEC: &[(&str, &str)] = &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")];
 const SPDY_PORT_FORWARD: &[(&str, &str)] = &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")];
@@ -142,11 +142,7 @@ async fn kubectl_exec_attach_cp_and_port_forward_reach_containers() {
     }
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let server = ready_server(dir.path(), &[]).await;
-    let client = kube_client(&server).await;
-    let mut node = TestNode::new();
-    node.start_agent(&server, free_port());
-    node.wait_ready(&client).await;
+    let (server, client, node, _) = start_real_node(dir.path(), &[]).await;
     let (ok, out, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(PODS)).await;
     assert!(ok, "kubectl apply failed: {out}{err}");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
