@@ -21,25 +21,13 @@ use tokio_util::sync::CancellationToken;
 /// `InitApply`… `InitDone` (a full list, also replayed to late subscribers) replaces
 /// everything known before; the flag of `InitApply`/`Apply` says whether the object was
 /// unknown to the cache before this event.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Change<K> {
     Init,
     InitApply(Arc<K>, bool),
     InitDone,
     Apply(Arc<K>, bool),
     Delete(Arc<K>),
-}
-
-impl<K> Clone for Change<K> {
-    fn clone(&self) -> Self {
-        match self {
-            Change::Init => Change::Init,
-            Change::InitApply(o, n) => Change::InitApply(o.clone(), *n),
-            Change::InitDone => Change::InitDone,
-            Change::Apply(o, n) => Change::Apply(o.clone(), *n),
-            Change::Delete(o) => Change::Delete(o.clone()),
-        }
-    }
 }
 
 impl<K> Change<K> {
@@ -110,28 +98,22 @@ impl<K: Watched> OwnerIndex<K> {
 }
 
 /// One kind's shared watch: its cache and its subscribers.
+#[derive(Clone)]
 pub struct Informer<K: Watched> {
     store: Store<K>,
     owners: Arc<OwnerIndex<K>>,
     subscribers: Arc<Mutex<Subscribers<K>>>,
-    /// Turns true with the first full list. (Not `Store::wait_until_ready`: its future wakes
-    /// only the last of several tasks waiting at once.)
+    /// Turns true with the first full list, set while the subscribers' lock is held (late
+    /// subscribers are then sent the cache first). Not `Store::wait_until_ready`: its future
+    /// wakes only the last of several tasks waiting at once.
     listed: watch::Receiver<bool>,
-}
-
-impl<K: Watched> Clone for Informer<K> {
-    fn clone(&self) -> Self {
-        Self { store: self.store.clone(), owners: self.owners.clone(), subscribers: self.subscribers.clone(), listed: self.listed.clone() }
-    }
 }
 
 struct Subscribers<K> {
     queues: Vec<mpsc::UnboundedSender<Change<K>>>,
-    /// Whether a first full list arrived (late subscribers are then sent the cache first).
-    listed: bool,
 }
 
-impl<K> Subscribers<K> {
+impl<K: Clone> Subscribers<K> {
     fn send(&mut self, change: Change<K>) {
         self.queues.retain(|q| q.send(change.clone()).is_ok());
     }
@@ -141,7 +123,7 @@ impl<K: Watched> Informer<K> {
     /// Starts watching every object of `api` until `shutdown`.
     fn start(api: Api<K>, shutdown: CancellationToken) -> Self {
         let (store, writer) = reflector::store::<K>();
-        let subscribers = Arc::new(Mutex::new(Subscribers { queues: Vec::new(), listed: false }));
+        let subscribers = Arc::new(Mutex::new(Subscribers { queues: Vec::new() }));
         let (listed_tx, listed) = watch::channel(false);
         let owners = Arc::new(OwnerIndex(RwLock::default()));
         let informer = Self { store: store.clone(), owners: owners.clone(), subscribers: subscribers.clone(), listed };
@@ -198,7 +180,7 @@ impl<K: Watched> Informer<K> {
     pub fn subscribe(&self) -> impl Stream<Item = Change<K>> + Send + 'static {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
-        if subscribers.listed {
+        if *self.listed.borrow() {
             let _ = tx.send(Change::Init);
             for obj in self.store.state() {
                 let _ = tx.send(Change::InitApply(obj, true));
@@ -263,7 +245,6 @@ impl<K: Watched> Feed<K> {
                     }
                 }
                 subscribers.send(Change::InitDone);
-                subscribers.listed = true;
                 self.listed.send_replace(true);
                 tracing::debug!(kind = %K::kind(&()), objects = self.store.state().len(), "informer listed");
             }
@@ -316,7 +297,7 @@ mod tests {
 
     fn feed() -> (Informer<ConfigMap>, Feed<ConfigMap>) {
         let (store, writer) = reflector::store::<ConfigMap>();
-        let subscribers = Arc::new(Mutex::new(Subscribers { queues: Vec::new(), listed: false }));
+        let subscribers = Arc::new(Mutex::new(Subscribers { queues: Vec::new() }));
         let (listed_tx, listed) = watch::channel(false);
         let owners = Arc::new(OwnerIndex(RwLock::default()));
         let informer = Informer { store: store.clone(), owners: owners.clone(), subscribers: subscribers.clone(), listed };
