@@ -41,9 +41,9 @@ fn key_of<K: ResourceExt>(obj: &K) -> Key {
 }
 
 enum Change {
-    Service(Event<Service>),
+    Service(informer::Change<Service>),
     Pod(informer::Change<Pod>),
-    Endpoints(Event<Endpoints>),
+    Endpoints(informer::Change<Endpoints>),
     Slice(Event<EndpointSlice>),
 }
 
@@ -93,8 +93,8 @@ impl EndpointsController {
     /// The Services a change concerns.
     fn concerned(&self, change: &Change) -> Vec<Key> {
         match change {
-            Change::Service(e) => object(e).map(key_of).into_iter().collect(),
-            Change::Endpoints(e) => object(e).map(key_of).into_iter().collect(),
+            Change::Service(e) => e.object().map(|s| key_of(s.as_ref())).into_iter().collect(),
+            Change::Endpoints(e) => e.object().map(|e| key_of(e.as_ref())).into_iter().collect(),
             Change::Slice(e) => object(e)
                 .and_then(|s| Some((s.namespace().unwrap_or_default(), s.labels().get(SERVICE_NAME_LABEL)?.clone())))
                 .into_iter()
@@ -191,13 +191,18 @@ impl EndpointsController {
     }
 }
 
+/// The shared cache of every `K` and its changes.
+fn subscribe<K: informer::Watched>(informers: &informer::Informers) -> (Store<K>, impl futures::Stream<Item = informer::Change<K>>) {
+    let informer = informers.get::<K>();
+    (informer.store(), informer.subscribe())
+}
+
 /// Runs the endpoints controller until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    let (services, service_events) = reflect(Api::<Service>::all(client.clone()), watcher::Config::default());
-    let pod_informer = ctx.informers.get::<Pod>();
-    let (pods, pod_events) = (pod_informer.store(), pod_informer.subscribe());
-    let (endpoints, endpoint_events) = reflect(Api::<Endpoints>::all(client.clone()), watcher::Config::default());
+    let (services, service_events) = subscribe::<Service>(&ctx.informers);
+    let (pods, pod_events) = subscribe::<Pod>(&ctx.informers);
+    let (endpoints, endpoint_events) = subscribe::<Endpoints>(&ctx.informers);
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let (slices, slice_events) = reflect(Api::<EndpointSlice>::all(client.clone()), managed);
     let streams: Vec<BoxStream<'static, Change>> = vec![
@@ -219,9 +224,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             change = changes.next() => {
                 let Some(change) = change else { return };
                 let which = match &change {
-                    Change::Service(e) => (0, matches!(e, Event::InitDone)),
+                    Change::Service(e) => (0, matches!(e, informer::Change::InitDone)),
                     Change::Pod(e) => (1, matches!(e, informer::Change::InitDone)),
-                    Change::Endpoints(e) => (2, matches!(e, Event::InitDone)),
+                    Change::Endpoints(e) => (2, matches!(e, informer::Change::InitDone)),
                     Change::Slice(e) => (3, matches!(e, Event::InitDone)),
                 };
                 listed[which.0] |= which.1;
