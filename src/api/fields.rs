@@ -128,6 +128,18 @@ impl FieldSelector {
         Ok(Self(terms))
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The value of `field` when the selector is exactly one equality term on it.
+    pub fn only(&self, field: &str) -> Option<&str> {
+        match self.0.as_slice() {
+            [t] if t.field == field && t.equal => Some(&t.value),
+            _ => None,
+        }
+    }
+
     /// The value an equality term requires of `field`, if there is one.
     pub fn equals(&self, field: &str) -> Option<&str> {
         self.0.iter().find(|t| t.field == field && t.equal).map(|t| t.value.as_str())

@@ -19,6 +19,7 @@ mod openapi;
 mod patch;
 mod protobuf;
 mod protobuf_workloads;
+mod raw_json;
 mod rbac;
 mod registry;
 mod selector;

@@ -16,7 +16,7 @@ use super::objects::{self, Scope, SharedStore};
 use super::registry::Resource;
 use super::status::ApiError;
 use super::table;
-use super::watch_cache::{line, Subscription, WatchCaches};
+use super::watch_cache::{indexes_nodes, line, ResourceCache, Subscription, WatchCaches};
 use crate::store::{EventKind, KeyRange, Revision, StoreError, WatchRequest};
 
 /// How the events' objects are shaped.
@@ -69,14 +69,15 @@ pub async fn watch(
         page.revision
     };
     let resource = scope.resource;
-    let node = if (resource.group, resource.plural) == ("", "pods") { selector.fields.equals("spec.nodeName") } else { None };
-    let subscription = match caches.get(&store, resource).await {
-        Some(cache) => cache.subscribe(from, node.map(str::to_string)),
-        None => None,
-    };
-    let live: Lines = match subscription {
-        Some(sub) => from_cache(sub, scope.namespace.filter(|_| resource.namespaced).map(str::to_string), selector, from, shape),
-        None => match from_store(&store, &scope, selector, from, shape).await? {
+    let index_nodes = indexes_nodes(resource);
+    // Node agents' `spec.nodeName=<node>` watches are served from the cache's node index.
+    let node = selector.fields.equals("spec.nodeName").filter(|n| index_nodes && !n.is_empty()).map(str::to_string);
+    let namespace = scope.namespace.filter(|_| resource.namespaced).map(str::to_string);
+    let cache = caches.get(&store, resource).await;
+    let feed = Feed { namespace, selector, shape, index_nodes, node };
+    let live: Lines = match cache.as_ref().and_then(|c| c.subscribe(from, feed.node.clone())) {
+        Some(sub) => feed.from_cache(sub, from),
+        None => match catch_up(&store, &scope, feed, from, cache).await? {
             Ok(stream) => stream,
             Err(gone) => return Ok(json_stream(Body::from(gone))),
         },
@@ -93,45 +94,88 @@ pub async fn watch(
 /// Watch lines with the revision of the change each reports.
 type Lines = BoxStream<'static, (Revision, bytes::Bytes)>;
 
-/// Events from the shared watch cache: decoded once for all watchers.
-fn from_cache(sub: Subscription, namespace: Option<String>, selector: objects::Selection, from: Revision, shape: Shape) -> Lines {
-    let replay = futures::stream::iter(sub.replay);
-    let live = tokio_stream_from(sub.live);
-    replay
-        .chain(live)
-        .filter_map(move |change| {
-            let in_scope = change.revision > from && namespace.as_deref().is_none_or(|ns| change.object["metadata"]["namespace"] == ns);
-            let out = in_scope
-                .then(|| {
-                    let now = change.kind == EventKind::Put && selector.matches(&change.object);
-                    let before = change.previous.as_deref().is_some_and(|p| selector.matches(p));
-                    match shape {
-                        Shape::Object => change.line(now, before),
-                        Shape::Table(_) => change.event_type(now, before).map(|kind| line(kind, &shape.apply((*change.object).clone()))),
-                    }
-                })
-                .flatten()
-                .map(|l| (change.revision, l));
-            futures::future::ready(out)
-        })
-        .boxed()
+/// What one watcher selects and how its events are shaped.
+struct Feed {
+    /// Only objects of this namespace (a namespaced watch).
+    namespace: Option<String>,
+    selector: objects::Selection,
+    shape: Shape,
+    /// The resource's cache indexes `spec.nodeName` (pods).
+    index_nodes: bool,
+    /// The node whose pods this watcher follows through the index.
+    node: Option<String>,
+}
+
+impl Feed {
+    /// Events from the shared watch cache: each line rendered once for all watchers.
+    fn from_cache(self, sub: Subscription, from: Revision) -> Lines {
+        let replay = futures::stream::iter(sub.replay);
+        let live = tokio_stream_from(sub.live);
+        replay
+            .chain(live)
+            .filter_map(move |change| {
+                let in_scope = change.revision > from && self.namespace.as_deref().is_none_or(|ns| change.namespace == ns);
+                let out = in_scope
+                    .then(|| {
+                        let (now, before) = change.selected_by(&self.selector, self.index_nodes);
+                        match self.shape {
+                            Shape::Object => change.line(now, before),
+                            Shape::Table(_) => {
+                                let kind = change.event_type(now, before)?;
+                                Some(line(kind, &self.shape.apply(change.object()?.clone())))
+                            }
+                        }
+                    })
+                    .flatten()
+                    .map(|l| (change.revision, l));
+                futures::future::ready(out)
+            })
+            .boxed()
+    }
+
+    /// The watch lines of a batch of events read from the store's history.
+    fn from_history(&self, events: Vec<crate::store::Event>) -> Vec<(Revision, bytes::Bytes)> {
+        events
+            .into_iter()
+            .filter_map(|ev| {
+                let (kind, kv) = match ev.kind {
+                    EventKind::Put if ev.prev_kv.is_none() => ("ADDED", &ev.kv),
+                    EventKind::Put => ("MODIFIED", &ev.kv),
+                    EventKind::Delete => ("DELETED", ev.prev_kv.as_ref()?),
+                };
+                let mut obj = objects::decode(kv).ok()?;
+                if ev.kind == EventKind::Delete {
+                    obj["metadata"]["resourceVersion"] = json!(ev.kv.mod_revision.to_string());
+                }
+                self.selector.matches(&obj).then(|| (ev.kv.mod_revision, line(kind, &self.shape.apply(obj))))
+            })
+            .collect()
+    }
 }
 
 fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> BoxStream<'static, T> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }
 
-/// Events read from the store's own history (a resourceVersion older than the cache holds).
-/// `Err` carries the 410 ERROR line when that history is compacted.
-async fn from_store(
+/// Where a catching-up watcher reads next.
+enum Source {
+    History(BoxStream<'static, Result<Vec<crate::store::Event>, StoreError>>, Feed),
+    Cache(Lines),
+}
+
+/// A watcher resuming from a resourceVersion older than the watch cache holds: events from the
+/// store's history (decoded for this watcher alone) until they reach what the cache covers,
+/// then the cache's shared lines. `Err` carries the 410 ERROR line when that history is
+/// compacted.
+async fn catch_up(
     store: &SharedStore,
     scope: &Scope<'_>,
-    selector: objects::Selection,
+    feed: Feed,
     from: Revision,
-    shape: Shape,
+    cache: Option<Arc<ResourceCache>>,
 ) -> Result<Result<Lines, bytes::Bytes>, ApiError> {
     let range = KeyRange::prefix(scope.resource.key_prefix(scope.namespace));
-    let events = match store.watch(WatchRequest { range, start_revision: from + 1 }).await {
+    let history = match store.watch(WatchRequest { range, start_revision: from + 1 }).await {
         Ok(w) => w,
         Err(e @ StoreError::Compacted { .. }) => {
             let status = ApiError::gone(format!("too old resource version: {from} ({e})")).to_status();
@@ -139,28 +183,34 @@ async fn from_store(
         }
         Err(e) => return Err(e.into()),
     };
-    let live = events.flat_map(move |batch| {
-        let lines: Vec<(Revision, bytes::Bytes)> = match batch {
-            Ok(events) => events
-                .into_iter()
-                .filter_map(|ev| {
-                    let (kind, kv) = match ev.kind {
-                        EventKind::Put if ev.prev_kv.is_none() => ("ADDED", &ev.kv),
-                        EventKind::Put => ("MODIFIED", &ev.kv),
-                        EventKind::Delete => ("DELETED", ev.prev_kv.as_ref()?),
-                    };
-                    let mut obj = objects::decode(kv).ok()?;
-                    if ev.kind == EventKind::Delete {
-                        obj["metadata"]["resourceVersion"] = json!(ev.kv.mod_revision.to_string());
+    let lines = futures::stream::unfold(Some(Source::History(history, feed)), move |source| {
+        let cache = cache.clone();
+        async move {
+            match source? {
+                Source::Cache(lines) => Some((lines, None)),
+                Source::History(mut history, feed) => {
+                    match history.next().await? {
+                        Err(e) => Some((futures::stream::iter([(from, line("ERROR", &ApiError::from(e).to_status()))]).boxed(), None)),
+                        Ok(events) => {
+                            // Batches end at revision boundaries: everything up to `last` is sent.
+                            let last = events.last().map(|e| e.kv.mod_revision);
+                            let lines = futures::stream::iter(feed.from_history(events)).boxed();
+                            let handover = last.zip(cache).and_then(|(last, cache)| Some((last, cache.subscribe(last, feed.node.clone())?)));
+                            let next = match handover {
+                                Some((last, sub)) => {
+                                    tracing::debug!(from, caught_up_at = last, "watch caught up with the store's history; following the watch cache");
+                                    Source::Cache(feed.from_cache(sub, last))
+                                }
+                                None => Source::History(history, feed),
+                            };
+                            Some((lines, Some(next)))
+                        }
                     }
-                    selector.matches(&obj).then(|| (ev.kv.mod_revision, line(kind, &shape.apply(obj))))
-                })
-                .collect(),
-            Err(e) => vec![(from, line("ERROR", &ApiError::from(e).to_status()))],
-        };
-        futures::stream::iter(lines)
+                }
+            }
+        }
     });
-    Ok(Ok(live.boxed()))
+    Ok(Ok(lines.flatten().boxed()))
 }
 
 /// Interleaves BOOKMARK events carrying the revision of the last event sent.

@@ -1,8 +1,8 @@
-//! The watch cache: one store watch per resource, each event decoded once and fanned out to
-//! every API watcher of that resource, with a ring of recent decoded events to resume from
-//! and an index on pods' `spec.nodeName` so a thousand node agents watching "their" pods cost
-//! one map lookup per event instead of a thousand JSON decodes (kube-apiserver's watch cache
-//! with indexed triggers does the same).
+//! The watch cache: one store watch per resource, each event's watch line rendered once (from
+//! the stored bytes) and fanned out to every API watcher of that resource, with a ring of
+//! recent events to resume from and an index on pods' `spec.nodeName` so a thousand node
+//! agents watching "their" pods cost one map lookup per event instead of a thousand selector
+//! checks (kube-apiserver's watch cache with indexed triggers does the same).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -11,33 +11,117 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::objects::{self, SharedStore};
+use super::objects::{Selection, SharedStore};
+use super::raw_json;
 use super::registry::Resource;
 use crate::store::{EventKind, KeyRange, Revision, WatchRequest};
 
-/// Decoded events kept per resource for watchers resuming from a recent resourceVersion. A
-/// watcher re-watching right after its stream ended needs only the last few; each entry holds
-/// two decoded objects (tens of KiB for a pod or node), so a deep ring costs hundreds of MiB on
-/// a busy cluster (older resumptions are served from the store's history).
+/// Events kept per resource for watchers resuming from a recent resourceVersion. A watcher
+/// re-watching right after its stream ended needs only the last few; each entry holds two
+/// stored objects (several KiB for a pod or node), and older resumptions catch up from the
+/// store's history.
 const RING: usize = 512;
 /// Events a watcher may fall behind by before it is dropped (its client re-watches, from the
 /// store's history when the ring no longer covers it — far costlier than waiting a little: each
 /// queued event is one shared pointer, so this is generous).
 const SUBSCRIBER_BUFFER: usize = 16384;
 
-/// One change of one object, decoded once for every watcher.
+/// One change of one object, kept as the store's bytes: its watch line is those bytes with the
+/// resourceVersion spliced in, rendered once per event type for all watchers; the JSON tree is
+/// built only for watchers whose selectors need it.
 pub struct Change {
     pub revision: Revision,
     pub kind: EventKind,
-    /// The object after the change (for a delete: the last state, stamped with the delete's revision).
-    pub object: Arc<Value>,
-    /// The object before the change, if it existed.
-    pub previous: Option<Arc<Value>>,
+    /// The object's namespace, from its key (empty for cluster-scoped objects).
+    pub namespace: String,
+    /// The stored object after the change; for a delete, its last state.
+    raw: Vec<u8>,
+    /// The stored object before a put, if it existed (a delete's previous state is `raw`).
+    previous_raw: Option<Vec<u8>>,
+    /// `spec.nodeName` now and before (pods only: the node index).
+    node: Option<String>,
+    previous_node: Option<String>,
+    object: OnceLock<Option<Value>>,
+    previous: OnceLock<Option<Value>>,
     /// `{"type":…,"object":…}` lines of the plain-object shape, rendered once on first use.
     rendered: [OnceLock<bytes::Bytes>; 3],
 }
 
 impl Change {
+    /// The change of a store event, with node names read when `index_nodes` (pods).
+    fn new(ev: crate::store::Event, key_prefix_len: usize, namespaced: bool, index_nodes: bool) -> Option<Self> {
+        let namespace = if namespaced {
+            let rest = ev.kv.key.get(key_prefix_len..).unwrap_or_default();
+            String::from_utf8_lossy(rest.split(|b| *b == b'/').next().unwrap_or_default()).into_owned()
+        } else {
+            String::new()
+        };
+        let (raw, previous_raw) = match ev.kind {
+            EventKind::Delete => (ev.prev_kv?.value, None),
+            EventKind::Put => (ev.kv.value, ev.prev_kv.map(|kv| kv.value)),
+        };
+        let node = index_nodes.then(|| raw_json::node_name(&raw)).flatten();
+        let previous_node = match (ev.kind, &previous_raw) {
+            (EventKind::Delete, _) => node.clone(),
+            (EventKind::Put, Some(prev)) if index_nodes => raw_json::node_name(prev),
+            _ => None,
+        };
+        Some(Change {
+            revision: ev.kv.mod_revision,
+            kind: ev.kind,
+            namespace,
+            raw,
+            previous_raw,
+            node,
+            previous_node,
+            object: OnceLock::new(),
+            previous: OnceLock::new(),
+            rendered: Default::default(),
+        })
+    }
+
+    fn previous_bytes(&self) -> Option<&[u8]> {
+        match self.kind {
+            EventKind::Delete => Some(&self.raw),
+            EventKind::Put => self.previous_raw.as_deref(),
+        }
+    }
+
+    /// The object after the change (for a delete: the last state, stamped with the delete's
+    /// revision), decoded on first use; `None` if the stored bytes are not JSON.
+    pub fn object(&self) -> Option<&Value> {
+        self.object
+            .get_or_init(|| {
+                let mut obj: Value = serde_json::from_slice(&self.raw).ok()?;
+                obj["metadata"]["resourceVersion"] = json!(self.revision.to_string());
+                Some(obj)
+            })
+            .as_ref()
+    }
+
+    /// The object before the change, decoded on first use (only ever matched against
+    /// selectors, never sent, so without its managedFields).
+    fn previous(&self) -> Option<&Value> {
+        self.previous.get_or_init(|| self.previous_bytes().and_then(|b| serde_json::from_slice(b).ok()).map(without_managed_fields)).as_ref()
+    }
+
+    /// Whether `selector` selects the object after the change and before it (see
+    /// [`Change::event_type`]); decodes the object only for selectors that need its fields.
+    pub fn selected_by(&self, selector: &Selection, index_nodes: bool) -> (bool, bool) {
+        let put = self.kind == EventKind::Put;
+        if selector.labels.is_empty() && selector.fields.is_empty() {
+            return (put, self.previous_bytes().is_some());
+        }
+        if let (true, true, Some(node)) = (index_nodes, selector.labels.is_empty(), selector.fields.only("spec.nodeName")) {
+            let now = put && self.node.as_deref().unwrap_or_default() == node;
+            let before = self.previous_bytes().is_some() && self.previous_node.as_deref().unwrap_or_default() == node;
+            return (now, before);
+        }
+        let now = put && self.object().is_some_and(|o| selector.matches(o));
+        let before = self.previous().is_some_and(|p| selector.matches(p));
+        (now, before)
+    }
+
     /// The event type of this change for a watcher, given which of the two states it selects:
     /// ADDED / MODIFIED / DELETED, or `None` when it selects neither.
     pub fn event_type(&self, selects_now: bool, selected_before: bool) -> Option<&'static str> {
@@ -60,7 +144,22 @@ impl Change {
             "MODIFIED" => 1,
             _ => 2,
         };
-        Some(self.rendered[slot].get_or_init(|| line(kind, &self.object)).clone())
+        Some(self.rendered[slot].get_or_init(|| self.render(kind)).clone())
+    }
+
+    /// `{"type":KIND,"object":…}` from the stored bytes, or from the decoded object when
+    /// they cannot be spliced.
+    fn render(&self, kind: &str) -> bytes::Bytes {
+        let Some(object) = raw_json::with_resource_version(&self.raw, self.revision) else {
+            return line(kind, self.object().unwrap_or(&Value::Null));
+        };
+        let mut out = Vec::with_capacity(object.len() + 32);
+        out.extend_from_slice(br#"{"type":"#);
+        serde_json::to_writer(&mut out, kind).expect("a string always serialises");
+        out.extend_from_slice(br#","object":"#);
+        out.extend_from_slice(&object);
+        out.extend_from_slice(b"}\n");
+        out.into()
     }
 }
 
@@ -74,10 +173,6 @@ pub fn line(kind: &str, object: &Value) -> bytes::Bytes {
     serde_json::to_writer(&mut out, object).expect("a JSON value always serialises");
     out.extend_from_slice(b"}\n");
     out.into()
-}
-
-fn node_of(obj: &Value) -> Option<&str> {
-    obj["spec"]["nodeName"].as_str().filter(|n| !n.is_empty())
 }
 
 struct Subscriber {
@@ -148,7 +243,7 @@ impl ResourceCache {
         }
         state.ring.push_back(change.clone());
         let mut targets: Vec<u64> = state.unindexed.clone();
-        for node in [node_of(&change.object), change.previous.as_deref().and_then(node_of)].into_iter().flatten() {
+        for node in [change.node.as_deref(), change.previous_node.as_deref()].into_iter().flatten() {
             if let Some(ids) = state.by_node.get(node) {
                 for id in ids {
                     if !targets.contains(id) {
@@ -198,7 +293,7 @@ impl State {
 }
 
 fn touches_node(change: &Change, node: &str) -> bool {
-    node_of(&change.object) == Some(node) || change.previous.as_deref().and_then(node_of) == Some(node)
+    change.node.as_deref() == Some(node) || change.previous_node.as_deref() == Some(node)
 }
 
 /// The caches of every watched resource, started on a resource's first watch.
@@ -235,10 +330,11 @@ impl WatchCaches {
             caches.insert(prefix.clone(), cache.clone());
         }
         let (caches, feeding) = (self.clone(), cache.clone());
+        let (prefix_len, namespaced, index_nodes) = (prefix.len(), resource.namespaced, indexes_nodes(resource));
         tokio::spawn(async move {
             while let Some(Ok(batch)) = stream.next().await {
                 for ev in batch {
-                    if let Some(change) = decode(ev) {
+                    if let Some(change) = Change::new(ev, prefix_len, namespaced, index_nodes) {
                         feeding.publish(change);
                     }
                 }
@@ -254,18 +350,9 @@ impl WatchCaches {
     }
 }
 
-fn decode(ev: crate::store::Event) -> Option<Change> {
-    let before = ev.prev_kv.as_ref().and_then(|kv| objects::decode(kv).ok());
-    let (object, previous) = match ev.kind {
-        EventKind::Delete => {
-            let mut last = before?;
-            let previous = without_managed_fields(last.clone());
-            last["metadata"]["resourceVersion"] = json!(ev.kv.mod_revision.to_string());
-            (Arc::new(last), Some(previous))
-        }
-        EventKind::Put => (Arc::new(objects::decode(&ev.kv).ok()?), before.map(without_managed_fields)),
-    };
-    Some(Change { revision: ev.kv.mod_revision, kind: ev.kind, object, previous: previous.map(Arc::new), rendered: Default::default() })
+/// Pods are indexed by `spec.nodeName` (node agents watch their own pods).
+pub fn indexes_nodes(resource: &Resource) -> bool {
+    (resource.group, resource.plural) == ("", "pods")
 }
 
 /// The previous state of a change is only matched against selectors, never sent: its
@@ -290,23 +377,74 @@ mod tests {
         assert_eq!(parsed, json!({ "type": "ADDED", "object": obj }));
     }
 
-    #[test]
-    fn previous_states_drop_managed_fields_but_deletes_keep_them() {
+    fn event(kind: EventKind, rev: i64, value: &Value, prev: Option<&Value>) -> crate::store::Event {
         let kv = |rev, value: &Value| crate::store::KeyValue {
-            key: b"/registry/pods/d/a".to_vec(),
+            key: b"/registry/core/pods/d/a".to_vec(),
             value: serde_json::to_vec(value).unwrap(),
             create_revision: 1,
             mod_revision: rev,
             version: 1,
         };
+        crate::store::Event { kind, kv: kv(rev, value), prev_kv: prev.map(|p| kv(rev - 1, p)) }
+    }
+
+    fn change(ev: crate::store::Event) -> Change {
+        Change::new(ev, "/registry/core/pods/".len(), true, true).unwrap()
+    }
+
+    fn parsed(line: &bytes::Bytes) -> Value {
+        serde_json::from_slice(&line[..line.len() - 1]).unwrap()
+    }
+
+    #[test]
+    fn previous_states_drop_managed_fields_but_deletes_keep_them() {
         let obj = json!({ "metadata": { "name": "a", "managedFields": [ { "manager": "m" } ], "labels": { "x": "y" } } });
-        let put = decode(crate::store::Event { kind: EventKind::Put, kv: kv(3, &obj), prev_kv: Some(kv(2, &obj)) }).unwrap();
-        assert!(put.object["metadata"]["managedFields"].is_array());
-        let previous = put.previous.unwrap();
+        let put = change(event(EventKind::Put, 3, &obj, Some(&obj)));
+        assert_eq!(put.namespace, "d");
+        assert!(put.object().unwrap()["metadata"]["managedFields"].is_array());
+        let previous = put.previous().unwrap();
         assert!(previous["metadata"].get("managedFields").is_none());
         assert_eq!(previous["metadata"]["labels"]["x"], "y");
-        let gone = decode(crate::store::Event { kind: EventKind::Delete, kv: kv(4, &json!({})), prev_kv: Some(kv(3, &obj)) }).unwrap();
-        assert!(gone.object["metadata"]["managedFields"].is_array());
-        assert_eq!(gone.object["metadata"]["resourceVersion"], "4");
+        let gone = change(event(EventKind::Delete, 4, &json!({}), Some(&obj)));
+        assert!(gone.object().unwrap()["metadata"]["managedFields"].is_array());
+        let line = gone.line(false, true).unwrap();
+        assert_eq!(parsed(&line)["type"], "DELETED");
+        assert_eq!(parsed(&line)["object"]["metadata"]["resourceVersion"], "4");
+        assert!(parsed(&line)["object"]["metadata"]["managedFields"].is_array());
+    }
+
+    #[test]
+    fn lines_from_stored_bytes_equal_lines_from_decoded_objects() {
+        let obj = json!({ "kind": "Pod", "metadata": { "name": "a", "namespace": "d" }, "spec": { "nodeName": "n1" } });
+        let put = change(event(EventKind::Put, 9, &obj, None));
+        let mut want = obj.clone();
+        want["metadata"]["resourceVersion"] = json!("9");
+        assert_eq!(parsed(&put.line(true, false).unwrap()), json!({ "type": "ADDED", "object": want }));
+        // Bytes that cannot be spliced (metadata already has a resourceVersion) are re-rendered.
+        let odd = json!({ "metadata": { "name": "a", "resourceVersion": "1" } });
+        let put = change(event(EventKind::Put, 9, &odd, None));
+        assert_eq!(parsed(&put.line(true, false).unwrap())["object"]["metadata"]["resourceVersion"], "9");
+    }
+
+    #[test]
+    fn selectors_see_both_states() {
+        let pod = |node: &str, app: &str| json!({ "metadata": { "name": "a", "labels": { "app": app } }, "spec": { "nodeName": node } });
+        let pods = super::super::registry::lookup("", "v1", "pods").unwrap();
+        let select = |labels: &str, fields: &str| Selection {
+            labels: super::super::selector::LabelSelector::parse(labels).unwrap(),
+            fields: super::super::fields::FieldSelector::parse(pods, fields).unwrap(),
+        };
+        let moved = change(event(EventKind::Put, 5, &pod("n2", "web"), Some(&pod("n1", "db"))));
+        assert_eq!(moved.selected_by(&select("", ""), true), (true, true));
+        assert_eq!(moved.selected_by(&select("", "spec.nodeName=n1"), true), (false, true));
+        assert_eq!(moved.selected_by(&select("", "spec.nodeName=n2"), true), (true, false));
+        assert_eq!(moved.selected_by(&select("", "spec.nodeName=n2"), false), (true, false), "decoded path");
+        assert_eq!(moved.selected_by(&select("app=web", ""), true), (true, false));
+        assert_eq!(moved.selected_by(&select("app=db", "spec.nodeName=n1"), true), (false, true));
+        let unscheduled = change(event(EventKind::Put, 6, &json!({ "metadata": { "name": "b" }, "spec": {} }), None));
+        assert_eq!(unscheduled.selected_by(&select("", "spec.nodeName="), true), (true, false));
+        let gone = change(event(EventKind::Delete, 7, &json!({}), Some(&pod("n1", "db"))));
+        assert_eq!(gone.selected_by(&select("", "spec.nodeName=n1"), true), (false, true));
+        assert_eq!(gone.event_type(false, true), Some("DELETED"));
     }
 }

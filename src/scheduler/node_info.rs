@@ -9,6 +9,8 @@ use super::pod_info::PodInfo;
 use super::resources::Resources;
 
 static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
 /// A node (if its object is known yet) and the pods on it.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +27,10 @@ pub struct NodeInfo {
     pub pods_with_affinity: usize,
     /// How many of `pods` carry a required anti-affinity term.
     pub pods_with_required_anti_affinity: usize,
+    /// The node's `kubernetes.io/hostname` and `topology.kubernetes.io/zone` labels, looked up
+    /// once per node update instead of once per node per scheduled pod (spreading).
+    pub hostname_label: Option<String>,
+    pub zone_label: Option<String>,
 }
 
 impl NodeInfo {
@@ -44,6 +50,9 @@ impl NodeInfo {
 
     pub fn set_node(&mut self, node: Arc<Node>) {
         self.allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref()).map(Resources::from_list).unwrap_or_default();
+        let labels = node.metadata.labels.as_ref();
+        self.hostname_label = labels.and_then(|l| l.get(HOSTNAME_LABEL)).cloned();
+        self.zone_label = labels.and_then(|l| l.get(ZONE_LABEL)).cloned();
         self.node = Some(node);
     }
 

@@ -261,6 +261,56 @@ async fn watch_streams_events_in_order() {
     assert_eq!((first["type"].as_str(), first["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("w0")));
 }
 
+/// A watcher resuming from a resourceVersion older than the watch cache's ring reads the
+/// store's history, then is handed over to the cache: every change arrives once, in order,
+/// including those written after the hand-over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_older_than_the_cache_catches_up_without_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ready_server(dir.path()).await;
+    let admin = server.admin_client().unwrap();
+    let base = format!("{}/api/v1/namespaces/default/configmaps", server.url());
+    let other = format!("{}/api/v1/namespaces/kube-system/configmaps", server.url());
+    let (_, created) = request(&admin, "POST", &base, "application/json", r#"{"metadata":{"name":"c"},"data":{"n":"0"}}"#).await;
+    let rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    request(&admin, "POST", &other, "application/json", r#"{"metadata":{"name":"c"},"data":{"n":"0"}}"#).await;
+    // Start the cache, then push more changes through it than its ring keeps.
+    let req = http::Request::get(format!("{base}?watch=true&resourceVersion={rv}&timeoutSeconds=1")).body(Full::default()).unwrap();
+    admin.send(req, Duration::from_secs(10)).await.unwrap().into_body().collect().await.unwrap();
+    const WRITES: usize = 700;
+    for n in 1..=WRITES {
+        let (url, body) = (if n % 2 == 0 { &other } else { &base }, format!(r#"{{"data":{{"n":"{n}"}}}}"#));
+        let (code, _) = request(&admin, "PATCH", &format!("{url}/c"), "application/merge-patch+json", &body).await;
+        assert_eq!(code, 200);
+    }
+
+    let req = http::Request::get(format!("{base}?watch=true&resourceVersion={rv}&timeoutSeconds=4")).body(Full::default()).unwrap();
+    let resp = admin.send(req, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let writer = {
+        let (admin, base) = (admin.clone(), base.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let body = format!(r#"{{"data":{{"n":"{}"}}}}"#, WRITES + 1);
+            request(&admin, "PATCH", &format!("{base}/c"), "application/merge-patch+json", &body).await
+        })
+    };
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(writer.await.unwrap().0, 200);
+    let seen: Vec<(String, String, String)> = String::from_utf8_lossy(&body)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let meta = &v["object"]["metadata"];
+            (v["type"].as_str().unwrap().into(), meta["namespace"].as_str().unwrap().into(), v["object"]["data"]["n"].as_str().unwrap().into())
+        })
+        .collect();
+    let want: Vec<(String, String, String)> =
+        (1..=WRITES + 1).filter(|n| n % 2 == 1).map(|n| ("MODIFIED".into(), "default".into(), n.to_string())).collect();
+    assert_eq!(seen.len(), want.len(), "first differences: {:?}", seen.iter().zip(&want).find(|(a, b)| a != b));
+    assert_eq!(seen, want);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finalizers_hold_deletion_and_generation_counts_spec_changes() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,11 +9,36 @@ use kube::core::{Expression, Selector, SelectorExt};
 
 use super::node_affinity::matches_selector_and_required_affinity;
 use super::{Filtered, Rejection, MAX_NODE_SCORE};
-use crate::scheduler::node_info::NodeInfo;
+use crate::scheduler::node_info::{NodeInfo, HOSTNAME_LABEL as HOSTNAME, ZONE_LABEL as ZONE};
 use crate::scheduler::pod_info::PodInfo;
 
-const HOSTNAME: &str = "kubernetes.io/hostname";
-const ZONE: &str = "topology.kubernetes.io/zone";
+/// A constraint's topology key, the two well-known ones resolved once so that the per-node
+/// loops read a field instead of searching the node's labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TopologyKey {
+    Hostname,
+    Zone,
+    Other(String),
+}
+
+impl TopologyKey {
+    fn new(key: &str) -> Self {
+        match key {
+            HOSTNAME => Self::Hostname,
+            ZONE => Self::Zone,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    /// The node's value of this key (its domain), if it has the label.
+    fn value<'a>(&self, node: &'a NodeInfo) -> Option<&'a String> {
+        match self {
+            Self::Hostname => node.hostname_label.as_ref(),
+            Self::Zone => node.zone_label.as_ref(),
+            Self::Other(key) => node.labels().get(key),
+        }
+    }
+}
 
 /// Which existing pods a constraint counts.
 #[derive(Debug, Clone)]
@@ -27,7 +52,7 @@ enum Matcher {
 #[derive(Debug, Clone)]
 struct Constraint {
     max_skew: i64,
-    topology_key: String,
+    topology_key: TopologyKey,
     min_domains: Option<i64>,
     matcher: Matcher,
 }
@@ -45,7 +70,7 @@ impl Constraint {
         });
         Self {
             max_skew: i64::from(c.max_skew),
-            topology_key: c.topology_key.clone(),
+            topology_key: TopologyKey::new(&c.topology_key),
             min_domains: c.min_domains.map(i64::from),
             matcher: Matcher::Labels(selector),
         }
@@ -83,7 +108,7 @@ fn constraints(pod: &PodInfo, when: &str) -> Vec<Constraint> {
 }
 
 fn has_all_keys(node: &NodeInfo, constraints: &[Constraint]) -> bool {
-    constraints.iter().all(|c| node.labels().contains_key(&c.topology_key))
+    constraints.iter().all(|c| c.topology_key.value(node).is_some())
 }
 
 /// Pre-computed domain counts for the `DoNotSchedule` constraints of one pod.
@@ -109,7 +134,8 @@ impl SpreadFilter {
                 continue;
             }
             for (c, counts) in constraints.iter().zip(&mut counts) {
-                *counts.entry(node.labels()[&c.topology_key].clone()).or_default() += c.count(node, &pod.namespace);
+                let Some(value) = c.topology_key.value(node) else { continue };
+                *counts.entry(value.clone()).or_default() += c.count(node, &pod.namespace);
             }
         }
         let min_match =
@@ -129,7 +155,7 @@ impl SpreadFilter {
 
     pub fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Filtered {
         for (i, c) in self.constraints.iter().enumerate() {
-            let Some(value) = node.labels().get(&c.topology_key) else {
+            let Some(value) = c.topology_key.value(node) else {
                 return Err(Rejection::unresolvable("node(s) didn't match pod topology spread constraints (missing required label)"));
             };
             let matched = self.counts[i].get(value).copied().unwrap_or(0);
@@ -160,10 +186,10 @@ impl SpreadScore {
             constraints(pod, "ScheduleAnyway")
         } else {
             let uid = pod.owner_uid.clone()?;
-            [(HOSTNAME, 3), (ZONE, 5)]
+            [(TopologyKey::Hostname, 3), (TopologyKey::Zone, 5)]
                 .map(|(key, max_skew)| Constraint {
                     max_skew,
-                    topology_key: key.into(),
+                    topology_key: key,
                     min_domains: None,
                     matcher: Matcher::Owner(uid.clone()),
                 })
@@ -180,9 +206,13 @@ impl SpreadScore {
                 continue;
             }
             for (c, counts) in constraints.iter().zip(&mut counts) {
+                // Hostname domains are the nodes themselves: nothing to collect.
+                if c.topology_key == TopologyKey::Hostname {
+                    continue;
+                }
                 // Nodes without the key are no domain of it (as PreScore skips them).
-                let Some(value) = node.labels().get(&c.topology_key) else { continue };
-                if c.topology_key != HOSTNAME && !counts.contains_key(value) {
+                let Some(value) = c.topology_key.value(node) else { continue };
+                if !counts.contains_key(value) {
                     counts.insert(value.clone(), 0);
                 }
             }
@@ -191,22 +221,22 @@ impl SpreadScore {
             .iter()
             .zip(&counts)
             .map(|(c, counts)| {
-                let size = if c.topology_key == HOSTNAME { feasible.len() - ignored } else { counts.len() };
+                let size = if c.topology_key == TopologyKey::Hostname { feasible.len() - ignored } else { counts.len() };
                 ((size + 2) as f64).ln()
             })
             .collect();
         // Counting matching pods per domain walks every node; skip it when no feasible node
         // has a non-hostname domain (nodes without zone labels, the common small cluster).
-        let zoned = constraints.iter().zip(&counts).any(|(c, counts)| c.topology_key != HOSTNAME && !counts.is_empty());
+        let zoned = constraints.iter().zip(&counts).any(|(c, counts)| c.topology_key != TopologyKey::Hostname && !counts.is_empty());
         for node in all.iter().filter(|n| zoned && n.node.is_some()) {
             if explicit && !has_all_keys(node, &constraints) {
                 continue;
             }
             for (c, counts) in constraints.iter().zip(&mut counts) {
-                if c.topology_key == HOSTNAME {
+                if c.topology_key == TopologyKey::Hostname {
                     continue;
                 }
-                if let Some(n) = counts.get_mut(node.labels().get(&c.topology_key).map_or("", String::as_str)) {
+                if let Some(n) = counts.get_mut(c.topology_key.value(node).map_or("", String::as_str)) {
                     *n += c.count(node, &pod.namespace);
                 }
             }
@@ -221,9 +251,12 @@ impl SpreadScore {
         }
         let mut score = 0.0;
         for (i, c) in self.constraints.iter().enumerate() {
-            let Some(value) = node.labels().get(&c.topology_key) else { continue };
-            let count =
-                if c.topology_key == HOSTNAME { c.count(node, &pod.namespace) } else { self.counts[i].get(value).copied().unwrap_or(0) };
+            let Some(value) = c.topology_key.value(node) else { continue };
+            let count = if c.topology_key == TopologyKey::Hostname {
+                c.count(node, &pod.namespace)
+            } else {
+                self.counts[i].get(value).copied().unwrap_or(0)
+            };
             score += count as f64 * self.weights[i] + (c.max_skew - 1) as f64;
         }
         Some(score.round() as i64)
