@@ -13,23 +13,15 @@ use super::status::ApiError;
 /// One path element: `f:<field>` or `k:<merge key JSON>`.
 type Path = Vec<String>;
 
+/// Metadata fields kube-apiserver never records as owned.
+const UNTRACKED_METADATA: &[&str] =
+    &["name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "deletionTimestamp"];
+
 /// Fields kube-apiserver never records as owned.
 fn untracked(path: &[String]) -> bool {
     matches!(path.first().map(String::as_str), Some("f:apiVersion" | "f:kind" | "f:status"))
         || (path.first().map(String::as_str) == Some("f:metadata")
-            && matches!(
-                path.get(1).map(String::as_str),
-                Some(
-                    "f:name"
-                        | "f:namespace"
-                        | "f:uid"
-                        | "f:resourceVersion"
-                        | "f:generation"
-                        | "f:creationTimestamp"
-                        | "f:managedFields"
-                        | "f:deletionTimestamp"
-                )
-            ))
+            && path.get(1).and_then(|f| f.strip_prefix("f:")).is_some_and(|f| UNTRACKED_METADATA.contains(&f)))
 }
 
 /// The leaf fields `value` sets.
@@ -61,6 +53,50 @@ fn collect(value: &Value, path: &mut Path, field: Option<&str>, out: &mut BTreeS
             out.insert(path.clone());
         }
     }
+}
+
+/// The leaf fields of `value` that differ from `before` (all of them without `before`): a walk
+/// of both trees that skips every unchanged subtree with one comparison.
+fn collect_changed(before: Option<&Value>, value: &Value, path: &mut Path, field: Option<&str>, out: &mut BTreeSet<Path>) {
+    if before == Some(value) {
+        return;
+    }
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                path.push(format!("f:{k}"));
+                collect_changed(before.and_then(|b| b.get(k)), v, path, Some(k), out);
+                path.pop();
+            }
+        }
+        Value::Array(items) if field.and_then(merge_key).is_some() => {
+            let key = field.and_then(merge_key).unwrap_or_default();
+            let previous = before.and_then(Value::as_array);
+            for item in items {
+                let was = previous.and_then(|p| p.iter().find(|i| i.get(key) == Some(&item[key])));
+                path.push(format!("k:{}", json!({ key: item[key] })));
+                collect_changed(was, item, path, None, out);
+                path.pop();
+            }
+        }
+        _ => {
+            out.insert(path.clone());
+        }
+    }
+}
+
+/// Whether two versions of an object agree on every tracked field (nothing to record).
+fn tracked_fields_equal(before: &Value, after: &Value) -> bool {
+    fn same(a: Option<&Map<String, Value>>, b: Option<&Map<String, Value>>, untracked: &[&str]) -> bool {
+        let a = a.into_iter().flatten().filter(|(k, _)| !untracked.contains(&k.as_str()));
+        let b = b.into_iter().flatten().filter(|(k, _)| !untracked.contains(&k.as_str()));
+        a.eq(b)
+    }
+    fn meta(v: &Value) -> Option<&Map<String, Value>> {
+        v.get("metadata").and_then(Value::as_object)
+    }
+    same(before.as_object(), after.as_object(), &["apiVersion", "kind", "status", "metadata"])
+        && same(meta(before), meta(after), UNTRACKED_METADATA)
 }
 
 fn merge_key(field: &str) -> Option<&'static str> {
@@ -231,12 +267,16 @@ pub fn apply(
 /// Records that `manager` set `fields` by a non-apply write (operation `Update`), taking them
 /// from other managers.
 pub fn record_update(before: Option<&Value>, obj: &mut Value, manager: &str, api_version: &str, now: &str) {
+    if let Some(b) = before.filter(|b| tracked_fields_equal(b, obj)) {
+        // A write of untracked fields only (a status update): the entries stay as they were.
+        obj["metadata"]["managedFields"] = b["metadata"].get("managedFields").cloned().unwrap_or_else(|| json!([]));
+        return;
+    }
     let changed: BTreeSet<Path> = {
-        let after = field_set(obj);
-        match before {
-            Some(b) => after.into_iter().filter(|p| lookup(b, p) != lookup(obj, p)).collect(),
-            None => after,
-        }
+        let mut out = BTreeSet::new();
+        collect_changed(before, obj, &mut Vec::new(), None, &mut out);
+        out.retain(|p| !untracked(p));
+        out
     };
     let mut managers = before.map(entries).unwrap_or_default();
     for e in managers.iter_mut() {
@@ -286,5 +326,42 @@ mod tests {
         assert_eq!(owners, vec![(json!("a"), json!({"f:data": {"f:y": {}}})), (json!("b"), json!({"f:data": {"f:x": {}}}))]);
         let shrunk = apply_as(Some(&forced), json!({"metadata": {"name": "c"}}), "a", false).unwrap();
         assert_eq!(shrunk["data"], json!({"x": "2"}), "a no longer applies y, so y is removed");
+    }
+
+    #[test]
+    fn updates_record_only_the_fields_they_change() {
+        let owner = |uid: &str, name: &str| json!({ "uid": uid, "name": name, "kind": "ReplicaSet" });
+        let mut created = json!({ "metadata": { "name": "p", "labels": { "a": "1" }, "ownerReferences": [ owner("u1", "rs1"), owner("u2", "rs2") ] },
+            "spec": { "containers": [ { "name": "c", "image": "i1" } ], "restartPolicy": "Always" } });
+        record_update(None, &mut created, "creator", "v1", NOW);
+        let creator = created["metadata"]["managedFields"][0]["fieldsV1"].clone();
+        assert_eq!(creator["f:metadata"]["f:ownerReferences"]["k:{\"uid\":\"u1\"}"], json!({ "f:uid": {}, "f:name": {}, "f:kind": {} }));
+
+        let mut changed = created.clone();
+        changed["metadata"]["ownerReferences"][1]["name"] = json!("renamed");
+        changed["spec"]["nodeName"] = json!("n1");
+        record_update(Some(&created), &mut changed, "editor", "v1", NOW);
+        let entries = changed["metadata"]["managedFields"].as_array().unwrap().clone();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1]["manager"], "editor");
+        assert_eq!(
+            entries[1]["fieldsV1"],
+            json!({ "f:metadata": { "f:ownerReferences": { "k:{\"uid\":\"u2\"}": { "f:name": {} } } }, "f:spec": { "f:nodeName": {} } })
+        );
+        let first = &entries[0]["fieldsV1"];
+        assert!(first["f:metadata"]["f:ownerReferences"]["k:{\"uid\":\"u2\"}"].get("f:name").is_none(), "taken over");
+        assert!(first["f:spec"].get("f:containers").is_some() && first["f:spec"].get("f:restartPolicy").is_some());
+
+        // Status and untracked metadata only: the entries stay as they are.
+        let mut status = changed.clone();
+        status["status"] = json!({ "phase": "Running" });
+        status["metadata"]["resourceVersion"] = json!("9");
+        record_update(Some(&changed), &mut status, "kubelet", "v1", "2030-01-01T00:00:00Z");
+        assert_eq!(status["metadata"]["managedFields"], changed["metadata"]["managedFields"]);
+        // Removing a field drops it from its owner.
+        let mut removed = changed.clone();
+        removed["metadata"]["labels"] = json!({});
+        record_update(Some(&changed), &mut removed, "editor", "v1", NOW);
+        assert!(removed["metadata"]["managedFields"][0]["fieldsV1"]["f:metadata"].get("f:labels").is_none());
     }
 }

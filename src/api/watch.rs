@@ -76,7 +76,7 @@ pub async fn watch(
     let cache = caches.get(&store, resource).await;
     let feed = Feed { namespace, selector, shape, index_nodes, node };
     let live: Lines = match cache.as_ref().and_then(|c| c.subscribe(from, feed.node.clone())) {
-        Some(sub) => feed.from_cache(sub, from),
+        Some(sub) => feed.cached_lines(sub, from),
         None => match catch_up(&store, &scope, feed, from, cache).await? {
             Ok(stream) => stream,
             Err(gone) => return Ok(json_stream(Body::from(gone))),
@@ -108,7 +108,7 @@ struct Feed {
 
 impl Feed {
     /// Events from the shared watch cache: each line rendered once for all watchers.
-    fn from_cache(self, sub: Subscription, from: Revision) -> Lines {
+    fn cached_lines(self, sub: Subscription, from: Revision) -> Lines {
         let replay = futures::stream::iter(sub.replay);
         let live = tokio_stream_from(sub.live);
         replay
@@ -134,7 +134,7 @@ impl Feed {
     }
 
     /// The watch lines of a batch of events read from the store's history.
-    fn from_history(&self, events: Vec<crate::store::Event>) -> Vec<(Revision, bytes::Bytes)> {
+    fn history_lines(&self, events: Vec<crate::store::Event>) -> Vec<(Revision, bytes::Bytes)> {
         events
             .into_iter()
             .filter_map(|ev| {
@@ -194,12 +194,12 @@ async fn catch_up(
                         Ok(events) => {
                             // Batches end at revision boundaries: everything up to `last` is sent.
                             let last = events.last().map(|e| e.kv.mod_revision);
-                            let lines = futures::stream::iter(feed.from_history(events)).boxed();
+                            let lines = futures::stream::iter(feed.history_lines(events)).boxed();
                             let handover = last.zip(cache).and_then(|(last, cache)| Some((last, cache.subscribe(last, feed.node.clone())?)));
                             let next = match handover {
                                 Some((last, sub)) => {
                                     tracing::debug!(from, caught_up_at = last, "watch caught up with the store's history; following the watch cache");
-                                    Source::Cache(feed.from_cache(sub, last))
+                                    Source::Cache(feed.cached_lines(sub, last))
                                 }
                                 None => Source::History(history, feed),
                             };

@@ -13,13 +13,14 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use super::common::ok_if_gone;
+use super::informer::{Change as InformerChange, Informer};
 use super::job_conditions::{finished_condition, true_condition, FinishedAs};
 use super::job_status::{self as accounting, is_tracked, COMPLETION_INDEX, TRACKING_FINALIZER};
 use super::kube_time::from_k8s;
@@ -43,7 +44,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
         .owns_shared_stream(ctx.informers.get::<Pod>().touched());
-    let orphans = release_orphans(client.clone(), shutdown.clone());
+    let orphans = release_orphans(client.clone(), ctx.informers.get::<Pod>(), shutdown.clone());
     let jobs = controller.graceful_shutdown_on(shutdown.cancelled_owned()).run(reconcile, error_policy, Arc::new(client)).for_each(
         |r| async move {
             if let Err(e) = r {
@@ -72,14 +73,19 @@ async fn release(pods: &Api<Pod>, pod: &Pod) -> Result<(), kube::Error> {
     ok_if_gone(pods.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await).map(|_| ())
 }
 
-/// Frees pods whose Job is gone of the tracking finalizer.
-async fn release_orphans(client: kube::Client, shutdown: CancellationToken) {
-    let pods = Api::<Pod>::all(client.clone());
-    let stream = watcher(pods, watcher::Config::default().labels(CONTROLLER_UID)).default_backoff().applied_objects();
-    let work = stream.for_each(|pod| {
+/// Frees pods whose Job is gone of the tracking finalizer (Job pods carry the controller-uid
+/// label; the shared pod informer delivers every pod once).
+async fn release_orphans(client: kube::Client, pods: Informer<Pod>, shutdown: CancellationToken) {
+    let applied = pods.subscribe().filter_map(|change| {
+        let pod = match change {
+            InformerChange::Apply(p, _) | InformerChange::InitApply(p, _) => Some(p),
+            _ => None,
+        };
+        futures::future::ready(pod.filter(|p| p.labels().contains_key(CONTROLLER_UID)))
+    });
+    let work = applied.for_each(|pod| {
         let client = client.clone();
         async move {
-            let Ok(pod) = pod else { return };
             let Some(owner) = pod.owner_references().iter().find(|r| r.controller == Some(true) && r.kind == "Job").cloned() else {
                 return;
             };
