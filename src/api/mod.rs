@@ -488,7 +488,7 @@ async fn dispatch(
             let mut obj = read_object(resource, headers, body).await?;
             check(&mut obj)?;
             let obj = objects::create(store_ref, &scope, obj, Some(&manager)).await?;
-            Ok((StatusCode::CREATED, Json(obj)).into_response())
+            Ok((StatusCode::CREATED, obj).into_response())
         }
         ("patch", Some(name)) => {
             let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -508,15 +508,15 @@ async fn dispatch(
                 let force = query.get("force").is_some_and(|f| f == "true");
                 let (obj, created) = objects::apply_config(store_ref, &scope, name, config, manager, force, check).await?;
                 let code = if created { StatusCode::CREATED } else { StatusCode::OK };
-                return Ok((code, Json(obj)).into_response());
+                return Ok((code, obj).into_response());
             }
             let kind = patch::PatchType::from_content_type(content_type).ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
             let raw = read_body(body).await?;
-            Ok(Json(objects::patch(store_ref, &scope, name, kind, &raw, &manager, check).await?).into_response())
+            Ok(objects::patch(store_ref, &scope, name, kind, &raw, &manager, check).await?.into_response())
         }
         ("update", Some(name)) => {
             let obj = read_object(resource, headers, body).await?;
-            Ok(Json(objects::update(store_ref, &scope, name, obj, &manager, check).await?).into_response())
+            Ok(objects::update(store_ref, &scope, name, obj, &manager, check).await?.into_response())
         }
         ("delete", Some(name)) => {
             let options = delete_options(query, body).await?;

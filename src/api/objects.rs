@@ -42,12 +42,37 @@ pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
     Ok(obj)
 }
 
-fn encode(obj: &Value) -> Vec<u8> {
-    let mut stored = obj.clone();
-    if let Some(meta) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
+/// The stored form of an object: its JSON without `metadata.resourceVersion` (removed from
+/// `obj`, whose caller stamps the new one after the write).
+fn encode(obj: &mut Value) -> Vec<u8> {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }
-    serde_json::to_vec(&stored).expect("a JSON value always serialises")
+    serde_json::to_vec(obj).expect("a JSON value always serialises")
+}
+
+/// An object as written, with the JSON its response carries: the stored bytes with the new
+/// resourceVersion spliced in (rendering the tree again would cost as much as storing it).
+pub struct Written {
+    pub object: Value,
+    json: Vec<u8>,
+}
+
+impl Written {
+    /// `obj` written at `revision` as `stored` (`None`: not stored, e.g. finally deleted).
+    fn new(mut object: Value, stored: Option<&[u8]>, revision: Revision) -> Self {
+        object["metadata"]["resourceVersion"] = json!(revision.to_string());
+        let json = stored
+            .and_then(|bytes| super::raw_json::with_resource_version(bytes, revision))
+            .unwrap_or_else(|| serde_json::to_vec(&object).expect("a JSON value always serialises"));
+        Self { object, json }
+    }
+}
+
+impl axum::response::IntoResponse for Written {
+    fn into_response(self) -> axum::response::Response {
+        ([(http::header::CONTENT_TYPE, "application/json")], self.json).into_response()
+    }
 }
 
 /// A DNS-1123 subdomain, as Kubernetes requires of most object names.
@@ -155,7 +180,7 @@ fn check_body(scope: &Scope<'_>, obj: &mut Value) -> Result<(), ApiError> {
 
 /// Creates an object. `manager` records its fields in managedFields (operation Update);
 /// `None` when they are already recorded (server-side apply).
-pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manager: Option<&str>) -> Result<Value, ApiError> {
+pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manager: Option<&str>) -> Result<Written, ApiError> {
     let r = scope.resource;
     check_body(scope, &mut obj)?;
     let meta = &mut obj["metadata"];
@@ -193,11 +218,14 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
     let key = scope.key(&name);
     let namespace = scope.namespace.filter(|_| r.namespaced);
     let namespace_key = namespace.map(|ns| super::registry::namespaces().key(None, ns));
+    // Only Services retry (their random allocations); everything else is written once.
+    let allocates = r.plural == "services";
     for _ in 0..ALLOCATION_ATTEMPTS {
-        let mut candidate = obj.clone();
-        let held = if r.plural == "services" { super::services::admit_create(&scope.net, &mut candidate)? } else { Vec::new() };
+        let mut candidate = if allocates { obj.clone() } else { std::mem::take(&mut obj) };
+        let held = if allocates { super::services::admit_create(&scope.net, &mut candidate)? } else { Vec::new() };
+        let stored = encode(&mut candidate);
         let mut compare = vec![Compare::absent(key.clone())];
-        let mut success = vec![Op::Put { key: key.clone().into_bytes(), value: encode(&candidate) }];
+        let mut success = vec![Op::Put { key: key.clone().into_bytes(), value: stored.clone() }];
         let mut failure = vec![Op::Get { key: key.clone().into_bytes() }];
         if let (Some(ns_key), Some(ns)) = (&namespace_key, namespace) {
             // The namespace must exist and not be terminating: checked in the same transaction.
@@ -216,8 +244,7 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
         }
         let resp = store.txn(TxnRequest { compare, success, failure }).await?;
         if resp.succeeded {
-            candidate["metadata"]["resourceVersion"] = json!(resp.revision.to_string());
-            return Ok(candidate);
+            return Ok(Written::new(candidate, Some(&stored), resp.revision));
         }
         let found = |i: usize| matches!(resp.responses.get(i), Some(OpResponse::Get { kv: Some(_) }));
         if found(0) {
@@ -239,6 +266,9 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
             if *explicit && found(first_alloc + i) {
                 return Err(super::services::taken(&name, alloc));
             }
+        }
+        if !allocates {
+            return Err(ApiError::conflict(r.group, r.plural, &name));
         }
     }
     Err(ApiError::internal(format!(
@@ -321,10 +351,14 @@ fn deletion(key: &str, obj: &Value) -> Vec<Op> {
 /// Writes `obj` over the version at revision `expected`; an object being deleted whose grace
 /// period is over and whose last finalizer is gone is deleted instead. `None`: the object
 /// changed meanwhile.
-async fn write_over(store: &dyn Store, key: &str, expected: Revision, mut obj: Value) -> Result<Option<Value>, ApiError> {
+async fn write_over(store: &dyn Store, key: &str, expected: Revision, mut obj: Value) -> Result<Option<Written>, ApiError> {
     let deleting = obj["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null());
     let finished = deleting && obj["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) == 0 && !has_finalizers(&obj);
-    let mut success = if finished { deletion(key, &obj) } else { vec![Op::Put { key: key.as_bytes().to_vec(), value: encode(&obj) }] };
+    let stored = (!finished).then(|| encode(&mut obj));
+    let mut success = match &stored {
+        Some(bytes) => vec![Op::Put { key: key.as_bytes().to_vec(), value: bytes.clone() }],
+        None => deletion(key, &obj),
+    };
     if deleting && !finished && obj["kind"] == "Namespace" {
         let name = obj["metadata"]["name"].as_str().unwrap_or_default();
         success.push(Op::Put { key: terminating_marker(name).into_bytes(), value: Vec::new() });
@@ -333,8 +367,7 @@ async fn write_over(store: &dyn Store, key: &str, expected: Revision, mut obj: V
     if !resp.succeeded {
         return Ok(None);
     }
-    obj["metadata"]["resourceVersion"] = json!(resp.revision.to_string());
-    Ok(Some(obj))
+    Ok(Some(Written::new(obj, stored.as_deref(), resp.revision)))
 }
 
 /// Replaces an object (`PUT`): pinned to the body's resourceVersion when it has one.
@@ -345,7 +378,7 @@ pub async fn update(
     mut obj: Value,
     manager: &str,
     check: Check<'_>,
-) -> Result<Value, ApiError> {
+) -> Result<Written, ApiError> {
     check_body(scope, &mut obj)?;
     match obj["metadata"].get("name").and_then(Value::as_str) {
         Some(n) if n == name => {}
@@ -384,7 +417,7 @@ pub async fn patch(
     body: &[u8],
     manager: &str,
     check: Check<'_>,
-) -> Result<Value, ApiError> {
+) -> Result<Written, ApiError> {
     modify(store, scope, name, manager, check, &|before| {
         let mut obj = before.clone();
         super::patch::apply(&mut obj, kind, body)?;
@@ -402,7 +435,7 @@ pub async fn modify(
     manager: &str,
     check: Check<'_>,
     edit: Edit<'_>,
-) -> Result<Value, ApiError> {
+) -> Result<Written, ApiError> {
     let r = scope.resource;
     let key = scope.key(name);
     for _ in 0..PATCH_RETRIES {
@@ -440,7 +473,7 @@ pub async fn apply_config(
     manager: &str,
     force: bool,
     check: Check<'_>,
-) -> Result<(Value, bool), ApiError> {
+) -> Result<(Written, bool), ApiError> {
     let r = scope.resource;
     check(&mut config)?;
     check_body(scope, &mut config)?;
@@ -556,7 +589,7 @@ pub async fn delete(store: &dyn Store, scope: &Scope<'_>, name: &str, options: &
             obj["status"]["phase"] = json!("Terminating");
         }
         if let Some(done) = write_over(store, &key, current.mod_revision, obj).await? {
-            return Ok(Deleted::Terminating(done));
+            return Ok(Deleted::Terminating(done.object));
         }
     }
     Err(ApiError::conflict(r.group, r.plural, name))

@@ -33,22 +33,20 @@ pub async fn serve(state: &ApiState, scope: Scope<'_>, req: Request<'_>, body: B
             let finalizers = obj["spec"]["finalizers"].clone();
             if sub == "finalize" {
                 // Only spec.finalizers change; the rest of the body is ignored.
-                return Ok(Json(
-                    objects::modify(store, &scope, name, &req.manager, check, &|before| {
-                        let mut next = before.clone();
-                        next["spec"]["finalizers"] = finalizers.clone();
-                        Ok(next)
-                    })
-                    .await?,
-                )
-                .into_response());
+                let done = objects::modify(store, &scope, name, &req.manager, check, &|before| {
+                    let mut next = before.clone();
+                    next["spec"]["finalizers"] = finalizers.clone();
+                    Ok(next)
+                })
+                .await?;
+                return Ok(done.into_response());
             }
-            Ok(Json(objects::update(store, &scope, name, obj, &req.manager, check).await?).into_response())
+            Ok(objects::update(store, &scope, name, obj, &req.manager, check).await?.into_response())
         }
         ("status", "PATCH") => {
             let kind = patch_type(req.headers)?;
             let raw = read_body(body).await?;
-            Ok(Json(objects::patch(store, &scope, name, kind, &raw, &req.manager, check).await?).into_response())
+            Ok(objects::patch(store, &scope, name, kind, &raw, &req.manager, check).await?.into_response())
         }
         ("scale", "GET") => Ok(Json(scale_of(r, &objects::get(store, &scope, name).await?)).into_response()),
         ("scale", "PUT" | "PATCH") => {
@@ -73,7 +71,7 @@ pub async fn serve(state: &ApiState, scope: Scope<'_>, req: Request<'_>, body: B
                 Ok(next)
             })
             .await?;
-            Ok(Json(scale_of(r, &done)).into_response())
+            Ok(Json(scale_of(r, &done.object)).into_response())
         }
         ("binding", "POST") => {
             let binding = read_object(r, req.headers, body).await?;
