@@ -150,27 +150,26 @@ impl Change {
     /// `{"type":KIND,"object":…}` from the stored bytes, or from the decoded object when
     /// they cannot be spliced.
     fn render(&self, kind: &str) -> bytes::Bytes {
-        let Some(object) = raw_json::with_resource_version(&self.raw, self.revision) else {
-            return line(kind, self.object().unwrap_or(&Value::Null));
-        };
-        let mut out = Vec::with_capacity(object.len() + 32);
-        out.extend_from_slice(br#"{"type":"#);
-        serde_json::to_writer(&mut out, kind).expect("a string always serialises");
-        out.extend_from_slice(br#","object":"#);
-        out.extend_from_slice(&object);
-        out.extend_from_slice(b"}\n");
-        out.into()
+        match raw_json::with_resource_version(&self.raw, self.revision) {
+            Some(object) => framed(kind, object.len(), |out| out.extend_from_slice(&object)),
+            None => line(kind, self.object().unwrap_or(&Value::Null)),
+        }
     }
 }
 
 /// One watch line, `{"type":KIND,"object":OBJECT}` and a newline, written straight from the
 /// object (no copy of it into a wrapper value).
 pub fn line(kind: &str, object: &Value) -> bytes::Bytes {
-    let mut out = Vec::with_capacity(4096);
+    framed(kind, 4096, |out| serde_json::to_writer(out, object).expect("a JSON value always serialises"))
+}
+
+/// `{"type":KIND,"object":` + what `write_object` writes + `}` and a newline.
+fn framed(kind: &str, object_len: usize, write_object: impl FnOnce(&mut Vec<u8>)) -> bytes::Bytes {
+    let mut out = Vec::with_capacity(object_len + 32);
     out.extend_from_slice(br#"{"type":"#);
     serde_json::to_writer(&mut out, kind).expect("a string always serialises");
     out.extend_from_slice(br#","object":"#);
-    serde_json::to_writer(&mut out, object).expect("a JSON value always serialises");
+    write_object(&mut out);
     out.extend_from_slice(b"}\n");
     out.into()
 }
