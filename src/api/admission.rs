@@ -2,7 +2,7 @@
 //! workload strategies, Job selectors, the ServiceAccount token volume, default tolerations)
 //! and validation with field paths (422 with one cause per problem).
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::registry::Resource;
 use super::status::{ApiError, FieldError};
@@ -468,8 +468,8 @@ pub fn merge_part(r: &Resource, status_write: bool, before: &Value, obj: &mut Va
         return;
     }
     if status_write {
-        let status = obj.get("status").cloned();
-        let meta: Map<String, Value> = obj["metadata"].as_object().cloned().unwrap_or_default();
+        let status = obj.as_object_mut().and_then(|m| m.remove("status"));
+        let rv = obj.get_mut("metadata").and_then(Value::as_object_mut).and_then(|m| m.remove("resourceVersion"));
         *obj = before.clone();
         match status {
             Some(s) => obj["status"] = s,
@@ -478,8 +478,8 @@ pub fn merge_part(r: &Resource, status_write: bool, before: &Value, obj: &mut Va
             }
         }
         // The client's resourceVersion still pins the write; managedFields are recomputed.
-        if let Some(rv) = meta.get("resourceVersion") {
-            obj["metadata"]["resourceVersion"] = rv.clone();
+        if let Some(rv) = rv {
+            obj["metadata"]["resourceVersion"] = rv;
         }
     } else {
         match before.get("status") {
