@@ -17,13 +17,24 @@ const META_COMPACTED: &str = "compacted";
 /// How many keys a compaction removes per sled batch.
 const COMPACT_CHUNK: usize = 4096;
 
-/// The live version of a key (stored under `l<key>`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The live version of a key, with its value (read from its history entry).
+#[derive(Debug, Clone)]
 struct Latest {
     create_revision: Revision,
     mod_revision: Revision,
     version: i64,
     value: Vec<u8>,
+}
+
+/// What is stored under `l<key>`: where the live version is. Its value lives once, in the
+/// history entry `h<key><mod_revision>` (compaction always keeps the newest version), so a
+/// write puts each value into the tree once instead of twice. Records of earlier releases
+/// carried the value after these fields; decoding ignores those trailing bytes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct LatestRef {
+    create_revision: Revision,
+    mod_revision: Revision,
+    version: i64,
 }
 
 /// One retained version of a key (stored under `h<key><rev>`); `value: None` is a tombstone.
@@ -129,7 +140,8 @@ impl Pending<'_> {
                         value: value.clone(),
                     };
                     let hist = Version { create_revision: next.create_revision, version: next.version, value: Some(value.clone()) };
-                    self.batch.insert(keys::latest_key(key), encode(&next));
+                    let live = LatestRef { create_revision: next.create_revision, mod_revision: rev, version: next.version };
+                    self.batch.insert(keys::latest_key(key), encode(&live));
                     self.batch.insert(keys::history_key(key, rev), encode(&hist));
                     self.batch.insert(keys::revlog_key(rev, sub), key.clone());
                     sub += 1;
@@ -219,7 +231,22 @@ impl MvccEngine {
     }
 
     fn latest(&self, key: &[u8]) -> Result<Option<Latest>, StoreError> {
-        self.tree.get(keys::latest_key(key))?.map(|raw| decode(&raw)).transpose()
+        let Some(raw) = self.tree.get(keys::latest_key(key))? else { return Ok(None) };
+        let live: LatestRef = decode(&raw)?;
+        self.with_value(key, live)?.map(Some).ok_or_else(|| StoreError::Corrupt("a live key has no history entry".into()))
+    }
+
+    /// The live version `live` of `key` with its value; `None` when its history entry is gone
+    /// (a concurrent write replaced it and a compaction removed it since `live` was read).
+    fn with_value(&self, key: &[u8], live: LatestRef) -> Result<Option<Latest>, StoreError> {
+        let Some(raw) = self.tree.get(keys::history_key(key, live.mod_revision))? else { return Ok(None) };
+        let version: Version = decode(&raw)?;
+        Ok(version.value.map(|value| Latest {
+            create_revision: live.create_revision,
+            mod_revision: live.mod_revision,
+            version: live.version,
+            value,
+        }))
     }
 
     /// Checks a transaction for requests the store refuses, before it is applied or proposed.
@@ -285,23 +312,27 @@ impl MvccEngine {
         }
         if req.revision == 0 || req.revision == current {
             // Optimistic read of the live keys; valid if no write landed meanwhile.
-            let resp = self.range_latest(req, current)?;
-            if self.revision() == current {
-                return Ok(resp);
+            if let Some(resp) = self.range_latest(req, current)? {
+                if self.revision() == current {
+                    return Ok(resp);
+                }
             }
         }
         let at = if req.revision == 0 { current } else { req.revision };
         self.range_history(req, at)
     }
 
-    fn collect(
+    /// A range response from `items` in key order: counted, limited, and turned into
+    /// key-values by `kv_of` only when returned (`None` from it: the read raced a write).
+    fn collect<T>(
         req: &RangeRequest,
         at: Revision,
-        kvs: impl Iterator<Item = Result<KeyValue, StoreError>>,
-    ) -> Result<RangeResponse, StoreError> {
+        items: impl Iterator<Item = Result<T, StoreError>>,
+        mut kv_of: impl FnMut(T) -> Result<Option<KeyValue>, StoreError>,
+    ) -> Result<Option<RangeResponse>, StoreError> {
         let mut out = RangeResponse { revision: at, ..Default::default() };
-        for kv in kvs {
-            let kv = kv?;
+        for item in items {
+            let item = item?;
             out.count += 1;
             if req.count_only {
                 continue;
@@ -310,23 +341,26 @@ impl MvccEngine {
                 out.more = true;
                 continue;
             }
-            out.kvs.push(kv);
+            match kv_of(item)? {
+                Some(kv) => out.kvs.push(kv),
+                None => return Ok(None),
+            }
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
-    fn range_latest(&self, req: &RangeRequest, at: Revision) -> Result<RangeResponse, StoreError> {
+    /// The live keys of a range; `None` when a write raced the read (see `with_value`).
+    fn range_latest(&self, req: &RangeRequest, at: Revision) -> Result<Option<RangeResponse>, StoreError> {
         let start = keys::latest_key(&req.range.key);
         let end = match req.range.end_bound() {
             Some(e) => Bound::Excluded(keys::latest_key(&e)),
             None => Bound::Excluded(vec![LATEST + 1]),
         };
-        let iter = self.tree.range((Bound::Included(start), end)).map(|item| {
-            let (k, v) = item?;
-            let latest: Latest = decode(&v)?;
-            Ok(latest.to_kv(&k[1..]))
-        });
-        Self::collect(req, at, iter)
+        let items = self.tree.range((Bound::Included(start), end)).map(|item| Ok(item?));
+        Self::collect(req, at, items, |(k, v): (sled::IVec, sled::IVec)| {
+            let key = &k[1..];
+            Ok(self.with_value(key, decode(&v)?)?.map(|latest| latest.to_kv(key)))
+        })
     }
 
     fn range_history(&self, req: &RangeRequest, at: Revision) -> Result<RangeResponse, StoreError> {
@@ -355,7 +389,8 @@ impl MvccEngine {
         if let Some((_, Some(kv))) = current_key {
             visible.push(kv);
         }
-        Self::collect(req, at, visible.into_iter().map(Ok))
+        let resp = Self::collect(req, at, visible.into_iter().map(Ok), |kv| Ok(Some(kv)))?;
+        resp.ok_or_else(|| StoreError::Corrupt("history read lost a version".into()))
     }
 
     /// Events with revision in `[from, to]` touching `range`, rebuilt from the retained history.
@@ -491,4 +526,41 @@ impl MvccEngine {
 
 fn tombstone_kv() -> KeyValue {
     KeyValue { key: Vec::new(), value: Vec::new(), create_revision: 0, mod_revision: 0, version: 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_records_of_earlier_releases_still_decode() {
+        // Before values moved to the history entry, `l<key>` carried the value after the
+        // revision fields.
+        #[derive(Serialize)]
+        struct WithValue {
+            create_revision: Revision,
+            mod_revision: Revision,
+            version: i64,
+            value: Vec<u8>,
+        }
+        let old = encode(&WithValue { create_revision: 3, mod_revision: 7, version: 2, value: b"v".to_vec() });
+        let live: LatestRef = decode(&old).unwrap();
+        assert_eq!((live.create_revision, live.mod_revision, live.version), (3, 7, 2));
+    }
+
+    #[test]
+    fn each_value_is_stored_once() {
+        let engine = MvccEngine::open(sled::Config::new().temporary(true).open().unwrap().open_tree("t").unwrap()).unwrap();
+        let put = |v: &str| TxnRequest { success: vec![Op::Put { key: b"k".to_vec(), value: v.as_bytes().to_vec() }], ..Default::default() };
+        engine.apply_txn(&put("first"), vec![]).unwrap();
+        engine.apply_txn(&put("second"), vec![]).unwrap();
+        let holding = |needle: &[u8]| engine.dump().unwrap().iter().filter(|(_, v)| v.windows(needle.len()).any(|w| w == needle)).count();
+        assert_eq!(holding(b"second"), 1);
+        let got = engine.range(&RangeRequest { range: KeyRange::single("k"), ..Default::default() }).unwrap();
+        assert_eq!(got.kvs[0].value, b"second");
+        assert_eq!((got.kvs[0].mod_revision, got.kvs[0].version, got.kvs[0].create_revision), (2, 2, 1));
+        engine.compact(2, vec![]).unwrap();
+        let got = engine.range(&RangeRequest { range: KeyRange::prefix("k"), ..Default::default() }).unwrap();
+        assert_eq!(got.kvs[0].value, b"second", "compaction keeps the live version's value");
+    }
 }
