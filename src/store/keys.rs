@@ -1,6 +1,6 @@
 //! Layout of the store inside one sled tree: order-preserving encodings of the four key families.
 //!
-//! - `l<key>`            → the live (latest) version of a key
+//! - `l<key>`            → where the live version of a key is (its revisions; the value is in `h`)
 //! - `h<enc(key)><rev>`  → every retained version of a key, tombstones included
 //! - `r<rev><sub>`       → which key the `sub`-th change of revision `rev` touched
 //! - `m<name>`           → store metadata (current revision, compacted revision, raft state)
