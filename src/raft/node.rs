@@ -374,6 +374,10 @@ fn node_id(db: &sled::Db) -> Result<NodeId, StoreError> {
 impl Store for RaftStore {
     async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
         self.read_barrier().await?;
+        if req.range.range_end.is_empty() {
+            // One key: a couple of B-tree lookups, cheaper than a hop to the blocking pool.
+            return self.engine.range(&req);
+        }
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || engine.range(&req)).await.map_err(|_| StoreError::Closed)?
     }
