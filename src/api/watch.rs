@@ -195,10 +195,15 @@ async fn catch_up(
                             // Batches end at revision boundaries: everything up to `last` is sent.
                             let last = events.last().map(|e| e.kv.mod_revision);
                             let lines = futures::stream::iter(feed.history_lines(events)).boxed();
-                            let handover = last.zip(cache).and_then(|(last, cache)| Some((last, cache.subscribe(last, feed.node.clone())?)));
+                            let handover =
+                                last.zip(cache).and_then(|(last, cache)| Some((last, cache.subscribe(last, feed.node.clone())?)));
                             let next = match handover {
                                 Some((last, sub)) => {
-                                    tracing::debug!(from, caught_up_at = last, "watch caught up with the store's history; following the watch cache");
+                                    tracing::debug!(
+                                        from,
+                                        caught_up_at = last,
+                                        "watch caught up with the store's history; following the watch cache"
+                                    );
                                     Source::Cache(feed.cached_lines(sub, last))
                                 }
                                 None => Source::History(history, feed),

@@ -102,7 +102,9 @@ impl Change {
     /// The object before the change, decoded on first use (only ever matched against
     /// selectors, never sent, so without its managedFields).
     fn previous(&self) -> Option<&Value> {
-        self.previous.get_or_init(|| self.previous_bytes().and_then(|b| serde_json::from_slice(b).ok()).map(without_managed_fields)).as_ref()
+        self.previous
+            .get_or_init(|| self.previous_bytes().and_then(|b| serde_json::from_slice(b).ok()).map(without_managed_fields))
+            .as_ref()
     }
 
     /// Whether `selector` selects the object after the change and before it (see

@@ -551,7 +551,8 @@ mod tests {
     #[test]
     fn each_value_is_stored_once() {
         let engine = MvccEngine::open(sled::Config::new().temporary(true).open().unwrap().open_tree("t").unwrap()).unwrap();
-        let put = |v: &str| TxnRequest { success: vec![Op::Put { key: b"k".to_vec(), value: v.as_bytes().to_vec() }], ..Default::default() };
+        let put =
+            |v: &str| TxnRequest { success: vec![Op::Put { key: b"k".to_vec(), value: v.as_bytes().to_vec() }], ..Default::default() };
         engine.apply_txn(&put("first"), vec![]).unwrap();
         engine.apply_txn(&put("second"), vec![]).unwrap();
         let holding = |needle: &[u8]| engine.dump().unwrap().iter().filter(|(_, v)| v.windows(needle.len()).any(|w| w == needle)).count();

@@ -302,7 +302,11 @@ async fn a_watch_older_than_the_cache_catches_up_without_gaps() {
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
             let meta = &v["object"]["metadata"];
-            (v["type"].as_str().unwrap().into(), meta["namespace"].as_str().unwrap().into(), v["object"]["data"]["n"].as_str().unwrap().into())
+            (
+                v["type"].as_str().unwrap().into(),
+                meta["namespace"].as_str().unwrap().into(),
+                v["object"]["data"]["n"].as_str().unwrap().into(),
+            )
         })
         .collect();
     let want: Vec<(String, String, String)> =

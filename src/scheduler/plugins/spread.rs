@@ -187,12 +187,7 @@ impl SpreadScore {
         } else {
             let uid = pod.owner_uid.clone()?;
             [(TopologyKey::Hostname, 3), (TopologyKey::Zone, 5)]
-                .map(|(key, max_skew)| Constraint {
-                    max_skew,
-                    topology_key: key,
-                    min_domains: None,
-                    matcher: Matcher::Owner(uid.clone()),
-                })
+                .map(|(key, max_skew)| Constraint { max_skew, topology_key: key, min_domains: None, matcher: Matcher::Owner(uid.clone()) })
                 .to_vec()
         };
         if constraints.is_empty() {
