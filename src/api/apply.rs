@@ -26,33 +26,15 @@ fn untracked(path: &[String]) -> bool {
 
 /// The leaf fields `value` sets.
 pub fn field_set(value: &Value) -> BTreeSet<Path> {
-    let mut out = BTreeSet::new();
-    collect(value, &mut Vec::new(), None, &mut out);
-    out.retain(|p| !untracked(p));
-    out
+    changed_fields(None, value)
 }
 
-fn collect(value: &Value, path: &mut Path, field: Option<&str>, out: &mut BTreeSet<Path>) {
-    match value {
-        Value::Object(map) if !map.is_empty() => {
-            for (k, v) in map {
-                path.push(format!("f:{k}"));
-                collect(v, path, Some(k), out);
-                path.pop();
-            }
-        }
-        Value::Array(items) if field.and_then(merge_key).is_some() => {
-            let key = field.and_then(merge_key).unwrap_or_default();
-            for item in items {
-                path.push(format!("k:{}", json!({ key: item[key] })));
-                collect(item, path, None, out);
-                path.pop();
-            }
-        }
-        _ => {
-            out.insert(path.clone());
-        }
-    }
+/// The tracked leaf fields of `value` that differ from `before` (all of them without `before`).
+fn changed_fields(before: Option<&Value>, value: &Value) -> BTreeSet<Path> {
+    let mut out = BTreeSet::new();
+    collect_changed(before, value, &mut Vec::new(), None, &mut out);
+    out.retain(|p| !untracked(p));
+    out
 }
 
 /// The leaf fields of `value` that differ from `before` (all of them without `before`): a walk
@@ -272,12 +254,7 @@ pub fn record_update(before: Option<&Value>, obj: &mut Value, manager: &str, api
         obj["metadata"]["managedFields"] = b["metadata"].get("managedFields").cloned().unwrap_or_else(|| json!([]));
         return;
     }
-    let changed: BTreeSet<Path> = {
-        let mut out = BTreeSet::new();
-        collect_changed(before, obj, &mut Vec::new(), None, &mut out);
-        out.retain(|p| !untracked(p));
-        out
-    };
+    let changed = changed_fields(before, obj);
     let mut managers = before.map(entries).unwrap_or_default();
     for e in managers.iter_mut() {
         e.fields.retain(|p| !changed.contains(p) && lookup(obj, p).is_some());
