@@ -287,16 +287,19 @@ async fn a_watch_older_than_the_cache_catches_up_without_gaps() {
     let req = http::Request::get(format!("{base}?watch=true&resourceVersion={rv}&timeoutSeconds=4")).body(Full::default()).unwrap();
     let resp = admin.send(req, Duration::from_secs(10)).await.unwrap();
     assert_eq!(resp.status(), 200);
-    let writer = {
-        let (admin, base) = (admin.clone(), base.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let body = format!(r#"{{"data":{{"n":"{}"}}}}"#, WRITES + 1);
-            request(&admin, "PATCH", &format!("{base}/c"), "application/merge-patch+json", &body).await
-        })
-    };
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(writer.await.unwrap().0, 200);
+    // Once every change from the history has arrived, one more is written live.
+    let history = WRITES / 2;
+    let (mut body, mut stream, mut live_written) = (Vec::new(), resp.into_body(), false);
+    while let Some(frame) = stream.frame().await {
+        body.extend_from_slice(&frame.unwrap().into_data().unwrap_or_default());
+        if !live_written && body.iter().filter(|b| **b == b'\n').count() >= history {
+            let patch = format!(r#"{{"data":{{"n":"{}"}}}}"#, WRITES + 1);
+            let (code, _) = request(&admin, "PATCH", &format!("{base}/c"), "application/merge-patch+json", &patch).await;
+            assert_eq!(code, 200);
+            live_written = true;
+        }
+    }
+    assert!(live_written, "the history arrived");
     let seen: Vec<(String, String, String)> = String::from_utf8_lossy(&body)
         .lines()
         .map(|l| {
