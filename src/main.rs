@@ -27,31 +27,29 @@ fn main() -> anyhow::Result<()> {
     let data_dir = cli.data_dir.clone().unwrap_or_else(cli::default_data_dir);
     match cli.command {
         Command::Version => {
-            println!("orch version v{}", orch::version::ORCH_VERSION);
-            println!("kubernetes api {}", orch::version::KUBERNETES_VERSION);
+            println!("orch version v{}", orch::k8s::version::ORCH_VERSION);
+            println!("kubernetes api {}", orch::k8s::version::KUBERNETES_VERSION);
             Ok(())
         }
         Command::Server(args) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            rt.block_on(orch::server::run(&data_dir, default_data_dir, args)).context("orch server failed")
+            rt.block_on(cli::server::run(&data_dir, default_data_dir, args)).context("orch server failed")
         }
         Command::Token(args) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            rt.block_on(orch::cli::token::run(&data_dir, args))
+            rt.block_on(cli::token::run(&data_dir, args))
         }
         Command::Images(args) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            rt.block_on(orch::cli::images::run(&data_dir, args))
+            rt.block_on(cli::images::run(&data_dir, args))
         }
         Command::Agent(args) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            match rt.block_on(orch::agent::run(&data_dir, args)) {
-                Err(e @ orch::agent::AgentError::Runtime(_)) => {
-                    eprintln!("orch: {e}");
-                    std::process::exit(2);
-                }
-                other => other.context("orch agent failed"),
+            if let Err(e) = rt.block_on(cli::agent::run(&data_dir, args)) {
+                eprintln!("orch: agent failed: {e}");
+                std::process::exit(e.exit_code());
             }
+            Ok(())
         }
     }
 }

@@ -17,7 +17,7 @@ pub fn default_on_create(r: &Resource, obj: &mut Value) {
             admit_service_account(obj);
             default_tolerations(&mut obj["spec"]);
             set(&mut obj["spec"], "priority", json!(0));
-            obj["status"] = json!({ "phase": "Pending", "qosClass": qos_class(&obj["spec"]) });
+            obj["status"] = json!({ "phase": "Pending", "qosClass": crate::k8s::qos::class(&obj["spec"]) });
         }
         ("batch", "Job") => generate_job_selector(obj),
         ("", "PersistentVolumeClaim" | "PersistentVolume") => obj["status"] = json!({ "phase": "Pending" }),
@@ -208,7 +208,7 @@ fn admit_service_account(pod: &mut Value) {
 
 /// DefaultTolerationSeconds: pods tolerate a not-ready or unreachable node for 300 s.
 fn default_tolerations(spec: &mut Value) {
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [crate::k8s::names::TAINT_NOT_READY, crate::k8s::names::TAINT_UNREACHABLE] {
         let tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
         let covered = tolerations.iter().any(|t| {
             (t["key"] == key || (t.get("key").is_none() && t["operator"] == "Exists"))
@@ -219,29 +219,6 @@ fn default_tolerations(spec: &mut Value) {
             list.push(json!({ "key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300 }));
             spec["tolerations"] = json!(list);
         }
-    }
-}
-
-/// BestEffort, Burstable or Guaranteed, by Kubernetes' rules.
-pub fn qos_class(spec: &Value) -> &'static str {
-    let containers: Vec<&Value> = ["initContainers", "containers"].iter().flat_map(|l| spec[*l].as_array().into_iter().flatten()).collect();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in &containers {
-        let (req, lim) = (&c["resources"]["requests"], &c["resources"]["limits"]);
-        for res in ["cpu", "memory"] {
-            let (r, l) = (req.get(res).filter(|v| !v.is_null()), lim.get(res).filter(|v| !v.is_null()));
-            any |= r.is_some() || l.is_some();
-            // Requests default to limits; Guaranteed needs both resources limited and equal.
-            if l.is_none() || r.is_some_and(|r| Some(r) != l) {
-                guaranteed = false;
-            }
-        }
-    }
-    match (any, guaranteed) {
-        (false, _) => "BestEffort",
-        (true, true) => "Guaranteed",
-        (true, false) => "Burstable",
     }
 }
 
@@ -522,14 +499,6 @@ mod tests {
             default_container(&mut c);
             assert_eq!(c["imagePullPolicy"], policy, "{image}");
         }
-    }
-
-    #[test]
-    fn qos_classes() {
-        let spec = |res: Value| json!({ "containers": [{ "name": "c", "resources": res }] });
-        assert_eq!(qos_class(&spec(json!({}))), "BestEffort");
-        assert_eq!(qos_class(&spec(json!({ "limits": { "cpu": "1", "memory": "1Gi" } }))), "Guaranteed");
-        assert_eq!(qos_class(&spec(json!({ "requests": { "cpu": "1" } }))), "Burstable");
     }
 
     #[test]

@@ -111,9 +111,6 @@ async fn openapi_document(
     }
 }
 
-/// The namespaces every cluster has; created at start when missing.
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
-
 /// Creates the system namespaces and the `cluster-admin` ClusterRole that do not exist yet.
 pub async fn ensure_system_namespaces(store: &dyn crate::store::Store) -> Result<(), ApiError> {
     let roles = registry::lookup("rbac.authorization.k8s.io", "v1", "clusterroles").expect("clusterroles are built in");
@@ -128,7 +125,7 @@ pub async fn ensure_system_namespaces(store: &dyn crate::store::Store) -> Result
     }
     let namespaces = registry::lookup("", "v1", "namespaces").expect("namespaces are built in");
     let scope = Scope::new(namespaces, None, ServiceNetwork::default());
-    for name in SYSTEM_NAMESPACES {
+    for name in crate::k8s::names::SYSTEM_NAMESPACES {
         match objects::create(store, &scope, json!({ "metadata": { "name": name } }), Some("orch-server")).await {
             Ok(_) => tracing::info!(namespace = name, "created system namespace"),
             Err(e) if e.reason == "AlreadyExists" => {}

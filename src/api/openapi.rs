@@ -42,7 +42,7 @@ pub struct OpenApi {
 fn serialise(paths: Map<String, Value>, schemas: Map<String, Value>) -> bytes::Bytes {
     let doc = json!({
         "openapi": "3.0.0",
-        "info": { "title": "Kubernetes", "version": crate::version::KUBERNETES_VERSION },
+        "info": { "title": "Kubernetes", "version": crate::k8s::version::KUBERNETES_VERSION },
         "paths": paths,
         "components": { "schemas": schemas },
     });

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::agent::runtime::config::ContainerdPaths;
-use crate::agent::runtime::containerd::Containerd;
-use crate::agent::runtime::images::registries::{self, Registries};
+use crate::node::runtime::config::ContainerdPaths;
+use crate::node::runtime::containerd::Containerd;
+use crate::node::runtime::images::registries::{self, Registries};
 
 #[derive(Debug, Args)]
 pub struct ImagesArgs {

@@ -30,6 +30,7 @@ pub mod pod_gc;
 mod quota_usage;
 mod replicaset;
 mod resourcequota;
+pub mod scheduler;
 mod serviceaccount;
 mod statefulset;
 pub mod taint_eviction;
@@ -84,7 +85,7 @@ type RunFn = fn(Arc<Context>, CancellationToken) -> BoxFuture<'static, ()>;
 
 /// Every controller, by name; all of them run while this server holds the lease.
 const CONTROLLERS: &[(&str, RunFn)] = &[
-    ("scheduler", |c, s| Box::pin(crate::scheduler::run(c, s))),
+    ("scheduler", |c, s| Box::pin(scheduler::run(c, s))),
     ("node-ipam", |c, s| Box::pin(node_ipam::run(c, s))),
     ("node-lifecycle", |c, s| Box::pin(node_lifecycle::run(c, s))),
     ("taint-eviction", |c, s| Box::pin(taint_eviction::run(c, s))),

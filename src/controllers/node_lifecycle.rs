@@ -25,8 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Context;
 
-pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
-pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
+pub use crate::k8s::names::{TAINT_NOT_READY as NOT_READY, TAINT_UNREACHABLE as UNREACHABLE};
 
 /// When a node's heartbeats were last seen to change.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,7 +143,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         let by_name: HashMap<String, Arc<Lease>> = leases
             .state()
             .into_iter()
-            .filter(|l| l.namespace().as_deref() == Some(crate::agent::node_object::LEASE_NAMESPACE))
+            .filter(|l| l.namespace().as_deref() == Some(crate::k8s::names::NODE_LEASE_NAMESPACE))
             .map(|l| (l.name_any(), l))
             .collect();
         monitor.seen.retain(|name, _| all.iter().any(|n| n.name_any() == *name));

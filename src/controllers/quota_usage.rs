@@ -19,7 +19,7 @@ pub struct Objects {
 
 /// A quantity in thousandths of its unit (rounded up); `None` if malformed.
 pub fn milli(q: &Quantity) -> Option<i128> {
-    crate::scheduler::quantity::milli_value(q).map(i128::from)
+    crate::k8s::quantity::milli_value(q).map(i128::from)
 }
 
 /// Formats a usage: cpu in cores or millicores, other resources in whole units with a binary

@@ -1,8 +1,10 @@
-//! Node-to-node RPC over HTTP/2: a small client, the bincode body codec, and the store service
-//! (`/store/*`) that exposes any [`crate::store::Store`] to remote clients and peers.
+//! Node-to-node RPC over HTTP/2: the TLS accept loop every HTTPS port of orch serves with
+//! ([`https`]), a small client, the bincode body codec, and the store service (`/store/*`)
+//! that exposes any [`crate::store::Store`] to remote clients and peers.
 
 mod client;
 mod codec;
+pub mod https;
 mod store_client;
 mod store_service;
 

@@ -4,16 +4,15 @@
 
 use std::sync::Arc;
 
+use crate::join::wire::{self, basic_credentials, AgentCredentials, NodeJoin, ServerBootstrap, ServingRequest};
+use crate::k8s::version;
+use crate::pki::{JoinToken, Peer, MASTERS_GROUP, SERVERS_GROUP};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use base64::Engine;
-
-use crate::pki::{JoinToken, Peer, MASTERS_GROUP, SERVERS_GROUP};
-use crate::version;
 
 /// What the public routes need.
 pub struct PublicState {
@@ -25,14 +24,14 @@ pub struct PublicState {
 
 pub fn public(state: Arc<PublicState>) -> Router {
     Router::new()
-        .route("/cacerts", get(cacerts))
+        .route(wire::CACERTS_PATH, get(cacerts))
         .route("/version", get(version_info))
         .route("/healthz", get(ok))
         .route("/livez", get(ok))
         .route("/readyz", get(ok))
-        .route("/v1-orch/server-bootstrap", post(server_bootstrap))
-        .route("/v1-orch/node-bootstrap", post(node_bootstrap))
-        .route("/v1-orch/node-serving-cert", post(node_serving_cert))
+        .route(wire::SERVER_BOOTSTRAP_PATH, post(server_bootstrap))
+        .route(wire::NODE_BOOTSTRAP_PATH, post(node_bootstrap))
+        .route(wire::NODE_SERVING_CERT_PATH, post(node_serving_cert))
         .with_state(state)
 }
 
@@ -67,26 +66,8 @@ async fn version_info() -> Json<serde_json::Value> {
         "buildDate": "",
         "goVersion": "",
         "compiler": "rustc",
-        "platform": format!("{}/{}", std::env::consts::OS, kube_arch()),
+        "platform": format!("{}/{}", std::env::consts::OS, crate::host::kube_arch()),
     }))
-}
-
-/// The architecture in Kubernetes' (Go's) spelling.
-pub fn kube_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" => "arm",
-        other => other,
-    }
-}
-
-/// The `user:secret` pair of an `Authorization: Basic` header.
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(value.strip_prefix("Basic ")?.trim()).ok()?;
-    let (user, secret) = String::from_utf8(decoded).ok()?.split_once(':').map(|(u, s)| (u.to_string(), s.to_string()))?;
-    Some((user, secret))
 }
 
 /// Checks `Authorization: Basic base64(server:<secret>)` against the server token.
@@ -105,13 +86,6 @@ async fn agent_authorised(s: &PublicState, headers: &HeaderMap) -> bool {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// What a joining agent sends.
-#[derive(serde::Deserialize)]
-struct NodeJoin {
-    name: String,
-    password: String,
 }
 
 /// Gives a joining agent holding the token a node client certificate (CN `system:node:<name>`,
@@ -139,17 +113,9 @@ async fn node_bootstrap(State(s): State<Arc<PublicState>>, headers: HeaderMap, J
         ..Default::default()
     };
     match s.ca.sign(&spec) {
-        Ok(cert) => Json(serde_json::json!({ "ca": s.ca.pem().cert, "client": cert })).into_response(),
+        Ok(client) => Json(AgentCredentials { ca: s.ca.pem().cert.clone(), client }).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
-}
-
-/// What a node asks its serving certificate for.
-#[derive(serde::Deserialize)]
-struct ServingRequest {
-    ips: Vec<std::net::IpAddr>,
-    #[serde(default)]
-    dns_names: Vec<String>,
 }
 
 /// Signs a serving certificate for the kubelet port of the node whose client certificate
@@ -187,5 +153,5 @@ async fn server_bootstrap(State(s): State<Arc<PublicState>>, headers: HeaderMap)
     if !authorised(&headers, &s.token) {
         return (StatusCode::UNAUTHORIZED, "invalid server token").into_response();
     }
-    Json(serde_json::json!({ "ca": s.ca.pem() })).into_response()
+    Json(ServerBootstrap { ca: s.ca.pem().clone() }).into_response()
 }

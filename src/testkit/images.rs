@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
 
-use crate::agent::runtime::images::manifest::{host_arch, sha256_digest, OCI_CONFIG, OCI_MANIFEST};
+use crate::node::runtime::images::manifest::{sha256_digest, OCI_CONFIG, OCI_MANIFEST};
 
 const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 
@@ -55,7 +55,7 @@ pub fn busybox_image() -> std::io::Result<TestImage> {
     let layer = b.into_inner()?;
     let diff_id = sha256_digest(&layer);
     let config = serde_json::to_vec(&json!({
-        "architecture": host_arch(),
+        "architecture": crate::host::kube_arch(),
         "os": "linux",
         "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"]},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},

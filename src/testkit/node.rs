@@ -11,13 +11,12 @@ use crate::net::netns::NetnsDir;
 /// Why real containers cannot run here, if they cannot: they need root and the containerd, runc
 /// and busybox binaries.
 pub fn containers_unavailable() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !crate::host::is_root() {
         return Some("needs root (containerd, runc, network namespaces)".into());
     }
     [("containerd", "containerd"), ("runc", "runc"), ("busybox", "busybox-static")]
         .into_iter()
-        .find(|(binary, _)| crate::agent::runtime::supervisor::find_binary(binary).is_none())
+        .find(|(binary, _)| crate::node::runtime::supervisor::find_binary(binary).is_none())
         .map(|(binary, package)| format!("{binary} is missing (apt-get install {package})"))
 }
 

@@ -6,11 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use orch::agent::runtime::config::ContainerdPaths;
-use orch::agent::runtime::containerd::Containerd;
-use orch::agent::runtime::images::registries::Registries;
-use orch::agent::runtime::supervisor::{find_binary, Supervisor};
-use orch::agent::runtime::{BindMount, ContainerConfig, ContainerRuntime, ContainerState, PullPolicy, Resources};
+use orch::node::runtime::config::ContainerdPaths;
+use orch::node::runtime::containerd::Containerd;
+use orch::node::runtime::images::registries::Registries;
+use orch::node::runtime::supervisor::{find_binary, Supervisor};
+use orch::node::runtime::{BindMount, ContainerConfig, ContainerRuntime, ContainerState, PullPolicy, Resources};
 use orch::testkit::images;
 
 use crate::support::{free_port, orch_binary, skip_without_containers, wait_for};
@@ -179,10 +179,10 @@ async fn airgap_tarballs_are_imported_when_they_appear() {
         return;
     }
     let node = Node::start(Registries::default()).await;
-    let dir = orch::agent::runtime::images::airgap::dir(node.dir.path());
+    let dir = orch::node::runtime::images::airgap::dir(node.dir.path());
     std::fs::create_dir_all(&dir).unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let watcher = tokio::spawn(orch::agent::runtime::images::airgap::watch(node.runtime.client.clone(), dir.clone(), shutdown.clone()));
+    let watcher = tokio::spawn(orch::node::runtime::images::airgap::watch(node.runtime.client.clone(), dir.clone(), shutdown.clone()));
     let image = images::busybox_image().unwrap();
     images::write_oci_tar(&image, "docker.io/library/airgapped:v1", &node.path("staging.tar")).unwrap();
     std::fs::rename(node.path("staging.tar"), dir.join("airgapped.tar")).unwrap();
@@ -272,10 +272,10 @@ async fn the_node_runtime_imports_airgap_images_at_start_and_restarts_containerd
         return;
     }
     let dir = tempfile::Builder::new().prefix("orch-node").tempdir_in("/tmp").unwrap();
-    let airgap = orch::agent::runtime::images::airgap::dir(dir.path());
+    let airgap = orch::node::runtime::images::airgap::dir(dir.path());
     std::fs::create_dir_all(&airgap).unwrap();
     images::busybox_oci_tar(&airgap.join("busybox.tar")).unwrap();
-    let node = orch::agent::runtime::node::NodeRuntime::start(dir.path(), None, Default::default()).await.unwrap();
+    let node = orch::node::runtime::node::NodeRuntime::start(dir.path(), None, Default::default()).await.unwrap();
     wait_for(Duration::from_secs(20), "the airgap image imported at start", || async {
         let images = node.runtime.list_images().await.unwrap_or_default();
         images.iter().any(|i| i.name == "docker.io/library/busybox:latest").then_some(())

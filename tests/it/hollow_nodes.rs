@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use orch::agent::hollow::{start_many, HollowConfig, HollowNode};
+use orch::node::hollow::{start_many, HollowConfig, HollowNode};
 use serde_json::json;
 
 use crate::support::{kube_client, start_hollow_node, start_server, wait_for};
@@ -198,7 +198,7 @@ fn agent_flags_are_checked() {
     let data_dir = format!("--data-dir={}", dir.path().display());
     let containerd = orch(&["agent", &data_dir, "--token=t"]);
     assert!(!containerd.status.success());
-    let expected = if orch::agent::runtime::supervisor::find_binary("containerd").is_some() { "--join" } else { "apt-get install" };
+    let expected = if orch::node::runtime::supervisor::find_binary("containerd").is_some() { "--join" } else { "apt-get install" };
     assert!(String::from_utf8_lossy(&containerd.stderr).contains(expected), "{containerd:?}");
     let bad_taint = orch(&["agent", &data_dir, "--runtime=fake", "--node-taint=k=v"]);
     assert!(!bad_taint.status.success());

@@ -15,8 +15,7 @@ use orch::net::{BridgeConfig, BridgeNetwork, HostPort, PodAttachment, PodNetRequ
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = orch::host::is_root();
     if !root {
         eprintln!("skipping: the pod network tests need root (network namespaces, bind mounts)");
     }

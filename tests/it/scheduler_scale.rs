@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams, PostParams};
-use orch::agent::hollow::{start_many, HollowConfig, HollowNode};
+use orch::node::hollow::{start_many, HollowConfig, HollowNode};
 use serde_json::json;
 
 use crate::support::{kube_client, ready_server, wait_for};

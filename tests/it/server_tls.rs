@@ -140,7 +140,7 @@ async fn sigterm_shuts_the_server_down_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_join_with_the_token_and_keep_their_node_name() {
-    use orch::server::{join_as_agent, JoinError};
+    use orch::join::{join_as_agent, JoinError};
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(&dir.path().join("n0"), &[]);
     server.wait_member(Duration::from_secs(20)).await;
@@ -177,7 +177,7 @@ async fn agents_join_with_the_token_and_keep_their_node_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_tokens_are_created_listed_used_and_deleted() {
-    use orch::server::{join_as_agent, JoinError};
+    use orch::join::{join_as_agent, JoinError};
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(&dir.path().join("n0"), &[]);
     server.wait_member(Duration::from_secs(20)).await;

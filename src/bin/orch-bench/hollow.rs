@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use orch::agent::hollow::{start_many, HollowConfig};
+use orch::node::hollow::{start_many, HollowConfig};
 use tokio::io::AsyncReadExt;
 
 /// Joins at once while the nodes start.

@@ -1,0 +1,9 @@
+//! Kubernetes vocabulary shared by every part of orch: resource quantities, well-known names,
+//! label and taint syntax, QoS classes and the version orch reports. A leaf: it imports
+//! nothing else of the crate.
+
+pub mod labels;
+pub mod names;
+pub mod qos;
+pub mod quantity;
+pub mod version;

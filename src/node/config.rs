@@ -1,0 +1,72 @@
+//! How a node is set up: one plain struct for `orch agent` and the server's own node alike,
+//! built by the command line from the node flags both share.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Taint;
+
+use super::kubelet::host::Reserved;
+use super::runtime::log_rotation::LogRotation;
+use crate::net::Ipv4Cidr;
+
+/// Which container runtime a node runs its pods on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// containerd and runc: a real node ([`super::kubelet`]).
+    Containerd,
+    /// No containers at all: a hollow node that reports pods as running ([`super::hollow`]).
+    Fake,
+}
+
+/// What a hollow (fake-runtime) node reports about itself.
+#[derive(Debug, Clone)]
+pub struct HollowShape {
+    /// CPU, memory and pod capacity, as Kubernetes quantities.
+    pub cpu: String,
+    pub memory: String,
+    pub pods: u32,
+    /// How long pods that run to completion (restartPolicy not Always) run.
+    pub job_duration: Duration,
+}
+
+impl Default for HollowShape {
+    fn default() -> Self {
+        Self { cpu: "4".into(), memory: "8Gi".into(), pods: 110, job_duration: Duration::from_secs(1) }
+    }
+}
+
+/// How a node is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// URL of an API server, e.g. `https://127.0.0.1:6443`.
+    pub server: String,
+    /// A join token (the server token or an agent bootstrap token).
+    pub token: String,
+    pub node_name: String,
+    pub data_dir: PathBuf,
+    /// InternalIP; the default route's address when unset.
+    pub node_ip: Option<IpAddr>,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub runtime: RuntimeKind,
+    /// Socket of an existing containerd instead of one orch starts and supervises.
+    pub container_runtime_endpoint: Option<PathBuf>,
+    /// Resources held back for Kubernetes and system daemons.
+    pub reserved: Reserved,
+    /// Port of the kubelet API; 0 serves none.
+    pub kubelet_port: u16,
+    pub cluster_cidr: Ipv4Cidr,
+    pub cluster_dns: Vec<IpAddr>,
+    pub cluster_domain: String,
+    /// A network namespace to build the pod network in instead of this process's (tests).
+    pub host_netns: Option<PathBuf>,
+    pub lease_renew_interval: Duration,
+    pub status_update_interval: Duration,
+    /// When container logs are rotated (containerLogMaxSize / containerLogMaxFiles).
+    pub log_rotation: LogRotation,
+    /// What a fake-runtime node reports.
+    pub hollow: HollowShape,
+}

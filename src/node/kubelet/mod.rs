@@ -1,0 +1,60 @@
+//! The kubelet of a real node: joins the cluster, registers the Node with the host's facts,
+//! renews its Lease, runs the pods bound to it on containerd with the bridge pod network (one
+//! [`worker::PodWorker`] per pod), serves container logs, exec, attach and port-forward on the
+//! kubelet port, cleans up what belongs to no pod and removes unused images when the image
+//! file system fills up. Restarting it adopts running containers instead of killing them.
+
+mod atomic_writer;
+mod backoff;
+mod claims;
+mod container_run;
+mod container_spec;
+mod downward;
+mod env;
+mod events;
+mod file_volumes;
+pub mod host;
+mod host_mounts;
+mod image_gc;
+mod layout;
+mod lifecycle;
+mod logs;
+mod node;
+mod objects;
+mod probes;
+mod pull_secrets;
+mod sandbox;
+mod server;
+mod status;
+mod streaming;
+mod token_cache;
+mod volumes;
+mod worker;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+pub use node::Kubelet;
+
+use crate::net::etc_files::NodeEtc;
+use crate::net::PodNetwork;
+use crate::node::runtime::ContainerRuntime;
+use downward::NodeAllocatable;
+use layout::Layout;
+
+/// What every pod worker shares.
+pub struct NodeContext {
+    pub client: kube::Client,
+    pub runtime: Arc<dyn ContainerRuntime>,
+    /// The pod network, once the node has a podCIDR.
+    pub network: watch::Receiver<Option<Arc<dyn PodNetwork>>>,
+    pub layout: Layout,
+    pub node_ip: IpAddr,
+    /// Where host-network pods' containers live (`None`: the node's own namespace).
+    pub host_netns: Option<PathBuf>,
+    pub etc: NodeEtc,
+    pub allocatable: NodeAllocatable,
+}

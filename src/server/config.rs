@@ -1,0 +1,42 @@
+//! How a server is set up: one plain struct the command line builds from `orch server`'s flags.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `orch server` is told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the server keeps its state (`server/`, `orch.yaml`).
+    pub data_dir: PathBuf,
+    pub bind_address: IpAddr,
+    /// Port for the API and for peer (raft) traffic; 0 picks a free one.
+    pub https_listen_port: u16,
+    /// Address other servers reach this one at (default: the bind address or the default
+    /// route's address).
+    pub advertise_address: Option<IpAddr>,
+    /// URL of a server whose cluster to join instead of starting a new one.
+    pub join: Option<String>,
+    /// The server token (`K10<ca-hash>::server:<secret>` or a bare secret for a new cluster).
+    pub token: Option<String>,
+    /// Extra host names and addresses for the serving certificate.
+    pub tls_san: Vec<String>,
+    /// Where the admin kubeconfig is written besides `<data-dir>/orch.yaml`.
+    pub write_kubeconfig: Option<PathBuf>,
+    pub write_kubeconfig_mode: u32,
+    pub raft_heartbeat_interval: Duration,
+    pub raft_election_timeout: Duration,
+    pub raft_snapshot_entries: u64,
+    /// Page cache of the embedded store, in MiB.
+    pub store_cache_mb: u64,
+    /// How many recent changes are kept in memory for watchers to resume from.
+    pub watch_history: usize,
+    pub service_cidr: String,
+    pub service_node_port_range: String,
+    pub compaction_interval: Duration,
+    /// Address range of pod IPs; every node gets one /24 of it.
+    pub cluster_cidr: String,
+    pub node_monitor_grace_period: Duration,
+    /// Run no controllers and no scheduler on this server.
+    pub disable_controllers: bool,
+}
