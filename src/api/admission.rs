@@ -21,7 +21,7 @@ pub fn default_on_create(r: &Resource, obj: &mut Value) {
         }
         ("batch", "Job") => generate_job_selector(obj),
         ("", "PersistentVolumeClaim" | "PersistentVolume") => obj["status"] = json!({ "phase": "Pending" }),
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => obj["status"] = super::crd::initial_status(obj),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => obj["status"] = super::crd::definition::initial_status(obj),
         _ => {}
     }
 }
@@ -261,7 +261,7 @@ pub fn validate(r: &Resource, obj: &Value, before: Option<&Value>) -> Result<(),
     }
     match (r.group, r.kind) {
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-            errs.extend(super::crd::problems(obj).into_iter().map(|(field, message)| FieldError {
+            errs.extend(super::crd::definition::problems(obj).into_iter().map(|(field, message)| FieldError {
                 field,
                 reason: "FieldValueInvalid",
                 message,

@@ -6,6 +6,7 @@
 mod admission;
 mod apply;
 mod authz;
+mod background;
 pub mod bootstrap_tokens;
 mod client;
 mod crd;
@@ -18,7 +19,6 @@ mod objects;
 mod openapi;
 mod patch;
 mod protobuf;
-mod protobuf_workloads;
 mod raw_json;
 mod rbac;
 mod registry;
@@ -45,6 +45,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 use crate::pki::Peer;
+pub use background::Background;
 pub use client::in_process_client;
 pub use objects::check_name;
 use objects::{Scope, SharedStore};
@@ -74,12 +75,20 @@ struct ApiState {
 
 /// The API served from `store`; Services get addresses and node ports from `net`;
 /// ServiceAccount tokens are signed and checked with `tokens`; pod streams reach kubelets
-/// with `kubelet_tls` (none: they are answered 503).
-pub fn router(store: SharedStore, net: ServiceNetwork, tokens: TokenKeys, kubelet_tls: Option<Arc<rustls::ClientConfig>>) -> Router {
-    let rbac = rbac::Rbac::start(store.clone());
+/// with `kubelet_tls` (none: they are answered 503). Its followers of the store run in
+/// `background`.
+pub fn router(
+    store: SharedStore,
+    net: ServiceNetwork,
+    tokens: TokenKeys,
+    kubelet_tls: Option<Arc<rustls::ClientConfig>>,
+    background: Background,
+) -> Router {
+    let rbac = rbac::Rbac::start(store.clone(), &background);
     let crds = Arc::new(crd::Crds::default());
-    tokio::spawn(crds.clone().follow(store.clone()));
-    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac, tokens, watch_caches: Arc::default(), crds, kubelet_tls };
+    background.spawn(crds.clone().follow(store.clone()));
+    let watch_caches = Arc::new(watch_cache::WatchCaches::new(background));
+    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac, tokens, watch_caches, crds, kubelet_tls };
     Router::new()
         .route("/api", any(handle))
         .route("/api/{*rest}", any(handle))

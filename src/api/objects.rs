@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::registry::Resource;
 use super::status::ApiError;
+use crate::k8s::time::{now_rfc3339, rfc3339_after};
 use crate::store::{Compare, KeyRange, KeyValue, Op, OpResponse, RangeRequest, Revision, Store, TxnRequest};
 
 /// Which objects a request addresses.
@@ -104,16 +105,6 @@ fn check_name_of(r: &Resource, name: &str) -> Result<(), &'static str> {
         }
         _ => check_name(name),
     }
-}
-
-pub(super) fn now_rfc3339() -> String {
-    rfc3339_after(0)
-}
-
-/// The time `seconds` from now, as Kubernetes writes timestamps.
-fn rfc3339_after(seconds: i64) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    (time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds)).format(&format).expect("a fixed format always formats")
 }
 
 fn new_uid() -> String {

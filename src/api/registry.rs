@@ -20,7 +20,7 @@ pub struct Resource {
     /// reference to it.
     pub schema: Option<fn(&mut schemars::SchemaGenerator) -> schemars::Schema>,
     /// A custom resource's definition-specific parts (schema, printer columns, scale paths).
-    pub custom: Option<&'static super::crd::Custom>,
+    pub custom: Option<&'static super::crd::definition::Custom>,
 }
 
 fn schema_of<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use serde_json::{json, Value};
 
 use super::status::ApiError;
+use crate::k8s::cidr::Ipv4Network;
 
 const IP_PREFIX: &str = "/registry/ranges/serviceips/";
 const PORT_PREFIX: &str = "/registry/ranges/servicenodeports/";
@@ -16,8 +17,7 @@ const PORT_PREFIX: &str = "/registry/ranges/servicenodeports/";
 /// The service network: `--service-cidr` and `--service-node-port-range`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceNetwork {
-    base: u32,
-    size: u32,
+    range: Ipv4Network,
     ports: (u16, u16),
 }
 
@@ -29,37 +29,32 @@ impl Default for ServiceNetwork {
 
 impl ServiceNetwork {
     pub fn parse(cidr: &str, port_range: &str) -> Result<Self, String> {
-        let (addr, bits) = cidr.split_once('/').ok_or_else(|| format!("{cidr:?} is not a CIDR (e.g. 10.43.0.0/16)"))?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| format!("{addr:?} is not an IPv4 address"))?;
-        let bits: u32 = bits
-            .parse()
-            .ok()
-            .filter(|b| (8..=28).contains(b))
-            .ok_or_else(|| format!("prefix length in {cidr:?} must be between 8 and 28"))?;
-        let size = 1u32 << (32 - bits);
-        let base = u32::from(addr) & !(size - 1);
+        let range = crate::k8s::cidr::parse(cidr).map_err(|e| e.to_string())?;
+        if !(8..=28).contains(&range.prefix()) {
+            return Err(format!("prefix length in {cidr:?} must be between 8 and 28"));
+        }
         let (lo, hi) = port_range.split_once('-').ok_or_else(|| format!("{port_range:?} is not a port range (e.g. 30000-32767)"))?;
         let ports =
             (lo.trim().parse().map_err(|_| format!("bad port {lo:?}"))?, hi.trim().parse().map_err(|_| format!("bad port {hi:?}"))?);
         if ports.0 == 0 || ports.0 > ports.1 {
             return Err(format!("{port_range:?} is not an increasing port range"));
         }
-        Ok(Self { base, size, ports })
+        Ok(Self { range, ports })
     }
 
     /// The address of the `kubernetes` Service: the first of the range.
     pub fn kubernetes_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.base + 1)
+        self.range.nth(1).expect("a /28 or wider range")
     }
 
+    /// Whether `ip` may be a ClusterIP: inside the range, not its network or broadcast address.
     fn contains(&self, ip: Ipv4Addr) -> bool {
-        let v = u32::from(ip);
-        v > self.base && v < self.base + self.size - 1
+        self.range.contains(ip) && ip != self.range.network() && ip != self.range.broadcast()
     }
 
     fn random_ip(&self) -> Ipv4Addr {
         // Skip the network address, the kubernetes address and the broadcast address.
-        Ipv4Addr::from(self.base + 2 + rand::random::<u32>() % (self.size - 3))
+        self.range.nth(2 + rand::random::<u32>() % (self.range.size() - 3)).expect("inside the range")
     }
 
     fn random_port(&self) -> u16 {

@@ -12,6 +12,7 @@ use super::objects::{self, Check, Scope};
 use super::registry::Resource;
 use super::status::ApiError;
 use super::{patch, read_body, read_object, ApiState};
+use crate::k8s::time::now_rfc3339;
 
 /// One subresource request, already authorised.
 pub struct Request<'a> {
@@ -121,9 +122,9 @@ fn set_path(obj: &mut Value, path: &str, value: Value) {
 fn scale_of(r: &Resource, obj: &Value) -> Value {
     let meta = &obj["metadata"];
     let (spec_path, status_path) = replicas_paths(r);
-    let read = |path: &str| super::crd::json_path(obj, path).and_then(Value::as_i64).unwrap_or(0);
+    let read = |path: &str| super::crd::definition::json_path(obj, path).and_then(Value::as_i64).unwrap_or(0);
     let selector = if let Some(paths) = r.custom.and_then(|c| c.scale.as_ref()) {
-        paths.label_selector.as_deref().and_then(|p| super::crd::json_path(obj, p)).and_then(Value::as_str).unwrap_or_default().to_string()
+        paths.label_selector.as_deref().and_then(|p| super::crd::definition::json_path(obj, p)).and_then(Value::as_str).unwrap_or_default().to_string()
     } else if r.kind == "ReplicationController" {
         let labels: Vec<String> = obj["spec"]["selector"]
             .as_object()
@@ -185,7 +186,7 @@ async fn bind(state: &ApiState, scope: &Scope<'_>, name: &str, binding: &Value, 
         let conditions = next["status"]["conditions"].as_array().cloned().unwrap_or_default();
         let mut conditions: Vec<Value> = conditions.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
         conditions
-            .push(json!({ "type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": objects::now_rfc3339() }));
+            .push(json!({ "type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_rfc3339() }));
         next["status"]["conditions"] = json!(conditions);
         Ok(next)
     })
@@ -232,7 +233,7 @@ async fn evict(state: &ApiState, scope: &Scope<'_>, name: &str, eviction: &Value
                 }
                 let mut next = current.clone();
                 next["status"]["disruptionsAllowed"] = json!(allowed - 1);
-                next["status"]["disruptedPods"][name] = json!(objects::now_rfc3339());
+                next["status"]["disruptedPods"][name] = json!(now_rfc3339());
                 Ok(next)
             })
             .await?;

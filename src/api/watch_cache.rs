@@ -298,12 +298,17 @@ fn touches_node(change: &Change, node: &str) -> bool {
 }
 
 /// The caches of every watched resource, started on a resource's first watch.
-#[derive(Default)]
 pub struct WatchCaches {
     caches: Mutex<HashMap<String, Arc<ResourceCache>>>,
+    /// Where the caches' feeders run.
+    background: super::Background,
 }
 
 impl WatchCaches {
+    pub fn new(background: super::Background) -> Self {
+        Self { caches: Mutex::default(), background }
+    }
+
     /// The cache of `resource`, starting it (from the store's current revision) if needed.
     pub async fn get(self: &Arc<Self>, store: &SharedStore, resource: &'static Resource) -> Option<Arc<ResourceCache>> {
         let prefix = resource.key_prefix(None);
@@ -332,7 +337,7 @@ impl WatchCaches {
         }
         let (caches, feeding) = (self.clone(), cache.clone());
         let (prefix_len, namespaced, index_nodes) = (prefix.len(), resource.namespaced, indexes_nodes(resource));
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             while let Some(Ok(batch)) = stream.next().await {
                 for ev in batch {
                     if let Some(change) = Change::new(ev, prefix_len, namespaced, index_nodes) {

@@ -100,7 +100,7 @@ impl NodeArgs {
     /// The node's config: it joins the API at `server` with `token`; `default_ip` is its
     /// InternalIP when `--node-ip` is not given.
     pub fn config(&self, data_dir: &Path, server: &str, token: &str, default_ip: Option<IpAddr>) -> Result<node::Config, String> {
-        let cluster_cidr = self.cluster_cidr.parse().map_err(|e| format!("--cluster-cidr {:?}: {e:?}", self.cluster_cidr))?;
+        let cluster_cidr = crate::k8s::cidr::parse(&self.cluster_cidr).map_err(|e| format!("--cluster-cidr: {e}"))?;
         Ok(node::Config {
             server: server.into(),
             token: token.into(),

@@ -23,7 +23,7 @@ use kube::ResourceExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::common::ok_if_gone;
+use super::common::{backoff, ok_if_gone};
 use super::kube_time;
 use super::Context;
 
@@ -42,17 +42,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         let ns = pod.namespace();
         budgets.state().into_iter().filter(|b| b.namespace() == ns).map(|b| ObjectRef::from_obj(&*b)).collect::<Vec<_>>()
     };
-    controller
+    let controller = controller
         .watches_shared_stream(ctx.informers.get::<Pod>().touched(), of_namespace)
-        .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| crate::controllers::common::log_failure(r, "disruption reconcile"))
-        .await;
-}
-
-fn error_policy(_: Arc<PodDisruptionBudget>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(%error, "disruption budget sync failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+        .graceful_shutdown_on(shutdown.cancelled_owned());
+    backoff::run(controller, reconcile, ctx).for_each(|r| crate::controllers::common::log_failure(r, "disruption reconcile")).await;
 }
 
 /// An int-or-percentage of `total`, percentages rounded up (as the disruption controller does).

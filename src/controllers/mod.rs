@@ -6,20 +6,14 @@
 mod api_resources;
 mod cache;
 mod common;
-mod cron_schedule;
 mod cronjob;
 mod daemonset;
 mod deployment;
 mod disruption;
 pub mod endpoints;
 mod gc;
-mod gc_graph;
-mod gc_meta;
 pub(crate) mod informer;
 mod job;
-mod job_conditions;
-mod job_failure_policy;
-mod job_status;
 mod kube_time;
 pub mod kubernetes_service;
 mod leader;
@@ -34,7 +28,6 @@ pub mod scheduler;
 mod serviceaccount;
 mod statefulset;
 pub mod taint_eviction;
-mod tz;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -17,7 +17,7 @@ use kube::ResourceExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::common::ok_if_gone;
+use super::common::{backoff, ok_if_gone};
 use super::kube_time;
 use super::Context;
 
@@ -33,16 +33,9 @@ pub enum Error {
 }
 
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    Controller::new(Api::<Namespace>::all(ctx.client.clone()), watcher::Config::default())
-        .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| crate::controllers::common::log_failure(r, "namespace reconcile"))
-        .await;
-}
-
-fn error_policy(_: Arc<Namespace>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(%error, "namespace deletion failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    let controller = Controller::new(Api::<Namespace>::all(ctx.client.clone()), watcher::Config::default())
+        .graceful_shutdown_on(shutdown.cancelled_owned());
+    backoff::run(controller, reconcile, ctx).for_each(|r| crate::controllers::common::log_failure(r, "namespace reconcile")).await;
 }
 
 /// What deleting a namespace's content found.

@@ -6,9 +6,7 @@
 //! Node any more is reused.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
@@ -21,7 +19,9 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use super::common::backoff;
 use super::Context;
+use crate::k8s::cidr::{self, Ipv4Network};
 
 const RECORD_NAMESPACE: &str = "kube-system";
 const RECORD_NAME: &str = "orch-node-cidrs";
@@ -36,25 +36,31 @@ pub enum IpamError {
     Kube(#[from] kube::Error),
 }
 
+/// Prefix length of the range each node gets.
+const NODE_PREFIX: u8 = 24;
+
 /// The /24s of the cluster CIDR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pool {
-    base: u32,
-    count: u32,
+    range: Ipv4Network,
 }
 
 impl Pool {
     pub fn parse(cidr: &str) -> Result<Self, IpamError> {
-        let bad = |why: &str| IpamError::Range(cidr.into(), why.into());
-        let (addr, bits) = cidr.split_once('/').ok_or_else(|| bad("not a CIDR (e.g. 10.42.0.0/16)"))?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| bad("not an IPv4 address"))?;
-        let bits: u32 = bits.parse().ok().filter(|b| (8..=24).contains(b)).ok_or_else(|| bad("the prefix must be between /8 and /24"))?;
-        let count = 1u32 << (24 - bits);
-        Ok(Self { base: u32::from(addr) & !((count << 8) - 1), count })
+        let bad = |why: String| IpamError::Range(cidr.into(), why);
+        let range = crate::k8s::cidr::parse(cidr).map_err(|e| bad(e.to_string()))?;
+        if !(8..=NODE_PREFIX).contains(&range.prefix()) {
+            return Err(bad("the prefix must be between /8 and /24".into()));
+        }
+        Ok(Self { range })
+    }
+
+    fn count(&self) -> u32 {
+        cidr::subnet_count(self.range, NODE_PREFIX) as u32
     }
 
     fn cidr(&self, i: u32) -> String {
-        format!("{}/24", Ipv4Addr::from(self.base + (i << 8)))
+        cidr::subnet(self.range, NODE_PREFIX, i).map(|n| n.to_string()).unwrap_or_default()
     }
 
     /// The /24 for `name`: its recorded one unless another live node holds it, else the first
@@ -71,7 +77,7 @@ impl Pool {
             return Some((cidr.clone(), None));
         }
         let taken = |cidr: &str| recorded.values().any(|c| c == cidr) || held_by_other(cidr);
-        if let Some(cidr) = (0..self.count).map(|i| self.cidr(i)).find(|c| !taken(c)) {
+        if let Some(cidr) = (0..self.count()).map(|i| self.cidr(i)).find(|c| !taken(c)) {
             return Some((cidr, None));
         }
         recorded
@@ -165,11 +171,6 @@ async fn reconcile(node: Arc<Node>, ipam: Arc<Ipam>) -> Result<Action, IpamError
     Ok(Action::await_change())
 }
 
-fn error_policy(node: Arc<Node>, error: &IpamError, _: Arc<Ipam>) -> Action {
-    tracing::warn!(node = %node.name_any(), %error, "pod CIDR assignment failed; retrying");
-    Action::requeue(Duration::from_secs(1))
-}
-
 /// Runs node IPAM until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let pool = match Pool::parse(&ctx.settings.cluster_cidr) {
@@ -180,7 +181,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let controller = Controller::new(Api::<Node>::all(ctx.client.clone()), watcher::Config::default())
         .with_config(controller::Config::default().concurrency(1));
     let ipam = Arc::new(Ipam { client: ctx.client.clone(), pool, nodes: controller.store(), record: Mutex::new(None) });
-    controller.graceful_shutdown_on(shutdown.cancelled_owned()).run(reconcile, error_policy, ipam).for_each(|_| async {}).await;
+    backoff::run(controller.graceful_shutdown_on(shutdown.cancelled_owned()), reconcile, ipam).for_each(|_| async {}).await;
 }
 
 #[cfg(test)]
@@ -194,8 +195,8 @@ mod tests {
     #[test]
     fn pools_split_the_cluster_cidr_into_24s() {
         let pool = Pool::parse("10.42.0.0/16").unwrap();
-        assert_eq!((pool.count, pool.cidr(0), pool.cidr(255)), (256, "10.42.0.0/24".to_string(), "10.42.255.0/24".to_string()));
-        assert_eq!(Pool::parse("10.0.0.0/8").unwrap().count, 65536);
+        assert_eq!((pool.count(), pool.cidr(0), pool.cidr(255)), (256, "10.42.0.0/24".to_string(), "10.42.255.0/24".to_string()));
+        assert_eq!(Pool::parse("10.0.0.0/8").unwrap().count(), 65536);
         assert!(Pool::parse("10.42.0.0/25").is_err());
         assert!(Pool::parse("banana").is_err());
     }

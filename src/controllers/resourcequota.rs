@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::common::ok_if_gone;
+use super::common::{backoff, ok_if_gone};
 use super::quota_usage::{used, Objects};
 use super::Context;
 
@@ -43,21 +43,14 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let controller = Controller::new(Api::<ResourceQuota>::all(client.clone()), watcher::Config::default());
     let quotas = controller.store();
     let informers = &ctx.informers;
-    controller
+    let controller = controller
         .watches_shared_stream(informers.get::<Pod>().touched(), quotas_of(quotas.clone()))
         .watches_shared_stream(informers.get::<Service>().touched(), quotas_of(quotas.clone()))
         .watches_shared_stream(informers.get::<ConfigMap>().touched(), quotas_of(quotas.clone()))
         .watches_shared_stream(informers.get::<Secret>().touched(), quotas_of(quotas.clone()))
         .watches_shared_stream(informers.get::<PersistentVolumeClaim>().touched(), quotas_of(quotas))
-        .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| crate::controllers::common::log_failure(r, "resourcequota reconcile"))
-        .await;
-}
-
-fn error_policy(_: Arc<ResourceQuota>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(%error, "resource quota sync failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+        .graceful_shutdown_on(shutdown.cancelled_owned());
+    backoff::run(controller, reconcile, ctx).for_each(|r| crate::controllers::common::log_failure(r, "resourcequota reconcile")).await;
 }
 
 async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
@@ -15,6 +14,7 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 use tokio_util::sync::CancellationToken;
 
+use super::common::backoff;
 use super::Context;
 
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
@@ -32,18 +32,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let by_namespace = |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
     let namespace_of = |ns: Option<String>| ns.map(|ns| ObjectRef::<Namespace>::new(&ns));
-    Controller::new(Api::<Namespace>::all(client.clone()), watcher::Config::default())
+    let controller = Controller::new(Api::<Namespace>::all(client.clone()), watcher::Config::default())
         .watches(Api::<ServiceAccount>::all(client.clone()), by_namespace(DEFAULT_SERVICE_ACCOUNT), move |sa| namespace_of(sa.namespace()))
         .watches(Api::<ConfigMap>::all(client), by_namespace(ROOT_CA_CONFIG_MAP), move |cm| namespace_of(cm.namespace()))
-        .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| crate::controllers::common::log_failure(r, "serviceaccount reconcile"))
-        .await;
-}
-
-fn error_policy(_: Arc<Namespace>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(%error, "namespace defaults sync failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+        .graceful_shutdown_on(shutdown.cancelled_owned());
+    backoff::run(controller, reconcile, ctx).for_each(|r| crate::controllers::common::log_failure(r, "serviceaccount reconcile")).await;
 }
 
 /// Whether creating into a namespace failed only because it is going away (or already gone).

@@ -2,8 +2,10 @@
 //! label and taint syntax, QoS classes and the version orch reports. A leaf: it imports
 //! nothing else of the crate.
 
+pub mod cidr;
 pub mod labels;
 pub mod names;
 pub mod qos;
 pub mod quantity;
+pub mod time;
 pub mod version;

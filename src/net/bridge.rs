@@ -12,16 +12,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use ipnetwork::Ipv4Network;
 use tokio::sync::OnceCell;
 
-use super::cidr::Ipv4Cidr;
 use super::host_ports::HostPortStore;
 use super::ipam::Ipam;
 use super::names::{host_veth_name, valid_pod_id};
 use super::netlink::Netlink;
 use super::netns::{self, NetnsDir};
 use super::nft::{NatRules, PodHostPort};
-use super::pod_network::{PodAttachment, PodNetRequest, PodNetwork};
+use super::pod_network::{gateway, PodAttachment, PodNetRequest, PodNetwork};
 use super::NetError;
 
 /// The pod-side interface name.
@@ -34,9 +34,9 @@ pub const DEFAULT_MTU: u32 = 1450;
 pub struct BridgeConfig {
     pub bridge: String,
     /// The node's `spec.podCIDR`.
-    pub pod_cidr: Ipv4Cidr,
+    pub pod_cidr: Ipv4Network,
     /// The whole cluster's pod range (traffic leaving it is masqueraded).
-    pub cluster_cidr: Ipv4Cidr,
+    pub cluster_cidr: Ipv4Network,
     pub mtu: u32,
     /// Where pod namespaces are mounted (`/run/orch/netns`).
     pub netns_dir: PathBuf,
@@ -48,7 +48,7 @@ pub struct BridgeConfig {
 
 impl BridgeConfig {
     /// The defaults for a node with `data_dir`: bridge `cni0`, MTU 1450, `/run/orch/netns`.
-    pub fn new(data_dir: &Path, pod_cidr: Ipv4Cidr, cluster_cidr: Ipv4Cidr) -> Self {
+    pub fn new(data_dir: &Path, pod_cidr: Ipv4Network, cluster_cidr: Ipv4Network) -> Self {
         Self {
             bridge: "cni0".to_string(),
             pod_cidr,
@@ -99,11 +99,11 @@ impl BridgeNetwork {
             .get_or_try_init(|| async {
                 let c = &self.config;
                 let index = host.ensure_bridge(&c.bridge, c.mtu).await?;
-                host.ensure_address(index, c.pod_cidr.gateway(), c.pod_cidr.prefix()).await?;
+                host.ensure_address(index, gateway(c.pod_cidr), c.pod_cidr.prefix()).await?;
                 host.set_up(index).await?;
                 self.write_sysctl("net/ipv4/ip_forward", "1")?;
                 self.apply_nat()?;
-                tracing::info!(bridge = %c.bridge, gateway = %c.pod_cidr.gateway(), "pod network bridge ready");
+                tracing::info!(bridge = %c.bridge, gateway = %gateway(c.pod_cidr), "pod network bridge ready");
                 Ok::<u32, NetError>(index)
             })
             .await?;
@@ -147,7 +147,7 @@ impl BridgeNetwork {
         })?;
         pod.ensure_address(eth0, ip, self.config.pod_cidr.prefix()).await?;
         pod.set_up(eth0).await?;
-        pod.replace_default_route(eth0, self.config.pod_cidr.gateway()).await?;
+        pod.replace_default_route(eth0, gateway(self.config.pod_cidr)).await?;
         Ok(())
     }
 
@@ -187,7 +187,7 @@ impl PodNetwork for BridgeNetwork {
             self.apply_nat()?;
         }
         tracing::debug!(pod = %pod.id, %ip, veth = %host_veth, "pod network set up");
-        Ok(PodAttachment { netns, ip, prefix: self.config.pod_cidr.prefix(), gateway: self.config.pod_cidr.gateway(), host_veth })
+        Ok(PodAttachment { netns, ip, prefix: self.config.pod_cidr.prefix(), gateway: gateway(self.config.pod_cidr), host_veth })
     }
 
     async fn teardown(&self, pod_id: &str) -> Result<(), NetError> {

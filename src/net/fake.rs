@@ -6,19 +6,19 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use ipnetwork::Ipv4Network;
 
-use super::cidr::Ipv4Cidr;
 use super::names::{host_veth_name, valid_pod_id};
-use super::pod_network::{PodAttachment, PodNetRequest, PodNetwork};
+use super::pod_network::{gateway, PodAttachment, PodNetRequest, PodNetwork};
 use super::NetError;
 
 pub struct FakePodNetwork {
-    cidr: Ipv4Cidr,
+    cidr: Ipv4Network,
     pods: Mutex<BTreeMap<String, (PodAttachment, PodNetRequest)>>,
 }
 
 impl FakePodNetwork {
-    pub fn new(cidr: Ipv4Cidr) -> Self {
+    pub fn new(cidr: Ipv4Network) -> Self {
         Self { cidr, pods: Mutex::new(BTreeMap::new()) }
     }
 
@@ -40,14 +40,14 @@ impl PodNetwork for FakePodNetwork {
         }
         let used: Vec<_> = pods.values().map(|(a, _)| a.ip).collect();
         let ip = (2..self.cidr.size().saturating_sub(1))
-            .map(|i| self.cidr.nth(i))
+            .filter_map(|i| self.cidr.nth(i))
             .find(|ip| !used.contains(ip))
             .ok_or(NetError::Ipam(super::ipam::IpamError::Exhausted(self.cidr)))?;
         let att = PodAttachment {
             netns: PathBuf::from("/run/orch/netns").join(&pod.id),
             ip,
             prefix: self.cidr.prefix(),
-            gateway: self.cidr.gateway(),
+            gateway: gateway(self.cidr),
             host_veth: host_veth_name(&pod.id),
         };
         pods.insert(pod.id.clone(), (att.clone(), pod.clone()));

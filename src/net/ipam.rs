@@ -12,16 +12,16 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::cidr::Ipv4Cidr;
+use ipnetwork::Ipv4Network;
 
 const LAST_RESERVED: &str = "last_reserved_ip";
 
 #[derive(Debug, thiserror::Error)]
 pub enum IpamError {
     #[error("{0} has no room for pod addresses (at most /30)")]
-    TooSmall(Ipv4Cidr),
+    TooSmall(Ipv4Network),
     #[error("no free address left in {0}")]
-    Exhausted(Ipv4Cidr),
+    Exhausted(Ipv4Network),
     #[error("{what} {path}: {source}")]
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
 }
@@ -33,7 +33,7 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 /// One node's pod address pool.
 #[derive(Debug)]
 pub struct Ipam {
-    range: Ipv4Cidr,
+    range: Ipv4Network,
     dir: PathBuf,
     /// Serialises this process's allocations (one owner never gets two addresses).
     lock: Mutex<()>,
@@ -41,7 +41,7 @@ pub struct Ipam {
 
 impl Ipam {
     /// Opens (creating if needed) the pool of `range` under `root` (`<data-dir>/agent/ipam`).
-    pub fn open(root: &Path, range: Ipv4Cidr) -> Result<Self, IpamError> {
+    pub fn open(root: &Path, range: Ipv4Network) -> Result<Self, IpamError> {
         if range.prefix() > 30 {
             return Err(IpamError::TooSmall(range));
         }
@@ -50,7 +50,7 @@ impl Ipam {
         Ok(Self { range, dir, lock: Mutex::new(()) })
     }
 
-    pub fn range(&self) -> Ipv4Cidr {
+    pub fn range(&self) -> Ipv4Network {
         self.range
     }
 
@@ -60,12 +60,12 @@ impl Ipam {
         if let Some((ip, _)) = self.allocations()?.into_iter().find(|(_, o)| o == owner) {
             return Ok(ip);
         }
-        let first = 2u64;
+        let first = 2u32;
         let usable = self.range.size() - 3;
         let start = self.last_reserved().map_or(first, |last| last + 1);
         for i in 0..usable {
             let offset = first + (start - first + i) % usable;
-            let ip = self.range.nth(offset);
+            let ip = self.range.nth(offset).expect("offsets stay inside the range");
             let path = self.dir.join(ip.to_string());
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut file) => {
@@ -142,9 +142,11 @@ impl Ipam {
         }
     }
 
-    fn last_reserved(&self) -> Option<u64> {
+    /// The offset in the range of the address last handed out.
+    fn last_reserved(&self) -> Option<u32> {
         let text = fs::read_to_string(self.dir.join(LAST_RESERVED)).ok()?;
-        self.range.offset_of(text.trim().parse().ok()?)
+        let ip: Ipv4Addr = text.trim().parse().ok()?;
+        self.range.contains(ip).then(|| u32::from(ip) - u32::from(self.range.network()))
     }
 
     /// Best effort: losing it only changes where the next search starts.

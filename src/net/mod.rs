@@ -3,7 +3,6 @@
 //! DNS needs, and nftables masquerade and hostPort rules — all through netlink, nothing shells out.
 
 pub mod bridge;
-pub mod cidr;
 pub mod etc_files;
 pub mod fake;
 pub mod host_ports;
@@ -17,8 +16,8 @@ pub mod pod_network;
 pub mod resolv;
 
 pub use bridge::{BridgeConfig, BridgeNetwork};
-pub use cidr::Ipv4Cidr;
-pub use pod_network::{HostPort, PodAttachment, PodNetRequest, PodNetwork, Protocol};
+pub use ipnetwork::Ipv4Network;
+pub use pod_network::{gateway, HostPort, PodAttachment, PodNetRequest, PodNetwork, Protocol};
 
 /// Errors of the pod network.
 #[derive(Debug, thiserror::Error)]

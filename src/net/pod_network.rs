@@ -71,6 +71,12 @@ impl PodNetRequest {
     }
 }
 
+/// The gateway of a podCIDR: its first host address, held by the node's bridge (`10.42.3.1`
+/// for `10.42.3.0/24`).
+pub fn gateway(pod_cidr: ipnetwork::Ipv4Network) -> Ipv4Addr {
+    pod_cidr.nth(1).unwrap_or(pod_cidr.network())
+}
+
 /// A pod's network as set up: where its namespace is and which address it has.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodAttachment {

@@ -144,7 +144,8 @@ impl Server {
         let internal = crate::raft::router(store.clone()).merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
         let tokens = crate::api::TokenKeys::derive(creds.ca.pem().key.as_bytes());
         let kubelet_tls = Arc::new(pki::client_config(&creds.ca.pem().cert, Some(&creds.peer))?);
-        let api = crate::api::router(store.clone() as Arc<dyn Store>, net, tokens, Some(kubelet_tls));
+        let background = crate::api::Background::new(tasks.clone(), cancel.clone());
+        let api = crate::api::router(store.clone() as Arc<dyn Store>, net, tokens, Some(kubelet_tls), background);
         let controller_client = crate::api::in_process_client(api.clone(), controller_identity(), "default");
         let tls = Arc::new(pki::server_config(&creds.ca.pem().cert, &creds.serving)?);
         let token = creds.token.clone();

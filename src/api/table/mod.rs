@@ -86,7 +86,7 @@ fn printable<'a>(resource: &Resource, obj: &'a Value) -> Cow<'a, Value> {
 /// A custom resource's columns: NAME, then its additionalPrinterColumns (Age by default, as
 /// the CRD's definition fills them in);
 /// `date` cells read as ages, as kube-apiserver's CRD table convertor writes them.
-fn custom_columns(custom: &'static crate::api::crd::Custom) -> (Vec<Value>, Box<dyn Fn(&Value) -> Vec<Value>>) {
+fn custom_columns(custom: &'static crate::api::crd::definition::Custom) -> (Vec<Value>, Box<dyn Fn(&Value) -> Vec<Value>>) {
     let printer = &custom.columns;
     let mut definitions =
         vec![json!({ "name": NAME.name, "type": NAME.kind, "format": NAME.format, "description": NAME.description, "priority": 0 })];
@@ -98,7 +98,7 @@ fn custom_columns(custom: &'static crate::api::crd::Custom) -> (Vec<Value>, Box<
     let cells = move |o: &Value| -> Vec<Value> {
         let mut row = vec![(NAME.cell)(o)];
         row.extend(printer.iter().map(|c| {
-            match crate::api::crd::json_path(o, &c.json_path) {
+            match crate::api::crd::definition::json_path(o, &c.json_path) {
                 Some(v) if c.kind == "date" => cells::timestamp(v)
                     .map(|t| json!(cells::human_duration((time::OffsetDateTime::now_utc() - t).whole_seconds())))
                     .unwrap_or(Value::Null),

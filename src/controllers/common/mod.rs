@@ -1,7 +1,9 @@
 //! Pieces the workload controllers share, as kube-controller-manager's `controller` package:
 //! selectors, hashes, owner references and adoption, pods from templates, pod state and
-//! delete ranking, expectations, the reflected pod stream, and ControllerRevisions.
+//! delete ranking, expectations, the reflected pod stream, ControllerRevisions, and the retry
+//! back-off of failed reconciles.
 
+pub mod backoff;
 pub mod batch;
 pub mod expectations;
 pub mod hash;

@@ -28,7 +28,7 @@ use super::common::expectations::Expectations;
 use super::common::revision::{self, HASH_LABEL};
 use super::common::template::{pod_from_template, PodName};
 use super::common::watch::{concerned_controllers, shared, watch_pods};
-use super::common::{batch, intstr, is_not_found, owner, pods, selector, Error};
+use super::common::{backoff, batch, intstr, is_not_found, owner, pods, selector, Error};
 use super::informer::Informer;
 use super::Context;
 
@@ -50,15 +50,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let sets = controller.store();
     let all_sets = sets.clone();
     let state = Arc::new(Ctx { client: ctx.client.clone(), pods, nodes: nodes.store(), expectations });
-    controller
+    let controller = controller
         .watches_shared_stream(pod_events, move |pod| sets_of(&sets, &pod))
         .watches_shared_stream(node_events, move |_: Arc<Node>| {
             all_sets.state().iter().map(|s| ObjectRef::from_obj(s.as_ref())).collect::<Vec<_>>()
         })
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, state)
-        .for_each(|r| crate::controllers::common::log_failure(r, "daemonset sync failed"))
-        .await;
+        .graceful_shutdown_on(async move { shutdown.cancelled().await });
+    backoff::run(controller, reconcile, state).for_each(|r| crate::controllers::common::log_failure(r, "daemonset sync failed")).await;
 }
 
 fn selects(ds: &DaemonSet, pod: &Pod) -> bool {
@@ -67,11 +65,6 @@ fn selects(ds: &DaemonSet, pod: &Pod) -> bool {
 
 fn sets_of(sets: &Store<DaemonSet>, pod: &Pod) -> Vec<ObjectRef<DaemonSet>> {
     concerned_controllers(sets, pod, selects)
-}
-
-fn error_policy(_: Arc<DaemonSet>, error: &Error, _: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "requeueing daemonset sync");
-    Action::requeue(Duration::from_secs(5))
 }
 
 async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {

@@ -9,7 +9,6 @@ mod status;
 mod sync;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -22,7 +21,7 @@ use kube::ResourceExt;
 use tokio_util::sync::CancellationToken;
 
 use super::common::watch::{concerned_controllers, controller_key, shared};
-use super::common::{owner, selector, Error};
+use super::common::{backoff, owner, selector, Error};
 use super::informer::Informer;
 use super::Context;
 
@@ -46,7 +45,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let by_set = deployments.clone();
     let set_cache = sets.store();
     let state = Arc::new(Ctx { client: ctx.client.clone(), sets, pods });
-    controller
+    let controller = controller
         .watches_shared_stream(set_events, move |rs| deployments_of(&by_set, &rs))
         .watches_shared_stream(pod_events, move |pod| {
             // Pods matter for Recreate (old pods must be gone): map to the Deployment owning
@@ -54,10 +53,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             let set = controller_key::<ReplicaSet>(pod.as_ref()).and_then(|key| set_cache.get(&key));
             set.and_then(|rs| controller_key::<Deployment>(rs.as_ref()))
         })
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, state)
-        .for_each(|r| crate::controllers::common::log_failure(r, "deployment sync failed"))
-        .await;
+        .graceful_shutdown_on(async move { shutdown.cancelled().await });
+    backoff::run(controller, reconcile, state).for_each(|r| crate::controllers::common::log_failure(r, "deployment sync failed")).await;
 }
 
 /// The Deployments a ReplicaSet event concerns: its controller, or for an orphan every
@@ -66,11 +63,6 @@ fn deployments_of(deployments: &Store<Deployment>, rs: &ReplicaSet) -> Vec<Objec
     concerned_controllers(deployments, rs, |d, rs| {
         d.spec.as_ref().is_some_and(|s| !selector::is_empty(&s.selector) && selector::matches(&s.selector, rs.metadata.labels.as_ref()))
     })
-}
-
-fn error_policy(_: Arc<Deployment>, error: &Error, _: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "requeueing deployment sync");
-    Action::requeue(Duration::from_secs(5))
 }
 
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {

@@ -25,7 +25,7 @@ use self::kinds::Replicated;
 use super::common::expectations::Expectations;
 use super::common::template::{pod_from_template, PodName};
 use super::common::watch::{concerned_controllers, watch_pods};
-use super::common::{batch, is_not_found, owner, pods, selector, Error};
+use super::common::{backoff, batch, is_not_found, owner, pods, selector, Error};
 use super::informer::Informer;
 use super::Context;
 
@@ -59,10 +59,10 @@ async fn run_kind<K: Replicated>(ctx: Arc<Context>, shutdown: CancellationToken)
         .with_config(controller::Config::default().concurrency(CONCURRENT_SYNCS));
     let owners = controller.store();
     let state = Arc::new(Ctx { client: ctx.client.clone(), pods, expectations });
-    controller
+    let controller = controller
         .watches_shared_stream(pod_events, move |pod| owners_of(&owners, &pod))
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile::<K>, error_policy::<K>, state)
+        .graceful_shutdown_on(async move { shutdown.cancelled().await });
+    backoff::run(controller, reconcile::<K>, state)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(kind = K::kind(&()).as_ref(), error = %e, "replica sync failed");
@@ -77,11 +77,6 @@ fn owners_of<K: Replicated>(owners: &Store<K>, pod: &Pod) -> Vec<ObjectRef<K>> {
     concerned_controllers(owners, pod, |o, pod| {
         o.selector().is_some_and(|s| !selector::is_empty(&s) && selector::matches(&s, pod.metadata.labels.as_ref()))
     })
-}
-
-fn error_policy<K: Replicated>(_: Arc<K>, error: &Error, _: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "requeueing replica sync");
-    Action::requeue(Duration::from_secs(5))
 }
 
 async fn reconcile<K: Replicated>(owner: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, Error> {

@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
-use super::framework::Prepared;
 use super::node_info::NodeInfo;
 use super::plugins::Rejection;
 use super::pod_info::PodInfo;
+use super::prepared::Prepared;
 
 /// kube-scheduler's ErrNoNodesAvailable.
 pub const NO_NODES: &str = "no nodes available to schedule pods";

@@ -9,10 +9,11 @@ use rand::{Rng, SeedableRng};
 use super::cache::Cache;
 use super::diagnosis;
 use super::node_info::NodeInfo;
-use super::plugins::interpod::{self, InterPodFilter, InterPodScore};
-use super::plugins::spread::{self, SpreadFilter, SpreadScore};
-use super::plugins::{self, fit, node_affinity, ports, taints, Filtered, Rejection};
+use super::plugins::interpod::{self, InterPodScore};
+use super::plugins::spread::{self, SpreadScore};
+use super::plugins::{self, fit, node_affinity, taints, Rejection};
 use super::pod_info::PodInfo;
+use super::prepared::Prepared;
 
 /// kube-scheduler's default score plugin weights.
 const TAINT_TOLERATION_WEIGHT: i64 = 3;
@@ -38,39 +39,6 @@ pub fn nodes_to_find(all: usize) -> usize {
     }
     let percentage = 50usize.saturating_sub(all / 125).max(5);
     (all * percentage / 100).max(MIN_FEASIBLE)
-}
-
-/// Per-pod filter state computed once over the cache (kube's PreFilter).
-pub struct Prepared<'a> {
-    pod: &'a PodInfo,
-    spread: Option<SpreadFilter>,
-    interpod: Option<InterPodFilter>,
-}
-
-impl<'a> Prepared<'a> {
-    pub fn new(pod: &'a PodInfo, nodes: &[NodeInfo]) -> Self {
-        Self { pod, spread: SpreadFilter::new(pod, nodes), interpod: InterPodFilter::new(pod, nodes) }
-    }
-
-    /// Every default filter plugin in kube-scheduler's order; the first rejection wins.
-    pub fn filter(&self, node: &NodeInfo) -> Filtered {
-        let pod = self.pod;
-        let Some(spec) = pod.pod.spec.as_ref() else { return Ok(()) };
-        let tolerations = spec.tolerations.as_deref().unwrap_or_default();
-        taints::node_unschedulable(tolerations, node)?;
-        node_affinity::node_name(spec, node)?;
-        taints::taint_toleration(tolerations, node)?;
-        node_affinity::node_affinity(spec, node)?;
-        ports::node_ports(pod, node)?;
-        fit::fits(pod, node)?;
-        if let Some(s) = &self.spread {
-            s.filter(pod, node)?;
-        }
-        if let Some(s) = &self.interpod {
-            s.filter(pod, node)?;
-        }
-        Ok(())
-    }
 }
 
 /// The scheduling algorithm's own state: where the next node scan starts, and the tie-break rng.

@@ -25,6 +25,7 @@ pub mod informers;
 pub mod node_info;
 pub mod plugins;
 pub mod pod_info;
+pub mod prepared;
 pub mod queue;
 pub mod resources;
 

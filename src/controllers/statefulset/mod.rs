@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use self::plan::{PodView, Policy, Step};
 use super::common::revision::{self, HASH_LABEL};
 use super::common::watch::{concerned_controllers, shared};
-use super::common::{is_conflict, is_not_found, owner, pods, selector, Error};
+use super::common::{backoff, is_conflict, is_not_found, owner, pods, selector, Error};
 use super::informer::Informer;
 use super::Context;
 
@@ -40,12 +40,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let controller = Controller::new(Api::<StatefulSet>::all(ctx.client.clone()), watcher::Config::default());
     let sets = controller.store();
     let state = Arc::new(Ctx { client: ctx.client.clone(), pods });
-    controller
+    let controller = controller
         .watches_shared_stream(pod_events, move |pod| sets_of(&sets, &pod))
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, state)
-        .for_each(|r| crate::controllers::common::log_failure(r, "statefulset sync failed"))
-        .await;
+        .graceful_shutdown_on(async move { shutdown.cancelled().await });
+    backoff::run(controller, reconcile, state).for_each(|r| crate::controllers::common::log_failure(r, "statefulset sync failed")).await;
 }
 
 fn is_member(set: &StatefulSet, pod: &Pod) -> bool {
@@ -56,11 +54,6 @@ fn is_member(set: &StatefulSet, pod: &Pod) -> bool {
 
 fn sets_of(sets: &Store<StatefulSet>, pod: &Pod) -> Vec<ObjectRef<StatefulSet>> {
     concerned_controllers(sets, pod, is_member)
-}
-
-fn error_policy(_: Arc<StatefulSet>, error: &Error, _: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "requeueing statefulset sync");
-    Action::requeue(Duration::from_secs(5))
 }
 
 async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {

@@ -11,12 +11,12 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
+use ipnetwork::Ipv4Network;
 use rtnetlink::sys::protocols::NETLINK_NETFILTER;
 use rtnetlink::sys::Socket;
 
 use self::expr::{Base, Expr, REG1, REG2};
 use self::wire::{Attrs, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST};
-use super::cidr::Ipv4Cidr;
 use super::netns::{self, NetnsError};
 use super::pod_network::{HostPort, Protocol};
 
@@ -60,9 +60,9 @@ pub struct PodHostPort {
 /// The NAT rules of one node.
 #[derive(Clone, Debug)]
 pub struct NatRules {
-    pub cluster_cidr: Ipv4Cidr,
+    pub cluster_cidr: Ipv4Network,
     /// This node's podCIDR.
-    pub pod_cidr: Ipv4Cidr,
+    pub pod_cidr: Ipv4Network,
     pub host_ports: Vec<PodHostPort>,
 }
 
@@ -91,17 +91,17 @@ impl NatRules {
             chain("prerouting", NF_INET_PRE_ROUTING, PRIORITY_DSTNAT),
             chain("output", NF_INET_LOCAL_OUT, PRIORITY_DSTNAT),
         ];
-        let (net, mask) = (self.cluster_cidr.network(), self.cluster_cidr.netmask());
-        let multicast: Ipv4Cidr = Ipv4Cidr::new(Ipv4Addr::new(224, 0, 0, 0), 4).expect("valid prefix");
+        let (net, mask) = (self.cluster_cidr.network(), self.cluster_cidr.mask());
+        let multicast: Ipv4Network = Ipv4Network::new(Ipv4Addr::new(224, 0, 0, 0), 4).expect("valid prefix");
         let mut masq: Vec<Expr> = Vec::new();
         masq.extend(expr::ip_addr_in(true, net, mask, true));
         masq.extend(expr::ip_addr_in(false, net, mask, false));
-        masq.extend(expr::ip_addr_in(false, multicast.network(), multicast.netmask(), false));
+        masq.extend(expr::ip_addr_in(false, multicast.network(), multicast.mask(), false));
         masq.push(expr::masquerade());
         steps.push(rule("postrouting", format!("masquerade for {} leaving it", self.cluster_cidr), masq));
         // A pod's own reply to a DNATed peer on the same bridge would otherwise bypass the
         // reverse NAT; sending the request from the bridge address brings it back through here.
-        let (pod_net, pod_mask) = (self.pod_cidr.network(), self.pod_cidr.netmask());
+        let (pod_net, pod_mask) = (self.pod_cidr.network(), self.pod_cidr.mask());
         let mut hairpin: Vec<Expr> = Vec::new();
         hairpin.extend(expr::ip_addr_in(true, pod_net, pod_mask, true));
         hairpin.extend(expr::ip_addr_in(false, pod_net, pod_mask, true));

@@ -1,9 +1,12 @@
 //! The garbage collector: watches every resource discovery reports (rediscovering now and then
-//! for new kinds), keeps the owner → dependents graph (`gc_graph`) and carries out its
+//! for new kinds), keeps the owner → dependents graph (`graph`) and carries out its
 //! verdicts through the API — background deletion of dependents of gone owners, foreground
 //! deletion (dependents first, then the owner's `foregroundDeletion` finalizer) and orphaning
 //! (ownerReferences removed, then the `orphan` finalizer). An owner the graph misses is looked
 //! up in the API before anything is deleted for it.
+
+mod graph;
+mod meta;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -19,9 +22,9 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use self::graph::{Graph, Node, OwnerState, OwnerWork, Propagation, Verdict, FOREGROUND, ORPHAN};
+use self::meta::MetaObject;
 use super::common::ok_if_gone;
-use super::gc_graph::{Graph, Node, OwnerState, OwnerWork, Propagation, Verdict, FOREGROUND, ORPHAN};
-use super::gc_meta::MetaObject;
 use super::Context;
 
 /// How often discovery is asked again for resources to watch.

@@ -6,13 +6,11 @@
 use k8s_pb::api::apps::v1 as apps;
 use k8s_pb::api::batch::v1 as batch;
 use k8s_pb::api::core::v1 as core;
-use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
-use k8s_pb::apimachinery::pkg::util::intstr::IntOrString;
 use prost::Message;
 use serde_json::{json, Map, Value};
 
-use super::protobuf::{bad, object_meta, set};
-use super::status::ApiError;
+use super::meta::{bad, int_or_string, label_selector, object_meta, set};
+use crate::api::status::ApiError;
 
 /// Decodes the protobuf `raw` of a Deployment, Job or CronJob into `obj` (which already
 /// has apiVersion and kind); `None` for other kinds.
@@ -47,24 +45,6 @@ pub fn decode(plural: &str, raw: &[u8], obj: &mut Map<String, Value>) -> Option<
         _ => return None,
     };
     Some(result.map_err(bad))
-}
-
-fn int_or_string(v: Option<IntOrString>) -> Value {
-    match v {
-        Some(v) if v.r#type == Some(1) => json!(v.str_val),
-        Some(v) => json!(v.int_val),
-        None => Value::Null,
-    }
-}
-
-fn label_selector(s: Option<meta::LabelSelector>) -> Value {
-    let Some(s) = s else { return Value::Null };
-    let mut out = Map::new();
-    set(&mut out, "matchLabels", json!(s.match_labels));
-    let expressions: Vec<Value> =
-        s.match_expressions.into_iter().map(|e| json!({ "key": e.key, "operator": e.operator, "values": e.values })).collect();
-    set(&mut out, "matchExpressions", json!(expressions));
-    Value::Object(out)
 }
 
 fn deployment_spec(spec: apps::DeploymentSpec) -> Value {

@@ -1,8 +1,12 @@
 //! The Job controller (batch/v1): runs a Job's pods to completion. It labels and selects them by
 //! `batch.kubernetes.io/controller-uid`, tracks finished pods with the job-tracking finalizer
-//! (see `job_status`), creates and deletes pods as `job_status::decide` says, writes the status
+//! (see `status`), creates and deletes pods as `status::decide` says, writes the status
 //! and deletes finished Jobs after ttlSecondsAfterFinished. Pods whose Job is gone lose the
 //! finalizer so they can go too.
+
+pub(super) mod conditions;
+mod failure_policy;
+mod status;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,10 +23,10 @@ use serde_json::json;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use super::common::ok_if_gone;
+use self::conditions::{finished_condition, true_condition, FinishedAs};
+use self::status::{self as accounting, is_tracked, COMPLETION_INDEX, TRACKING_FINALIZER};
+use super::common::{backoff, ok_if_gone};
 use super::informer::{Change as InformerChange, Informer};
-use super::job_conditions::{finished_condition, true_condition, FinishedAs};
-use super::job_status::{self as accounting, is_tracked, COMPLETION_INDEX, TRACKING_FINALIZER};
 use super::kube_time::from_k8s;
 use super::Context;
 
@@ -45,25 +49,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
         .owns_shared_stream(ctx.informers.get::<Pod>().touched());
     let orphans = release_orphans(client.clone(), ctx.informers.get::<Pod>(), shutdown.clone());
-    let jobs = controller.graceful_shutdown_on(shutdown.cancelled_owned()).run(reconcile, error_policy, Arc::new(client)).for_each(
-        |r| async move {
+    let jobs =
+        backoff::run(controller.graceful_shutdown_on(shutdown.cancelled_owned()), reconcile, Arc::new(client)).for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "job reconcile");
             }
-        },
-    );
+        });
     tokio::join!(jobs, orphans);
-}
-
-fn error_policy(_: Arc<Job>, error: &Error, _: Arc<kube::Client>) -> Action {
-    match error {
-        // A stale cached Job (our own status write is still on its way): look again soon.
-        Error::Kube(kube::Error::Api(s)) if s.code == 409 => Action::requeue(Duration::from_millis(500)),
-        _ => {
-            tracing::warn!(%error, "job sync failed; retrying");
-            Action::requeue(Duration::from_secs(5))
-        }
-    }
 }
 
 /// Removes the tracking finalizer from a pod (a merge patch pinned to its resourceVersion).

@@ -3,6 +3,9 @@
 //! concurrencyPolicy, startingDeadlineSeconds and the history limits, keeps status.active,
 //! lastScheduleTime and lastSuccessfulTime, and requeues itself for the next schedule time.
 
+mod schedule;
+mod tz;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,11 +22,11 @@ use serde_json::json;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use super::common::ok_if_gone;
-use super::cron_schedule::Schedule;
-use super::job_conditions::{finished_condition, FinishedAs};
+use self::schedule::Schedule;
+use self::tz::TimeZone;
+use super::common::{backoff, ok_if_gone};
+use super::job::conditions::{finished_condition, FinishedAs};
 use super::kube_time::{from_k8s, to_k8s};
-use super::tz::TimeZone;
 use super::Context;
 
 /// The annotation recording which schedule time a Job was created for.
@@ -50,17 +53,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), Reporter { controller: "cronjob-controller".into(), instance: None }),
     });
-    Controller::new(Api::<CronJob>::all(client.clone()), watcher::Config::default())
+    let controller = Controller::new(Api::<CronJob>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Job>::all(client), watcher::Config::default())
-        .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy, state)
-        .for_each(|r| crate::controllers::common::log_failure(r, "cronjob reconcile"))
-        .await;
-}
-
-fn error_policy(_: Arc<CronJob>, error: &Error, _: Arc<State>) -> Action {
-    tracing::warn!(%error, "cronjob sync failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+        .graceful_shutdown_on(shutdown.cancelled_owned());
+    backoff::run(controller, reconcile, state).for_each(|r| crate::controllers::common::log_failure(r, "cronjob reconcile")).await;
 }
 
 /// When a CronJob is due: the most recent unmet schedule time up to now, how many were

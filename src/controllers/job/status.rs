@@ -10,9 +10,9 @@ use k8s_openapi::api::batch::v1::{JobSpec, JobStatus, PodFailurePolicy, Uncounte
 use k8s_openapi::api::core::v1::Pod;
 use time::OffsetDateTime;
 
-use super::job_conditions::{set_condition, true_condition};
-use super::job_failure_policy::{evaluate, PolicyAction};
-use super::kube_time::{from_k8s, to_k8s};
+use super::conditions::{set_condition, true_condition};
+use super::failure_policy::{evaluate, PolicyAction};
+use crate::controllers::kube_time::{from_k8s, to_k8s};
 
 /// The finalizer that keeps a Job's pod until the Job has counted it.
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
