@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Taint;
 
 use super::kubelet::host::Reserved;
 use super::runtime::log_rotation::LogRotation;
-use crate::net::Ipv4Cidr;
+use crate::k8s::cidr::Ipv4Network;
 
 /// Which container runtime a node runs its pods on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,7 @@ pub struct Config {
     pub reserved: Reserved,
     /// Port of the kubelet API; 0 serves none.
     pub kubelet_port: u16,
-    pub cluster_cidr: Ipv4Cidr,
+    pub cluster_cidr: Ipv4Network,
     pub cluster_dns: Vec<IpAddr>,
     pub cluster_domain: String,
     /// A network namespace to build the pod network in instead of this process's (tests).

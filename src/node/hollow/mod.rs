@@ -24,6 +24,7 @@ use kube::runtime::WatchStreamExt;
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use self::pod_ips::PodIps;
 use self::pod_status::PodFacts;
@@ -76,7 +77,8 @@ impl HollowConfig {
 pub struct HollowNode {
     name: String,
     cancel: CancellationToken,
-    task: Option<tokio::task::JoinHandle<()>>,
+    /// The node's task.
+    tasks: TaskTracker,
 }
 
 impl HollowNode {
@@ -88,21 +90,19 @@ impl HollowNode {
         let client = crate::node::client::node_client(&config.server, &creds)?;
         let mut agent = NodeAgent::new(client, config);
         agent.register().await?;
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(agent.run(cancel.clone()));
-        Ok(Self { name, cancel, task: Some(task) })
+        let (cancel, tasks) = (CancellationToken::new(), TaskTracker::new());
+        tasks.spawn(agent.run(cancel.clone()));
+        Ok(Self { name, cancel, tasks })
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Stops the node's task (the Node and its pods stay, as when a machine goes away).
-    pub async fn stop(mut self) {
-        self.cancel.cancel();
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    /// Stops the node's task, waiting a bounded time for it (the Node and its pods stay, as
+    /// when a machine goes away).
+    pub async fn stop(self) {
+        crate::node::drain(&self.name, &self.cancel, &self.tasks).await;
     }
 }
 

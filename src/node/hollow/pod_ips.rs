@@ -7,6 +7,17 @@ use std::net::Ipv4Addr;
 /// At most this many addresses (a /24) are managed, whatever the prefix.
 const MAX_HOSTS: u32 = 256;
 
+/// A podCIDR a hollow node cannot hand out addresses from.
+#[derive(Debug, thiserror::Error)]
+pub enum CidrError {
+    #[error("{0:?} is not a CIDR")]
+    NotCidr(String),
+    #[error("{0:?} is not an IPv4 CIDR")]
+    NotIpv4(String),
+    #[error("{0:?} has no room for pods")]
+    TooSmall(String),
+}
+
 #[derive(Debug)]
 pub struct PodIps {
     base: u32,
@@ -17,10 +28,10 @@ pub struct PodIps {
 
 impl PodIps {
     /// The allocator for `cidr` (e.g. `10.42.3.0/24`); prefixes from /24 to /29 are accepted.
-    pub fn new(cidr: &str) -> Result<Self, String> {
-        let (addr, bits) = cidr.split_once('/').ok_or_else(|| format!("{cidr:?} is not a CIDR"))?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| format!("{cidr:?} is not an IPv4 CIDR"))?;
-        let bits: u32 = bits.parse().ok().filter(|b| *b <= 29).ok_or_else(|| format!("{cidr:?} has no room for pods"))?;
+    pub fn new(cidr: &str) -> Result<Self, CidrError> {
+        let (addr, bits) = cidr.split_once('/').ok_or_else(|| CidrError::NotCidr(cidr.to_string()))?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| CidrError::NotIpv4(cidr.to_string()))?;
+        let bits: u32 = bits.parse().ok().filter(|b| *b <= 29).ok_or_else(|| CidrError::TooSmall(cidr.to_string()))?;
         let size = (1u32 << (32 - bits)).min(MAX_HOSTS);
         let base = u32::from(addr) & !((1u64 << (32 - bits)) - 1) as u32;
         Ok(Self { base, size, used: vec![false; size as usize], cursor: 1 })

@@ -7,15 +7,12 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::{fs, FsError};
+
 /// Files of a file volume: relative path → (content, mode).
 pub type Files = BTreeMap<String, (Vec<u8>, u32)>;
 
 const DATA: &str = "..data";
-
-fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> String {
-    let message = format!("{what} {}", path.display());
-    move |e| format!("{message}: {e}")
-}
 
 /// The files under `dir` (recursively), as written.
 fn read_tree(root: &Path, dir: &Path, out: &mut Files) -> std::io::Result<()> {
@@ -56,8 +53,8 @@ fn remove_any(path: &Path) {
 }
 
 /// Makes `dir` hold exactly `files`; returns whether anything changed.
-pub fn write(dir: &Path, files: &Files) -> Result<bool, String> {
-    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+pub fn write(dir: &Path, files: &Files) -> Result<bool, FsError> {
+    std::fs::create_dir_all(dir).map_err(fs("creating", dir))?;
     if current(dir).as_ref() == Some(files) {
         return Ok(false);
     }
@@ -66,26 +63,26 @@ pub fn write(dir: &Path, files: &Files) -> Result<bool, String> {
     for (rel, (content, mode)) in files {
         let path = version.join(rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+            std::fs::create_dir_all(parent).map_err(fs("creating", parent))?;
         }
-        std::fs::write(&path, content).map_err(io("writing", &path))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode & 0o777)).map_err(io("chmod", &path))?;
+        std::fs::write(&path, content).map_err(fs("writing", &path))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode & 0o777)).map_err(fs("chmod", &path))?;
     }
-    std::fs::create_dir_all(&version).map_err(io("creating", &version))?;
+    std::fs::create_dir_all(&version).map_err(fs("creating", &version))?;
     let tmp = dir.join("..data_tmp");
     let _ = std::fs::remove_file(&tmp);
-    symlink(&stamp, &tmp).map_err(io("linking", &tmp))?;
-    std::fs::rename(&tmp, dir.join(DATA)).map_err(io("renaming", &tmp))?;
+    symlink(&stamp, &tmp).map_err(fs("linking", &tmp))?;
+    std::fs::rename(&tmp, dir.join(DATA)).map_err(fs("renaming", &tmp))?;
     let wanted: std::collections::BTreeSet<&str> = files.keys().map(|k| top_level(k)).collect();
     for name in &wanted {
         let link = dir.join(name);
         let target = Path::new(DATA).join(name);
         if std::fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
             remove_any(&link);
-            symlink(&target, &link).map_err(io("linking", &link))?;
+            symlink(&target, &link).map_err(fs("linking", &link))?;
         }
     }
-    for entry in std::fs::read_dir(dir).map_err(io("reading", dir))?.flatten() {
+    for entry in std::fs::read_dir(dir).map_err(fs("reading", dir))?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let stale_version = name.starts_with("..") && name != DATA && name != stamp;
         let stale_entry = !name.starts_with("..") && !wanted.contains(name.as_str());

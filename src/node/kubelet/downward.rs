@@ -6,6 +6,15 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::k8s::quantity::{milli_value, value};
 
+/// A downward API reference this node cannot resolve.
+#[derive(Debug, thiserror::Error)]
+pub enum DownwardError {
+    #[error("unsupported fieldPath {0:?}")]
+    Field(String),
+    #[error("unsupported resource {0:?}")]
+    Resource(String),
+}
+
 /// The addresses a pod has when its containers start.
 #[derive(Debug, Clone, Default)]
 pub struct PodAddresses {
@@ -30,7 +39,7 @@ fn map_lines(map: Option<&std::collections::BTreeMap<String, String>>) -> String
 }
 
 /// The value of `fieldRef.fieldPath`, or an error naming the unsupported path.
-pub fn field(pod: &Pod, path: &str, addrs: &PodAddresses) -> Result<String, String> {
+pub fn field(pod: &Pod, path: &str, addrs: &PodAddresses) -> Result<String, DownwardError> {
     let meta = &pod.metadata;
     let spec = pod.spec.as_ref();
     let bracketed = |prefix: &str| path.strip_prefix(prefix).and_then(|r| r.strip_suffix("']")).map(str::to_string);
@@ -50,7 +59,7 @@ pub fn field(pod: &Pod, path: &str, addrs: &PodAddresses) -> Result<String, Stri
             } else if let Some(k) = bracketed("metadata.annotations['") {
                 map_entry(meta.annotations.as_ref(), &k)
             } else {
-                return Err(format!("unsupported fieldPath {path:?}"));
+                return Err(DownwardError::Field(path.to_string()));
             }
         }
     })
@@ -65,13 +74,14 @@ fn ceil_div(a: i64, b: i64) -> i64 {
 }
 
 /// The value of `resourceFieldRef` (`limits.cpu`, `requests.memory` …) of `container`, divided by `divisor`.
-pub fn resource(container: &Container, resource: &str, divisor: Option<&Quantity>, node: NodeAllocatable) -> Result<String, String> {
+pub fn resource(container: &Container, resource: &str, divisor: Option<&Quantity>, node: NodeAllocatable) -> Result<String, DownwardError> {
+    let unsupported = || DownwardError::Resource(resource.to_string());
     let res = container.resources.clone().unwrap_or_default();
-    let (kind, name) = resource.split_once('.').ok_or_else(|| format!("unsupported resource {resource:?}"))?;
+    let (kind, name) = resource.split_once('.').ok_or_else(unsupported)?;
     let list = match kind {
         "limits" => res.limits.unwrap_or_default(),
         "requests" => res.requests.unwrap_or_default(),
-        _ => return Err(format!("unsupported resource {resource:?}")),
+        _ => return Err(unsupported()),
     };
     let q = list.get(name);
     match name {
@@ -86,7 +96,7 @@ pub fn resource(container: &Container, resource: &str, divisor: Option<&Quantity
             let div = divisor.and_then(value).filter(|d| *d > 0).unwrap_or(1);
             Ok(ceil_div(bytes, div).to_string())
         }
-        _ => Err(format!("unsupported resource {resource:?}")),
+        _ => Err(unsupported()),
     }
 }
 

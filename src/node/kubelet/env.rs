@@ -7,8 +7,19 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use super::downward::{self, NodeAllocatable, PodAddresses};
-use super::objects::{DataKind, DataSource};
+use super::downward::{self, DownwardError, NodeAllocatable, PodAddresses};
+use super::objects::{DataKind, DataSource, ObjectError};
+
+/// Why a container's environment cannot be made (its CreateContainerConfigError message).
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    #[error("couldn't find key {key} in {} {name}", kind_title(*.kind))]
+    MissingKey { key: String, kind: DataKind, name: String },
+    #[error(transparent)]
+    Downward(#[from] DownwardError),
+}
 
 /// Expands `$(NAME)` from `vars` (`$$` escapes; unknown references stay as written).
 pub fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
@@ -43,13 +54,13 @@ fn set(env: &mut Vec<(String, String)>, name: String, value: String) {
     }
 }
 
-async fn key(source: &dyn DataSource, kind: DataKind, name: &str, key: &str, optional: bool) -> Result<Option<String>, String> {
+async fn key(source: &dyn DataSource, kind: DataKind, name: &str, key: &str, optional: bool) -> Result<Option<String>, EnvError> {
     let data = source.data(kind, name).await?;
     match (data, optional) {
         (Some(d), _) if d.contains_key(key) => Ok(d.get(key).map(|v| String::from_utf8_lossy(v).into_owned())),
         (Some(_), true) | (None, true) => Ok(None),
-        (Some(_), false) => Err(format!("couldn't find key {key} in {} {name}", kind_title(kind))),
-        (None, false) => Err(format!("{} \"{name}\" not found", kind.as_str())),
+        (Some(_), false) => Err(EnvError::MissingKey { key: key.to_string(), kind, name: name.to_string() }),
+        (None, false) => Err(ObjectError::Missing { kind, name: name.to_string() }.into()),
     }
 }
 
@@ -67,7 +78,7 @@ pub async fn resolve(
     addrs: &PodAddresses,
     node: NodeAllocatable,
     source: &dyn DataSource,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, EnvError> {
     let mut env: Vec<(String, String)> = Vec::new();
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
@@ -83,7 +94,7 @@ pub async fn resolve(
                 }
             }
             None if optional => {}
-            None => return Err(format!("{} \"{name}\" not found", kind.as_str())),
+            None => return Err(ObjectError::Missing { kind, name }.into()),
         }
     }
     for var in container.env.iter().flatten() {
@@ -164,6 +175,6 @@ mod tests {
             Some(vec![serde_json::from_value(json!({"name": "X", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k"}}})).unwrap()]);
         missing.env_from = None;
         let err = resolve(&pod, &missing, &PodAddresses::default(), node, &data).await.unwrap_err();
-        assert_eq!(err, "secret \"nope\" not found");
+        assert_eq!(err.to_string(), "secret \"nope\" not found");
     }
 }

@@ -7,22 +7,42 @@ use std::path::{Component, Path};
 use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
 
 use super::atomic_writer::Files;
-use super::downward::{self, NodeAllocatable, PodAddresses};
-use super::objects::{Data, DataKind, DataSource};
+use super::downward::{self, DownwardError, NodeAllocatable, PodAddresses};
+use super::objects::{Data, DataKind, DataSource, ObjectError};
 use super::token_cache::TokenCache;
 
+/// Why the files of a volume cannot be made (the FailedMount message).
+#[derive(Debug, thiserror::Error)]
+pub enum FileVolumeError {
+    #[error("invalid volume item path {0:?}")]
+    ItemPath(String),
+    #[error("key {key} not found in {} \"{name}\"", .kind.as_str())]
+    MissingKey { key: String, kind: DataKind, name: String },
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    #[error(transparent)]
+    Downward(#[from] DownwardError),
+}
+
 /// A relative path with no `..`, as volume item paths must be.
-pub fn safe_relative(path: &str) -> Result<(), String> {
+pub fn safe_relative(path: &str) -> Result<(), FileVolumeError> {
     let p = Path::new(path);
     if path.is_empty() || p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(format!("invalid volume item path {path:?}"));
+        return Err(FileVolumeError::ItemPath(path.to_string()));
     }
     Ok(())
 }
 
-fn project(data: Option<Data>, items: Option<&Vec<KeyToPath>>, mode: u32, what: &str, optional: bool) -> Result<Files, String> {
+/// The files of ConfigMap or Secret `name` (its `data`), all keys or the listed `items`.
+fn project(
+    data: Option<Data>,
+    items: Option<&Vec<KeyToPath>>,
+    mode: u32,
+    (kind, name): (DataKind, &str),
+    optional: bool,
+) -> Result<Files, FileVolumeError> {
     let Some(data) = data else {
-        return if optional { Ok(Files::new()) } else { Err(format!("{what} not found")) };
+        return if optional { Ok(Files::new()) } else { Err(ObjectError::Missing { kind, name: name.to_string() }.into()) };
     };
     let mut files = Files::new();
     match items.filter(|i| !i.is_empty()) {
@@ -39,7 +59,7 @@ fn project(data: Option<Data>, items: Option<&Vec<KeyToPath>>, mode: u32, what: 
                         files.insert(item.path.clone(), (v.clone(), item.mode.map(|m| m as u32).unwrap_or(mode)));
                     }
                     None if optional => {}
-                    None => return Err(format!("key {} not found in {what}", item.key)),
+                    None => return Err(FileVolumeError::MissingKey { key: item.key.clone(), kind, name: name.to_string() }),
                 }
             }
         }
@@ -47,7 +67,7 @@ fn project(data: Option<Data>, items: Option<&Vec<KeyToPath>>, mode: u32, what: 
     Ok(files)
 }
 
-fn downward_files(items: &[DownwardAPIVolumeFile], mode: u32, ctx: &VolumeContext<'_>) -> Result<Files, String> {
+fn downward_files(items: &[DownwardAPIVolumeFile], mode: u32, ctx: &VolumeContext<'_>) -> Result<Files, FileVolumeError> {
     let mut files = Files::new();
     for item in items {
         safe_relative(&item.path)?;
@@ -76,19 +96,18 @@ pub struct VolumeContext<'a> {
 }
 
 /// The files of `volume` when it is a file volume.
-pub async fn file_volume(volume: &Volume, ctx: &VolumeContext<'_>) -> Result<Option<Files>, String> {
+pub async fn file_volume(volume: &Volume, ctx: &VolumeContext<'_>) -> Result<Option<Files>, FileVolumeError> {
     let src = ctx.source;
     if let Some(cm) = &volume.config_map {
         let mode = cm.default_mode.unwrap_or(0o644) as u32;
         let data = src.data(DataKind::ConfigMap, &cm.name).await?;
-        let what = format!("configmap \"{}\"", cm.name);
-        return project(data, cm.items.as_ref(), mode, &what, cm.optional.unwrap_or(false)).map(Some);
+        return project(data, cm.items.as_ref(), mode, (DataKind::ConfigMap, &cm.name), cm.optional.unwrap_or(false)).map(Some);
     }
     if let Some(s) = &volume.secret {
         let name = s.secret_name.clone().unwrap_or_default();
         let mode = s.default_mode.unwrap_or(0o644) as u32;
         let data = src.data(DataKind::Secret, &name).await?;
-        return project(data, s.items.as_ref(), mode, &format!("secret \"{name}\""), s.optional.unwrap_or(false)).map(Some);
+        return project(data, s.items.as_ref(), mode, (DataKind::Secret, &name), s.optional.unwrap_or(false)).map(Some);
     }
     if let Some(d) = &volume.downward_api {
         return downward_files(d.items.as_deref().unwrap_or_default(), d.default_mode.unwrap_or(0o644) as u32, ctx).map(Some);
@@ -99,12 +118,11 @@ pub async fn file_volume(volume: &Volume, ctx: &VolumeContext<'_>) -> Result<Opt
     for source in p.sources.iter().flatten() {
         if let Some(cm) = &source.config_map {
             let data = src.data(DataKind::ConfigMap, &cm.name).await?;
-            let what = format!("configmap \"{}\"", cm.name);
-            files.extend(project(data, cm.items.as_ref(), mode, &what, cm.optional.unwrap_or(false))?);
+            files.extend(project(data, cm.items.as_ref(), mode, (DataKind::ConfigMap, &cm.name), cm.optional.unwrap_or(false))?);
         }
         if let Some(s) = &source.secret {
             let data = src.data(DataKind::Secret, &s.name).await?;
-            files.extend(project(data, s.items.as_ref(), mode, &format!("secret \"{}\"", s.name), s.optional.unwrap_or(false))?);
+            files.extend(project(data, s.items.as_ref(), mode, (DataKind::Secret, &s.name), s.optional.unwrap_or(false))?);
         }
         if let Some(d) = &source.downward_api {
             files.extend(downward_files(d.items.as_deref().unwrap_or_default(), mode, ctx)?);

@@ -97,19 +97,30 @@ pub struct Reserved {
     pub ephemeral_storage: u64,
 }
 
+/// A `--kube-reserved`/`--system-reserved` value that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum ReservedError {
+    #[error("{0:?}: use name=quantity, e.g. cpu=500m,memory=256Mi")]
+    Pair(String),
+    #[error("{0:?} is not a quantity")]
+    Quantity(String),
+    #[error("cannot reserve {0:?}; only cpu, memory and ephemeral-storage")]
+    Resource(String),
+}
+
 impl Reserved {
     /// Parses `name=quantity` pairs separated by commas.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, ReservedError> {
         let mut r = Reserved::default();
         for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').ok_or_else(|| format!("{pair:?}: use name=quantity, e.g. cpu=500m,memory=256Mi"))?;
+            let (k, v) = pair.split_once('=').ok_or_else(|| ReservedError::Pair(pair.to_string()))?;
             let q = k8s_openapi::apimachinery::pkg::api::resource::Quantity(v.to_string());
-            let bad = || format!("{v:?} is not a quantity");
+            let bad = || ReservedError::Quantity(v.to_string());
             match k {
                 "cpu" => r.millicpu += non_negative(milli_value(&q)).ok_or_else(bad)?,
                 "memory" => r.memory += non_negative(value(&q)).ok_or_else(bad)?,
                 "ephemeral-storage" => r.ephemeral_storage += non_negative(value(&q)).ok_or_else(bad)?,
-                other => return Err(format!("cannot reserve {other:?}; only cpu, memory and ephemeral-storage")),
+                other => return Err(ReservedError::Resource(other.to_string())),
             }
         }
         Ok(r)

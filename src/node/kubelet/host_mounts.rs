@@ -7,8 +7,21 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-fn c_path(path: &Path) -> Result<CString, String> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| format!("{} has a NUL byte", path.display()))
+use super::{fs, FsError};
+
+/// Why a tmpfs could not be mounted.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("{} has a NUL byte", .0.display())]
+    NulInPath(PathBuf),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("mounting a tmpfs on {}: {source}", dir.display())]
+    Tmpfs { dir: PathBuf, source: std::io::Error },
+}
+
+fn c_path(path: &Path) -> Result<CString, MountError> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| MountError::NulInPath(path.to_path_buf()))
 }
 
 /// Mount points in `/proc/self/mountinfo` (octal escapes undone).
@@ -41,8 +54,8 @@ fn unescape(field: &str) -> String {
 
 /// Mounts a tmpfs of at most `size` bytes (half the RAM, tmpfs's default, when `None`) on
 /// `dir`, unless one is already there (a restarted agent).
-pub fn mount_tmpfs(dir: &Path, size: Option<u64>) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+pub fn mount_tmpfs(dir: &Path, size: Option<u64>) -> Result<(), MountError> {
+    std::fs::create_dir_all(dir).map_err(fs("creating", dir))?;
     if mount_points().iter().any(|p| p == dir) {
         return Ok(());
     }
@@ -55,7 +68,7 @@ pub fn mount_tmpfs(dir: &Path, size: Option<u64>) -> Result<(), String> {
     // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
     let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, data.as_ptr().cast()) };
     if rc != 0 {
-        return Err(format!("mounting a tmpfs on {}: {}", dir.display(), std::io::Error::last_os_error()));
+        return Err(MountError::Tmpfs { dir: dir.to_path_buf(), source: std::io::Error::last_os_error() });
     }
     tracing::debug!(dir = %dir.display(), ?size, "mounted a tmpfs");
     Ok(())

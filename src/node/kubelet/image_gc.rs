@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::host;
 use crate::node::runtime::containerd::Containerd;
 use crate::node::runtime::images::reference::normalize;
-use crate::node::runtime::{ContainerRuntime, ImageInfo};
+use crate::node::runtime::{ContainerRuntime, ImageInfo, RuntimeError};
 
 /// How often the image file system is checked.
 pub const INTERVAL: Duration = Duration::from_secs(300);
@@ -26,14 +26,23 @@ pub struct FsUsage {
     pub used: u64,
 }
 
+/// Why the images or the image file system cannot be looked at or an image cannot be removed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageGcError {
+    #[error("cannot statvfs {}", .0.display())]
+    Statvfs(PathBuf),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
 /// What image garbage collection needs of the node.
 #[async_trait::async_trait]
 pub trait ImageHost: Send + Sync {
-    fn usage(&self) -> Result<FsUsage, String>;
-    async fn images(&self) -> Result<Vec<ImageInfo>, String>;
+    fn usage(&self) -> Result<FsUsage, ImageGcError>;
+    async fn images(&self) -> Result<Vec<ImageInfo>, ImageGcError>;
     /// The (normalised) image names containers were created from, running or not.
-    async fn images_in_use(&self) -> Result<HashSet<String>, String>;
-    async fn remove_image(&self, name: &str) -> Result<(), String>;
+    async fn images_in_use(&self) -> Result<HashSet<String>, ImageGcError>;
+    async fn remove_image(&self, name: &str) -> Result<(), ImageGcError>;
 }
 
 /// The usage thresholds, in percent of the file system.
@@ -77,7 +86,7 @@ impl<H: ImageHost> ImageGc<H> {
     }
 
     /// One check at `now`; returns the image names it removed.
-    pub async fn collect(&mut self, now: SystemTime) -> Result<Vec<String>, String> {
+    pub async fn collect(&mut self, now: SystemTime) -> Result<Vec<String>, ImageGcError> {
         let images = self.host.images().await?;
         let in_use = self.host.images_in_use().await?;
         let mut by_digest: BTreeMap<String, ImageGroup> = BTreeMap::new();
@@ -153,22 +162,23 @@ pub struct ContainerdImages {
 
 #[async_trait::async_trait]
 impl ImageHost for ContainerdImages {
-    fn usage(&self) -> Result<FsUsage, String> {
-        let (capacity, free) = host::filesystem(&self.data_dir).ok_or_else(|| format!("cannot statvfs {}", self.data_dir.display()))?;
+    fn usage(&self) -> Result<FsUsage, ImageGcError> {
+        let (capacity, free) = host::filesystem(&self.data_dir).ok_or_else(|| ImageGcError::Statvfs(self.data_dir.clone()))?;
         Ok(FsUsage { capacity, used: capacity.saturating_sub(free) })
     }
 
-    async fn images(&self) -> Result<Vec<ImageInfo>, String> {
-        self.runtime.list_images().await.map_err(|e| e.to_string())
+    async fn images(&self) -> Result<Vec<ImageInfo>, ImageGcError> {
+        Ok(self.runtime.list_images().await?)
     }
 
-    async fn images_in_use(&self) -> Result<HashSet<String>, String> {
-        let containers = self.runtime.list_containers().await.map_err(|e| e.to_string())?;
+    async fn images_in_use(&self) -> Result<HashSet<String>, ImageGcError> {
+        let containers = self.runtime.list_containers().await?;
         Ok(containers.iter().map(|c| normalize(&c.image)).collect())
     }
 
-    async fn remove_image(&self, name: &str) -> Result<(), String> {
-        self.runtime.remove_image(name).await.map(drop).map_err(|e| e.to_string())
+    async fn remove_image(&self, name: &str) -> Result<(), ImageGcError> {
+        self.runtime.remove_image(name).await?;
+        Ok(())
     }
 }
 
@@ -187,18 +197,19 @@ mod tests {
 
     #[async_trait::async_trait]
     impl ImageHost for FakeHost {
-        fn usage(&self) -> Result<FsUsage, String> {
+        fn usage(&self) -> Result<FsUsage, ImageGcError> {
             Ok(FsUsage { capacity: self.capacity, used: *self.used.lock().unwrap() })
         }
-        async fn images(&self) -> Result<Vec<ImageInfo>, String> {
+        async fn images(&self) -> Result<Vec<ImageInfo>, ImageGcError> {
             Ok(self.images.lock().unwrap().clone())
         }
-        async fn images_in_use(&self) -> Result<HashSet<String>, String> {
+        async fn images_in_use(&self) -> Result<HashSet<String>, ImageGcError> {
             Ok(self.in_use.clone())
         }
-        async fn remove_image(&self, name: &str) -> Result<(), String> {
+        async fn remove_image(&self, name: &str) -> Result<(), ImageGcError> {
             let mut images = self.images.lock().unwrap();
-            let gone = images.iter().position(|i| i.name == name).ok_or("no such image")?;
+            let no_such_image = || RuntimeError::Image { image: name.to_string(), message: "no such image".into() };
+            let gone = images.iter().position(|i| i.name == name).ok_or_else(no_such_image)?;
             let image = images.remove(gone);
             if !images.iter().any(|i| i.digest == image.digest) {
                 *self.used.lock().unwrap() -= image.size;

@@ -8,6 +8,15 @@ use std::path::{Path, PathBuf};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+/// A query parameter of `/containerLogs` that does not parse (a 400 answer).
+#[derive(Debug, thiserror::Error)]
+pub enum LogQueryError {
+    #[error("{name}={value:?} is not a number")]
+    NotANumber { name: &'static str, value: String },
+    #[error("sinceTime={0:?} is not an RFC 3339 time")]
+    NotATime(String),
+}
+
 /// The query parameters of `/containerLogs`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogOptions {
@@ -24,13 +33,13 @@ fn flag(q: &HashMap<String, String>, name: &str) -> bool {
 }
 
 impl LogOptions {
-    pub fn from_query(q: &HashMap<String, String>, now: OffsetDateTime) -> Result<Self, String> {
-        let number = |name: &str| -> Result<Option<i64>, String> {
-            q.get(name).map(|v| v.parse::<i64>().map_err(|_| format!("{name}={v:?} is not a number"))).transpose()
+    pub fn from_query(q: &HashMap<String, String>, now: OffsetDateTime) -> Result<Self, LogQueryError> {
+        let number = |name: &'static str| -> Result<Option<i64>, LogQueryError> {
+            q.get(name).map(|v| v.parse::<i64>().map_err(|_| LogQueryError::NotANumber { name, value: v.clone() })).transpose()
         };
         let mut since = number("sinceSeconds")?.map(|s| now - time::Duration::seconds(s.max(0)));
         if let Some(t) = q.get("sinceTime") {
-            since = Some(OffsetDateTime::parse(t, &Rfc3339).map_err(|_| format!("sinceTime={t:?} is not an RFC 3339 time"))?);
+            since = Some(OffsetDateTime::parse(t, &Rfc3339).map_err(|_| LogQueryError::NotATime(t.clone()))?);
         }
         Ok(Self {
             follow: flag(q, "follow"),

@@ -32,10 +32,12 @@ mod volumes;
 mod worker;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use node::Kubelet;
 
@@ -57,4 +59,23 @@ pub struct NodeContext {
     pub host_netns: Option<PathBuf>,
     pub etc: NodeEtc,
     pub allocatable: NodeAllocatable,
+    /// Every task of the kubelet runs on this tracker, so stopping it can wait for them.
+    pub tasks: TaskTracker,
+    /// Fires when the kubelet stops.
+    pub cancel: CancellationToken,
+}
+
+/// A file system step on the node that failed: what it was, on which path, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {}: {source}", path.display())]
+pub struct FsError {
+    what: &'static str,
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+/// The error of file system step `what` (creating, writing …) on `path`, for `map_err`.
+pub fn fs(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FsError {
+    let path = path.to_path_buf();
+    move |source| FsError { what, path, source }
 }

@@ -38,14 +38,16 @@ const HOUSEKEEPING: Duration = Duration::from_secs(60);
 const PRESSURE_CHECK: Duration = Duration::from_secs(10);
 /// How often a node without a pod network looks for the podCIDR the IPAM controller assigns.
 const POD_CIDR_CHECK: Duration = Duration::from_secs(1);
-/// How long shutdown waits for pod workers.
-const DRAIN: Duration = Duration::from_secs(5);
 
 /// A running kubelet; [`Kubelet::stop`] stops it and its containerd, leaving containers running.
 pub struct Kubelet {
+    name: String,
+    runtime: NodeRuntime,
+    /// Every task of the kubelet: the node loop, pod workers and their container waiters, the
+    /// kubelet API server with its connections and sessions, and image garbage collection.
+    tasks: TaskTracker,
+    /// Stops them all.
     cancel: CancellationToken,
-    task: Option<tokio::task::JoinHandle<()>>,
-    runtime: Option<NodeRuntime>,
 }
 
 type PodKey = (String, String);
@@ -66,8 +68,6 @@ struct NodeLoop {
     workers: HashMap<PodKey, WorkerHandle>,
     /// Containers found at start, by pod uid, until their pod's worker takes them.
     leftovers: HashMap<String, Vec<ContainerInfo>>,
-    tracker: TaskTracker,
-    cancel: CancellationToken,
 }
 
 fn key_of(pod: &Pod) -> PodKey {
@@ -87,24 +87,25 @@ impl Kubelet {
     /// Starts containerd (or connects to `--container-runtime-endpoint`), joins the cluster,
     /// registers the node and starts running its pods.
     pub async fn start(config: Config) -> Result<Self, NodeError> {
-        let node_runtime = NodeRuntime::start(&config.data_dir, config.container_runtime_endpoint.clone(), config.log_rotation).await?;
-        match Self::start_with(config, &node_runtime).await {
-            Ok((cancel, task)) => Ok(Self { cancel, task: Some(task), runtime: Some(node_runtime) }),
+        let runtime = NodeRuntime::start(&config.data_dir, config.container_runtime_endpoint.clone(), config.log_rotation).await?;
+        let kubelet = Self { name: config.node_name.clone(), runtime, tasks: TaskTracker::new(), cancel: CancellationToken::new() };
+        match kubelet.start_tasks(config).await {
+            Ok(()) => Ok(kubelet),
             Err(e) => {
-                node_runtime.stop().await;
+                kubelet.stop().await;
                 Err(e)
             }
         }
     }
 
-    async fn start_with(config: Config, node_runtime: &NodeRuntime) -> Result<(CancellationToken, tokio::task::JoinHandle<()>), NodeError> {
-        let runtime: Arc<dyn ContainerRuntime> = Arc::new(node_runtime.runtime.clone());
+    /// Joins, registers the node and spawns the kubelet's tasks on its tracker.
+    async fn start_tasks(&self, config: Config) -> Result<(), NodeError> {
+        let runtime: Arc<dyn ContainerRuntime> = Arc::new(self.runtime.runtime.clone());
         let token = crate::pki::JoinToken::parse(&config.token)?;
         let password = crate::node::node_password(&config.data_dir)?;
         let creds = crate::join::join_as_agent(&config.server, &token, &config.node_name, &password).await?;
         let client = crate::node::client::node_client(&config.server, &creds)?;
         let node_ip = config.node_ip.or_else(crate::host::default_route_ip).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        let cancel = CancellationToken::new();
         let layout = Layout::new(&config.data_dir);
         if config.kubelet_port != 0 {
             let serving = crate::join::request_serving_cert(&config.server, &creds, &[node_ip, IpAddr::V4(Ipv4Addr::LOCALHOST)]).await?;
@@ -113,12 +114,18 @@ impl Kubelet {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| NodeError::Io { path: format!("kubelet port {addr}"), source })?;
-            let app = server::router(Arc::new(KubeletApi { logs_dir: layout.logs_dir(), runtime: runtime.clone() }));
-            tokio::spawn(crate::rpc::https::serve(listener, tls, app, cancel.clone(), TaskTracker::new()));
+            let api = KubeletApi {
+                logs_dir: layout.logs_dir(),
+                runtime: runtime.clone(),
+                tasks: self.tasks.clone(),
+                cancel: self.cancel.clone(),
+            };
+            let app = server::router(Arc::new(api));
+            self.tasks.spawn(crate::rpc::https::serve(listener, tls, app, self.cancel.clone(), self.tasks.clone()));
             tracing::info!(%addr, "kubelet API listening");
         }
-        let images = image_gc::ContainerdImages { runtime: node_runtime.runtime.clone(), data_dir: config.data_dir.clone() };
-        tokio::spawn(image_gc::ImageGc::new(images, image_gc::Thresholds::default()).run(cancel.clone()));
+        let images = image_gc::ContainerdImages { runtime: self.runtime.runtime.clone(), data_dir: config.data_dir.clone() };
+        self.tasks.spawn(image_gc::ImageGc::new(images, image_gc::Thresholds::default()).run(self.cancel.clone()));
         let (capacity, allocatable) = host::resources(&config.data_dir, 110, config.reserved);
         let shape = NodeShape {
             name: config.node_name.clone(),
@@ -143,6 +150,8 @@ impl Kubelet {
             host_netns: config.host_netns.clone(),
             etc: node_etc(&config),
             allocatable: NodeAllocatable { millicpu: millicpu as i64, memory: memory as i64 },
+            tasks: self.tasks.clone(),
+            cancel: self.cancel.clone(),
         });
         let mut node = NodeLoop {
             heartbeat: Heartbeat::new(client, &config.node_name, config.lease_renew_interval),
@@ -154,8 +163,6 @@ impl Kubelet {
             network_tx,
             workers: HashMap::new(),
             leftovers: HashMap::new(),
-            tracker: TaskTracker::new(),
-            cancel: cancel.clone(),
         };
         node.heartbeat.register(node.shape.node()).await?;
         node.post_status().await?;
@@ -165,19 +172,15 @@ impl Kubelet {
                 node.leftovers.entry(uid.to_string()).or_default().push(c);
             }
         }
-        let task = tokio::spawn(node.run());
-        Ok((cancel, task))
+        self.tasks.spawn(node.run());
+        Ok(())
     }
 
-    /// Stops the node (its pods' containers keep running; a restarted agent adopts them).
-    pub async fn stop(mut self) {
-        self.cancel.cancel();
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-        if let Some(runtime) = self.runtime.take() {
-            runtime.stop().await;
-        }
+    /// Stops the node: cancels every task of the kubelet and waits a bounded time for them,
+    /// then stops containerd (its pods' containers keep running; a restarted agent adopts them).
+    pub async fn stop(self) {
+        crate::node::drain(&self.name, &self.cancel, &self.tasks).await;
+        self.runtime.stop().await;
     }
 }
 
@@ -235,7 +238,7 @@ impl NodeLoop {
         let mut synced_once = false;
         loop {
             tokio::select! {
-                _ = self.cancel.cancelled() => break,
+                _ = self.ctx.cancel.cancelled() => break,
                 _ = lease_tick.tick() => match self.heartbeat.renew_lease().await {
                     Ok(true) => self.post_status_logged().await,
                     Ok(false) => {}
@@ -275,10 +278,6 @@ impl NodeLoop {
                 },
             }
         }
-        self.tracker.close();
-        if tokio::time::timeout(DRAIN, self.tracker.wait()).await.is_err() {
-            tracing::warn!("some pod workers did not stop within {DRAIN:?}");
-        }
         tracing::info!(node = self.name(), "kubelet stopped");
     }
 
@@ -306,7 +305,7 @@ impl NodeLoop {
         let existing = self.leftovers.remove(&uid).unwrap_or_default();
         let (tx, rx) = watch::channel(Some(pod.clone()));
         let worker = PodWorker::new(self.ctx.clone(), rx, pod);
-        self.tracker.spawn(worker.run(existing, self.cancel.clone()));
+        self.ctx.tasks.spawn(worker.run(existing));
         self.workers.insert(key, WorkerHandle { uid, updates: tx });
     }
 

@@ -12,7 +12,37 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::node::runtime::ContainerRuntime;
+use crate::net::netns::NetnsError;
+use crate::node::runtime::{ContainerRuntime, RuntimeError};
+
+/// Why a probe (or a lifecycle hook) failed: the message of the Unhealthy event.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("invalid port {0}")]
+    InvalidPort(i32),
+    #[error("no port named {0:?}")]
+    NoNamedPort(String),
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error(transparent)]
+    Join(#[from] tokio::task::JoinError),
+    #[error("dial tcp {addr}: {source}")]
+    Dial { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("not an HTTP answer: {0:?}")]
+    NotHttp(Option<String>),
+    #[error("HTTP probe failed with statuscode: {0}")]
+    HttpStatus(u16),
+    #[error(transparent)]
+    Exec(#[from] RuntimeError),
+    #[error("command {command:?} exited with {code}: {output}")]
+    Exit { command: Vec<String>, code: i32, output: String },
+    #[error("the probe has no handler")]
+    NoHandler,
+    #[error("probe timed out after {0:?}")]
+    Timeout(Duration),
+}
 
 /// Where probes go.
 pub struct ProbeTarget<'a> {
@@ -24,9 +54,9 @@ pub struct ProbeTarget<'a> {
     pub netns: Option<PathBuf>,
 }
 
-fn port(p: &IntOrString, container: &Container) -> Result<u16, String> {
+fn port(p: &IntOrString, container: &Container) -> Result<u16, ProbeError> {
     match p {
-        IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("invalid port {n}")),
+        IntOrString::Int(n) => u16::try_from(*n).map_err(|_| ProbeError::InvalidPort(*n)),
         IntOrString::String(name) => container
             .ports
             .iter()
@@ -34,21 +64,19 @@ fn port(p: &IntOrString, container: &Container) -> Result<u16, String> {
             .find(|cp| cp.name.as_deref() == Some(name.as_str()))
             .and_then(|cp| u16::try_from(cp.container_port).ok())
             .or_else(|| name.parse().ok())
-            .ok_or_else(|| format!("no port named {name:?}")),
+            .ok_or_else(|| ProbeError::NoNamedPort(name.clone())),
     }
 }
 
 /// Connects to `addr` from inside `netns` (the socket stays in that namespace).
-pub async fn connect(netns: Option<PathBuf>, addr: SocketAddr, timeout: Duration) -> Result<tokio::net::TcpStream, String> {
+pub async fn connect(netns: Option<PathBuf>, addr: SocketAddr, timeout: Duration) -> Result<tokio::net::TcpStream, ProbeError> {
     let std = tokio::task::spawn_blocking(move || {
         crate::net::netns::run_in(netns.as_deref(), || std::net::TcpStream::connect_timeout(&addr, timeout))
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("dial tcp {addr}: {e}"))?;
-    std.set_nonblocking(true).map_err(|e| e.to_string())?;
-    tokio::net::TcpStream::from_std(std).map_err(|e| e.to_string())
+    .await??
+    .map_err(|source| ProbeError::Dial { addr, source })?;
+    std.set_nonblocking(true)?;
+    Ok(tokio::net::TcpStream::from_std(std)?)
 }
 
 async fn http_status<S: AsyncRead + AsyncWrite + Unpin>(
@@ -56,17 +84,17 @@ async fn http_status<S: AsyncRead + AsyncWrite + Unpin>(
     host: &str,
     path: &str,
     headers: &[(String, String)],
-) -> Result<u16, String> {
+) -> Result<u16, ProbeError> {
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    s.write_all(req.as_bytes()).await?;
     let mut buf = vec![0u8; 1024];
     let mut got = 0;
     while got < buf.len() {
-        let n = s.read(&mut buf[got..]).await.map_err(|e| e.to_string())?;
+        let n = s.read(&mut buf[got..]).await?;
         if n == 0 || buf[..got + n].contains(&b'\n') {
             got += n;
             break;
@@ -74,18 +102,18 @@ async fn http_status<S: AsyncRead + AsyncWrite + Unpin>(
         got += n;
     }
     let line = String::from_utf8_lossy(&buf[..got]);
-    line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("not an HTTP answer: {:?}", line.lines().next()))
+    line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| ProbeError::NotHttp(line.lines().next().map(str::to_string)))
 }
 
 /// Runs `probe` once; `Ok(())` is success, `Err` says why it failed.
-pub async fn check(probe: &Probe, target: &ProbeTarget<'_>) -> Result<(), String> {
+pub async fn check(probe: &Probe, target: &ProbeTarget<'_>) -> Result<(), ProbeError> {
     let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
     if let Some(exec) = &probe.exec {
-        let cmd = exec.command.clone().unwrap_or_default();
-        let out = target.runtime.exec(target.container_id, &cmd, timeout).await.map_err(|e| e.to_string())?;
+        let command = exec.command.clone().unwrap_or_default();
+        let out = target.runtime.exec(target.container_id, &command, timeout).await?;
         return match out.exit_code {
             0 => Ok(()),
-            code => Err(format!("command {cmd:?} exited with {code}: {}", String::from_utf8_lossy(&out.stdout).trim())),
+            code => Err(ProbeError::Exit { command, code, output: String::from_utf8_lossy(&out.stdout).trim().to_string() }),
         };
     }
     let attempt = async {
@@ -103,16 +131,16 @@ pub async fn check(probe: &Probe, target: &ProbeTarget<'_>) -> Result<(), String
             let code = if http.scheme.as_deref() == Some("HTTPS") {
                 let tls = tokio_rustls::TlsConnector::from(Arc::new(crate::pki::insecure_client_config()));
                 let name = rustls::pki_types::ServerName::IpAddress(ip.into());
-                let stream = tls.connect(name, stream).await.map_err(|e| e.to_string())?;
+                let stream = tls.connect(name, stream).await?;
                 http_status(stream, &addr.to_string(), &path, &headers).await?
             } else {
                 http_status(stream, &addr.to_string(), &path, &headers).await?
             };
-            return if (200..400).contains(&code) { Ok(()) } else { Err(format!("HTTP probe failed with statuscode: {code}")) };
+            return if (200..400).contains(&code) { Ok(()) } else { Err(ProbeError::HttpStatus(code)) };
         }
-        Err("the probe has no handler".to_string())
+        Err(ProbeError::NoHandler)
     };
-    tokio::time::timeout(timeout, attempt).await.map_err(|_| format!("probe timed out after {timeout:?}"))?
+    tokio::time::timeout(timeout, attempt).await.map_err(|_| ProbeError::Timeout(timeout))?
 }
 
 /// The state of one probe of one running container.
@@ -225,7 +253,7 @@ mod tests {
         assert!(check(&probe(json!({"tcpSocket": {"port": port}})), &target).await.is_ok());
         assert!(check(&probe(json!({"httpGet": {"path": "/healthz", "port": "http"}})), &target).await.is_ok());
         let err = check(&probe(json!({"httpGet": {"path": "/other", "port": port}})), &target).await.unwrap_err();
-        assert!(err.contains("500"), "{err}");
+        assert!(err.to_string().contains("500"), "{err}");
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         assert!(check(&probe(json!({"tcpSocket": {"port": closed}})), &target).await.is_err());
     }

@@ -12,11 +12,11 @@ use super::downward::PodAddresses;
 use super::file_volumes::VolumeContext;
 use super::objects::ApiData;
 use super::token_cache::TokenCache;
-use super::NodeContext;
-use super::{host_mounts, volumes};
+use super::volumes::{self, VolumeError};
+use super::{fs, host_mounts, FsError, NodeContext};
 use crate::net::etc_files::EtcFiles;
 use crate::net::hosts::pod_hostname;
-use crate::net::PodNetRequest;
+use crate::net::{NetError, PodNetRequest};
 
 /// What a pod's containers join.
 #[derive(Debug, Clone)]
@@ -28,20 +28,43 @@ pub struct Sandbox {
     pub volumes: BTreeMap<String, PathBuf>,
 }
 
-/// A sandbox problem: the reason and message shown in the pod's status.
-pub type SandboxError = (String, String);
+/// Why a pod's sandbox cannot be set up: [`SandboxError::reason`] and the message are shown in
+/// the pod's status and events.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(transparent)]
+    Request(NetError),
+    #[error("the node has no pod network yet (waiting for its podCIDR)")]
+    NoNetwork,
+    #[error("pod network: {0}")]
+    Network(NetError),
+    #[error(transparent)]
+    Etc(#[from] FsError),
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+}
+
+impl SandboxError {
+    /// The reason of the pod's event and status: FailedMount for its volumes,
+    /// FailedCreatePodSandBox for the rest.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SandboxError::Volume(_) => "FailedMount",
+            _ => "FailedCreatePodSandBox",
+        }
+    }
+}
 
 /// Sets up (or, after a restart, finds again: every step is idempotent) the pod's sandbox.
 pub async fn setup(ctx: &NodeContext, pod: &Pod, tokens: &TokenCache) -> Result<Sandbox, SandboxError> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let failed = |e: String| ("FailedCreatePodSandBox".to_string(), e);
-    let request = PodNetRequest::for_pod(pod).map_err(|e| failed(e.to_string()))?;
+    let request = PodNetRequest::for_pod(pod).map_err(SandboxError::Request)?;
     let (ip, netns) = match request {
         None => (ctx.node_ip, ctx.host_netns.clone()),
         Some(req) => {
             let network = ctx.network.borrow().clone();
-            let network = network.ok_or_else(|| failed("the node has no pod network yet (waiting for its podCIDR)".into()))?;
-            let att = network.setup(&req).await.map_err(|e| failed(format!("pod network: {e}")))?;
+            let network = network.ok_or(SandboxError::NoNetwork)?;
+            let att = network.setup(&req).await.map_err(SandboxError::Network)?;
             (IpAddr::V4(att.ip), Some(att.netns))
         }
     };
@@ -49,12 +72,12 @@ pub async fn setup(ctx: &NodeContext, pod: &Pod, tokens: &TokenCache) -> Result<
     let ips = if host_network { vec![] } else { vec![ip] };
     let files = EtcFiles::for_pod(pod, &ips, &ctx.etc);
     let etc = ctx.layout.etc_dir(&uid);
-    files.write_to(&etc).map_err(|e| failed(format!("writing {}: {e}", etc.display())))?;
+    files.write_to(&etc).map_err(fs("writing", &etc))?;
     let hostname = pod_hostname(pod, &ctx.etc.dns.cluster_domain, &ctx.etc.node_hostname).hostname;
     let addrs = PodAddresses { pod_ip: ip.to_string(), host_ip: ctx.node_ip.to_string() };
     let source = ApiData { client: ctx.client.clone(), namespace: pod.metadata.namespace.clone().unwrap_or_default() };
     let vctx = VolumeContext { pod, addrs: &addrs, node: ctx.allocatable, source: &source, tokens };
-    let volumes = volumes::prepare(&ctx.layout.pod_dir(&uid).join("volumes"), &vctx).await.map_err(|e| ("FailedMount".to_string(), e))?;
+    let volumes = volumes::prepare(&ctx.layout.pod_dir(&uid).join("volumes"), &vctx).await?;
     Ok(Sandbox { ip, netns, hostname, volumes })
 }
 

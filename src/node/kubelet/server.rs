@@ -4,6 +4,7 @@
 //! the CRI log files (a followed log carries on into the new file when it is rotated), and exec, attach and port-forward (see `streaming`).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Extension, Router};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::layout::LABEL_ATTEMPT;
 use super::logs::{self, LogOptions};
@@ -40,6 +44,17 @@ async fn rotated_to(file: &tokio::fs::File, path: &std::path::Path) -> Option<to
 pub struct KubeletApi {
     pub logs_dir: PathBuf,
     pub runtime: Arc<dyn ContainerRuntime>,
+    /// The kubelet's tasks and what stops them: followed logs and upgraded sessions run there.
+    pub tasks: TaskTracker,
+    pub cancel: CancellationToken,
+}
+
+impl KubeletApi {
+    /// Runs `task` (a followed log, an exec, attach or port-forward session) as a task of the
+    /// kubelet, dropped when the kubelet stops.
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> JoinHandle<Option<()>> {
+        self.tasks.spawn(self.cancel.clone().run_until_cancelled_owned(task))
+    }
 }
 
 pub fn router(state: Arc<KubeletApi>) -> Router {
@@ -76,7 +91,7 @@ async fn container_logs(
 ) -> Response {
     let opts = match LogOptions::from_query(&query, time::OffsetDateTime::now_utc()) {
         Ok(o) => o,
-        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
     let mut runs = logs::files(&api.logs_dir, &namespace, &pod, &container);
     if opts.previous {
@@ -103,7 +118,8 @@ async fn container_logs(
     }
     let attempt = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
-    tokio::spawn(async move {
+    let runtime = api.runtime.clone();
+    api.spawn(async move {
         if tx.send(Ok(first)).await.is_err() {
             return;
         }
@@ -136,7 +152,7 @@ async fn container_logs(
             }
             if idle >= Duration::from_secs(1) {
                 idle = Duration::ZERO;
-                if !still_running(api.runtime.as_ref(), &namespace, &pod, &container, &attempt).await {
+                if !still_running(runtime.as_ref(), &namespace, &pod, &container, &attempt).await {
                     return;
                 }
             }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use super::objects::DataSource;
+use super::objects::{DataSource, ObjectError};
 
 /// Which token: ServiceAccount, audience, requested lifetime in seconds.
 type TokenKey = (String, Option<String>, i64);
@@ -26,7 +26,7 @@ impl TokenCache {
         audience: Option<&str>,
         seconds: i64,
         now: SystemTime,
-    ) -> Result<String, String> {
+    ) -> Result<String, ObjectError> {
         let key = (account.to_string(), audience.map(str::to_string), seconds);
         let renew_after = Duration::from_secs(seconds.max(0) as u64 * 8 / 10);
         if let Some((token, issued)) = self.tokens.lock().expect("token cache lock").get(&key) {

@@ -9,30 +9,54 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, HostPathVolumeSource, Pod, Volume};
 
-use super::atomic_writer;
-use super::file_volumes::{file_volume, safe_relative, VolumeContext};
-use super::host_mounts;
+use super::file_volumes::{file_volume, safe_relative, FileVolumeError, VolumeContext};
+use super::host_mounts::{self, MountError};
+use super::objects::ObjectError;
+use super::{atomic_writer, fs, FsError};
 use crate::k8s::quantity;
 use crate::node::runtime::BindMount;
 
-fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> String {
-    let message = format!("{what} {}", path.display());
-    move |e| format!("{message}: {e}")
+/// Why a hostPath cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum HostPathError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("hostPath type check failed: {path} is not a {expected}")]
+    Type { path: String, expected: &'static str },
+}
+
+/// Why a pod's volume cannot be prepared or mounted (the FailedMount or
+/// CreateContainerConfigError message).
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error(transparent)]
+    HostPath(#[from] HostPathError),
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    #[error(transparent)]
+    Files(#[from] FileVolumeError),
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("volume {0:?} is not defined")]
+    Undefined(String),
 }
 
 /// Checks (and for the `…OrCreate` types creates) a hostPath.
-pub fn host_path(h: &HostPathVolumeSource) -> Result<PathBuf, String> {
+pub fn host_path(h: &HostPathVolumeSource) -> Result<PathBuf, HostPathError> {
     let path = PathBuf::from(&h.path);
+    let wrong_type = |expected| Err(HostPathError::Type { path: h.path.clone(), expected });
     match h.type_.as_deref().unwrap_or("") {
-        "DirectoryOrCreate" => std::fs::create_dir_all(&path).map_err(io("creating", &path))?,
+        "DirectoryOrCreate" => std::fs::create_dir_all(&path).map_err(fs("creating", &path))?,
         "FileOrCreate" if !path.exists() => {
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+                std::fs::create_dir_all(parent).map_err(fs("creating", parent))?;
             }
-            std::fs::write(&path, b"").map_err(io("creating", &path))?;
+            std::fs::write(&path, b"").map_err(fs("creating", &path))?;
         }
-        "Directory" if !path.is_dir() => return Err(format!("hostPath type check failed: {} is not a directory", h.path)),
-        "File" if !path.is_file() => return Err(format!("hostPath type check failed: {} is not a file", h.path)),
+        "Directory" if !path.is_dir() => return wrong_type("directory"),
+        "File" if !path.is_file() => return wrong_type("file"),
         _ => {}
     }
     Ok(path)
@@ -40,7 +64,7 @@ pub fn host_path(h: &HostPathVolumeSource) -> Result<PathBuf, String> {
 
 /// Prepares every volume of the pod under `pod_volumes` (`<pod dir>/volumes`) and returns where
 /// each is on the host. Errors are the message of a FailedMount.
-pub async fn prepare(pod_volumes: &Path, ctx: &VolumeContext<'_>) -> Result<BTreeMap<String, PathBuf>, String> {
+pub async fn prepare(pod_volumes: &Path, ctx: &VolumeContext<'_>) -> Result<BTreeMap<String, PathBuf>, VolumeError> {
     let mut out = BTreeMap::new();
     for volume in ctx.pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
         let dir = pod_volumes.join(&volume.name);
@@ -60,7 +84,7 @@ pub async fn prepare(pod_volumes: &Path, ctx: &VolumeContext<'_>) -> Result<BTre
             if volume.empty_dir.is_none() {
                 tracing::warn!(volume = %volume.name, "volume type not supported yet; using an empty directory");
             }
-            std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+            std::fs::create_dir_all(&dir).map_err(fs("creating", &dir))?;
             dir
         };
         out.insert(volume.name.clone(), path);
@@ -74,9 +98,9 @@ pub async fn refresh(pod_volumes: &Path, ctx: &VolumeContext<'_>) {
     for volume in ctx.pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
         let dir = pod_volumes.join(&volume.name);
         let written = match file_volume(volume, ctx).await {
-            Ok(Some(files)) => atomic_writer::write(&dir, &files),
+            Ok(Some(files)) => atomic_writer::write(&dir, &files).map_err(VolumeError::from),
             Ok(None) => continue,
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         };
         match written {
             Ok(true) => tracing::info!(volume = %volume.name, dir = %dir.display(), "updated a volume's files"),
@@ -92,11 +116,11 @@ fn is_file_volume(v: &Volume) -> bool {
 
 /// The bind mounts of `container`'s volumeMounts (subPath included; file volumes and
 /// read-only claims read-only).
-pub fn mounts(pod: &Pod, container: &Container, volumes: &BTreeMap<String, PathBuf>) -> Result<Vec<BindMount>, String> {
+pub fn mounts(pod: &Pod, container: &Container, volumes: &BTreeMap<String, PathBuf>) -> Result<Vec<BindMount>, VolumeError> {
     let specs = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
     let mut out = Vec::new();
     for m in container.volume_mounts.iter().flatten() {
-        let host = volumes.get(&m.name).ok_or_else(|| format!("volume {:?} is not defined", m.name))?;
+        let host = volumes.get(&m.name).ok_or_else(|| VolumeError::Undefined(m.name.clone()))?;
         let forced_read_only = specs
             .clone()
             .find(|v| v.name == m.name)
@@ -106,7 +130,7 @@ pub fn mounts(pod: &Pod, container: &Container, volumes: &BTreeMap<String, PathB
             safe_relative(sub)?;
             host_path = host.join(sub);
             if !host_path.exists() {
-                std::fs::create_dir_all(&host_path).map_err(io("creating", &host_path))?;
+                std::fs::create_dir_all(&host_path).map_err(fs("creating", &host_path))?;
             }
         }
         out.push(BindMount {
@@ -196,6 +220,6 @@ mod tests {
         missing.spec.as_mut().unwrap().volumes.as_mut().unwrap()[1] =
             serde_json::from_value(json!({"name": "cfg", "configMap": {"name": "nope"}})).unwrap();
         let ctx = VolumeContext { pod: &missing, addrs: &addrs, node: NodeAllocatable::default(), source: &data, tokens: &tokens };
-        assert_eq!(prepare(&dir.path().join("vols2"), &ctx).await.unwrap_err(), "configmap \"nope\" not found");
+        assert_eq!(prepare(&dir.path().join("vols2"), &ctx).await.unwrap_err().to_string(), "configmap \"nope\" not found");
     }
 }

@@ -13,10 +13,10 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::container_run::{ContainerRun, RunState, Terminated};
 use super::downward::PodAddresses;
+use super::env::{self, EnvError};
 use super::events::PodEvents;
 use super::file_volumes::VolumeContext;
 use super::layout::{self, PodRef};
@@ -26,7 +26,8 @@ use super::pull_secrets;
 use super::sandbox::{self, Sandbox};
 use super::status::{self, Conditions, PodFacts};
 use super::token_cache::TokenCache;
-use super::{container_spec, env, lifecycle, volumes, NodeContext};
+use super::volumes::{self, VolumeError};
+use super::{container_spec, lifecycle, NodeContext};
 use crate::node::heartbeat::is_status;
 use crate::node::runtime::{ContainerInfo, ContainerState, ExitStatus, PullPolicy};
 
@@ -36,6 +37,15 @@ const SANDBOX_RETRY: Duration = Duration::from_secs(2);
 const CONFIG_RETRY: Duration = Duration::from_secs(5);
 /// How often file volumes are brought up to date with their objects (the kubelet's syncFrequency).
 const VOLUME_REFRESH: Duration = Duration::from_secs(60);
+
+/// Why a container's config cannot be made (its CreateContainerConfigError message).
+#[derive(Debug, thiserror::Error)]
+enum ConfigError {
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+}
 
 /// An exit reported by a container's waiter task.
 struct Exit {
@@ -195,9 +205,10 @@ impl PodWorker {
         }
     }
 
+    /// Waits (on the kubelet's tracker, until it stops) for container `id` to exit and reports it.
     fn watch_exit(ctx: &Arc<NodeContext>, tx: &mpsc::UnboundedSender<Exit>, id: &str) {
         let (runtime, tx, id) = (ctx.runtime.clone(), tx.clone(), id.to_string());
-        tokio::spawn(async move {
+        ctx.tasks.spawn(ctx.cancel.clone().run_until_cancelled_owned(async move {
             loop {
                 match runtime.wait_container(&id).await {
                     Ok(status) => return drop(tx.send(Exit { id, status })),
@@ -208,7 +219,7 @@ impl PodWorker {
                     }
                 }
             }
-        });
+        }));
     }
 
     fn arm_probes(run: &mut ContainerRun, spec: Option<&Container>, ready: bool) {
@@ -226,7 +237,8 @@ impl PodWorker {
     }
 
     /// Runs the pod until it is deleted (or gone), or the agent stops (containers stay).
-    pub async fn run(mut self, existing: Vec<ContainerInfo>, cancel: CancellationToken) {
+    pub async fn run(mut self, existing: Vec<ContainerInfo>) {
+        let cancel = self.ctx.cancel.clone();
         self.adopt(existing).await;
         loop {
             if self.pod.metadata.deletion_timestamp.is_some() {
@@ -299,7 +311,8 @@ impl PodWorker {
                     self.volumes_refresh = Some(Instant::now() + VOLUME_REFRESH);
                     self.problem = None;
                 }
-                Err(problem) => {
+                Err(e) => {
+                    let problem = (e.reason().to_string(), e.to_string());
                     tracing::warn!(pod = %self.pod_ref.name, reason = %problem.0, message = %problem.1, "cannot set up the pod");
                     self.events.warn(&problem.0, &problem.1).await;
                     self.problem = Some(problem);
@@ -417,13 +430,13 @@ impl PodWorker {
         }
         let addrs = PodAddresses { pod_ip: sandbox.ip.to_string(), host_ip: ctx.node_ip.to_string() };
         let source = ApiData { client: ctx.client.clone(), namespace: pod_ref.namespace.clone() };
-        let env = env::resolve(&self.pod, &spec, &addrs, ctx.allocatable, &source).await;
-        let mounts = env.and_then(|env| volumes::mounts(&self.pod, &spec, &sandbox.volumes).map(|m| (env, m)));
+        let env = env::resolve(&self.pod, &spec, &addrs, ctx.allocatable, &source).await.map_err(ConfigError::from);
+        let mounts = env.and_then(|env| Ok((env, volumes::mounts(&self.pod, &spec, &sandbox.volumes)?)));
         let Some(run) = find_run(&mut self.init, &mut self.app, name) else { return };
         let (env, mounts) = match mounts {
             Ok(v) => v,
-            Err(message) => {
-                run.state = RunState::Waiting { reason: "CreateContainerConfigError".into(), message: Some(message) };
+            Err(e) => {
+                run.state = RunState::Waiting { reason: "CreateContainerConfigError".into(), message: Some(e.to_string()) };
                 run.retry_at = Some(now + CONFIG_RETRY);
                 return;
             }
@@ -502,14 +515,14 @@ impl PodWorker {
         if let Some(p) = run.startup.as_mut().filter(|p| p.result != Some(true) && p.due <= now) {
             let result = probes::check(&p.probe, &target).await;
             if p.record(result.is_ok(), now) == Verdict::Failed {
-                kill = Some(format!("Startup probe failed: {}", result.err().unwrap_or_default()));
+                kill = result.err().map(|e| format!("Startup probe failed: {e}"));
             }
         }
         if startup_done {
             if let Some(p) = run.liveness.as_mut().filter(|p| p.due <= now) {
                 let result = probes::check(&p.probe, &target).await;
                 if p.record(result.is_ok(), now) == Verdict::Failed {
-                    kill = Some(format!("Liveness probe failed: {}", result.err().unwrap_or_default()));
+                    kill = result.err().map(|e| format!("Liveness probe failed: {e}"));
                 }
             }
             if let Some(p) = run.readiness.as_mut().filter(|p| p.due <= now) {

@@ -59,6 +59,8 @@ pub enum RuntimeError {
     Container { id: String, message: String },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Reference(#[from] images::reference::ReferenceError),
 }
 
 impl RuntimeError {

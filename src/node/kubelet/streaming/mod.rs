@@ -15,7 +15,7 @@ mod websocket;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -101,7 +101,7 @@ pub async fn exec(
     };
     tracing::info!(%ns, %pod, %container, command = ?opts.command, tty = opts.tty, "exec");
     let (runtime, cmd, streams) = (api.runtime.clone(), opts.command.clone(), opts.streams());
-    upgrade_command(request, opts, Kind::Exec, Box::pin(async move { runtime.exec_stream(&id, &cmd, streams).await })).await
+    upgrade_command(api, request, opts, Kind::Exec, Box::pin(async move { runtime.exec_stream(&id, &cmd, streams).await })).await
 }
 
 pub async fn attach(
@@ -117,11 +117,12 @@ pub async fn attach(
     };
     tracing::info!(%ns, %pod, %container, tty = opts.tty, "attach");
     let (runtime, streams) = (api.runtime.clone(), opts.streams());
-    upgrade_command(request, opts, Kind::Attach, Box::pin(async move { runtime.attach(&id, streams).await })).await
+    upgrade_command(api, request, opts, Kind::Attach, Box::pin(async move { runtime.attach(&id, streams).await })).await
 }
 
 /// Upgrades an exec or attach request and serves it; `start` opens the runtime session.
 async fn upgrade_command(
+    api: Arc<KubeletApi>,
     mut request: Request,
     opts: Options,
     kind: Kind,
@@ -135,7 +136,7 @@ async fn upgrade_command(
             return bad_request(format!("no common stream protocol; this kubelet speaks {}", channel::SPDY_PROTOCOLS.join(", ")));
         };
         let version = Version::from_name(name).expect("served protocols have versions");
-        return upgrade_spdy(&mut request, name, move |conn| spdy_command::serve_command(conn, version, opts, kind, start));
+        return upgrade_spdy(&api, &mut request, name, move |conn| spdy_command::serve_command(conn, version, opts, kind, start));
     }
     let (mut parts, _) = request.into_parts();
     let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
@@ -143,16 +144,32 @@ async fn upgrade_command(
         Err(e) => return e.into_response(),
     };
     let version = ws.selected_protocol().and_then(|p| p.to_str().ok()).and_then(Version::from_name).unwrap_or(Version::V1);
-    ws.on_upgrade(move |socket| websocket::serve_command(socket, version, opts, kind, start))
+    upgrade_websocket(api, ws, move |socket| websocket::serve_command(socket, version, opts, kind, start))
 }
 
-/// Answers a SPDY upgrade with `protocol` and serves the connection with `serve`.
-fn upgrade_spdy<F>(request: &mut Request, protocol: &'static str, serve: impl FnOnce(Connection) -> F + Send + 'static) -> Response
+/// Answers a WebSocket upgrade and serves the socket with `serve`, as a task of the kubelet.
+fn upgrade_websocket<F>(api: Arc<KubeletApi>, ws: WebSocketUpgrade, serve: impl FnOnce(WebSocket) -> F + Send + 'static) -> Response
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    ws.on_upgrade(move |socket| async move {
+        let _ = api.spawn(serve(socket)).await;
+    })
+}
+
+/// Answers a SPDY upgrade with `protocol` and serves the connection with `serve`, as a task of
+/// the kubelet.
+fn upgrade_spdy<F>(
+    api: &KubeletApi,
+    request: &mut Request,
+    protocol: &'static str,
+    serve: impl FnOnce(Connection) -> F + Send + 'static,
+) -> Response
 where
     F: std::future::Future<Output = ()> + Send,
 {
     let upgrade = hyper::upgrade::on(request);
-    tokio::spawn(async move {
+    api.spawn(async move {
         match upgrade.await {
             Ok(io) => serve(Connection::serve(TokioIo::new(io))).await,
             Err(e) => tracing::debug!(error = %e, "SPDY upgrade failed"),
@@ -173,13 +190,23 @@ async fn pod_netns(api: &KubeletApi, ns: &str, pod: &str) -> Result<Option<PathB
     found.map(|c| c.netns).ok_or_else(|| (StatusCode::NOT_FOUND, format!("pod {ns}/{pod} has no running container")).into_response())
 }
 
+/// A WebSocket port-forward without usable `ports` (a 400 answer).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum PortsError {
+    #[error("invalid port {0:?}")]
+    Invalid(String),
+    #[error("query parameter \"ports\" is required")]
+    Missing,
+}
+
 /// The ports of a WebSocket port-forward: `?ports=80,443` (or repeated).
-fn ports(query: &[(String, String)]) -> Result<Vec<u16>, String> {
+fn ports(query: &[(String, String)]) -> Result<Vec<u16>, PortsError> {
     let values = query.iter().filter(|(k, _)| k == "ports").flat_map(|(_, v)| v.split(','));
-    let ports: Vec<u16> =
-        values.map(|p| p.trim().parse().ok().filter(|p| *p != 0).ok_or(format!("invalid port {p:?}"))).collect::<Result<_, _>>()?;
+    let ports: Vec<u16> = values
+        .map(|p| p.trim().parse().ok().filter(|p| *p != 0).ok_or_else(|| PortsError::Invalid(p.to_string())))
+        .collect::<Result<_, _>>()?;
     if ports.is_empty() {
-        return Err("query parameter \"ports\" is required".into());
+        return Err(PortsError::Missing);
     }
     Ok(ports)
 }
@@ -199,7 +226,7 @@ pub async fn port_forward(
         if spdy::negotiate(request.headers(), &[port_forward::SPDY_PROTOCOL]).is_none() {
             return bad_request(format!("port-forward speaks {}", port_forward::SPDY_PROTOCOL));
         }
-        return upgrade_spdy(&mut request, port_forward::SPDY_PROTOCOL, move |conn| port_forward::serve_spdy(conn, netns));
+        return upgrade_spdy(&api, &mut request, port_forward::SPDY_PROTOCOL, move |conn| port_forward::serve_spdy(conn, netns));
     }
     let (mut parts, _) = request.into_parts();
     let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
@@ -207,11 +234,11 @@ pub async fn port_forward(
         Err(e) => return e.into_response(),
     };
     if ws.selected_protocol().is_some_and(|p| p == port_forward::TUNNEL_PROTOCOL) {
-        return ws.on_upgrade(move |socket| port_forward::serve_spdy(Connection::serve(websocket::into_bytes(socket)), netns));
+        return upgrade_websocket(api, ws, move |socket| port_forward::serve_spdy(Connection::serve(websocket::into_bytes(socket)), netns));
     }
     match ports(&query) {
-        Ok(ports) => ws.on_upgrade(move |socket| port_forward::serve_websocket(socket, ports, netns)),
-        Err(e) => bad_request(e),
+        Ok(ports) => upgrade_websocket(api, ws, move |socket| port_forward::serve_websocket(socket, ports, netns)),
+        Err(e) => bad_request(e.to_string()),
     }
 }
 

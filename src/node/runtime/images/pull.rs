@@ -32,7 +32,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pulls `image` (normalised) and records it; `auth` (from imagePullSecrets) wins over
 /// registries.yaml's credentials.
 pub async fn pull(client: &Client, registries: &Registries, image: &str, auth: Option<&RegistryAuth>) -> Result<ImageInfo> {
-    let reference = Reference::parse(image).map_err(RuntimeError::Invalid)?;
+    let reference = Reference::parse(image)?;
     let mut errors = Vec::new();
     for endpoint in registries.endpoints(&reference.registry) {
         let creds = auth.cloned().or_else(|| registries.auth_for(&endpoint));

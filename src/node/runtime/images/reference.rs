@@ -14,10 +14,18 @@ pub struct Reference {
     pub digest: Option<String>,
 }
 
+/// An image reference that does not parse, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid image reference {reference:?}: {why}")]
+pub struct ReferenceError {
+    reference: String,
+    why: &'static str,
+}
+
 impl Reference {
     /// Parses `s`, filling in `docker.io`, `library/` and `:latest` as Docker does.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("invalid image reference {s:?}: {why}");
+    pub fn parse(s: &str) -> Result<Self, ReferenceError> {
+        let bad = |why| ReferenceError { reference: s.to_string(), why };
         if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_ascii_uppercase() && !s.contains('@')) {
             return Err(bad("empty, or contains spaces or upper-case letters"));
         }
