@@ -32,7 +32,7 @@ mod watch;
 mod watch_cache;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -42,6 +42,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Extension, Json, Router};
 use http_body_util::BodyExt;
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use crate::pki::Peer;
@@ -361,7 +362,7 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
                     )))
                 }
                 FieldValidation::Warn => {
-                    warnings.lock().expect("warnings lock").extend(unknown.into_iter().map(|f| format!("unknown field \"{f}\"")));
+                    warnings.lock().extend(unknown.into_iter().map(|f| format!("unknown field \"{f}\"")));
                     Ok(())
                 }
                 _ => Ok(()),
@@ -392,7 +393,7 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
     if defines_resources && !matches!(verb, "get" | "list" | "watch") {
         state.crds.reload_all(&state.store).await?;
     }
-    let warnings = std::mem::take(&mut *warnings.lock().expect("warnings lock"));
+    let warnings = std::mem::take(&mut *warnings.lock());
     Ok(with_warnings(response, &warnings))
 }
 

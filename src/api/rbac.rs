@@ -3,10 +3,11 @@
 //! `system:masters` is allowed everything without consulting RBAC, as in kube-apiserver.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use parking_lot::RwLock;
 use serde_json::Value;
 
 use crate::pki::{Identity, MASTERS_GROUP};
@@ -82,10 +83,10 @@ impl Rbac {
             .iter()
             .filter_map(|kv| Some((String::from_utf8_lossy(&kv.key).into_owned(), serde_json::from_slice(&kv.value).ok()?)))
             .collect();
-        self.objects.write().expect("rbac lock").0 = loaded;
+        self.objects.write().0 = loaded;
         let mut events = store.watch(WatchRequest { range: KeyRange::prefix(PREFIX), start_revision: all.revision + 1 }).await?;
         while let Some(batch) = events.next().await {
-            let mut objects = self.objects.write().expect("rbac lock");
+            let mut objects = self.objects.write();
             for ev in batch? {
                 let key = String::from_utf8_lossy(&ev.kv.key).into_owned();
                 match ev.kind {
@@ -108,7 +109,7 @@ impl Rbac {
         if identity.in_group(MASTERS_GROUP) {
             return true;
         }
-        let objects = self.objects.read().expect("rbac lock");
+        let objects = self.objects.read();
         let role = |kind: &str, namespace: Option<&str>, name: &str| -> Option<&Value> {
             match (kind, namespace) {
                 ("ClusterRole", _) => objects.0.get(&format!("{PREFIX}clusterroles/{name}")),

@@ -124,7 +124,13 @@ fn scale_of(r: &Resource, obj: &Value) -> Value {
     let (spec_path, status_path) = replicas_paths(r);
     let read = |path: &str| super::crd::definition::json_path(obj, path).and_then(Value::as_i64).unwrap_or(0);
     let selector = if let Some(paths) = r.custom.and_then(|c| c.scale.as_ref()) {
-        paths.label_selector.as_deref().and_then(|p| super::crd::definition::json_path(obj, p)).and_then(Value::as_str).unwrap_or_default().to_string()
+        paths
+            .label_selector
+            .as_deref()
+            .and_then(|p| super::crd::definition::json_path(obj, p))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
     } else if r.kind == "ReplicationController" {
         let labels: Vec<String> = obj["spec"]["selector"]
             .as_object()
@@ -185,8 +191,7 @@ async fn bind(state: &ApiState, scope: &Scope<'_>, name: &str, binding: &Value, 
         }
         let conditions = next["status"]["conditions"].as_array().cloned().unwrap_or_default();
         let mut conditions: Vec<Value> = conditions.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
-        conditions
-            .push(json!({ "type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_rfc3339() }));
+        conditions.push(json!({ "type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_rfc3339() }));
         next["status"]["conditions"] = json!(conditions);
         Ok(next)
     })

@@ -5,9 +5,10 @@
 //! checks (kube-apiserver's watch cache with indexed triggers does the same).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use futures::StreamExt;
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -209,7 +210,7 @@ impl ResourceCache {
     /// Subscribes to changes after `from`, or `None` when the cache no longer covers `from`
     /// (the caller then reads the store's history itself).
     pub fn subscribe(&self, from: Revision, node: Option<String>) -> Option<Subscription> {
-        let mut state = self.state.lock().expect("watch cache lock");
+        let mut state = self.state.lock();
         if !state.alive || from + 1 < state.covered_from {
             return None;
         }
@@ -233,7 +234,7 @@ impl ResourceCache {
 
     fn publish(&self, change: Change) {
         let change = Arc::new(change);
-        let mut state = self.state.lock().expect("watch cache lock");
+        let mut state = self.state.lock();
         if state.ring.len() == RING {
             if let Some(old) = state.ring.pop_front() {
                 state.covered_from = old.revision + 1;
@@ -267,7 +268,7 @@ impl ResourceCache {
     }
 
     fn close(&self) {
-        let mut state = self.state.lock().expect("watch cache lock");
+        let mut state = self.state.lock();
         state.alive = false;
         state.subscribers.clear();
         state.by_node.clear();
@@ -312,7 +313,7 @@ impl WatchCaches {
     /// The cache of `resource`, starting it (from the store's current revision) if needed.
     pub async fn get(self: &Arc<Self>, store: &SharedStore, resource: &'static Resource) -> Option<Arc<ResourceCache>> {
         let prefix = resource.key_prefix(None);
-        if let Some(c) = self.caches.lock().expect("watch caches lock").get(&prefix) {
+        if let Some(c) = self.caches.lock().get(&prefix) {
             return Some(c.clone());
         }
         let start = store.current_revision().await.ok()? + 1;
@@ -329,7 +330,7 @@ impl WatchCaches {
             }),
         });
         {
-            let mut caches = self.caches.lock().expect("watch caches lock");
+            let mut caches = self.caches.lock();
             if let Some(existing) = caches.get(&prefix) {
                 return Some(existing.clone());
             }
@@ -347,7 +348,7 @@ impl WatchCaches {
             }
             tracing::debug!(%prefix, "watch cache stream ended; the next watch restarts it");
             feeding.close();
-            let mut map = caches.caches.lock().expect("watch caches lock");
+            let mut map = caches.caches.lock();
             if map.get(&prefix).is_some_and(|c| Arc::ptr_eq(c, &feeding)) {
                 map.remove(&prefix);
             }

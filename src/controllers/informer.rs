@@ -7,12 +7,13 @@
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource};
+use parking_lot::{Mutex, RwLock};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -59,8 +60,8 @@ fn owner_key<K: Resource>(obj: &K) -> OwnerKey {
 struct OwnerIndex<K: Watched>(RwLock<HashMap<OwnerKey, HashSet<ObjectRef<K>>>>);
 
 impl<K: Watched> OwnerIndex<K> {
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<OwnerKey, HashSet<ObjectRef<K>>>> {
-        self.0.write().unwrap_or_else(|e| e.into_inner())
+    fn write(&self) -> parking_lot::RwLockWriteGuard<'_, HashMap<OwnerKey, HashSet<ObjectRef<K>>>> {
+        self.0.write()
     }
 
     fn remove(&self, key: &ObjectRef<K>, obj: &K) {
@@ -163,7 +164,7 @@ impl<K: Watched> Informer<K> {
     /// The cached objects of `namespace` controlled by the owner with `uid`, or with no
     /// controller at all when `uid` is empty.
     pub fn controlled_by(&self, namespace: &str, uid: &str) -> Vec<Arc<K>> {
-        let index = self.owners.0.read().unwrap_or_else(|e| e.into_inner());
+        let index = self.owners.0.read();
         let refs = index.get(&(namespace.to_string(), uid.to_string()));
         refs.into_iter().flatten().filter_map(|r| self.store.get(r)).collect()
     }
@@ -179,7 +180,7 @@ impl<K: Watched> Informer<K> {
     /// arrived already.
     pub fn subscribe(&self) -> impl Stream<Item = Change<K>> + Send + 'static {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut subscribers = self.subscribers.lock();
         if *self.listed.borrow() {
             let _ = tx.send(Change::Init);
             for obj in self.store.state() {
@@ -212,7 +213,7 @@ struct Feed<K: Watched> {
 
 impl<K: Watched> Feed<K> {
     fn apply(&mut self, event: watcher::Event<K>) {
-        let mut subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut subscribers = self.subscribers.lock();
         let seen = match &event {
             watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
                 let key = ObjectRef::from_obj(obj);
@@ -273,7 +274,7 @@ impl Informers {
 
     /// The informer of every `K` in the cluster (started by the first caller).
     pub fn get<K: Watched>(&self) -> Informer<K> {
-        let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        let mut started = self.started.lock();
         let entry = started
             .entry(TypeId::of::<K>())
             .or_insert_with(|| Box::new(Informer::<K>::start(Api::all(self.client.clone()), self.shutdown.clone())));
@@ -406,6 +407,6 @@ mod tests {
         let (informer, mut feed) = feed();
         drop(informer.subscribe());
         feed.apply(watcher::Event::Apply(cm("a", "1")));
-        assert!(feed.subscribers.lock().unwrap().queues.is_empty());
+        assert!(feed.subscribers.lock().queues.is_empty());
     }
 }

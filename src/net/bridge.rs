@@ -9,10 +9,10 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use async_trait::async_trait;
 use ipnetwork::Ipv4Network;
+use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 
 use super::host_ports::HostPortStore;
@@ -122,7 +122,7 @@ impl BridgeNetwork {
     /// Rebuilds the NAT table from the cluster CIDR and the recorded hostPorts of pods that
     /// still have an address.
     fn apply_nat(&self) -> Result<(), NetError> {
-        let _guard = self.nat_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.nat_lock.lock();
         let ips = self.ipam.allocations()?;
         let mut host_ports = Vec::new();
         for (id, ports) in self.host_ports.all()? {

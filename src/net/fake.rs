@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use async_trait::async_trait;
 use ipnetwork::Ipv4Network;
+use parking_lot::Mutex;
 
 use super::names::{host_veth_name, valid_pod_id};
 use super::pod_network::{gateway, PodAttachment, PodNetRequest, PodNetwork};
@@ -24,7 +24,7 @@ impl FakePodNetwork {
 
     /// The pods currently set up, with the request each was set up with.
     pub fn pods(&self) -> BTreeMap<String, (PodAttachment, PodNetRequest)> {
-        self.pods.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.pods.lock().clone()
     }
 }
 
@@ -34,7 +34,7 @@ impl PodNetwork for FakePodNetwork {
         if !valid_pod_id(&pod.id) {
             return Err(NetError::BadPodId(pod.id.clone()));
         }
-        let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pods = self.pods.lock();
         if let Some((att, _)) = pods.get(&pod.id) {
             return Ok(att.clone());
         }
@@ -55,12 +55,12 @@ impl PodNetwork for FakePodNetwork {
     }
 
     async fn teardown(&self, pod_id: &str) -> Result<(), NetError> {
-        self.pods.lock().unwrap_or_else(|e| e.into_inner()).remove(pod_id);
+        self.pods.lock().remove(pod_id);
         Ok(())
     }
 
     async fn gc(&self, alive: &(dyn for<'a> Fn(&'a str) -> bool + Send + Sync)) -> Result<Vec<String>, NetError> {
-        let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pods = self.pods.lock();
         let gone: Vec<String> = pods.keys().filter(|id| !alive(id)).cloned().collect();
         for id in &gone {
             pods.remove(id);

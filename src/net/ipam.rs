@@ -10,9 +10,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use ipnetwork::Ipv4Network;
+use parking_lot::Mutex;
 
 const LAST_RESERVED: &str = "last_reserved_ip";
 
@@ -56,7 +56,7 @@ impl Ipam {
 
     /// The address of `owner`, allocating one if it has none yet (idempotent).
     pub fn allocate(&self, owner: &str) -> Result<Ipv4Addr, IpamError> {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.lock.lock();
         if let Some((ip, _)) = self.allocations()?.into_iter().find(|(_, o)| o == owner) {
             return Ok(ip);
         }
@@ -87,14 +87,14 @@ impl Ipam {
 
     /// Frees the address(es) of `owner`; returns what was freed.
     pub fn release(&self, owner: &str) -> Result<Vec<Ipv4Addr>, IpamError> {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.lock.lock();
         self.remove_where(|o| o == owner)
     }
 
     /// Frees every allocation whose owner does not exist any more according to `exists`
     /// (also ones left empty by a crash between create and write); returns them.
     pub fn gc(&self, exists: impl Fn(&str) -> bool) -> Result<Vec<(Ipv4Addr, String)>, IpamError> {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.lock.lock();
         let stale: Vec<_> = self.allocations()?.into_iter().filter(|(_, o)| o.is_empty() || !exists(o)).collect();
         for (ip, _) in &stale {
             self.remove(*ip)?;

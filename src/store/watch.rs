@@ -3,9 +3,10 @@
 //! have fallen behind the ring, so a slow watcher never blocks writers and never misses an event.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use futures::stream::BoxStream;
+use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use super::error::StoreError;
@@ -47,7 +48,7 @@ impl WatchHub {
     /// Revisions must be published in increasing order.
     pub fn publish(&self, revision: Revision, events: Vec<Event>) {
         if !events.is_empty() {
-            let mut ring = self.ring.write().expect("watch ring lock poisoned");
+            let mut ring = self.ring.write();
             for ev in events {
                 if ring.events.len() == self.capacity {
                     // Evict whole revisions so that the ring holds all events of every
@@ -75,7 +76,7 @@ impl WatchHub {
     /// Forgets the in-memory history after the engine's content was replaced (snapshot install):
     /// watchers re-read everything after `revision` from disk.
     pub fn reset(&self, revision: Revision) {
-        let mut ring = self.ring.write().expect("watch ring lock poisoned");
+        let mut ring = self.ring.write();
         ring.events.clear();
         ring.start = revision + 1;
         drop(ring);
@@ -87,7 +88,7 @@ impl WatchHub {
     /// [`MAX_BATCH`] events, always at a revision boundary.
     fn read(&self, engine: &MvccEngine, cursor: Revision, to: Revision, range: &KeyRange) -> Result<(Vec<Event>, Revision), StoreError> {
         {
-            let ring = self.ring.read().expect("watch ring lock poisoned");
+            let ring = self.ring.read();
             if cursor >= ring.start {
                 let skip = ring.events.partition_point(|e| e.kv.mod_revision < cursor);
                 let mut out: Vec<Event> = Vec::new();

@@ -62,7 +62,13 @@ async fn in_process_client_goes_through_authorisation() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path(), &StoreConfig::default()).unwrap());
     orch::api::ensure_system_namespaces(store.as_ref()).await.unwrap();
-    let router = orch::api::router(store.clone(), orch::api::ServiceNetwork::default(), orch::api::TokenKeys::derive(b"test"), None, Default::default());
+    let router = orch::api::router(
+        store.clone(),
+        orch::api::ServiceNetwork::default(),
+        orch::api::TokenKeys::derive(b"test"),
+        None,
+        Default::default(),
+    );
 
     let controller = Identity { user: "system:orch-controller-manager".into(), groups: vec![MASTERS_GROUP.into()] };
     let api: Api<ConfigMap> = Api::default_namespaced(orch::api::in_process_client(router.clone(), controller, "default"));
@@ -83,7 +89,13 @@ async fn nodes_change_only_their_own_objects() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path(), &StoreConfig::default()).unwrap());
     orch::api::ensure_system_namespaces(store.as_ref()).await.unwrap();
-    let router = orch::api::router(store.clone(), orch::api::ServiceNetwork::default(), orch::api::TokenKeys::derive(b"test"), None, Default::default());
+    let router = orch::api::router(
+        store.clone(),
+        orch::api::ServiceNetwork::default(),
+        orch::api::TokenKeys::derive(b"test"),
+        None,
+        Default::default(),
+    );
     let node_client = |name: &str| {
         let identity = Identity { user: format!("system:node:{name}"), groups: vec!["system:nodes".into()] };
         orch::api::in_process_client(router.clone(), identity, "default")

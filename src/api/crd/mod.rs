@@ -11,9 +11,10 @@ pub mod definition;
 pub mod schema;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use futures::StreamExt;
+use parking_lot::{Mutex, RwLock};
 use serde_json::{json, Value};
 
 use super::objects::{self, SharedStore};
@@ -44,12 +45,12 @@ fn leak_list(v: &Value) -> &'static [&'static str] {
 impl Crds {
     pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
         let key = (group.to_string(), version.to_string(), plural.to_string());
-        self.served.read().expect("crd table lock").get(&key).copied()
+        self.served.read().get(&key).copied()
     }
 
     /// Every served custom resource.
     pub fn all(&self) -> Vec<&'static Resource> {
-        let mut all: Vec<&'static Resource> = self.served.read().expect("crd table lock").values().copied().collect();
+        let mut all: Vec<&'static Resource> = self.served.read().values().copied().collect();
         all.sort_by_key(|r| (r.group, r.version, r.plural));
         all
     }
@@ -60,11 +61,11 @@ impl Crds {
         let mut resources = Vec::new();
         for version in crd["spec"]["versions"].as_array().into_iter().flatten().filter(|v| v["served"] != false) {
             let identity = json!({ "spec": crd["spec"], "version": version["name"] }).to_string();
-            let mut built = self.built.lock().expect("crd cache lock");
+            let mut built = self.built.lock();
             let resource = *built.entry(identity).or_insert_with(|| Box::leak(Box::new(build(crd, version))));
             resources.push(resource);
         }
-        let mut served = self.served.write().expect("crd table lock");
+        let mut served = self.served.write();
         served.retain(|_, r| crd_name(r) != name);
         for r in resources {
             served.insert((r.group.to_string(), r.version.to_string(), r.plural.to_string()), r);
@@ -73,7 +74,7 @@ impl Crds {
 
     /// Stops serving the resources of the CRD called `name`.
     pub fn unload(&self, name: &str) {
-        self.served.write().expect("crd table lock").retain(|_, r| crd_name(r) != name);
+        self.served.write().retain(|_, r| crd_name(r) != name);
     }
 
     /// Serves exactly the CRDs in the store now (after a CRD write on this server, so that its
@@ -83,7 +84,7 @@ impl Crds {
         let listed = store.range(RangeRequest { range: KeyRange::prefix(crds.key_prefix(None)), ..Default::default() }).await?;
         let stored: Vec<Value> = listed.kvs.iter().filter_map(|kv| objects::decode(kv).ok()).collect();
         let names: Vec<String> = stored.iter().filter_map(|c| c["metadata"]["name"].as_str().map(str::to_string)).collect();
-        self.served.write().expect("crd table lock").retain(|_, r| names.contains(&crd_name(r)));
+        self.served.write().retain(|_, r| names.contains(&crd_name(r)));
         for crd in &stored {
             self.load(crd);
         }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt::{Debug, Display};
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryFuture, TryFutureExt};
@@ -12,6 +12,7 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::Resource;
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 
 /// The first retry's delay: client-go's `DefaultControllerRateLimiter` starts at 5 ms...
@@ -38,7 +39,7 @@ impl<Key: Hash + Eq> Backoff<Key> {
 
     /// Records one more failure of `key`: how many in a row, and the delay before its retry.
     pub fn failed(&self, key: Key) -> (u32, Duration) {
-        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut failures = self.failures.lock();
         let count = failures.entry(key).or_default();
         *count = count.saturating_add(1);
         let factor = 2u32.checked_pow(*count - 1);
@@ -48,7 +49,7 @@ impl<Key: Hash + Eq> Backoff<Key> {
 
     /// Forgets `key`'s failures (it reconciled, or is gone).
     pub fn reset(&self, key: &Key) {
-        self.failures.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+        self.failures.lock().remove(key);
     }
 }
 

@@ -4,8 +4,9 @@
 //! than five minutes), so a lagging cache never causes over-creation or over-deletion.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 /// After this long a record is ignored, in case an event was lost.
 pub const TIMEOUT: Duration = Duration::from_secs(5 * 60);
@@ -30,7 +31,7 @@ impl Expectations {
     }
 
     fn satisfied_at(&self, key: &str, now: Instant) -> bool {
-        let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let records = self.records.lock();
         records.get(key).is_none_or(|r| (r.adds <= 0 && r.deletes.is_empty()) || now.duration_since(r.at) > TIMEOUT)
     }
 
@@ -45,13 +46,13 @@ impl Expectations {
     }
 
     fn set(&self, key: &str, adds: i64, deletes: HashSet<String>) {
-        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let mut records = self.records.lock();
         records.insert(key.to_string(), Record { adds, deletes, at: Instant::now() });
     }
 
     /// A creation was observed (or will never happen because the request failed).
     pub fn creation_observed(&self, key: &str) {
-        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let mut records = self.records.lock();
         if let Some(r) = records.get_mut(key) {
             r.adds -= 1;
         }
@@ -59,7 +60,7 @@ impl Expectations {
 
     /// The deletion of `pod` was observed (or will never happen because the request failed).
     pub fn deletion_observed(&self, key: &str, pod: &str) {
-        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let mut records = self.records.lock();
         if let Some(r) = records.get_mut(key) {
             r.deletes.remove(pod);
         }
@@ -67,7 +68,7 @@ impl Expectations {
 
     /// Drops the owner's record (the owner is gone).
     pub fn forget(&self, key: &str) {
-        self.records.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.records.lock().remove(key);
     }
 }
 

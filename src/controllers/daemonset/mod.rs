@@ -7,7 +7,7 @@ mod placement;
 mod plan;
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -20,6 +20,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::ResourceExt;
+use parking_lot::Mutex;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -178,7 +179,7 @@ async fn execute(ctx: &Ctx, ds: &DaemonSet, key: &str, hash: &str, steps: plan::
         ctx.expectations.expect_creations(key, count);
         let queue = Mutex::new(steps.create_on.into_iter());
         let (created, error) = batch::slow_start(count, || {
-            let node = queue.lock().unwrap_or_else(|e| e.into_inner()).next().unwrap_or_default();
+            let node = queue.lock().next().unwrap_or_default();
             let pod = daemon_pod(ds, hash, &node);
             let pod_api = pod_api.clone();
             async move { pod_api.create(&PostParams::default(), &pod).await.map(|_| ()) }

@@ -4,16 +4,16 @@
 
 use std::net::Ipv4Addr;
 
+use crate::k8s::cidr::{self, CidrParseError};
+
 /// At most this many addresses (a /24) are managed, whatever the prefix.
 const MAX_HOSTS: u32 = 256;
 
 /// A podCIDR a hollow node cannot hand out addresses from.
 #[derive(Debug, thiserror::Error)]
 pub enum CidrError {
-    #[error("{0:?} is not a CIDR")]
-    NotCidr(String),
-    #[error("{0:?} is not an IPv4 CIDR")]
-    NotIpv4(String),
+    #[error(transparent)]
+    Parse(#[from] CidrParseError),
     #[error("{0:?} has no room for pods")]
     TooSmall(String),
 }
@@ -29,12 +29,12 @@ pub struct PodIps {
 impl PodIps {
     /// The allocator for `cidr` (e.g. `10.42.3.0/24`); prefixes from /24 to /29 are accepted.
     pub fn new(cidr: &str) -> Result<Self, CidrError> {
-        let (addr, bits) = cidr.split_once('/').ok_or_else(|| CidrError::NotCidr(cidr.to_string()))?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| CidrError::NotIpv4(cidr.to_string()))?;
-        let bits: u32 = bits.parse().ok().filter(|b| *b <= 29).ok_or_else(|| CidrError::TooSmall(cidr.to_string()))?;
-        let size = (1u32 << (32 - bits)).min(MAX_HOSTS);
-        let base = u32::from(addr) & !((1u64 << (32 - bits)) - 1) as u32;
-        Ok(Self { base, size, used: vec![false; size as usize], cursor: 1 })
+        let range = cidr::parse(cidr)?;
+        if range.prefix() > 29 {
+            return Err(CidrError::TooSmall(cidr.to_string()));
+        }
+        let size = range.size().min(MAX_HOSTS);
+        Ok(Self { base: u32::from(range.network()), size, used: vec![false; size as usize], cursor: 1 })
     }
 
     fn index(&self, ip: Ipv4Addr) -> Option<u32> {

@@ -185,7 +185,7 @@ impl ImageHost for ContainerdImages {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
+    use parking_lot::Mutex;
 
     /// A node whose usage drops by an image's size when it is removed.
     struct FakeHost {
@@ -198,21 +198,21 @@ mod tests {
     #[async_trait::async_trait]
     impl ImageHost for FakeHost {
         fn usage(&self) -> Result<FsUsage, ImageGcError> {
-            Ok(FsUsage { capacity: self.capacity, used: *self.used.lock().unwrap() })
+            Ok(FsUsage { capacity: self.capacity, used: *self.used.lock() })
         }
         async fn images(&self) -> Result<Vec<ImageInfo>, ImageGcError> {
-            Ok(self.images.lock().unwrap().clone())
+            Ok(self.images.lock().clone())
         }
         async fn images_in_use(&self) -> Result<HashSet<String>, ImageGcError> {
             Ok(self.in_use.clone())
         }
         async fn remove_image(&self, name: &str) -> Result<(), ImageGcError> {
-            let mut images = self.images.lock().unwrap();
+            let mut images = self.images.lock();
             let no_such_image = || RuntimeError::Image { image: name.to_string(), message: "no such image".into() };
             let gone = images.iter().position(|i| i.name == name).ok_or_else(no_such_image)?;
             let image = images.remove(gone);
             if !images.iter().any(|i| i.digest == image.digest) {
-                *self.used.lock().unwrap() -= image.size;
+                *self.used.lock() -= image.size;
             }
             Ok(())
         }
@@ -242,14 +242,14 @@ mod tests {
         // "new" showed up later; "old" was used by a container once.
         gc.seen.get_mut("sha256:new").unwrap().first = t0 + Duration::from_secs(10);
         gc.seen.get_mut("sha256:old").unwrap().last_used = Some(t0 + Duration::from_secs(5));
-        *gc.host.used.lock().unwrap() = 860;
+        *gc.host.used.lock() = 860;
 
         let removed = gc.collect(t0 + Duration::from_secs(60)).await.unwrap();
         // 860 → below 800 needs 60 bytes: "older" (never used, both tags, 30) then "new"
         // (never used, seen later, 40); "old" (used once) and "busy" (in use) stay.
         assert_eq!(removed, ["docker.io/library/older:1", "docker.io/library/older:alias", "docker.io/library/new:1"]);
-        assert_eq!(*gc.host.used.lock().unwrap(), 790);
-        let left: Vec<String> = gc.host.images.lock().unwrap().iter().map(|i| i.name.clone()).collect();
+        assert_eq!(*gc.host.used.lock(), 790);
+        let left: Vec<String> = gc.host.images.lock().iter().map(|i| i.name.clone()).collect();
         assert_eq!(left, ["docker.io/library/old:1", "docker.io/library/busy:1"]);
     }
 
@@ -266,6 +266,6 @@ mod tests {
         };
         let mut gc = ImageGc::new(host, Thresholds::default());
         assert!(gc.collect(SystemTime::now()).await.unwrap().is_empty());
-        assert_eq!(gc.host.images.lock().unwrap().len(), 2);
+        assert_eq!(gc.host.images.lock().len(), 2);
     }
 }

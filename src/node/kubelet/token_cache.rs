@@ -2,8 +2,9 @@
 //! has passed and then requested again, as the kubelet's token manager does.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
 
 use super::objects::{DataSource, ObjectError};
 
@@ -29,14 +30,14 @@ impl TokenCache {
     ) -> Result<String, ObjectError> {
         let key = (account.to_string(), audience.map(str::to_string), seconds);
         let renew_after = Duration::from_secs(seconds.max(0) as u64 * 8 / 10);
-        if let Some((token, issued)) = self.tokens.lock().expect("token cache lock").get(&key) {
+        if let Some((token, issued)) = self.tokens.lock().get(&key) {
             if now.duration_since(*issued).unwrap_or_default() < renew_after {
                 return Ok(token.clone());
             }
         }
         let token = source.service_account_token(account, audience, seconds).await?;
         tracing::debug!(%account, ?audience, seconds, "requested a ServiceAccount token");
-        self.tokens.lock().expect("token cache lock").insert(key, (token.clone(), now));
+        self.tokens.lock().insert(key, (token.clone(), now));
         Ok(token)
     }
 }

@@ -4,10 +4,11 @@
 //! session ends when the container has `stdinOnce`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
 use tokio::sync::{broadcast, mpsc};
@@ -36,7 +37,7 @@ pub type StdinCloser = Arc<dyn Fn(String) -> BoxFuture<'static, ()> + Send + Syn
 impl LiveStreams {
     /// Hands a chunk of the container's output to the attached clients.
     pub fn publish(&self, stream: Stream, chunk: &[u8]) {
-        let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
+        let outputs = self.outputs.lock();
         if let Some(tx) = outputs.as_ref().map(|o| &o[stream as usize]).filter(|tx| tx.receiver_count() > 0) {
             let _ = tx.send(Bytes::copy_from_slice(chunk));
         }
@@ -45,12 +46,12 @@ impl LiveStreams {
     /// The container's output has ended: attached clients' output channels close, and so does
     /// the container's stdin.
     pub async fn end(&self) {
-        self.outputs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.outputs.lock().take();
         self.stdin.lock().await.take();
     }
 
     fn subscribe(&self, stream: Stream) -> mpsc::Receiver<Bytes> {
-        let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
+        let outputs = self.outputs.lock();
         match outputs.as_ref() {
             Some(o) => follow(o[stream as usize].subscribe()),
             None => mpsc::channel(1).1,
@@ -86,8 +87,8 @@ impl AttachRegistry {
         Self { live: Arc::default(), closer: Some(closer) }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LiveStreams>>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    fn map(&self) -> parking_lot::MutexGuard<'_, HashMap<String, Arc<LiveStreams>>> {
+        self.live.lock()
     }
 
     /// Registers the streams of container `id` (with its stdin FIFO, if it has one).

@@ -5,8 +5,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -76,7 +77,7 @@ impl LogFile {
     fn write_record(&self, stream: Stream, partial: bool, text: &[u8]) {
         let now = OffsetDateTime::now_utc();
         let rec = record(now, stream, partial, text);
-        let mut log = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut log = self.0.lock();
         if log.rotation.due(log.size, rec.len()) {
             let rotated = log.rotation.rotate(&log.path, now).and_then(|_| open_append(&log.path));
             match rotated {

@@ -3,10 +3,11 @@
 //! image's manifest to its config, layers and unpacked snapshots.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use containerd_client::services::v1::{Info, InfoRequest, ReadContentRequest, UpdateRequest, WriteAction, WriteContentRequest};
 use futures::StreamExt;
+use parking_lot::Mutex;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -58,10 +59,10 @@ where
         Ok::<_, tonic::Status>(())
     }
     .await;
-    if let Some(e) = read_error.lock().expect("not poisoned").take() {
+    if let Some(e) = read_error.lock().take() {
         return Err(RuntimeError::Io { path: "image blob".into(), source: e });
     }
-    let digest = computed.lock().expect("not poisoned").clone();
+    let digest = computed.lock().clone();
     let digest = digest.ok_or_else(|| RuntimeError::Invalid("the blob stream ended early".into()))?;
     match result {
         Ok(()) => Ok(digest),
@@ -103,7 +104,7 @@ async fn next_request<R: AsyncRead + Unpin>(mut s: WriteState<R>) -> Option<(Wri
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) => {
-                *s.read_error.lock().expect("not poisoned") = Some(e);
+                *s.read_error.lock() = Some(e);
                 return None;
             }
         }
@@ -118,7 +119,7 @@ async fn next_request<R: AsyncRead + Unpin>(mut s: WriteState<R>) -> Option<(Wri
         return Some((req, s));
     }
     let digest = format!("sha256:{:x}", std::mem::take(&mut s.hasher).finalize());
-    *s.computed.lock().expect("not poisoned") = Some(digest.clone());
+    *s.computed.lock() = Some(digest.clone());
     req.action = WriteAction::Commit as i32;
     req.total = s.offset;
     req.expected = s.expected.clone().unwrap_or(digest);
