@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::objects::{self, Scope};
 use super::{registry, ServiceNetwork};
+use crate::k8s::names::KUBE_SYSTEM;
 use crate::store::Store;
 
 pub const SECRET_TYPE: &str = "bootstrap.kubernetes.io/token";
@@ -30,14 +31,14 @@ pub fn secret_for(id: &str, secret: &str, expiration: Option<&str>, description:
     if let Some(exp) = expiration {
         data["expiration"] = json!(b64(exp));
     }
-    json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": format!("bootstrap-token-{id}"), "namespace": "kube-system" }, "type": SECRET_TYPE, "data": data })
+    json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": format!("bootstrap-token-{id}"), "namespace": KUBE_SYSTEM }, "type": SECRET_TYPE, "data": data })
 }
 
 /// Whether `<id>.<secret>` is a stored, unexpired bootstrap token.
 pub async fn valid(store: &dyn Store, token: &str) -> bool {
     let Some((id, secret)) = token.split_once('.') else { return false };
     let secrets = registry::lookup("", "v1", "secrets").expect("secrets are built in");
-    let scope = Scope::new(secrets, Some("kube-system"), ServiceNetwork::default());
+    let scope = Scope::new(secrets, Some(KUBE_SYSTEM), ServiceNetwork::default());
     let Ok(stored) = objects::get(store, &scope, &format!("bootstrap-token-{id}")).await else { return false };
     let unexpired = match field(&stored, "expiration") {
         Some(exp) => time::OffsetDateTime::parse(&exp, &time::format_description::well_known::Rfc3339)

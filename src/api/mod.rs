@@ -1,7 +1,8 @@
-//! The Kubernetes REST API (being built up; see the issue tracker): discovery, and create, get,
-//! list (label selectors, limit/continue), watch, update, patch and delete of the registry's
-//! resources, with Kubernetes Status errors. Callers authenticate with x509 client certificates
-//! and are authorised by RBAC (`system:masters` may do everything).
+//! The Kubernetes REST API: discovery and OpenAPI, create, get, list (selectors,
+//! limit/continue), watch (from a watch cache), update, patch, apply and delete of the
+//! registry's resources and CRDs, subresources and Table output, with Kubernetes Status
+//! errors. Callers authenticate with x509 client certificates or bearer tokens and are
+//! authorised by RBAC (`system:masters` may do everything) and the node authorizer.
 
 mod admission;
 mod apply;

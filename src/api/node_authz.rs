@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::rbac::Attributes;
+use crate::k8s::names::NODE_LEASE_NAMESPACE;
 use crate::pki::Identity;
 
 /// The group of node agents.
@@ -41,7 +42,7 @@ pub fn decide(node: &str, a: &Attributes<'_>) -> Decision {
         ("", "pods/status" | "pods") if matches!(a.verb, "update" | "patch" | "delete") => Decision::AllowIfOwned,
         ("", "serviceaccounts/token") if a.verb == "create" => Decision::Allow,
         ("", "events") | ("events.k8s.io", "events") if matches!(a.verb, "create" | "update" | "patch") => Decision::Allow,
-        ("coordination.k8s.io", "leases") if a.namespace == Some("kube-node-lease") => {
+        ("coordination.k8s.io", "leases") if a.namespace == Some(NODE_LEASE_NAMESPACE) => {
             if read || a.name.is_none_or(|n| n == node) {
                 Decision::AllowIfOwned
             } else {

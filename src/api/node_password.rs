@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::objects::{self, Scope};
 use super::{registry, ApiError, ServiceNetwork};
+use crate::k8s::names::KUBE_SYSTEM;
 use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +26,7 @@ fn hash(salt: &str, password: &str) -> String {
 /// Records the password of a new node name, or checks it for a known one.
 pub async fn check_or_record(store: &dyn Store, node: &str, password: &str) -> Result<(), NodePasswordError> {
     let secrets = registry::lookup("", "v1", "secrets").expect("secrets are built in");
-    let scope = Scope::new(secrets, Some("kube-system"), ServiceNetwork::default());
+    let scope = Scope::new(secrets, Some(KUBE_SYSTEM), ServiceNetwork::default());
     let name = format!("{node}.node-password.orch");
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let decode = |v: &serde_json::Value| {

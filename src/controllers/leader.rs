@@ -13,6 +13,8 @@ use kube::api::{Api, PostParams};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
+use crate::k8s::names::KUBE_SYSTEM;
+
 /// How soon a candidate retries after an API error (rather than losing to another holder).
 const ERROR_RETRY: Duration = Duration::from_millis(250);
 
@@ -34,7 +36,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            namespace: "kube-system".into(),
+            namespace: KUBE_SYSTEM.into(),
             name: "orch-controller-manager".into(),
             lease_duration: Duration::from_secs(15),
             renew_period: Duration::from_secs(2),

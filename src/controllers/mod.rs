@@ -14,7 +14,6 @@ pub mod endpoints;
 mod gc;
 pub(crate) mod informer;
 mod job;
-mod kube_time;
 pub mod kubernetes_service;
 mod leader;
 mod namespace;

@@ -18,8 +18,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::common::{backoff, ok_if_gone};
-use super::kube_time;
 use super::Context;
+use crate::k8s::time as kube_time;
 
 /// The spec finalizer the API puts on every namespace.
 pub const FINALIZER: &str = "kubernetes";

@@ -23,7 +23,7 @@ use super::common::backoff;
 use super::Context;
 use crate::k8s::cidr::{self, Ipv4Network};
 
-const RECORD_NAMESPACE: &str = "kube-system";
+const RECORD_NAMESPACE: &str = crate::k8s::names::KUBE_SYSTEM;
 const RECORD_NAME: &str = "orch-node-cidrs";
 
 #[derive(Debug, thiserror::Error)]

@@ -57,5 +57,5 @@ pub fn is_conflict(e: &kube::Error) -> bool {
 /// The current time as Kubernetes writes it (for tests' object timestamps).
 #[cfg(test)]
 pub fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
-    super::kube_time::now()
+    crate::k8s::time::now()
 }

@@ -26,8 +26,8 @@ use self::schedule::Schedule;
 use self::tz::TimeZone;
 use super::common::{backoff, ok_if_gone};
 use super::job::conditions::{finished_condition, FinishedAs};
-use super::kube_time::{from_k8s, to_k8s};
 use super::Context;
+use crate::k8s::time::{from_k8s, to_k8s};
 
 /// The annotation recording which schedule time a Job was created for.
 pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";

@@ -53,8 +53,8 @@ mod tests {
 
     #[test]
     fn transition_time_moves_only_on_status_changes() {
-        let t1 = crate::controllers::kube_time::to_k8s(time::macros::datetime!(2024-01-01 00:00 UTC));
-        let t2 = crate::controllers::kube_time::to_k8s(time::macros::datetime!(2024-01-01 00:05 UTC));
+        let t1 = crate::k8s::time::to_k8s(time::macros::datetime!(2024-01-01 00:00 UTC));
+        let t2 = crate::k8s::time::to_k8s(time::macros::datetime!(2024-01-01 00:05 UTC));
         let mut c = Vec::new();
         set_condition(&mut c, "Suspended", true, "JobSuspended", "Job suspended", &t1);
         set_condition(&mut c, "Suspended", true, "JobSuspended", "Job suspended", &t2);

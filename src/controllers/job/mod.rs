@@ -27,8 +27,8 @@ use self::conditions::{finished_condition, true_condition, FinishedAs};
 use self::status::{self as accounting, is_tracked, COMPLETION_INDEX, TRACKING_FINALIZER};
 use super::common::{backoff, ok_if_gone};
 use super::informer::{Change as InformerChange, Informer};
-use super::kube_time::from_k8s;
 use super::Context;
+use crate::k8s::time::from_k8s;
 
 /// The labels a Job's pods carry (and its selector matches).
 pub const CONTROLLER_UID: &str = "batch.kubernetes.io/controller-uid";

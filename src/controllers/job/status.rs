@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::conditions::{set_condition, true_condition};
 use super::failure_policy::{evaluate, PolicyAction};
-use crate::controllers::kube_time::{from_k8s, to_k8s};
+use crate::k8s::time::{from_k8s, to_k8s};
 
 /// The finalizer that keeps a Job's pod until the Job has counted it.
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";

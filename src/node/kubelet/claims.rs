@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
-use super::volumes::{host_path, HostPathError};
+use super::host_path::{host_path, HostPathError};
 
 /// Why a claim has no volume on this node (the FailedMount message).
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 //! kubelet port, cleans up what belongs to no pod and removes unused images when the image
 //! file system fills up. Restarting it adopts running containers instead of killing them.
 
+mod api_state;
 mod atomic_writer;
 mod backoff;
 mod claims;
@@ -15,6 +16,7 @@ mod events;
 mod file_volumes;
 pub mod host;
 mod host_mounts;
+mod host_path;
 mod image_gc;
 mod layout;
 mod lifecycle;

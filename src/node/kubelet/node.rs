@@ -18,9 +18,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::api_state::KubeletApi;
 use super::downward::NodeAllocatable;
 use super::layout::{self, Layout};
-use super::server::{self, KubeletApi};
+use super::server;
 use super::worker::PodWorker;
 use super::{host, image_gc, sandbox, NodeContext};
 use crate::net::etc_files::NodeEtc;

@@ -1,11 +1,10 @@
 //! The kubelet API (port 10250): HTTPS with the node's serving certificate, open only to client
 //! certificates of API servers (`system:orch-servers`, which the API's node proxy presents) and
 //! cluster admins (`system:masters`). It serves `/containerLogs/{ns}/{pod}/{container}` from
-//! the CRI log files (a followed log carries on into the new file when it is rotated), and exec, attach and port-forward (see `streaming`).
+//! the CRI log files (a followed log carries on into the new file when it is rotated), and
+//! exec, attach and port-forward (see `streaming`).
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Extension, Router};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use super::api_state::KubeletApi;
 use super::layout::LABEL_ATTEMPT;
 use super::logs::{self, LogOptions};
 use super::streaming;
@@ -38,23 +35,6 @@ async fn rotated_to(file: &tokio::fs::File, path: &std::path::Path) -> Option<to
         return None;
     }
     tokio::fs::File::open(path).await.ok()
-}
-
-/// What the API handlers need.
-pub struct KubeletApi {
-    pub logs_dir: PathBuf,
-    pub runtime: Arc<dyn ContainerRuntime>,
-    /// The kubelet's tasks and what stops them: followed logs and upgraded sessions run there.
-    pub tasks: TaskTracker,
-    pub cancel: CancellationToken,
-}
-
-impl KubeletApi {
-    /// Runs `task` (a followed log, an exec, attach or port-forward session) as a task of the
-    /// kubelet, dropped when the kubelet stops.
-    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> JoinHandle<Option<()>> {
-        self.tasks.spawn(self.cancel.clone().run_until_cancelled_owned(task))
-    }
 }
 
 pub fn router(state: Arc<KubeletApi>) -> Router {

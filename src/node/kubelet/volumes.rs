@@ -7,23 +7,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Container, HostPathVolumeSource, Pod, Volume};
+use k8s_openapi::api::core::v1::{Container, Pod, Volume};
 
 use super::file_volumes::{file_volume, safe_relative, FileVolumeError, VolumeContext};
 use super::host_mounts::{self, MountError};
+use super::host_path::{host_path, HostPathError};
 use super::objects::ObjectError;
 use super::{atomic_writer, fs, FsError};
 use crate::k8s::quantity;
 use crate::node::runtime::BindMount;
-
-/// Why a hostPath cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum HostPathError {
-    #[error(transparent)]
-    Fs(#[from] FsError),
-    #[error("hostPath type check failed: {path} is not a {expected}")]
-    Type { path: String, expected: &'static str },
-}
 
 /// Why a pod's volume cannot be prepared or mounted (the FailedMount or
 /// CreateContainerConfigError message).
@@ -41,25 +33,6 @@ pub enum VolumeError {
     Fs(#[from] FsError),
     #[error("volume {0:?} is not defined")]
     Undefined(String),
-}
-
-/// Checks (and for the `…OrCreate` types creates) a hostPath.
-pub fn host_path(h: &HostPathVolumeSource) -> Result<PathBuf, HostPathError> {
-    let path = PathBuf::from(&h.path);
-    let wrong_type = |expected| Err(HostPathError::Type { path: h.path.clone(), expected });
-    match h.type_.as_deref().unwrap_or("") {
-        "DirectoryOrCreate" => std::fs::create_dir_all(&path).map_err(fs("creating", &path))?,
-        "FileOrCreate" if !path.exists() => {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(fs("creating", parent))?;
-            }
-            std::fs::write(&path, b"").map_err(fs("creating", &path))?;
-        }
-        "Directory" if !path.is_dir() => return wrong_type("directory"),
-        "File" if !path.is_file() => return wrong_type("file"),
-        _ => {}
-    }
-    Ok(path)
 }
 
 /// Prepares every volume of the pod under `pod_volumes` (`<pod dir>/volumes`) and returns where

@@ -22,8 +22,8 @@ use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use hyper_util::rt::TokioIo;
 
+use super::api_state::KubeletApi;
 use super::layout::{LABEL_ATTEMPT, LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE};
-use super::server::KubeletApi;
 use crate::node::runtime::{ContainerInfo, ContainerRuntime, ContainerState, Result as RuntimeResult, StreamRequest, StreamSession};
 use channel::Version;
 use session::Kind;
