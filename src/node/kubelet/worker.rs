@@ -248,8 +248,14 @@ impl PodWorker {
             self.write_status().await;
             let wake = self.next_wake();
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
                 changed = self.updates.changed() => {
+                    // The node loop drops its end when the kubelet stops: that is no deletion,
+                    // and the containers stay for the next kubelet to adopt.
+                    if changed.is_err() && cancel.is_cancelled() {
+                        return;
+                    }
                     let next = if changed.is_ok() { self.updates.borrow_and_update().clone() } else { None };
                     match next {
                         Some(pod) => self.pod = pod,
