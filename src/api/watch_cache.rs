@@ -310,8 +310,12 @@ impl WatchCaches {
         Self { caches: Mutex::default(), background }
     }
 
-    /// The cache of `resource`, starting it (from the store's current revision) if needed.
+    /// The cache of `resource`, starting it (from the store's current revision) if needed;
+    /// none once the server is stopping (watches are then served from the store).
     pub async fn get(self: &Arc<Self>, store: &SharedStore, resource: &'static Resource) -> Option<Arc<ResourceCache>> {
+        if self.background.cancel.is_cancelled() {
+            return None;
+        }
         let prefix = resource.key_prefix(None);
         if let Some(c) = self.caches.lock().get(&prefix) {
             return Some(c.clone());
@@ -338,8 +342,17 @@ impl WatchCaches {
         }
         let (caches, feeding) = (self.clone(), cache.clone());
         let (prefix_len, namespaced, index_nodes) = (prefix.len(), resource.namespaced, indexes_nodes(resource));
-        self.background.spawn(async move {
-            while let Some(Ok(batch)) = stream.next().await {
+        let stop = self.background.cancel.clone();
+        // Not `Background::spawn`: a stopping server still closes the cache, so its watchers end.
+        self.background.tasks.spawn(async move {
+            loop {
+                let batch = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    next = stream.next() => match next {
+                        Some(Ok(batch)) => batch,
+                        _ => break,
+                    },
+                };
                 for ev in batch {
                     if let Some(change) = Change::new(ev, prefix_len, namespaced, index_nodes) {
                         feeding.publish(change);

@@ -14,6 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,6 +31,9 @@ use crate::store::{compactor, Store, StoreConfig, StoreError};
 const JOIN_DEADLINE: Duration = Duration::from_secs(120);
 /// How long shutdown waits for in-flight work.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the controllers to stop and release their lease (they get
+/// 10 s to finish their reconciles).
+const CONTROLLERS_DRAIN: Duration = Duration::from_secs(11);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -92,7 +96,14 @@ fn sans(config: &Config, host: &str) -> (Vec<String>, Vec<IpAddr>) {
 /// A running server. [`Server::stop`] stops it.
 pub struct Server {
     store: Arc<RaftStore>,
+    /// Stops the controllers first, while the API and the store still serve their last
+    /// writes (the lease release); a child of `cancel`.
+    controllers: CancellationToken,
+    /// Stops everything else: the API's background work, connections, the compactor.
     cancel: CancellationToken,
+    /// The controller manager's task (on `tasks`), when this server runs controllers.
+    controller_task: Option<JoinHandle<()>>,
+    /// Every task of the server.
     tasks: TaskTracker,
     port: u16,
     advertise_ip: IpAddr,
@@ -140,6 +151,7 @@ impl Server {
         let store = RaftStore::open(&data_dir.join("server").join("raft"), settings).await?;
 
         let cancel = CancellationToken::new();
+        let controllers = cancel.child_token();
         let tasks = TaskTracker::new();
         let internal = crate::raft::router(store.clone()).merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
         let tokens = crate::api::TokenKeys::derive(creds.ca.pem().key.as_bytes());
@@ -178,6 +190,7 @@ impl Server {
         });
         tracing::info!(kubeconfig = %data_dir.join("orch.yaml").display(), "ready");
 
+        let mut controller_task = None;
         if !config.disable_controllers {
             let settings = crate::controllers::Settings {
                 cluster_cidr: config.cluster_cidr.clone(),
@@ -186,11 +199,11 @@ impl Server {
                 api_servers: vec![SocketAddr::new(advertise_ip, port)],
                 ca_pem,
             };
-            tasks.spawn(crate::controllers::run_all(controller_client, settings, cancel.clone()));
+            controller_task = Some(tasks.spawn(crate::controllers::run_all(controller_client, settings, controllers.clone())));
         }
         let leader_store = store.clone();
         tasks.spawn(compactor::run(store.clone(), config.compaction_interval, move || leader_store.is_leader(), cancel.clone()));
-        Ok(Server { store, cancel, tasks, port, advertise_ip, token })
+        Ok(Server { store, controllers, cancel, controller_task, tasks, port, advertise_ip, token })
     }
 
     /// The URL this machine's own node reaches the API at (loopback).
@@ -208,9 +221,16 @@ impl Server {
         self.token.to_string()
     }
 
-    /// Stops serving, waits (boundedly) for in-flight work and closes the store.
+    /// Stops the controllers (a leader releases its lease), then serving, waits (boundedly)
+    /// for in-flight work and closes the store.
     pub async fn stop(self) {
         tracing::info!("shutting down the server");
+        self.controllers.cancel();
+        if let Some(task) = self.controller_task {
+            if tokio::time::timeout(CONTROLLERS_DRAIN, task).await.is_err() {
+                tracing::warn!("the controllers did not stop within {CONTROLLERS_DRAIN:?}");
+            }
+        }
         self.cancel.cancel();
         self.tasks.close();
         if tokio::time::timeout(DRAIN, self.tasks.wait()).await.is_err() {
