@@ -96,7 +96,7 @@ pub fn check_runnable(config: &Config) -> Result<(), NodeError> {
 
 /// A running node of either kind.
 pub enum Node {
-    Kubelet(kubelet::Kubelet),
+    Kubelet(Box<kubelet::Kubelet>),
     Hollow(hollow::HollowNode),
 }
 
@@ -110,7 +110,7 @@ impl Node {
         loop {
             let attempt = async {
                 match config.runtime {
-                    RuntimeKind::Containerd => kubelet::Kubelet::start(config.clone()).await.map(Node::Kubelet),
+                    RuntimeKind::Containerd => kubelet::Kubelet::start(config.clone()).await.map(|k| Node::Kubelet(Box::new(k))),
                     RuntimeKind::Fake => hollow::HollowNode::start(hollow_config(config)?).await.map(Node::Hollow),
                 }
             };
@@ -137,7 +137,7 @@ impl Node {
     /// the Node object and its pods stay, as when a machine goes away.
     pub async fn stop(self) {
         match self {
-            Node::Kubelet(k) => k.stop().await,
+            Node::Kubelet(k) => (*k).stop().await,
             Node::Hollow(h) => h.stop().await,
         }
     }
