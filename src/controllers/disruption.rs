@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec, PodDisruptionBudgetStatus};
@@ -45,7 +44,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let controller = controller
         .watches_shared_stream(ctx.informers.get::<Pod>().touched(), of_namespace)
         .graceful_shutdown_on(shutdown.cancelled_owned());
-    backoff::run(controller, reconcile, ctx).for_each(|r| crate::controllers::common::log_failure(r, "disruption reconcile")).await;
+    backoff::run(controller, reconcile, ctx).await;
 }
 
 /// An int-or-percentage of `total`, percentages rounded up (as the disruption controller does).

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, NamespaceCondition};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -35,7 +34,7 @@ pub enum Error {
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let controller = Controller::new(Api::<Namespace>::all(ctx.client.clone()), watcher::Config::default())
         .graceful_shutdown_on(shutdown.cancelled_owned());
-    backoff::run(controller, reconcile, ctx).for_each(|r| crate::controllers::common::log_failure(r, "namespace reconcile")).await;
+    backoff::run(controller, reconcile, ctx).await;
 }
 
 /// What deleting a namespace's content found.

@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
@@ -181,7 +180,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let controller = Controller::new(Api::<Node>::all(ctx.client.clone()), watcher::Config::default())
         .with_config(controller::Config::default().concurrency(1));
     let ipam = Arc::new(Ipam { client: ctx.client.clone(), pool, nodes: controller.store(), record: Mutex::new(None) });
-    backoff::run(controller.graceful_shutdown_on(shutdown.cancelled_owned()), reconcile, ipam).for_each(|_| async {}).await;
+    backoff::run(controller.graceful_shutdown_on(shutdown.cancelled_owned()), reconcile, ipam).await;
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, ResourceQuota, ResourceQuotaStatus, Secret, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -50,7 +49,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .watches_shared_stream(informers.get::<Secret>().touched(), quotas_of(quotas.clone()))
         .watches_shared_stream(informers.get::<PersistentVolumeClaim>().touched(), quotas_of(quotas))
         .graceful_shutdown_on(shutdown.cancelled_owned());
-    backoff::run(controller, reconcile, ctx).for_each(|r| crate::controllers::common::log_failure(r, "resourcequota reconcile")).await;
+    backoff::run(controller, reconcile, ctx).await;
 }
 
 async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Context>) -> Result<Action, Error> {

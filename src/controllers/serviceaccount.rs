@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -36,7 +35,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .watches(Api::<ServiceAccount>::all(client.clone()), by_namespace(DEFAULT_SERVICE_ACCOUNT), move |sa| namespace_of(sa.namespace()))
         .watches(Api::<ConfigMap>::all(client), by_namespace(ROOT_CA_CONFIG_MAP), move |cm| namespace_of(cm.namespace()))
         .graceful_shutdown_on(shutdown.cancelled_owned());
-    backoff::run(controller, reconcile, ctx).for_each(|r| crate::controllers::common::log_failure(r, "serviceaccount reconcile")).await;
+    backoff::run(controller, reconcile, ctx).await;
 }
 
 /// Whether creating into a namespace failed only because it is going away (or already gone).

@@ -7,10 +7,9 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt, TryFuture, TryFutureExt};
+use futures::{StreamExt, TryFuture, TryFutureExt};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::Resource;
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
@@ -77,14 +76,11 @@ where
     }
 }
 
-/// `controller.run(reconcile, error_policy, ctx)` with the shared error policy: a key that
-/// fails is retried after its back-off (5 ms, doubling per failure in a row, at most 1000 s),
-/// which its next success — or the object's deletion — resets.
-pub fn run<K, C, Fut>(
-    controller: Controller<K>,
-    mut reconcile: impl FnMut(Arc<K>, Arc<C>) -> Fut,
-    ctx: Arc<C>,
-) -> impl Stream<Item = Result<(ObjectRef<K>, Action), controller::Error<Fut::Error, watcher::Error>>>
+/// Runs `controller` until it shuts down, with the shared error policy: a key that fails is
+/// retried after its back-off (5 ms, doubling per failure in a row, at most 1000 s), which its
+/// next success — or the object's deletion — resets. Failed reconciles are logged by the
+/// policy; what else the controller reports (a watch error, a queued object gone) at debug.
+pub async fn run<K, C, Fut>(controller: Controller<K>, mut reconcile: impl FnMut(Arc<K>, Arc<C>) -> Fut, ctx: Arc<C>)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Debug + Unpin + Send + Sync,
@@ -103,12 +99,18 @@ where
             |obj, error, retrying| retrying.retry(obj.as_ref(), error),
             retrying,
         )
-        .inspect(move |result| {
-            // A deleted object's pending retry finds it gone: nothing will reset its key.
-            if let Err(controller::Error::ObjectNotFound(gone)) = result {
-                on_gone.backoff.reset(&gone.as_ref().clone().into_kind_unchecked(Default::default()));
+        .for_each(move |result| {
+            match result {
+                Ok(_) | Err(controller::Error::ReconcilerFailed(..)) => {}
+                // A deleted object's pending retry finds it gone: nothing will reset its key.
+                Err(controller::Error::ObjectNotFound(gone)) => {
+                    on_gone.backoff.reset(&gone.as_ref().clone().into_kind_unchecked(Default::default()))
+                }
+                Err(error) => tracing::debug!(kind = %K::kind(&Default::default()), %error, "controller"),
             }
+            futures::future::ready(())
         })
+        .await
 }
 
 #[cfg(test)]

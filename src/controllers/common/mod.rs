@@ -31,15 +31,6 @@ pub fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
-/// Logs a failed reconcile of a controller's run stream (`Controller::run(..).for_each(..)`);
-/// the error policy has already scheduled the retry.
-pub fn log_failure<T, E: std::fmt::Display>(result: Result<T, E>, what: &'static str) -> futures::future::Ready<()> {
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "{what}");
-    }
-    futures::future::ready(())
-}
-
 /// A read or write whose object may be gone: `None` for a 404.
 pub fn ok_if_gone<T>(result: Result<T, kube::Error>) -> Result<Option<T>, kube::Error> {
     match result {

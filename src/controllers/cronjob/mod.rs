@@ -9,7 +9,6 @@ mod tz;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -56,7 +55,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let controller = Controller::new(Api::<CronJob>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Job>::all(client), watcher::Config::default())
         .graceful_shutdown_on(shutdown.cancelled_owned());
-    backoff::run(controller, reconcile, state).for_each(|r| crate::controllers::common::log_failure(r, "cronjob reconcile")).await;
+    backoff::run(controller, reconcile, state).await;
 }
 
 /// When a CronJob is due: the most recent unmet schedule time up to now, how many were

@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -57,7 +56,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             all_sets.state().iter().map(|s| ObjectRef::from_obj(s.as_ref())).collect::<Vec<_>>()
         })
         .graceful_shutdown_on(async move { shutdown.cancelled().await });
-    backoff::run(controller, reconcile, state).for_each(|r| crate::controllers::common::log_failure(r, "daemonset sync failed")).await;
+    backoff::run(controller, reconcile, state).await;
 }
 
 fn selects(ds: &DaemonSet, pod: &Pod) -> bool {

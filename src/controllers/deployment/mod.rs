@@ -10,7 +10,6 @@ mod sync;
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
@@ -54,7 +53,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             set.and_then(|rs| controller_key::<Deployment>(rs.as_ref()))
         })
         .graceful_shutdown_on(async move { shutdown.cancelled().await });
-    backoff::run(controller, reconcile, state).for_each(|r| crate::controllers::common::log_failure(r, "deployment sync failed")).await;
+    backoff::run(controller, reconcile, state).await;
 }
 
 /// The Deployments a ReplicaSet event concerns: its controller, or for an orphan every

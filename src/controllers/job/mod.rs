@@ -49,12 +49,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
         .owns_shared_stream(ctx.informers.get::<Pod>().touched());
     let orphans = release_orphans(client.clone(), ctx.informers.get::<Pod>(), shutdown.clone());
-    let jobs =
-        backoff::run(controller.graceful_shutdown_on(shutdown.cancelled_owned()), reconcile, Arc::new(client)).for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "job reconcile");
-            }
-        });
+    let jobs = backoff::run(controller.graceful_shutdown_on(shutdown.cancelled_owned()), reconcile, Arc::new(client));
     tokio::join!(jobs, orphans);
 }
 

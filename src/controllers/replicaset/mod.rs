@@ -10,7 +10,6 @@ mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -62,13 +61,7 @@ async fn run_kind<K: Replicated>(ctx: Arc<Context>, shutdown: CancellationToken)
     let controller = controller
         .watches_shared_stream(pod_events, move |pod| owners_of(&owners, &pod))
         .graceful_shutdown_on(async move { shutdown.cancelled().await });
-    backoff::run(controller, reconcile::<K>, state)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(kind = K::kind(&()).as_ref(), error = %e, "replica sync failed");
-            }
-        })
-        .await;
+    backoff::run(controller, reconcile::<K>, state).await;
 }
 
 /// The owners a pod event concerns: its controller, or (for an orphan) every owner whose

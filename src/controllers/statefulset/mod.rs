@@ -10,7 +10,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
@@ -43,7 +42,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let controller = controller
         .watches_shared_stream(pod_events, move |pod| sets_of(&sets, &pod))
         .graceful_shutdown_on(async move { shutdown.cancelled().await });
-    backoff::run(controller, reconcile, state).for_each(|r| crate::controllers::common::log_failure(r, "statefulset sync failed")).await;
+    backoff::run(controller, reconcile, state).await;
 }
 
 fn is_member(set: &StatefulSet, pod: &Pod) -> bool {
