@@ -2,7 +2,7 @@
 //!
 //! The crate is organised as DESIGN.md §2 lays out; each module's own docs say its role.
 //! Dependencies point one way: `cli → server | node → api | controllers → raft → rpc | join
-//! → pki`, with `store`, `net`, `pki`, `k8s` and `host` as leaves.
+//! → pki`, with `store`, `net`, `pki`, `k8s`, `host` and `tasks` as leaves.
 
 pub mod api;
 pub mod cli;
@@ -17,4 +17,5 @@ pub mod raft;
 pub mod rpc;
 pub mod server;
 pub mod store;
+pub mod tasks;
 pub mod testkit;

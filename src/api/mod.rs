@@ -7,7 +7,6 @@
 mod admission;
 mod apply;
 mod authz;
-mod background;
 pub mod bootstrap_tokens;
 mod client;
 mod crd;
@@ -47,7 +46,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use crate::pki::Peer;
-pub use background::Background;
+use crate::tasks::Tasks;
 pub use client::in_process_client;
 pub use objects::check_name;
 use objects::{Scope, SharedStore};
@@ -78,18 +77,18 @@ struct ApiState {
 /// The API served from `store`; Services get addresses and node ports from `net`;
 /// ServiceAccount tokens are signed and checked with `tokens`; pod streams reach kubelets
 /// with `kubelet_tls` (none: they are answered 503). Its followers of the store run in
-/// `background`.
+/// `tasks`.
 pub fn router(
     store: SharedStore,
     net: ServiceNetwork,
     tokens: TokenKeys,
     kubelet_tls: Option<Arc<rustls::ClientConfig>>,
-    background: Background,
+    tasks: Tasks,
 ) -> Router {
-    let rbac = rbac::Rbac::start(store.clone(), &background);
+    let rbac = rbac::Rbac::start(store.clone(), &tasks);
     let crds = Arc::new(crd::Crds::default());
-    background.spawn(crds.clone().follow(store.clone()));
-    let watch_caches = Arc::new(watch_cache::WatchCaches::new(background));
+    tasks.spawn(crds.clone().follow(store.clone()));
+    let watch_caches = Arc::new(watch_cache::WatchCaches::new(tasks));
     let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac, tokens, watch_caches, crds, kubelet_tls };
     Router::new()
         .route("/api", any(handle))

@@ -60,10 +60,10 @@ fn subject_matches(subject: &Value, identity: &Identity, binding_namespace: Opti
 
 impl Rbac {
     /// Starts following `store`; decisions fail closed until the first load is done.
-    pub fn start(store: Arc<dyn Store>, background: &super::Background) -> Arc<Self> {
+    pub fn start(store: Arc<dyn Store>, tasks: &crate::tasks::Tasks) -> Arc<Self> {
         let rbac = Arc::new(Self { objects: RwLock::new(Objects::default()) });
         let weak = Arc::downgrade(&rbac);
-        background.spawn(async move {
+        tasks.spawn(async move {
             loop {
                 let Some(rbac) = weak.upgrade() else { return };
                 if let Err(e) = rbac.follow(store.as_ref()).await {

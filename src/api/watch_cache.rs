@@ -302,18 +302,18 @@ fn touches_node(change: &Change, node: &str) -> bool {
 pub struct WatchCaches {
     caches: Mutex<HashMap<String, Arc<ResourceCache>>>,
     /// Where the caches' feeders run.
-    background: super::Background,
+    tasks: crate::tasks::Tasks,
 }
 
 impl WatchCaches {
-    pub fn new(background: super::Background) -> Self {
-        Self { caches: Mutex::default(), background }
+    pub fn new(tasks: crate::tasks::Tasks) -> Self {
+        Self { caches: Mutex::default(), tasks }
     }
 
     /// The cache of `resource`, starting it (from the store's current revision) if needed;
     /// none once the server is stopping (watches are then served from the store).
     pub async fn get(self: &Arc<Self>, store: &SharedStore, resource: &'static Resource) -> Option<Arc<ResourceCache>> {
-        if self.background.cancel.is_cancelled() {
+        if self.tasks.cancel.is_cancelled() {
             return None;
         }
         let prefix = resource.key_prefix(None);
@@ -342,9 +342,9 @@ impl WatchCaches {
         }
         let (caches, feeding) = (self.clone(), cache.clone());
         let (prefix_len, namespaced, index_nodes) = (prefix.len(), resource.namespaced, indexes_nodes(resource));
-        let stop = self.background.cancel.clone();
-        // Not `Background::spawn`: a stopping server still closes the cache, so its watchers end.
-        self.background.tasks.spawn(async move {
+        let stop = self.tasks.cancel.clone();
+        // Not `Tasks::spawn`: a stopping server still closes the cache, so its watchers end.
+        self.tasks.tracker.spawn(async move {
             loop {
                 let batch = tokio::select! {
                     _ = stop.cancelled() => break,

@@ -15,26 +15,23 @@ pub mod runtime;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use config::{Config, HollowShape, RuntimeKind};
 pub use password::node_password;
 
 use crate::join::JoinError;
 use crate::pki::PkiError;
+use crate::tasks::Tasks;
 
 /// How long a node waits between attempts to start while the server cannot be reached.
 const START_RETRY: Duration = Duration::from_secs(2);
 /// How long stopping a node waits for its tasks.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// Stops the tasks of node `name`: fires `cancel` and waits, at most [`DRAIN`], for every task
-/// on `tasks` to end.
-async fn drain(name: &str, cancel: &CancellationToken, tasks: &TaskTracker) {
-    cancel.cancel();
-    tasks.close();
-    if tokio::time::timeout(DRAIN, tasks.wait()).await.is_err() {
-        tracing::warn!(node = name, tasks = tasks.len(), "some tasks of the node did not stop within {DRAIN:?}");
+/// Stops the tasks of node `name`, waiting at most [`DRAIN`] for them.
+async fn drain(name: &str, tasks: &Tasks) {
+    if !tasks.stop(DRAIN).await {
+        tracing::warn!(node = name, tasks = tasks.tracker.len(), "some tasks of the node did not stop within {DRAIN:?}");
     }
 }
 

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 pub use credentials::{admin_credentials, read_token};
@@ -26,6 +25,7 @@ use crate::pki::{self, JoinToken, PkiError};
 use crate::raft::{RaftSettings, RaftStore};
 use crate::rpc::HttpClient;
 use crate::store::{compactor, Store, StoreConfig, StoreError};
+use crate::tasks::Tasks;
 
 /// How long a joining server keeps trying to reach the cluster.
 const JOIN_DEADLINE: Duration = Duration::from_secs(120);
@@ -70,13 +70,13 @@ fn https_url(ip: IpAddr, port: u16) -> String {
 }
 
 /// Host names and addresses the serving certificate covers.
-fn sans(config: &Config, host: &str) -> (Vec<String>, Vec<IpAddr>) {
+fn sans(config: &Config, host: &str, advertise_ip: IpAddr) -> (Vec<String>, Vec<IpAddr>) {
     let mut dns: Vec<String> =
         ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost", host]
             .iter()
             .map(|s| s.to_string())
             .collect();
-    let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST), advertise_ip(config)];
+    let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST), advertise_ip];
     if !config.bind_address.is_unspecified() {
         ips.push(config.bind_address);
     }
@@ -97,16 +97,13 @@ fn sans(config: &Config, host: &str) -> (Vec<String>, Vec<IpAddr>) {
 pub struct Server {
     store: Arc<RaftStore>,
     /// Stops the controllers first, while the API and the store still serve their last
-    /// writes (the lease release); a child of `cancel`.
+    /// writes (the lease release); a child of the token of `tasks`.
     controllers: CancellationToken,
-    /// Stops everything else: the API's background work, connections, the compactor.
-    cancel: CancellationToken,
     /// The controller manager's task (on `tasks`), when this server runs controllers.
     controller_task: Option<JoinHandle<()>>,
-    /// Every task of the server.
-    tasks: TaskTracker,
+    /// Every task of the server: the API's background work, connections, the compactor.
+    tasks: Tasks,
     port: u16,
-    advertise_ip: IpAddr,
     token: JoinToken,
 }
 
@@ -131,7 +128,7 @@ impl Server {
             let ca = crate::join::fetch_cluster_ca(seed, &token).await?;
             credentials::store_received_ca(data_dir, &ca)?;
         }
-        let (dns, ips) = sans(&config, &host);
+        let (dns, ips) = sans(&config, &host, advertise_ip);
         let creds = credentials::load_or_create(data_dir, &host, &dns, &ips, config.token.as_deref())?;
         let kubeconfig = kubeconfig::render(&https_url(IpAddr::V4(Ipv4Addr::LOCALHOST), port), &creds.ca.pem().cert, &creds.admin);
         kubeconfig::write(&data_dir.join("orch.yaml"), &kubeconfig, config.write_kubeconfig_mode)?;
@@ -150,21 +147,19 @@ impl Server {
         };
         let store = RaftStore::open(&data_dir.join("server").join("raft"), settings).await?;
 
-        let cancel = CancellationToken::new();
-        let controllers = cancel.child_token();
-        let tasks = TaskTracker::new();
+        let tasks = Tasks::default();
+        let (cancel, controllers) = (tasks.cancel.clone(), tasks.cancel.child_token());
         let internal = crate::raft::router(store.clone()).merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
         let tokens = crate::api::TokenKeys::derive(creds.ca.pem().key.as_bytes());
         let kubelet_tls = Arc::new(pki::client_config(&creds.ca.pem().cert, Some(&creds.peer))?);
-        let background = crate::api::Background::new(tasks.clone(), cancel.clone());
-        let api = crate::api::router(store.clone() as Arc<dyn Store>, net, tokens, Some(kubelet_tls), background);
+        let api = crate::api::router(store.clone() as Arc<dyn Store>, net, tokens, Some(kubelet_tls), tasks.clone());
         let controller_client = crate::api::in_process_client(api.clone(), controller_identity(), "default");
         let tls = Arc::new(pki::server_config(&creds.ca.pem().cert, &creds.serving)?);
         let token = creds.token.clone();
         let ca_pem = creds.ca.pem().cert.clone();
         let public = routes::public(Arc::new(routes::PublicState { token: creds.token.clone(), ca: creds.ca, store: store.clone() }));
         let app = public.merge(routes::internal(internal)).merge(api);
-        tasks.spawn(crate::rpc::https::serve(listener, tls, app, cancel.clone(), tasks.clone()));
+        tasks.tracker.spawn(crate::rpc::https::serve(listener, tls, app, cancel.clone(), tasks.tracker.clone()));
         tracing::info!(%url, node_id = store.id(), "orch server listening");
 
         if store.is_member().await? {
@@ -177,15 +172,11 @@ impl Server {
             eprintln!("orch: new cluster created. Join other servers with:\n  orch server --join {url} --token {token}");
         }
         let ns_store = store.clone();
-        let ns_cancel = cancel.clone();
         tasks.spawn(async move {
             // Every server tries (creation is idempotent); retried until the cluster has a leader.
             while let Err(e) = crate::api::ensure_system_namespaces(ns_store.as_ref()).await {
                 tracing::info!(error = %e.message, "system namespaces not created yet; retrying");
-                tokio::select! {
-                    _ = ns_cancel.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
         tracing::info!(kubeconfig = %data_dir.join("orch.yaml").display(), "ready");
@@ -199,21 +190,16 @@ impl Server {
                 api_servers: vec![SocketAddr::new(advertise_ip, port)],
                 ca_pem,
             };
-            controller_task = Some(tasks.spawn(crate::controllers::run_all(controller_client, settings, controllers.clone())));
+            controller_task = Some(tasks.tracker.spawn(crate::controllers::run_all(controller_client, settings, controllers.clone())));
         }
         let leader_store = store.clone();
-        tasks.spawn(compactor::run(store.clone(), config.compaction_interval, move || leader_store.is_leader(), cancel.clone()));
-        Ok(Server { store, controllers, cancel, controller_task, tasks, port, advertise_ip, token })
+        tasks.tracker.spawn(compactor::run(store.clone(), config.compaction_interval, move || leader_store.is_leader(), cancel));
+        Ok(Server { store, controllers, controller_task, tasks, port, token })
     }
 
     /// The URL this machine's own node reaches the API at (loopback).
     pub fn local_url(&self) -> String {
         https_url(IpAddr::V4(Ipv4Addr::LOCALHOST), self.port)
-    }
-
-    /// The address other machines reach this server at.
-    pub fn advertise_ip(&self) -> IpAddr {
-        self.advertise_ip
     }
 
     /// The server token (it also joins agents).
@@ -231,9 +217,7 @@ impl Server {
                 tracing::warn!("the controllers did not stop within {CONTROLLERS_DRAIN:?}");
             }
         }
-        self.cancel.cancel();
-        self.tasks.close();
-        if tokio::time::timeout(DRAIN, self.tasks.wait()).await.is_err() {
+        if !self.tasks.stop(DRAIN).await {
             tracing::warn!("some tasks did not stop within {DRAIN:?}");
         }
         self.store.shutdown().await;

@@ -24,13 +24,13 @@ use kube::runtime::WatchStreamExt;
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use self::pod_ips::PodIps;
 use self::pod_status::PodFacts;
 use crate::node::heartbeat::{self, is_status, Heartbeat};
 use crate::node::node_object::{self, NodeShape, Pressure, SystemInfo};
 use crate::node::NodeError;
+use crate::tasks::Tasks;
 
 /// How a hollow node is set up.
 #[derive(Debug, Clone)]
@@ -76,9 +76,8 @@ impl HollowConfig {
 /// A running hollow node; it stops when [`HollowNode::stop`] is called or it is dropped.
 pub struct HollowNode {
     name: String,
-    cancel: CancellationToken,
     /// The node's task.
-    tasks: TaskTracker,
+    tasks: Tasks,
 }
 
 impl HollowNode {
@@ -90,9 +89,9 @@ impl HollowNode {
         let client = crate::node::client::node_client(&config.server, &creds)?;
         let mut agent = NodeAgent::new(client, config);
         agent.register().await?;
-        let (cancel, tasks) = (CancellationToken::new(), TaskTracker::new());
-        tasks.spawn(agent.run(cancel.clone()));
-        Ok(Self { name, cancel, tasks })
+        let tasks = Tasks::default();
+        tasks.tracker.spawn(agent.run(tasks.cancel.clone()));
+        Ok(Self { name, tasks })
     }
 
     pub fn name(&self) -> &str {
@@ -102,13 +101,13 @@ impl HollowNode {
     /// Stops the node's task, waiting a bounded time for it (the Node and its pods stay, as
     /// when a machine goes away).
     pub async fn stop(self) {
-        crate::node::drain(&self.name, &self.cancel, &self.tasks).await;
+        crate::node::drain(&self.name, &self.tasks).await;
     }
 }
 
 impl Drop for HollowNode {
     fn drop(&mut self) {
-        self.cancel.cancel();
+        self.tasks.cancel.cancel();
     }
 }
 

@@ -38,14 +38,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use node::Kubelet;
 
 use crate::net::etc_files::NodeEtc;
 use crate::net::PodNetwork;
 use crate::node::runtime::ContainerRuntime;
+use crate::tasks::Tasks;
 use downward::NodeAllocatable;
 use layout::Layout;
 
@@ -61,10 +60,9 @@ pub struct NodeContext {
     pub host_netns: Option<PathBuf>,
     pub etc: NodeEtc,
     pub allocatable: NodeAllocatable,
-    /// Every task of the kubelet runs on this tracker, so stopping it can wait for them.
-    pub tasks: TaskTracker,
-    /// Fires when the kubelet stops.
-    pub cancel: CancellationToken,
+    /// Every task of the kubelet, so stopping it can wait for them; its token fires when the
+    /// kubelet stops.
+    pub tasks: Tasks,
 }
 
 /// A file system step on the node that failed: what it was, on which path, and why.

@@ -15,8 +15,6 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::api_state::KubeletApi;
 use super::downward::NodeAllocatable;
@@ -32,6 +30,7 @@ use crate::node::node_object::{NodeShape, Pressure};
 use crate::node::runtime::node::NodeRuntime;
 use crate::node::runtime::{ContainerInfo, ContainerRuntime};
 use crate::node::{Config, NodeError};
+use crate::tasks::Tasks;
 
 /// How often containers and pod networks that belong to no pod are looked for.
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
@@ -46,9 +45,7 @@ pub struct Kubelet {
     runtime: NodeRuntime,
     /// Every task of the kubelet: the node loop, pod workers and their container waiters, the
     /// kubelet API server with its connections and sessions, and image garbage collection.
-    tasks: TaskTracker,
-    /// Stops them all.
-    cancel: CancellationToken,
+    tasks: Tasks,
 }
 
 type PodKey = (String, String);
@@ -89,7 +86,7 @@ impl Kubelet {
     /// registers the node and starts running its pods.
     pub async fn start(config: Config) -> Result<Self, NodeError> {
         let runtime = NodeRuntime::start(&config.data_dir, config.container_runtime_endpoint.clone(), config.log_rotation).await?;
-        let kubelet = Self { name: config.node_name.clone(), runtime, tasks: TaskTracker::new(), cancel: CancellationToken::new() };
+        let kubelet = Self { name: config.node_name.clone(), runtime, tasks: Tasks::default() };
         match kubelet.start_tasks(config).await {
             Ok(()) => Ok(kubelet),
             Err(e) => {
@@ -115,18 +112,14 @@ impl Kubelet {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| NodeError::Io { path: format!("kubelet port {addr}"), source })?;
-            let api = KubeletApi {
-                logs_dir: layout.logs_dir(),
-                runtime: runtime.clone(),
-                tasks: self.tasks.clone(),
-                cancel: self.cancel.clone(),
-            };
+            let api = KubeletApi { logs_dir: layout.logs_dir(), runtime: runtime.clone(), tasks: self.tasks.clone() };
             let app = server::router(Arc::new(api));
-            self.tasks.spawn(crate::rpc::https::serve(listener, tls, app, self.cancel.clone(), self.tasks.clone()));
+            let (cancel, tracker) = (self.tasks.cancel.clone(), self.tasks.tracker.clone());
+            self.tasks.tracker.spawn(crate::rpc::https::serve(listener, tls, app, cancel, tracker));
             tracing::info!(%addr, "kubelet API listening");
         }
         let images = image_gc::ContainerdImages { runtime: self.runtime.runtime.clone(), data_dir: config.data_dir.clone() };
-        self.tasks.spawn(image_gc::ImageGc::new(images, image_gc::Thresholds::default()).run(self.cancel.clone()));
+        self.tasks.tracker.spawn(image_gc::ImageGc::new(images, image_gc::Thresholds::default()).run(self.tasks.cancel.clone()));
         let (capacity, allocatable) = host::resources(&config.data_dir, 110, config.reserved);
         let shape = NodeShape {
             name: config.node_name.clone(),
@@ -152,7 +145,6 @@ impl Kubelet {
             etc: node_etc(&config),
             allocatable: NodeAllocatable { millicpu: millicpu as i64, memory: memory as i64 },
             tasks: self.tasks.clone(),
-            cancel: self.cancel.clone(),
         });
         let mut node = NodeLoop {
             heartbeat: Heartbeat::new(client, &config.node_name, config.lease_renew_interval),
@@ -173,14 +165,14 @@ impl Kubelet {
                 node.leftovers.entry(uid.to_string()).or_default().push(c);
             }
         }
-        self.tasks.spawn(node.run());
+        self.tasks.tracker.spawn(node.run());
         Ok(())
     }
 
     /// Stops the node: cancels every task of the kubelet and waits a bounded time for them,
     /// then stops containerd (its pods' containers keep running; a restarted agent adopts them).
     pub async fn stop(self) {
-        crate::node::drain(&self.name, &self.cancel, &self.tasks).await;
+        crate::node::drain(&self.name, &self.tasks).await;
         self.runtime.stop().await;
     }
 }
@@ -239,7 +231,7 @@ impl NodeLoop {
         let mut synced_once = false;
         loop {
             tokio::select! {
-                _ = self.ctx.cancel.cancelled() => break,
+                _ = self.ctx.tasks.cancel.cancelled() => break,
                 _ = lease_tick.tick() => match self.heartbeat.renew_lease().await {
                     Ok(true) => self.post_status_logged().await,
                     Ok(false) => {}
@@ -306,7 +298,7 @@ impl NodeLoop {
         let existing = self.leftovers.remove(&uid).unwrap_or_default();
         let (tx, rx) = watch::channel(Some(pod.clone()));
         let worker = PodWorker::new(self.ctx.clone(), rx, pod);
-        self.ctx.tasks.spawn(worker.run(existing));
+        self.ctx.tasks.tracker.spawn(worker.run(existing));
         self.workers.insert(key, WorkerHandle { uid, updates: tx });
     }
 

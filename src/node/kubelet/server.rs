@@ -99,7 +99,7 @@ async fn container_logs(
     let attempt = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
     let runtime = api.runtime.clone();
-    api.spawn(async move {
+    api.tasks.spawn(async move {
         if tx.send(Ok(first)).await.is_err() {
             return;
         }

@@ -208,7 +208,7 @@ impl PodWorker {
     /// Waits (on the kubelet's tracker, until it stops) for container `id` to exit and reports it.
     fn watch_exit(ctx: &Arc<NodeContext>, tx: &mpsc::UnboundedSender<Exit>, id: &str) {
         let (runtime, tx, id) = (ctx.runtime.clone(), tx.clone(), id.to_string());
-        ctx.tasks.spawn(ctx.cancel.clone().run_until_cancelled_owned(async move {
+        ctx.tasks.spawn(async move {
             loop {
                 match runtime.wait_container(&id).await {
                     Ok(status) => return drop(tx.send(Exit { id, status })),
@@ -219,7 +219,7 @@ impl PodWorker {
                     }
                 }
             }
-        }));
+        });
     }
 
     fn arm_probes(run: &mut ContainerRun, spec: Option<&Container>, ready: bool) {
@@ -238,7 +238,7 @@ impl PodWorker {
 
     /// Runs the pod until it is deleted (or gone), or the agent stops (containers stay).
     pub async fn run(mut self, existing: Vec<ContainerInfo>) {
-        let cancel = self.ctx.cancel.clone();
+        let cancel = self.ctx.tasks.cancel.clone();
         self.adopt(existing).await;
         loop {
             if self.pod.metadata.deletion_timestamp.is_some() {

@@ -153,7 +153,7 @@ where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     ws.on_upgrade(move |socket| async move {
-        let _ = api.spawn(serve(socket)).await;
+        let _ = api.tasks.spawn(serve(socket)).await;
     })
 }
 
@@ -169,7 +169,7 @@ where
     F: std::future::Future<Output = ()> + Send,
 {
     let upgrade = hyper::upgrade::on(request);
-    api.spawn(async move {
+    api.tasks.spawn(async move {
         match upgrade.await {
             Ok(io) => serve(Connection::serve(TokioIo::new(io))).await,
             Err(e) => tracing::debug!(error = %e, "SPDY upgrade failed"),
