@@ -34,8 +34,5 @@ pub async fn run(data_dir: &Path, args: AgentArgs) -> Result<(), NodeError> {
     crate::pki::JoinToken::parse(&token)?;
     node::check_runnable(&config)?;
     let cancel = super::signals::shutdown_token().map_err(|source| NodeError::Io { path: "signal handler".into(), source })?;
-    let Some(node) = Node::start(&config, &cancel).await? else { return Ok(()) };
-    cancel.cancelled().await;
-    node.stop().await;
-    Ok(())
+    Node::run(&config, &cancel).await
 }

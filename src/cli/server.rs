@@ -126,12 +126,15 @@ impl ServerArgs {
 pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> anyhow::Result<()> {
     let cancel = super::signals::shutdown_token().context("installing the signal handler")?;
     let server = Server::start(args.config(data_dir, default_data_dir)).await?;
-    let local = match (args.disable_agent, args.local_node(data_dir, &server)) {
-        (true, _) => None,
-        (false, Ok(config)) => Some(tokio::spawn(run_local_node(config, cancel.clone()))),
-        (false, Err(e)) => {
-            tracing::warn!(error = %e, "this server runs no local node");
-            None
+    let local = if args.disable_agent {
+        None
+    } else {
+        match args.local_node(data_dir, &server) {
+            Ok(config) => Some(tokio::spawn(run_local_node(config, cancel.clone()))),
+            Err(e) => {
+                tracing::warn!(error = %e, "this server runs no local node");
+                None
+            }
         }
     };
     cancel.cancelled().await;
@@ -149,12 +152,7 @@ async fn run_local_node(config: node::Config, cancel: CancellationToken) {
         tracing::warn!("this server runs no local node ({e}); pods need an `orch agent`, or start with --disable-agent to silence this");
         return;
     }
-    match Node::start(&config, &cancel).await {
-        Ok(Some(node)) => {
-            cancel.cancelled().await;
-            node.stop().await;
-        }
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "the local node cannot run; this server goes on without it"),
+    if let Err(e) = Node::run(&config, &cancel).await {
+        tracing::warn!(error = %e, "the local node cannot run; this server goes on without it");
     }
 }

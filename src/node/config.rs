@@ -32,12 +32,6 @@ pub struct HollowShape {
     pub job_duration: Duration,
 }
 
-impl Default for HollowShape {
-    fn default() -> Self {
-        Self { cpu: "4".into(), memory: "8Gi".into(), pods: 110, job_duration: Duration::from_secs(1) }
-    }
-}
-
 /// How a node is set up.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -130,6 +130,15 @@ impl Node {
         }
     }
 
+    /// Starts the node (as [`Node::start`]), runs it until `cancel` fires and stops it.
+    pub async fn run(config: &Config, cancel: &CancellationToken) -> Result<(), NodeError> {
+        if let Some(node) = Node::start(config, cancel).await? {
+            cancel.cancelled().await;
+            node.stop().await;
+        }
+        Ok(())
+    }
+
     /// Stops the node. A real node's containers keep running (a restarted node adopts them);
     /// the Node object and its pods stay, as when a machine goes away.
     pub async fn stop(self) {

@@ -4,15 +4,16 @@
 
 use std::sync::Arc;
 
-use crate::join::wire::{self, basic_credentials, AgentCredentials, NodeJoin, ServerBootstrap, ServingRequest};
-use crate::k8s::version;
-use crate::pki::{JoinToken, Peer, MASTERS_GROUP, SERVERS_GROUP};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+
+use crate::join::wire::{self, basic_credentials, AgentCredentials, NodeJoin, ServerBootstrap, ServingRequest};
+use crate::k8s::version;
+use crate::pki::{JoinToken, Peer, MASTERS_GROUP, SERVERS_GROUP};
 
 /// What the public routes need.
 pub struct PublicState {
