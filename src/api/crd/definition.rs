@@ -72,9 +72,7 @@ pub fn problems(crd: &Value) -> Vec<(String, String)> {
         out.push(("spec.scope".into(), "Unsupported value: supported values: \"Cluster\", \"Namespaced\"".into()));
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
-    if versions.is_empty() {
-        out.push(("spec.versions".into(), "Invalid value: must have exactly one version marked as storage version".into()));
-    } else if versions.iter().filter(|v| v["storage"] == true).count() != 1 {
+    if versions.iter().filter(|v| v["storage"] == true).count() != 1 {
         out.push(("spec.versions".into(), "Invalid value: must have exactly one version marked as storage version".into()));
     }
     for (i, v) in versions.iter().enumerate() {

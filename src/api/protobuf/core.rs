@@ -13,21 +13,20 @@ use crate::api::status::ApiError;
 /// Decodes the protobuf `raw` of one of these kinds into `obj` (which already has apiVersion
 /// and kind); `None` for other kinds.
 pub fn decode(plural: &str, raw: &[u8], obj: &mut Map<String, Value>) -> Option<Result<(), ApiError>> {
-    let decode_kind = match plural {
-        "configmaps" => config_map,
-        "secrets" => secret,
-        "namespaces" => namespace,
-        "serviceaccounts" => service_account,
-        "services" => service,
-        "roles" | "clusterroles" => role,
-        "rolebindings" | "clusterrolebindings" => role_binding,
-        "selfsubjectaccessreviews" => self_subject_access_review,
+    Some(match plural {
+        "configmaps" => config_map(raw, obj),
+        "secrets" => secret(raw, obj),
+        "namespaces" => namespace(raw, obj),
+        "serviceaccounts" => service_account(raw, obj),
+        "services" => service(raw, obj),
+        "roles" | "clusterroles" => role(plural == "roles", raw, obj),
+        "rolebindings" | "clusterrolebindings" => role_binding(plural == "rolebindings", raw, obj),
+        "selfsubjectaccessreviews" => self_subject_access_review(raw, obj),
         _ => return None,
-    };
-    Some(decode_kind(plural, raw, obj))
+    })
 }
 
-fn config_map(_: &str, raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiError> {
+fn config_map(raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiError> {
     let cm = core::ConfigMap::decode(raw).map_err(bad)?;
     obj.insert("metadata".into(), object_meta(cm.metadata));
     set(obj, "data", json!(cm.data));
@@ -37,7 +36,7 @@ fn config_map(_: &str, raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), A
     Ok(())
 }
 
-fn secret(_: &str, raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiError> {
+fn secret(raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiError> {
     let s = core::Secret::decode(raw).map_err(bad)?;
     obj.insert("metadata".into(), object_meta(s.metadata));
     let data: Map<String, Value> = s.data.iter().map(|(k, v)| (k.clone(), json!(b64(v)))).collect();
@@ -48,14 +47,14 @@ fn secret(_: &str, raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiEr
     Ok(())
 }
 
-fn namespace(_: &str, raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiError> {
+fn namespace(raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiError> {
     let ns = core::Namespace::decode(raw).map_err(bad)?;
     obj.insert("metadata".into(), object_meta(ns.metadata));
     set(obj, "spec", json!({ "finalizers": ns.spec.map(|s| s.finalizers).unwrap_or_default() }));
     Ok(())
 }
 
-fn service_account(_: &str, raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiError> {
+fn service_account(raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiError> {
     let sa = core::ServiceAccount::decode(raw).map_err(bad)?;
     obj.insert("metadata".into(), object_meta(sa.metadata));
     let secrets: Vec<Value> = sa.secrets.into_iter().map(|r| json!({ "name": r.name, "namespace": r.namespace })).collect();
@@ -66,7 +65,7 @@ fn service_account(_: &str, raw: &[u8], obj: &mut Map<String, Value>) -> Result<
     Ok(())
 }
 
-fn service(_: &str, raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiError> {
+fn service(raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiError> {
     let svc = core::Service::decode(raw).map_err(bad)?;
     obj.insert("metadata".into(), object_meta(svc.metadata));
     let spec = svc.spec.unwrap_or_default();
@@ -95,8 +94,8 @@ fn service(_: &str, raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiE
     Ok(())
 }
 
-fn role(plural: &str, raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiError> {
-    let (metadata, rules) = if plural == "roles" {
+fn role(namespaced: bool, raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiError> {
+    let (metadata, rules) = if namespaced {
         let r = rbac::Role::decode(raw).map_err(bad)?;
         (r.metadata, r.rules)
     } else {
@@ -120,8 +119,8 @@ fn role(plural: &str, raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), Ap
     Ok(())
 }
 
-fn role_binding(plural: &str, raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiError> {
-    let (metadata, subjects, role_ref) = if plural == "rolebindings" {
+fn role_binding(namespaced: bool, raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiError> {
+    let (metadata, subjects, role_ref) = if namespaced {
         let b = rbac::RoleBinding::decode(raw).map_err(bad)?;
         (b.metadata, b.subjects, b.role_ref)
     } else {
@@ -145,7 +144,7 @@ fn role_binding(plural: &str, raw: &[u8], obj: &mut Map<String, Value>) -> Resul
     Ok(())
 }
 
-fn self_subject_access_review(_: &str, raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiError> {
+fn self_subject_access_review(raw: &[u8], obj: &mut Map<String, Value>) -> Result<(), ApiError> {
     let review = k8s_pb::api::authorization::v1::SelfSubjectAccessReview::decode(raw).map_err(bad)?;
     let spec = review.spec.unwrap_or_default();
     let mut out = Map::new();

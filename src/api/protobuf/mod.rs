@@ -20,10 +20,15 @@ use super::status::ApiError;
 pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
 const MAGIC: &[u8] = b"k8s\0";
 
+/// The `runtime.Unknown` inside a body's `k8s\0` envelope.
+fn envelope(body: &[u8]) -> Result<Unknown, ApiError> {
+    let inner = body.strip_prefix(MAGIC).ok_or_else(|| bad("missing the k8s envelope"))?;
+    Unknown::decode(inner).map_err(bad)
+}
+
 /// Decodes a protobuf body for `resource` into its JSON form.
 pub fn decode(resource: &Resource, body: &[u8]) -> Result<Value, ApiError> {
-    let inner = body.strip_prefix(MAGIC).ok_or_else(|| bad("missing the k8s envelope"))?;
-    let unknown = Unknown::decode(inner).map_err(bad)?;
+    let unknown = envelope(body)?;
     let kind = unknown.type_meta.as_ref().and_then(|t| t.kind.clone()).unwrap_or_default();
     if kind != resource.kind {
         return Err(ApiError::bad_request(format!("the body is a {kind:?}, the URL names {:?}", resource.plural)));
@@ -32,19 +37,17 @@ pub fn decode(resource: &Resource, body: &[u8]) -> Result<Value, ApiError> {
     let mut obj = Map::new();
     obj.insert("apiVersion".into(), json!(resource.api_version()));
     obj.insert("kind".into(), json!(resource.kind));
-    match resource.plural {
-        plural => match core::decode(plural, &raw, &mut obj).or_else(|| workloads::decode(plural, &raw, &mut obj)) {
-            Some(result) => result?,
-            None => return Err(ApiError::unsupported_media_type(CONTENT_TYPE)),
-        },
+    let plural = resource.plural;
+    match core::decode(plural, &raw, &mut obj).or_else(|| workloads::decode(plural, &raw, &mut obj)) {
+        Some(result) => result?,
+        None => return Err(ApiError::unsupported_media_type(CONTENT_TYPE)),
     }
     Ok(Value::Object(obj))
 }
 
 /// Decodes a protobuf TokenRequest (`kubectl create token`) into its JSON form.
 pub fn decode_token_request(body: &[u8]) -> Result<Value, ApiError> {
-    let inner = body.strip_prefix(MAGIC).ok_or_else(|| bad("missing the k8s envelope"))?;
-    let unknown = Unknown::decode(inner).map_err(bad)?;
+    let unknown = envelope(body)?;
     let request = k8s_pb::api::authentication::v1::TokenRequest::decode(unknown.raw.unwrap_or_default().as_slice()).map_err(bad)?;
     let spec = request.spec.unwrap_or_default();
     Ok(json!({ "spec": { "audiences": spec.audiences, "expirationSeconds": spec.expiration_seconds } }))
