@@ -57,18 +57,18 @@ async fn kube_rs_over_https() {
     assert_eq!(seen, [("modified", "a".to_string()), ("added", "b".to_string()), ("deleted", "a".to_string())]);
 }
 
+/// The API router over a fresh store in `dir`, with the system namespaces, for in-process
+/// clients.
+async fn in_process_api(dir: &std::path::Path) -> axum::Router {
+    let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir, &StoreConfig::default()).unwrap());
+    orch::api::ensure_system_namespaces(store.as_ref()).await.unwrap();
+    orch::api::router(store, orch::api::ServiceNetwork::default(), orch::api::TokenKeys::derive(b"test"), None, Default::default())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_client_goes_through_authorisation() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path(), &StoreConfig::default()).unwrap());
-    orch::api::ensure_system_namespaces(store.as_ref()).await.unwrap();
-    let router = orch::api::router(
-        store.clone(),
-        orch::api::ServiceNetwork::default(),
-        orch::api::TokenKeys::derive(b"test"),
-        None,
-        Default::default(),
-    );
+    let router = in_process_api(dir.path()).await;
 
     let controller = Identity { user: "system:orch-controller-manager".into(), groups: vec![MASTERS_GROUP.into()] };
     let api: Api<ConfigMap> = Api::default_namespaced(orch::api::in_process_client(router.clone(), controller, "default"));
@@ -87,15 +87,7 @@ async fn in_process_client_goes_through_authorisation() {
 async fn nodes_change_only_their_own_objects() {
     use k8s_openapi::api::core::v1::{Node, Pod};
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path(), &StoreConfig::default()).unwrap());
-    orch::api::ensure_system_namespaces(store.as_ref()).await.unwrap();
-    let router = orch::api::router(
-        store.clone(),
-        orch::api::ServiceNetwork::default(),
-        orch::api::TokenKeys::derive(b"test"),
-        None,
-        Default::default(),
-    );
+    let router = in_process_api(dir.path()).await;
     let node_client = |name: &str| {
         let identity = Identity { user: format!("system:node:{name}"), groups: vec!["system:nodes".into()] };
         orch::api::in_process_client(router.clone(), identity, "default")
