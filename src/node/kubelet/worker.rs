@@ -251,12 +251,13 @@ impl PodWorker {
                 biased;
                 _ = cancel.cancelled() => return,
                 changed = self.updates.changed() => {
-                    // The node loop drops its end when the kubelet stops: that is no deletion,
-                    // and the containers stay for the next kubelet to adopt.
-                    if changed.is_err() && cancel.is_cancelled() {
+                    // The node loop says a pod is gone with `None`; a closed channel means the
+                    // loop itself ended (the kubelet stops): the containers stay for the next
+                    // kubelet to adopt.
+                    if changed.is_err() {
                         return;
                     }
-                    let next = if changed.is_ok() { self.updates.borrow_and_update().clone() } else { None };
+                    let next = self.updates.borrow_and_update().clone();
                     match next {
                         Some(pod) => self.pod = pod,
                         None => return self.finish(false).await,
@@ -624,5 +625,23 @@ impl PodWorker {
             lifecycle::delete_pod(&ctx, &self.pod_ref).await;
         }
         tracing::info!(pod = %self.pod_ref.name, namespace = %self.pod_ref.namespace, "pod removed from the node");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::watch;
+
+    /// What [`super::PodWorker::run`] relies on: the node loop's last word (`None`, the pod is
+    /// gone) is seen before the closed channel, which alone means the loop has ended.
+    #[tokio::test]
+    async fn a_deletion_is_seen_before_the_closed_channel() {
+        let (tx, mut rx) = watch::channel(Some(1));
+        rx.borrow_and_update();
+        tx.send_replace(None);
+        drop(tx);
+        assert!(rx.changed().await.is_ok());
+        assert_eq!(*rx.borrow_and_update(), None);
+        assert!(rx.changed().await.is_err());
     }
 }
