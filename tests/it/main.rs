@@ -2,6 +2,7 @@
 
 mod support;
 
+mod adversarial;
 mod api_basics;
 mod cli;
 mod containerd_runtime;

@@ -1,0 +1,1 @@
+//! Adversarial tests: crash (see mod.rs).

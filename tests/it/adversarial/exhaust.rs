@@ -1,0 +1,1 @@
+//! Adversarial tests: exhaust (see mod.rs).

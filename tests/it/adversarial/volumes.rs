@@ -1,0 +1,1 @@
+//! Adversarial tests: volumes (see mod.rs).
