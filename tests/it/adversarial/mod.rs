@@ -6,6 +6,7 @@
 mod authz;
 mod crash;
 mod exhaust;
+mod tokens;
 mod volumes;
 
 use std::time::Duration;
