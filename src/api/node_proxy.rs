@@ -215,3 +215,18 @@ async fn send(
     let (parts, incoming) = response.into_parts();
     Ok(Response::from_parts(parts, Body::new(incoming)).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_paths_cannot_climb_out_or_reach_the_server_routes() {
+        assert_eq!(proxy_path("").unwrap(), "/");
+        assert_eq!(proxy_path("/healthz").unwrap(), "/healthz");
+        assert_eq!(proxy_path("/containerLogs/ns/p/c").unwrap(), "/containerLogs/ns/p/c");
+        for bad in ["/../raft", "/x/%2e%2E/y", "/..%2fraft", "/a%5c..", "/raft/status", "//store/range", "/RAFT", "nodes"] {
+            assert!(proxy_path(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+}
