@@ -80,9 +80,14 @@ impl ServerProc {
         RemoteStore::new(self.url(), self.admin_client().expect("server credentials exist once it started"))
     }
 
-    /// The join token of this server's cluster.
+    /// The server token of this server's cluster (joins servers; also agents).
     pub fn token(&self) -> String {
         crate::server::read_token(&self.data_dir).expect("server token exists once it started")
+    }
+
+    /// The agent token of this server's cluster (joins agents only).
+    pub fn agent_token(&self) -> String {
+        crate::server::read_agent_token(&self.data_dir).expect("agent token exists once it started")
     }
 
     /// (Re)starts the process with the same data dir, port and flags.

@@ -12,6 +12,7 @@ mod client;
 mod crd;
 mod discovery;
 mod fields;
+pub mod node_addresses;
 pub mod node_authz;
 pub mod node_password;
 mod node_proxy;

@@ -1,6 +1,7 @@
 //! Node passwords (k3s's habit): the first machine to join under a node name records a salted
 //! hash of its password in a Secret in `kube-system`; a later join under that name must present
-//! the same password, so another machine cannot take over an existing node's name.
+//! the same password (compared in constant time), so another machine cannot take over an
+//! existing node's name.
 
 use base64::Engine;
 use serde_json::json;
@@ -39,7 +40,7 @@ pub async fn check_or_record(store: &dyn Store, node: &str, password: &str) -> R
         match objects::get(store, &scope, &name).await {
             Ok(secret) => {
                 let salt = decode(&secret["data"]["salt"]);
-                return if decode(&secret["data"]["hash"]) == hash(&salt, password) {
+                return if crate::pki::constant_time_eq(decode(&secret["data"]["hash"]).as_bytes(), hash(&salt, password).as_bytes()) {
                     Ok(())
                 } else {
                     Err(NodePasswordError::Taken(node.into()))

@@ -1,8 +1,13 @@
 //! The API's path to node agents: `pods/log`, `pods/exec`, `pods/attach`, `pods/portforward`
 //! and `nodes/proxy` are forwarded to the node's kubelet port (its InternalIP and
 //! `status.daemonEndpoints.kubeletEndpoint.Port`, 10250 by default) over TLS verified against
-//! the cluster CA, authenticated with this server's own client certificate. Upgraded
-//! connections (exec, attach and port-forward over SPDY or WebSocket) are spliced through.
+//! the cluster CA, authenticated with the API's kubelet client certificate (an identity of its
+//! own, with no rights on the API or the server-internal routes). The kubelet must present the
+//! serving certificate of that very node (`system:node:<name>`), so a Node whose reported
+//! address or port points elsewhere (another node, a server's port) is not followed; a
+//! `nodes/proxy` path may not climb out with dot segments (plain or percent-encoded) nor name
+//! the server-internal `/raft` and `/store` routes. Upgraded connections (exec, attach and
+//! port-forward over SPDY or WebSocket) are spliced through.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -44,8 +49,9 @@ pub async fn forward(
     let tls = tls.ok_or_else(|| ApiError::service_unavailable("this API server has no kubelet client credentials"))?;
     let sub = scope.subresource.unwrap_or_default();
     let (node, path) = if scope.resource.plural == "nodes" {
-        let rest = request.path.split_once("/proxy").map(|(_, rest)| rest).unwrap_or_default();
-        (name.to_string(), if rest.is_empty() { "/".to_string() } else { rest.to_string() })
+        let prefix = format!("/nodes/{name}/proxy");
+        let rest = request.path.find(&prefix).map(|at| &request.path[at + prefix.len()..]).unwrap_or_default();
+        (name.to_string(), proxy_path(rest)?)
     } else {
         let pod = objects::get(store, scope, name).await?;
         let node = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()).map(str::to_string);
@@ -63,7 +69,53 @@ pub async fn forward(
     let (ip, port) =
         kubelet_address(&node_obj).ok_or_else(|| ApiError::service_unavailable(format!("node {node:?} has no InternalIP address")))?;
     let query = request.raw_query.map(|q| format!("?{q}")).unwrap_or_default();
-    send(tls, ip, port, request.method, &format!("{path}{query}"), request.headers, request.upgrade, body).await
+    let target = Kubelet { node: &node, ip, port };
+    send(tls, &target, request.method, &format!("{path}{query}"), request.headers, request.upgrade, body).await
+}
+
+/// Server-internal routes a node proxy path may never name, even on a kubelet.
+const INTERNAL_PREFIXES: [&str; 2] = ["raft", "store"];
+
+/// The kubelet path of a `nodes/proxy` request (`rest` follows `.../proxy`): refused when a
+/// segment is a dot segment or hides a separator once percent-decoded, or when it names a
+/// server-internal route.
+fn proxy_path(rest: &str) -> Result<String, ApiError> {
+    if rest.is_empty() {
+        return Ok("/".into());
+    }
+    let refuse = || ApiError::bad_request(format!("invalid node proxy path {rest:?}"));
+    let tail = rest.strip_prefix('/').ok_or_else(refuse)?;
+    let segments: Vec<Vec<u8>> = tail.split('/').map(percent_decode).collect();
+    let escapes = |s: &Vec<u8>| s == b"." || s == b".." || s.iter().any(|b| matches!(b, b'/' | b'\\' | 0));
+    if segments.iter().any(escapes) {
+        return Err(refuse());
+    }
+    let first = segments.iter().find(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).to_ascii_lowercase());
+    if first.is_some_and(|f| INTERNAL_PREFIXES.contains(&f.as_str())) {
+        return Err(ApiError::forbidden_message(&format!("the node proxy does not reach {rest:?}")));
+    }
+    Ok(rest.to_string())
+}
+
+/// The bytes of a percent-encoded path segment (a malformed escape stays as it is).
+fn percent_decode(segment: &str) -> Vec<u8> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The container a pod stream is about: `?container=`, else the pod's only container.
@@ -95,23 +147,39 @@ fn hop_by_hop(name: &str, upgrading: bool) -> bool {
         || (!upgrading && matches!(name, "connection" | "upgrade"))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn send(
-    tls: &Arc<rustls::ClientConfig>,
+/// Where a request goes: the kubelet of `node`, at `ip:port`.
+struct Kubelet<'a> {
+    node: &'a str,
     ip: IpAddr,
     port: u16,
+}
+
+/// Whether the verified serving certificate of a TLS connection is the one of `node`.
+fn presents_node(stream: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>, node: &str) -> bool {
+    let identity = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| crate::pki::Identity::from_der(c));
+    identity.is_some_and(|id| id.user == format!("system:node:{node}"))
+}
+
+async fn send(
+    tls: &Arc<rustls::ClientConfig>,
+    target: &Kubelet<'_>,
     method: Method,
     path_and_query: &str,
     headers: &HeaderMap,
     upgrade: Option<OnUpgrade>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let (ip, port) = (target.ip, target.port);
     let unreachable = |e: &dyn std::fmt::Display| ApiError::service_unavailable(format!("error dialing the kubelet at {ip}:{port}: {e}"));
     let tcp = tokio::net::TcpStream::connect((ip, port)).await.map_err(|e| unreachable(&e))?;
     let mut config = (**tls).clone();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let stream = connector.connect(rustls::pki_types::ServerName::IpAddress(ip.into()), tcp).await.map_err(|e| unreachable(&e))?;
+    if !presents_node(&stream, target.node) {
+        tracing::warn!(node = target.node, %ip, port, "a kubelet address answered with another identity's certificate");
+        return Err(unreachable(&format_args!("its certificate is not the one of node {:?}", target.node)));
+    }
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| unreachable(&e))?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
@@ -146,4 +214,19 @@ async fn send(
     }
     let (parts, incoming) = response.into_parts();
     Ok(Response::from_parts(parts, Body::new(incoming)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_paths_cannot_climb_out_or_reach_the_server_routes() {
+        assert_eq!(proxy_path("").unwrap(), "/");
+        assert_eq!(proxy_path("/healthz").unwrap(), "/healthz");
+        assert_eq!(proxy_path("/containerLogs/ns/p/c").unwrap(), "/containerLogs/ns/p/c");
+        for bad in ["/../raft", "/x/%2e%2E/y", "/..%2fraft", "/a%5c..", "/raft/status", "//store/range", "/RAFT", "nodes"] {
+            assert!(proxy_path(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
 }

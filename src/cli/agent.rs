@@ -12,7 +12,8 @@ pub struct AgentArgs {
     /// URL of a server to join, e.g. https://10.0.0.1:6443
     #[arg(long, value_name = "URL")]
     pub join: Option<String>,
-    /// Join token printed by `orch server` (or an agent token from `orch token create`)
+    /// Agent token printed by `orch server` (`<data-dir>/server/agent-token`), a bootstrap token
+    /// from `orch token create`, or the server token
     #[arg(long, env = "ORCH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     #[command(flatten)]
@@ -29,7 +30,7 @@ pub async fn run(data_dir: &Path, args: AgentArgs) -> Result<(), NodeError> {
         return Err(NodeError::Flag("--join https://SERVER:6443 is required".into()));
     }
     if token.is_empty() {
-        return Err(NodeError::Flag("--token is required (the token printed by `orch server`)".into()));
+        return Err(NodeError::Flag("--token is required (the agent token printed by `orch server`)".into()));
     }
     crate::pki::JoinToken::parse(&token)?;
     node::check_runnable(&config)?;

@@ -34,6 +34,11 @@ pub struct ServerArgs {
     /// <data-dir>/server/token), or a bare secret to use for a new cluster
     #[arg(long, env = "ORCH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Agent token: joins agents only, never servers (stored in <data-dir>/server/agent-token);
+    /// a bare secret sets it on first start. Default: derived from the server token, so every
+    /// server of the cluster has the same one. Give the same value to every server if set
+    #[arg(long, env = "ORCH_AGENT_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub agent_token: Option<String>,
     /// Extra host name or IP address for the serving certificate (repeatable)
     #[arg(long, value_name = "NAME_OR_IP")]
     pub tls_san: Vec<String>,
@@ -93,6 +98,8 @@ impl ServerArgs {
             advertise_address: self.advertise_address,
             join: self.join.clone(),
             token: self.token.clone(),
+            agent_token: self.agent_token.clone(),
+            local_node: (!self.disable_agent).then(|| self.node.node_name.clone().unwrap_or_else(crate::host::hostname)),
             tls_san: self.tls_san.clone(),
             write_kubeconfig: self.write_kubeconfig.clone().or_else(|| default_data_dir.then(|| "/etc/orch/orch.yaml".into())),
             write_kubeconfig_mode: self.write_kubeconfig_mode,
@@ -110,11 +117,11 @@ impl ServerArgs {
         }
     }
 
-    /// The server's own node: it joins over loopback with the server token and carries the
+    /// The server's own node: it joins over loopback with the agent token and carries the
     /// control-plane role labels; its InternalIP defaults to the advertised or bound address.
     fn local_node(&self, data_dir: &Path, server: &Server) -> Result<node::Config, String> {
         let default_ip = self.advertise_address.or_else(|| Some(self.bind_address).filter(|ip| !ip.is_unspecified()));
-        let mut config = self.node.config(data_dir, &server.local_url(), &server.token(), default_ip)?;
+        let mut config = self.node.config(data_dir, &server.local_url(), &server.agent_token(), default_ip)?;
         for (k, v) in crate::k8s::names::CONTROL_PLANE_LABELS {
             config.labels.entry(k.to_string()).or_insert_with(|| v.to_string());
         }

@@ -1,5 +1,8 @@
-//! `orch token create|list|delete`: agent-only bootstrap tokens, managed through the API of the
-//! server running on this machine with its admin credentials.
+//! `orch token create|list|delete`: agent-only bootstrap tokens (Secrets
+//! `kube-system/bootstrap-token-<id>` usable for authentication, as kubeadm creates them),
+//! managed through the API of the server running on this machine with its admin credentials.
+//! They join agents, never servers; the cluster's fixed tokens are in `<data-dir>/server/token`
+//! (servers) and `<data-dir>/server/agent-token` (agents).
 
 use std::path::Path;
 use std::time::Duration;

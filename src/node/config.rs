@@ -37,7 +37,7 @@ pub struct HollowShape {
 pub struct Config {
     /// URL of an API server, e.g. `https://127.0.0.1:6443`.
     pub server: String,
-    /// A join token (the server token or an agent bootstrap token).
+    /// A join token (the agent token, a bootstrap token or the server token).
     pub token: String,
     pub node_name: String,
     pub data_dir: PathBuf,

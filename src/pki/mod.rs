@@ -10,10 +10,13 @@ mod token;
 pub use ca::{write_private, CertSpec, ClusterCa, PemPair};
 pub use identity::{Identity, Peer};
 pub use tls::{client_config, insecure_client_config, server_config};
-pub use token::{ca_hash, is_bootstrap, new_bootstrap, JoinToken};
+pub use token::{ca_hash, constant_time_eq, derived_agent_secret, is_bootstrap, new_bootstrap, JoinToken};
 
 /// Group of the certificates orch servers use towards each other (raft, store RPC).
 pub const SERVERS_GROUP: &str = "system:orch-servers";
+/// Group of the client certificate API servers present to kubelets (the node proxy): the
+/// kubelet API admits it; the API and the server-internal routes grant it nothing.
+pub const KUBELET_CLIENTS_GROUP: &str = "system:orch-kubelet-clients";
 /// Kubernetes' superuser group.
 pub const MASTERS_GROUP: &str = "system:masters";
 

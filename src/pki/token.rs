@@ -24,8 +24,22 @@ pub fn new_bootstrap(ca_pem: &str) -> JoinToken {
     JoinToken { ca_hash: Some(ca_hash(ca_pem)), user: "node".into(), secret: format!("{}.{}", pick(6), pick(16)) }
 }
 
-/// A join token: `user` is `server` for the server token (it also joins agents) or `node` for
-/// an agent-only bootstrap token, whose `secret` is `<id>.<secret>`.
+/// Whether `a` equals `b`, in a time that depends only on their lengths (token and password
+/// checks: the server's one comparison of secrets).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The default agent token secret of a cluster whose server token secret is `server_secret`:
+/// derived one way (SHA-256), so every server computes the same one and its holder learns
+/// nothing of the server token.
+pub fn derived_agent_secret(server_secret: &str) -> String {
+    let digest = Sha256::digest(format!("orch agent token\0{server_secret}").as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A join token: `user` is `server` for the server token (joins servers and agents) or `node`
+/// for an agent token (`node:<secret>`) or an agent-only bootstrap token (`<id>.<secret>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinToken {
     /// Expected CA hash, when the token carries one.
@@ -38,6 +52,11 @@ impl JoinToken {
     /// The server token for a cluster whose CA is `ca_pem`.
     pub fn server(ca_pem: &str, secret: &str) -> Self {
         Self { ca_hash: Some(ca_hash(ca_pem)), user: "server".into(), secret: secret.into() }
+    }
+
+    /// The agent token for a cluster whose CA is `ca_pem`: it joins agents only.
+    pub fn agent(ca_pem: &str, secret: &str) -> Self {
+        Self { ca_hash: Some(ca_hash(ca_pem)), user: "node".into(), secret: secret.into() }
     }
 
     pub fn parse(raw: &str) -> Result<Self, PkiError> {
@@ -72,7 +91,7 @@ impl JoinToken {
 impl std::fmt::Display for JoinToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.ca_hash {
-            Some(h) if self.user == "node" => write!(f, "K10{h}::{}", self.secret),
+            Some(h) if self.user == "node" && is_bootstrap(&self.secret) => write!(f, "K10{h}::{}", self.secret),
             Some(h) => write!(f, "K10{h}::{}:{}", self.user, self.secret),
             None => write!(f, "{}", self.secret),
         }
@@ -99,6 +118,23 @@ mod tests {
         assert!(is_bootstrap(&t.secret));
         assert_eq!(JoinToken::parse(&t.to_string()).unwrap(), t);
         assert!(t.to_string().contains("::") && !t.to_string().contains(":node:"));
+    }
+
+    #[test]
+    fn agent_tokens_round_trip_and_differ_from_the_server_token() {
+        let secret = derived_agent_secret("s3cret");
+        assert_eq!(secret.len(), 32);
+        assert_ne!(secret, derived_agent_secret("other"));
+        let t = JoinToken::agent("CA", &secret);
+        assert!(t.to_string().contains("::node:"));
+        assert_eq!(JoinToken::parse(&t.to_string()).unwrap(), t);
+    }
+
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 
     #[test]

@@ -19,6 +19,12 @@ pub struct Config {
     pub join: Option<String>,
     /// The server token (`K10<ca-hash>::server:<secret>` or a bare secret for a new cluster).
     pub token: Option<String>,
+    /// The agent token (`K10<ca-hash>::node:<secret>` or a bare secret); default: derived
+    /// from the server token, and different from it.
+    pub agent_token: Option<String>,
+    /// The name of the node this machine runs besides the server, if any: it may carry the
+    /// server's own names and addresses in its kubelet serving certificate.
+    pub local_node: Option<String>,
     /// Extra host names and addresses for the serving certificate.
     pub tls_san: Vec<String>,
     /// Where the admin kubeconfig is written besides `<data-dir>/orch.yaml`.

@@ -9,6 +9,7 @@ mod config;
 mod credentials;
 mod kubeconfig;
 mod routes;
+mod serving_sans;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-pub use credentials::{admin_credentials, read_token};
+pub use credentials::{admin_credentials, read_agent_token, read_token};
 
 use crate::join::JoinError;
 use crate::pki::{self, JoinToken, PkiError};
@@ -104,7 +105,7 @@ pub struct Server {
     /// Every task of the server: the API's background work, connections, the compactor.
     tasks: Tasks,
     port: u16,
-    token: JoinToken,
+    agent_token: JoinToken,
 }
 
 impl Server {
@@ -129,7 +130,8 @@ impl Server {
             credentials::store_received_ca(data_dir, &ca)?;
         }
         let (dns, ips) = sans(&config, &host, advertise_ip);
-        let creds = credentials::load_or_create(data_dir, &host, &dns, &ips, config.token.as_deref())?;
+        let flags = credentials::TokenFlags { server: config.token.as_deref(), agent: config.agent_token.as_deref() };
+        let creds = credentials::load_or_create(data_dir, &host, &dns, &ips, flags)?;
         let kubeconfig = kubeconfig::render(&https_url(IpAddr::V4(Ipv4Addr::LOCALHOST), port), &creds.ca.pem().cert, &creds.admin);
         kubeconfig::write(&data_dir.join("orch.yaml"), &kubeconfig, config.write_kubeconfig_mode)?;
         if let Some(path) = &config.write_kubeconfig {
@@ -151,13 +153,23 @@ impl Server {
         let (cancel, controllers) = (tasks.cancel.clone(), tasks.cancel.child_token());
         let internal = crate::raft::router(store.clone()).merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
         let tokens = crate::api::TokenKeys::derive(creds.ca.pem().key.as_bytes());
-        let kubelet_tls = Arc::new(pki::client_config(&creds.ca.pem().cert, Some(&creds.peer))?);
+        let kubelet_tls = Arc::new(pki::client_config(&creds.ca.pem().cert, Some(&creds.kubelet_client))?);
         let api = crate::api::router(store.clone() as Arc<dyn Store>, net, tokens, Some(kubelet_tls), tasks.clone());
         let controller_client = crate::api::in_process_client(api.clone(), controller_identity(), "default");
         let tls = Arc::new(pki::server_config(&creds.ca.pem().cert, &creds.serving)?);
-        let token = creds.token.clone();
+        let (token, agent_token) = (creds.token.clone(), creds.agent_token.clone());
         let ca_pem = creds.ca.pem().cert.clone();
-        let public = routes::public(Arc::new(routes::PublicState { token: creds.token.clone(), ca: creds.ca, store: store.clone() }));
+        let public = routes::public(Arc::new(routes::PublicState {
+            token: creds.token,
+            agent_token: creds.agent_token,
+            control_plane: serving_sans::ControlPlane {
+                dns_names: dns,
+                ips: ips.into_iter().chain([IpAddr::V4(net.kubernetes_ip())]).collect(),
+                local_node: config.local_node.clone(),
+            },
+            ca: creds.ca,
+            store: store.clone(),
+        }));
         let app = public.merge(routes::internal(internal)).merge(api);
         tasks.tracker.spawn(crate::rpc::https::serve(listener, tls, app, cancel.clone(), tasks.tracker.clone()));
         tracing::info!(%url, node_id = store.id(), "orch server listening");
@@ -169,7 +181,10 @@ impl Server {
             store.join(seed, JOIN_DEADLINE).await?;
         } else {
             store.bootstrap().await?;
-            eprintln!("orch: new cluster created. Join other servers with:\n  orch server --join {url} --token {token}");
+            eprintln!(
+                "orch: new cluster created. Join other servers with:\n  orch server --join {url} --token {token}\n\
+                 and agents with:\n  orch agent --join {url} --token {agent_token}"
+            );
         }
         let ns_store = store.clone();
         tasks.spawn(async move {
@@ -194,7 +209,7 @@ impl Server {
         }
         let leader_store = store.clone();
         tasks.tracker.spawn(compactor::run(store.clone(), config.compaction_interval, move || leader_store.is_leader(), cancel));
-        Ok(Server { store, controllers, controller_task, tasks, port, token })
+        Ok(Server { store, controllers, controller_task, tasks, port, agent_token })
     }
 
     /// The URL this machine's own node reaches the API at (loopback).
@@ -202,9 +217,9 @@ impl Server {
         https_url(IpAddr::V4(Ipv4Addr::LOCALHOST), self.port)
     }
 
-    /// The server token (it also joins agents).
-    pub fn token(&self) -> String {
-        self.token.to_string()
+    /// The agent token (joins agents only).
+    pub fn agent_token(&self) -> String {
+        self.agent_token.to_string()
     }
 
     /// Stops the controllers (a leader releases its lease), then serving, waits (boundedly)

@@ -1,6 +1,10 @@
 //! The server's own HTTP surface: public endpoints (`/cacerts`, `/version`, health), the
-//! server-bootstrap endpoint joining servers call with the token, and the guard that admits
-//! only cluster servers and `system:masters` to the internal `/raft/*` and `/store/*` routes.
+//! server-bootstrap endpoint joining servers call with the server token (the only way to the
+//! CA's key), the node-bootstrap endpoint agents call with the agent token, a bootstrap token
+//! or the server token (a `system:node:<name>` certificate, nothing more), the kubelet
+//! serving-certificate endpoint (the node's own name and addresses only), and the guard that
+//! admits only cluster servers and `system:masters` to the internal `/raft/*` and `/store/*`
+//! routes.
 
 use std::sync::Arc;
 
@@ -13,13 +17,18 @@ use axum::{Extension, Json, Router};
 
 use crate::join::wire::{self, basic_credentials, AgentCredentials, NodeJoin, ServerBootstrap, ServingRequest};
 use crate::k8s::version;
-use crate::pki::{JoinToken, Peer, MASTERS_GROUP, SERVERS_GROUP};
+use crate::pki::{constant_time_eq, JoinToken, Peer, MASTERS_GROUP, SERVERS_GROUP};
 
 /// What the public routes need.
 pub struct PublicState {
     /// The cluster CA: served at `/cacerts`, handed to joining servers, signs agents' certificates.
     pub ca: crate::pki::ClusterCa,
+    /// The server token: the CA's key to joining servers; also joins agents (as in k3s).
     pub token: JoinToken,
+    /// The agent token: joins agents only.
+    pub agent_token: JoinToken,
+    /// Names and addresses no other node's serving certificate may carry.
+    pub control_plane: super::serving_sans::ControlPlane,
     pub store: std::sync::Arc<dyn crate::store::Store>,
 }
 
@@ -77,16 +86,14 @@ fn authorised(headers: &HeaderMap, token: &JoinToken) -> bool {
         .is_some_and(|(user, secret)| user == "server" && constant_time_eq(secret.as_bytes(), token.secret.as_bytes()))
 }
 
-/// Agents may join with the server token or an unexpired bootstrap token (`node:<id>.<secret>`).
+/// Agents may join with the agent token, the server token or a stored bootstrap token
+/// (`<id>.<secret>`) that is valid for authentication; the user name is not significant.
 async fn agent_authorised(s: &PublicState, headers: &HeaderMap) -> bool {
-    match basic_credentials(headers) {
-        Some((user, secret)) if user == "node" => crate::api::bootstrap_tokens::valid(s.store.as_ref(), &secret).await,
-        _ => authorised(headers, &s.token),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let Some((_, secret)) = basic_credentials(headers) else { return false };
+    // Both comparisons always run, so timing does not tell which token was close.
+    let agent = constant_time_eq(secret.as_bytes(), s.agent_token.secret.as_bytes());
+    let server = constant_time_eq(secret.as_bytes(), s.token.secret.as_bytes());
+    agent | server || (crate::pki::is_bootstrap(&secret) && crate::api::bootstrap_tokens::valid(s.store.as_ref(), &secret).await)
 }
 
 /// Gives a joining agent holding the token a node client certificate (CN `system:node:<name>`,
@@ -120,7 +127,8 @@ async fn node_bootstrap(State(s): State<Arc<PublicState>>, headers: HeaderMap, J
 }
 
 /// Signs a serving certificate for the kubelet port of the node whose client certificate
-/// (`system:node:<name>` in `system:nodes`) authenticates the request, for its addresses.
+/// (`system:node:<name>` in `system:nodes`) authenticates the request, for its own name and
+/// addresses only (see `serving_sans`).
 async fn node_serving_cert(
     State(s): State<Arc<PublicState>>,
     Extension(peer): Extension<Peer>,
@@ -130,11 +138,17 @@ async fn node_serving_cert(
     let Some(node) = node else {
         return (StatusCode::UNAUTHORIZED, "a node client certificate (system:node:<name>) is required").into_response();
     };
-    if req.ips.len() > 16 || req.dns_names.len() > 16 || req.dns_names.iter().any(|d| crate::api::check_name(d).is_err()) {
-        return (StatusCode::BAD_REQUEST, "at most 16 addresses and 16 DNS names (DNS-1123 subdomains)").into_response();
+    if req.ips.len() > 16 || req.dns_names.len() > 16 {
+        return (StatusCode::BAD_REQUEST, "at most 16 addresses and 16 DNS names").into_response();
     }
-    let mut dns_names = vec![node.clone()];
-    dns_names.extend(req.dns_names);
+    let dns_names = match super::serving_sans::check(s.store.as_ref(), &s.control_plane, &node, &req.dns_names, &req.ips).await {
+        Ok(names) => names,
+        Err(e @ super::serving_sans::Refused::Store(_)) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        Err(e) => {
+            tracing::warn!(%node, error = %e, "refused a kubelet serving certificate");
+            return (StatusCode::FORBIDDEN, e.to_string()).into_response();
+        }
+    };
     let spec = crate::pki::CertSpec {
         common_name: format!("system:node:{node}"),
         organizations: vec!["system:nodes".into()],

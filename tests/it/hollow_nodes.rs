@@ -170,7 +170,7 @@ async fn many_hollow_nodes_share_one_process() {
     let server = start_server(&dir.path().join("server"), &[]);
     server.wait_member(Duration::from_secs(20)).await;
     let client = kube_client(&server).await;
-    let (url, token) = (server.url(), server.token());
+    let (url, token) = (server.url(), server.agent_token());
     let configs = (0..20).map(|i| HollowConfig::new(&url, &token, &format!("lib-{i}"), &format!("password-of-lib-{i}"))).collect();
     let started = start_many(configs, 8).await;
     let nodes: Vec<HollowNode> = started.into_iter().map(|r| r.expect("a hollow node starts")).collect();

@@ -52,7 +52,7 @@ impl TestNode {
         .into_iter()
         .chain(extra.iter().map(|f| f.to_string()))
         .collect::<Vec<_>>();
-        self.agent = Some(AgentProc::start(orch_binary(), &server.url(), &server.token(), &self.data_dir(), NODE, &flags));
+        self.agent = Some(AgentProc::start(orch_binary(), &server.url(), &server.agent_token(), &self.data_dir(), NODE, &flags));
     }
 
     /// Waits until the node is registered and Ready with a podCIDR (returned) and has imported

@@ -21,7 +21,7 @@ use crate::support::{kube_client, kubectl, ready_server};
 async fn stub_kubelet(ca: &ClusterCa) -> u16 {
     let serving = ca
         .sign(&CertSpec {
-            common_name: "stub-kubelet".into(),
+            common_name: "system:node:stub".into(),
             ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
             server_auth: true,
             ..Default::default()
@@ -89,7 +89,7 @@ async fn pod_streams_reach_the_kubelet_as_the_api_server() {
     let home = dir.path().join("home");
     let (ok, out, err) = kubectl(&server, &home, &["logs", "p", "--tail=5"], None).await;
     assert!(ok, "{err}");
-    assert!(out.contains("/containerLogs/default/p/c?") && out.contains("tailLines=5") && out.contains("system:orch-servers"), "{out}");
+    assert!(out.contains("/containerLogs/default/p/c?") && out.contains("tailLines=5") && out.contains("system:orch-kubelet-clients"), "{out}");
 
     // An upgraded exec stream is spliced through to the kubelet and back.
     let admin = PemPair::read(&server.data_dir.join("server/tls"), "client-admin").unwrap().expect("the admin certificate");

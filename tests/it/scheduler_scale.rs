@@ -29,7 +29,7 @@ async fn a_thousand_pods_run_on_fifty_hollow_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let server = ready_server(dir.path(), &[]).await;
     let client = kube_client(&server).await;
-    let (url, token) = (server.url(), server.token());
+    let (url, token) = (server.url(), server.agent_token());
     let configs =
         (0..NODES).map(|i| HollowConfig::new(&url, &token, &format!("scale-{i:02}"), &format!("password-of-scale-{i}"))).collect();
     let nodes: Vec<HollowNode> = start_many(configs, 16).await.into_iter().map(|r| r.expect("a hollow node starts")).collect();

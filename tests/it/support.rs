@@ -68,7 +68,7 @@ pub async fn ready_server(dir: &Path, extra: &[String]) -> ServerProc {
 pub fn start_hollow_node(server: &ServerProc, dir: &Path, name: &str, extra: &[String]) -> AgentProc {
     let mut flags = vec!["--runtime=fake".to_string()];
     flags.extend_from_slice(extra);
-    AgentProc::start(orch_binary(), &server.url(), &server.token(), dir, name, &flags)
+    AgentProc::start(orch_binary(), &server.url(), &server.agent_token(), dir, name, &flags)
 }
 
 /// A kube-rs client of `server` with the admin kubeconfig it wrote.

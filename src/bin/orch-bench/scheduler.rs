@@ -106,7 +106,7 @@ pub async fn run(binary: &Path, root: &Path, cfg: Config) -> anyhow::Result<()> 
     let api = format!("{}/api/v1", server.url());
 
     let t_nodes = Instant::now();
-    let mut hollow = HollowNodes::start(cfg.nodes, &server.url(), &server.token(), &root.join("hollow-nodes.log"))?;
+    let mut hollow = HollowNodes::start(cfg.nodes, &server.url(), &server.agent_token(), &root.join("hollow-nodes.log"))?;
     hollow.wait_started(NODE_WAIT).await?;
     wait_nodes_ready(&http, &api, cfg.nodes, NODE_WAIT).await?;
     println!("{} nodes Ready in {:.1} s; server RSS {:.0} MiB", cfg.nodes, t_nodes.elapsed().as_secs_f64(), proc_mib(pid, "VmRSS:"));

@@ -1,5 +1,5 @@
 //! The kubelet API (port 10250): HTTPS with the node's serving certificate, open only to client
-//! certificates of API servers (`system:orch-servers`, which the API's node proxy presents) and
+//! certificates of API servers (`system:orch-kubelet-clients`, which the API's node proxy presents) and
 //! cluster admins (`system:masters`). It serves `/containerLogs/{ns}/{pod}/{container}` from
 //! the CRI log files (a followed log carries on into the new file when it is rotated), and
 //! exec, attach and port-forward (see `streaming`).
@@ -22,7 +22,7 @@ use super::layout::LABEL_ATTEMPT;
 use super::logs::{self, LogOptions};
 use super::streaming;
 use crate::node::runtime::ContainerRuntime;
-use crate::pki::{Peer, MASTERS_GROUP, SERVERS_GROUP};
+use crate::pki::{Peer, KUBELET_CLIENTS_GROUP, MASTERS_GROUP};
 
 /// How often a followed log is read for new records.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -50,7 +50,7 @@ pub fn router(state: Arc<KubeletApi>) -> Router {
 
 async fn require_api_server(Extension(peer): Extension<Peer>, req: Request, next: Next) -> Response {
     match &peer.0 {
-        Some(id) if id.in_group(SERVERS_GROUP) || id.in_group(MASTERS_GROUP) => next.run(req).await,
+        Some(id) if id.in_group(KUBELET_CLIENTS_GROUP) || id.in_group(MASTERS_GROUP) => next.run(req).await,
         Some(id) => {
             (StatusCode::FORBIDDEN, format!("Forbidden (user={}, verb=get, resource=nodes, subresource=proxy)", id.user)).into_response()
         }
