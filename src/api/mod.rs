@@ -28,6 +28,7 @@ mod status;
 mod subresources;
 mod table;
 mod tokens;
+mod volume_validation;
 mod watch;
 mod watch_cache;
 
