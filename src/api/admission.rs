@@ -294,6 +294,7 @@ pub fn validate(r: &Resource, obj: &Value, before: Option<&Value>) -> Result<(),
             validate_job_spec(&obj["spec"]["jobTemplate"]["spec"], "spec.jobTemplate.spec", &mut errs);
         }
         ("", "ConfigMap") => super::volume_validation::config_map(obj, &mut errs),
+        ("", "Namespace") => super::pod_security::validate_namespace(obj, before, &mut errs),
         ("", "Secret") => super::volume_validation::secret(obj, &mut errs),
         ("", "Node") => {
             if let Some(before) = before {
