@@ -243,7 +243,11 @@ mod tests {
         assert!(got.iter().any(|g| g.starts_with("spec.volumes[3].name: Invalid value: \"Bad_Name\"")), "{got:#?}");
         assert_eq!(got.len(), 8, "{got:#?}");
         let mut errs = Vec::new();
-        pod_volumes(&json!({"volumes": [{"name": "ok", "configMap": {"name": "c", "items": [{"key": "k", "path": "a/b..c"}]}}]}), "spec", &mut errs);
+        pod_volumes(
+            &json!({"volumes": [{"name": "ok", "configMap": {"name": "c", "items": [{"key": "k", "path": "a/b..c"}]}}]}),
+            "spec",
+            &mut errs,
+        );
         assert!(errs.is_empty(), "{:?}", messages(&errs));
     }
 }

@@ -484,8 +484,10 @@ async fn sub_paths_do_not_follow_planted_symlinks_on_a_real_node() {
                 && w.message.as_deref().is_some_and(|m| m.contains(&format!("subPath {sub_path:?}")))
         })
     };
-    pod_where(&pods, "planted", "the planted links refused as subPaths", &node, |p| refused(p, "victim", "escape") && refused(p, "climber", "up"))
-        .await;
+    pod_where(&pods, "planted", "the planted links refused as subPaths", &node, |p| {
+        refused(p, "victim", "escape") && refused(p, "climber", "up")
+    })
+    .await;
     let (ok, out, err) = kubectl(&server, &home, &["exec", "planted", "-c", "fine", "--", "cat", "/mnt/f"], None).await;
     assert!(ok && out == "mine", "a subPath inside the volume works: {out}{err}");
     let (ok, _, err) = kubectl(&server, &home, &["delete", "pod", "planted", "--grace-period=1"], None).await;

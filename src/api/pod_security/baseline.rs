@@ -70,12 +70,14 @@ pub fn capabilities(pod: &PodView<'_>, _: &Policy) -> Option<Violation> {
     if containers.is_empty() {
         return None;
     }
-    let detail = format!("{} must not include {} in securityContext.capabilities.add", containers_phrase(&containers), join_quote(&sorted(caps)));
+    let detail =
+        format!("{} must not include {} in securityContext.capabilities.add", containers_phrase(&containers), join_quote(&sorted(caps)));
     Violation::new("non-default capabilities", detail)
 }
 
 pub fn host_namespaces(pod: &PodView<'_>, _: &Policy) -> Option<Violation> {
-    let set: Vec<String> = ["hostIPC", "hostNetwork", "hostPID"].iter().filter(|f| pod.spec[**f] == true).map(|f| format!("{f}=true")).collect();
+    let set: Vec<String> =
+        ["hostIPC", "hostNetwork", "hostPID"].iter().filter(|f| pod.spec[**f] == true).map(|f| format!("{f}=true")).collect();
     if set.is_empty() {
         return None;
     }
@@ -93,8 +95,14 @@ pub fn host_path_volumes(pod: &PodView<'_>, _: &Policy) -> Option<Violation> {
 pub fn host_ports(pod: &PodView<'_>, _: &Policy) -> Option<Violation> {
     let (mut containers, mut ports) = (Vec::new(), Vec::new());
     for c in pod.containers() {
-        let used: Vec<String> =
-            c["ports"].as_array().into_iter().flatten().filter_map(|p| p["hostPort"].as_i64()).filter(|p| *p != 0).map(|p| p.to_string()).collect();
+        let used: Vec<String> = c["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["hostPort"].as_i64())
+            .filter(|p| *p != 0)
+            .map(|p| p.to_string())
+            .collect();
         if !used.is_empty() {
             containers.push(name(c));
             ports.extend(used);
@@ -202,7 +210,8 @@ pub fn explicit_bad_seccomp(pod: &PodView<'_>) -> Option<Violation> {
     if !pod_bad && containers.is_empty() {
         return None;
     }
-    let detail = format!("{} must not set securityContext.seccompProfile.type to {}", setters(pod_bad, &containers), join_quote(&sorted(values)));
+    let detail =
+        format!("{} must not set securityContext.seccompProfile.type to {}", setters(pod_bad, &containers), join_quote(&sorted(values)));
     Violation::new("seccompProfile", detail)
 }
 

@@ -49,7 +49,11 @@ pub fn capabilities(pod: &PodView<'_>, policy: &Policy) -> Option<Violation> {
         details.push(format!("{} must set securityContext.capabilities.drop=[\"ALL\"]", containers_phrase(&missing_drop)));
     }
     if !adding.is_empty() {
-        details.push(format!("{} must not include {} in securityContext.capabilities.add", containers_phrase(&adding), join_quote(&sorted(caps))));
+        details.push(format!(
+            "{} must not include {} in securityContext.capabilities.add",
+            containers_phrase(&adding),
+            join_quote(&sorted(caps))
+        ));
     }
     if details.is_empty() {
         return None;
@@ -57,7 +61,8 @@ pub fn capabilities(pod: &PodView<'_>, policy: &Policy) -> Option<Violation> {
     Violation::new("unrestricted capabilities", details.join("; "))
 }
 
-const ALLOWED_VOLUMES: [&str; 8] = ["configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"];
+const ALLOWED_VOLUMES: [&str; 8] =
+    ["configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"];
 
 pub fn volume_types(pod: &PodView<'_>, _: &Policy) -> Option<Violation> {
     let (mut names, mut types) = (Vec::new(), Vec::new());
@@ -101,7 +106,10 @@ pub fn run_as_non_root(pod: &PodView<'_>, _: &Policy) -> Option<Violation> {
         }
     }
     if pod_bad || !explicit.is_empty() {
-        return Violation::new("runAsNonRoot != true", format!("{} must not set securityContext.runAsNonRoot=false", setters(pod_bad, &explicit)));
+        return Violation::new(
+            "runAsNonRoot != true",
+            format!("{} must not set securityContext.runAsNonRoot=false", setters(pod_bad, &explicit)),
+        );
     }
     if !implicit.is_empty() {
         return Violation::new(
@@ -133,12 +141,16 @@ pub fn seccomp(pod: &PodView<'_>, policy: &Policy) -> Option<Violation> {
         return Some(explicit);
     }
     let pod_set = valid_seccomp(&pod.security_context()["seccompProfile"]["type"]);
-    let implicit: Vec<String> = pod.containers().filter(|c| !pod_set && !c["securityContext"]["seccompProfile"].is_object()).map(name).collect();
+    let implicit: Vec<String> =
+        pod.containers().filter(|c| !pod_set && !c["securityContext"]["seccompProfile"].is_object()).map(name).collect();
     if implicit.is_empty() {
         return None;
     }
     Violation::new(
         "seccompProfile",
-        format!("pod or {} must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\"", containers_phrase(&implicit)),
+        format!(
+            "pod or {} must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\"",
+            containers_phrase(&implicit)
+        ),
     )
 }

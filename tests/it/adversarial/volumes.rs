@@ -32,7 +32,8 @@ async fn keys_and_paths_that_leave_the_volume_are_refused() {
     );
     assert_eq!(tenant.get(&format!("{base}/configmaps/evil")).await.code, 404, "nothing stored");
 
-    let secret = json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "evil" }, "data": { "..": "eA==", "..data": "eA==" } });
+    let secret =
+        json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "evil" }, "data": { "..": "eA==", "..data": "eA==" } });
     let answer = tenant.send("POST", &format!("{base}/secrets"), "application/json", secret.to_string()).await;
     assert_eq!(answer.code, 422, "{}", answer.text);
     assert!(answer.text.contains("data[..]: Invalid value: \\\"..\\\": must not be '..'"), "{}", answer.text);
@@ -69,7 +70,13 @@ async fn keys_and_paths_that_leave_the_volume_are_refused() {
             "volumes": [{ "name": "v", "secret": { "secretName": "s", "items": [{ "key": "k", "path": "/etc/shadow" }] } }] } } } });
     let answer = tenant.send("POST", "/apis/apps/v1/namespaces/team/deployments", "application/json", deploy.to_string()).await;
     assert_eq!(answer.code, 422, "{}", answer.text);
-    assert!(answer.text.contains("spec.template.spec.volumes[0].secret.items[0].path: Invalid value: \\\"/etc/shadow\\\": must be a relative path"), "{}", answer.text);
+    assert!(
+        answer
+            .text
+            .contains("spec.template.spec.volumes[0].secret.items[0].path: Invalid value: \\\"/etc/shadow\\\": must be a relative path"),
+        "{}",
+        answer.text
+    );
     assert_alive(&server).await;
 }
 
@@ -113,7 +120,11 @@ async fn pod_security_levels_are_enforced_and_warned() {
     assert!(answer.text.contains("hostPath volumes (volume \\\"root\\\")"), "{}", answer.text);
 
     let plain = pod("plain", json!({ "containers": [busybox()] }));
-    assert_eq!(tenant.send("POST", "/api/v1/namespaces/team/pods", "application/json", plain).await.code, 201, "baseline allows plain pods");
+    assert_eq!(
+        tenant.send("POST", "/api/v1/namespaces/team/pods", "application/json", plain).await.code,
+        201,
+        "baseline allows plain pods"
+    );
     let relabel = json!({ "metadata": { "labels": { "touched": "yes" } } }).to_string();
     let answer = admin.send("PATCH", "/api/v1/namespaces/team/pods/early", "application/merge-patch+json", relabel).await;
     assert_eq!(answer.code, 200, "metadata-only updates of existing pods pass: {}", answer.text);
