@@ -331,7 +331,7 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
         ))
     };
     let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
-    let pod_security_target = (resource, target.namespace, target.subresource);
+    let pod_security_target = (resource, target.namespace, target.name, target.subresource);
     let pod_security =
         pod_security::Admission::load(state.store.as_ref(), state.net, pod_security_target, verb, warnings.clone()).await?;
     let mut scope = Scope::new(resource, target.namespace, state.net);

@@ -3,7 +3,8 @@
 //! Security Standards. Pods that violate the enforce level are refused (403, kube's message);
 //! pods and the pod templates of workload resources that violate the warn level get a
 //! `Warning` header, the audit level a log line. Updates that change nothing the checks look at
-//! (metadata, status, tolerations) are always allowed. No exemptions.
+//! (metadata, status, tolerations) are always allowed. A namespace given a new enforce level
+//! warns about the pods already there that violate it. No exemptions.
 
 mod baseline;
 mod policy;
@@ -18,7 +19,7 @@ use serde_json::Value;
 use super::objects::{self, Scope};
 use super::registry::Resource;
 use super::status::{ApiError, FieldError};
-use crate::store::Store;
+use crate::store::{KeyRange, RangeRequest, Store};
 use policy::{Level, Modes, Policy};
 use view::{PodView, Violation};
 
@@ -55,15 +56,22 @@ const CHECKS: [Check; 17] = [
     check(Level::Restricted, restricted::seccomp),
 ];
 
-/// The violations of `policy` by a pod: `reason (detail)` each.
-fn evaluate(policy: &Policy, pod: &PodView<'_>) -> Vec<String> {
+/// How many existing pods a namespace's new enforce level is checked against (as kube).
+const EXISTING_PODS_CHECKED: u64 = 3000;
+
+/// The violations of `policy` by a pod.
+fn violations(policy: &Policy, pod: &PodView<'_>) -> Vec<Violation> {
     CHECKS
         .iter()
         .filter(|c| c.level <= policy.level)
         .filter(|c| !(policy.level == Level::Restricted && c.replaced_at_restricted_since.is_some_and(|s| policy.has(s))))
         .filter_map(|c| (c.run)(pod, policy))
-        .map(|v| format!("{} ({})", v.reason, v.detail))
         .collect()
+}
+
+/// The violations of `policy` by a pod: `reason (detail)` each.
+fn evaluate(policy: &Policy, pod: &PodView<'_>) -> Vec<String> {
+    violations(policy, pod).into_iter().map(|v| format!("{} ({})", v.reason, v.detail)).collect()
 }
 
 /// The pod template of a workload resource.
@@ -104,26 +112,39 @@ fn significant_pod_update(before: &Value, after: &Value) -> bool {
     images(before) != images(after) || seccomp(before) != seccomp(after)
 }
 
-/// The PodSecurity admission of one write: the namespace's modes and where warnings go.
+/// The PodSecurity admission of one write: the namespace's modes, its pods (for a write of
+/// the namespace itself) and where warnings go.
 pub struct Admission {
     namespace: String,
     modes: Modes,
+    existing_pods: Vec<Value>,
     warnings: Arc<Mutex<Vec<String>>>,
 }
 
 impl Admission {
-    /// The admission a write (`verb`) of `resource` in `namespace` needs: `None` unless it
-    /// writes a pod or a pod template in a namespace with PodSecurity labels.
+    /// The admission a write (`verb`) of `resource` (`namespace`, `name`, `subresource`) needs:
+    /// `None` unless it writes a pod or a pod template in a namespace with PodSecurity labels,
+    /// or updates a namespace (whose pods a new enforce level is checked against).
     pub async fn load(
         store: &dyn Store,
         net: super::services::ServiceNetwork,
-        target: (&'static Resource, Option<&str>, Option<&str>),
+        target: (&'static Resource, Option<&str>, Option<&str>, Option<&str>),
         verb: &str,
         warnings: Arc<Mutex<Vec<String>>>,
     ) -> Result<Option<Self>, ApiError> {
-        let (resource, namespace, subresource) = target;
-        let writes = matches!(verb, "create" | "update" | "patch") && subresource.is_none();
-        let Some(namespace) = namespace.filter(|_| writes && (is_pod(resource) || template(resource, &Value::Null).is_some())) else {
+        let (resource, namespace, name, subresource) = target;
+        if !matches!(verb, "create" | "update" | "patch") || subresource.is_some() {
+            return Ok(None);
+        }
+        if (resource.group, resource.kind) == ("", "Namespace") {
+            let Some(ns) = name.filter(|_| verb != "create") else { return Ok(None) };
+            let pods = super::registry::lookup("", "v1", "pods").expect("pods are built in");
+            let range = KeyRange::prefix(pods.key_prefix(Some(ns)));
+            let listed = store.range(RangeRequest { range, limit: EXISTING_PODS_CHECKED, ..Default::default() }).await?;
+            let existing_pods = listed.kvs.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect();
+            return Ok(Some(Self { namespace: ns.to_string(), modes: Modes::default(), existing_pods, warnings }));
+        }
+        let Some(namespace) = namespace.filter(|_| is_pod(resource) || template(resource, &Value::Null).is_some()) else {
             return Ok(None);
         };
         let scope = Scope::new(super::registry::namespaces(), None, net);
@@ -136,10 +157,53 @@ impl Admission {
         if modes == Modes::default() {
             return Ok(None);
         }
-        Ok(Some(Self { namespace: namespace.to_string(), modes, warnings }))
+        Ok(Some(Self { namespace: namespace.to_string(), modes, existing_pods: Vec::new(), warnings }))
+    }
+
+    /// Warns, as kube does, when a namespace's new enforce level is violated by pods it has:
+    /// one line per set of violated checks, naming a pod and how many others share it.
+    fn warn_existing(&self, namespace: &Value, before: Option<&Value>) {
+        let enforce = |ns: &Value| policy::modes(&ns["metadata"]["labels"]).0.enforce;
+        let Some(new) = enforce(namespace).filter(|new| before.is_some_and(|b| enforce(b) != Some(*new))) else { return };
+        let mut groups: Vec<(Vec<String>, Vec<String>)> = Vec::new();
+        for pod in &self.existing_pods {
+            let view = PodView { meta: &pod["metadata"], spec: &pod["spec"] };
+            let reasons: Vec<String> = violations(&new, &view).into_iter().map(|v| v.reason).collect();
+            if reasons.is_empty() {
+                continue;
+            }
+            let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            match groups.iter_mut().find(|(r, _)| *r == reasons) {
+                Some((_, names)) => names.push(name),
+                None => groups.push((reasons, vec![name])),
+            }
+        }
+        if groups.is_empty() {
+            return;
+        }
+        self.warn(format!("existing pods in namespace {:?} violate the new PodSecurity enforce level {:?}", self.namespace, new.name()));
+        for (reasons, names) in groups {
+            let who = match names.len() - 1 {
+                0 => names[0].clone(),
+                others => format!("{} (and {others} other {})", names[0], view::pluralize("pod", "pods", others)),
+            };
+            self.warn(format!("{who}: {}", reasons.join(", ")));
+        }
+    }
+
+    /// Adds a warning once (a write retried on a conflict is admitted again).
+    fn warn(&self, text: String) {
+        let mut warnings = self.warnings.lock();
+        if !warnings.contains(&text) {
+            warnings.push(text);
+        }
     }
 
     fn check(&self, r: &Resource, obj: &Value, before: Option<&Value>) -> Result<(), ApiError> {
+        if (r.group, r.kind) == ("", "Namespace") {
+            self.warn_existing(obj, before);
+            return Ok(());
+        }
         let name = obj["metadata"]["name"].as_str().unwrap_or_default();
         let (meta, spec, enforce) = if is_pod(r) {
             if before.is_some_and(|b| !significant_pod_update(b, obj)) {
@@ -174,7 +238,7 @@ impl Admission {
         if let Some(policy) = self.modes.warn.filter(|w| Some(*w) != enforce) {
             let violations = evaluate(&policy, &pod);
             if !violations.is_empty() {
-                self.warnings.lock().push(format!("would violate PodSecurity \"{}\": {}", policy.name(), violations.join(", ")));
+                self.warn(format!("would violate PodSecurity \"{}\": {}", policy.name(), violations.join(", ")));
             }
         }
         Ok(())

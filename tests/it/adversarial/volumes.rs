@@ -101,6 +101,11 @@ async fn pod_security_levels_are_enforced_and_warned() {
     let args = label("team", &["pod-security.kubernetes.io/enforce=baseline"]);
     let (ok, out, err) = kubectl(&server, &home, &args.iter().map(String::as_str).collect::<Vec<_>>(), None).await;
     assert!(ok, "{out}{err}");
+    assert!(
+        err.contains("Warning: existing pods in namespace \"team\" violate the new PodSecurity enforce level \"baseline:latest\""),
+        "{err}"
+    );
+    assert!(err.contains("Warning: early: host namespaces"), "{err}");
 
     let mut privileged = busybox();
     privileged["securityContext"] = json!({ "privileged": true });
