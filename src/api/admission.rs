@@ -293,6 +293,9 @@ pub fn validate(r: &Resource, obj: &Value, before: Option<&Value>) -> Result<(),
             }
             validate_job_spec(&obj["spec"]["jobTemplate"]["spec"], "spec.jobTemplate.spec", &mut errs);
         }
+        ("", "ConfigMap") => super::volume_validation::config_map(obj, &mut errs),
+        ("", "Namespace") => super::pod_security::validate_namespace(obj, before, &mut errs),
+        ("", "Secret") => super::volume_validation::secret(obj, &mut errs),
         ("", "Node") => {
             if let Some(before) = before {
                 let old_cidr = &before["spec"]["podCIDR"];
@@ -377,6 +380,7 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
             }
         }
     }
+    super::volume_validation::pod_volumes(spec, path, errs);
     if let Some(p) = spec["restartPolicy"].as_str() {
         if !matches!(p, "Always" | "OnFailure" | "Never") {
             errs.push(FieldError::not_supported(
@@ -389,7 +393,7 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
 }
 
 /// A DNS-1123 label (container and port names).
-fn check_label(name: &str) -> Result<(), &'static str> {
+pub(super) fn check_label(name: &str) -> Result<(), &'static str> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')

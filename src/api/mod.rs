@@ -19,6 +19,7 @@ mod node_proxy;
 mod objects;
 mod openapi;
 mod patch;
+mod pod_security;
 mod protobuf;
 mod raw_json;
 mod rbac;
@@ -29,6 +30,7 @@ mod status;
 mod subresources;
 mod table;
 mod tokens;
+mod volume_validation;
 mod watch;
 mod watch_cache;
 
@@ -329,8 +331,13 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
             target.name.unwrap_or_default()
         ))
     };
+    let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
+    let pod_security_target = (resource, target.namespace, target.name, target.subresource);
+    let pod_security =
+        pod_security::Admission::load(state.store.as_ref(), state.net, pod_security_target, verb, warnings.clone()).await?;
     let mut scope = Scope::new(resource, target.namespace, state.net);
     scope.subresource = target.subresource;
+    scope.pod_security = pod_security.as_ref();
     if let (Some(node), "delete") = (&owner, verb) {
         let current = objects::get(state.store.as_ref(), &scope, target.name.unwrap_or_default()).await?;
         if !node_authz::owns(node, resource.plural, &current) {
@@ -339,7 +346,6 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
     }
     let as_table = table::wanted(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or(""));
     let validation = FieldValidation::parse(query.get("fieldValidation").map(String::as_str)).map_err(ApiError::bad_request)?;
-    let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
     let check = {
         let (openapi, warnings) = (state.openapi.clone(), warnings.clone());
         let owner = owner.clone();

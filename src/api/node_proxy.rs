@@ -8,6 +8,8 @@
 //! `nodes/proxy` path may not climb out with dot segments (plain or percent-encoded) nor name
 //! the server-internal `/raft` and `/store` routes. Upgraded connections (exec, attach and
 //! port-forward over SPDY or WebSocket) are spliced through.
+//! A pod stream's container must be one of the pod's, and every path segment sent to the
+//! kubelet is percent-encoded, so no name can add segments or `..` to the kubelet's path.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -56,11 +58,11 @@ pub async fn forward(
         let pod = objects::get(store, scope, name).await?;
         let node = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()).map(str::to_string);
         let node = node.ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))?;
-        let ns = scope.namespace.unwrap_or_default();
+        let (ns, pod_name) = (segment(scope.namespace.unwrap_or_default()), segment(name));
         let path = match sub {
-            "portforward" => format!("/portForward/{ns}/{name}"),
-            "log" => format!("/containerLogs/{ns}/{name}/{}", container(&pod, name, request.query)?),
-            _ => format!("/{sub}/{ns}/{name}/{}", container(&pod, name, request.query)?),
+            "portforward" => format!("/portForward/{ns}/{pod_name}"),
+            "log" => format!("/containerLogs/{ns}/{pod_name}/{}", segment(&container(&pod, name, request.query)?)),
+            _ => format!("/{sub}/{ns}/{pod_name}/{}", segment(&container(&pod, name, request.query)?)),
         };
         (node, path)
     };
@@ -118,9 +120,30 @@ fn percent_decode(segment: &str) -> Vec<u8> {
     out
 }
 
-/// The container a pod stream is about: `?container=`, else the pod's only container.
+/// One path segment, percent-encoded but for RFC 3986's unreserved characters.
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The container a pod stream is about: `?container=` (one of the pod's, as kube-apiserver
+/// checks), else the pod's only container.
 fn container(pod: &Value, name: &str, query: &HashMap<String, String>) -> Result<String, ApiError> {
     if let Some(c) = query.get("container").filter(|c| !c.is_empty()) {
+        let known = ["initContainers", "containers", "ephemeralContainers"]
+            .iter()
+            .flat_map(|l| pod["spec"][*l].as_array().into_iter().flatten())
+            .any(|k| k["name"] == c.as_str());
+        if !known {
+            return Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}")));
+        }
         return Ok(c.clone());
     }
     let names: Vec<&str> = pod["spec"]["containers"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
@@ -219,6 +242,7 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn proxy_paths_cannot_climb_out_or_reach_the_server_routes() {
@@ -228,5 +252,17 @@ mod tests {
         for bad in ["/../raft", "/x/%2e%2E/y", "/..%2fraft", "/a%5c..", "/raft/status", "//store/range", "/RAFT", "nodes"] {
             assert!(proxy_path(bad).is_err(), "{bad:?} must be refused");
         }
+    }
+
+    #[test]
+    fn segments_cannot_add_path() {
+        assert_eq!(segment("web-1.x"), "web-1.x");
+        assert_eq!(segment("../../etc"), "..%2F..%2Fetc");
+        assert_eq!(segment("a b?c#"), "a%20b%3Fc%23");
+        let pod = json!({ "spec": { "containers": [{ "name": "app" }], "initContainers": [{ "name": "init" }] } });
+        let query = |c: &str| HashMap::from([("container".to_string(), c.to_string())]);
+        assert_eq!(container(&pod, "p", &query("init")).unwrap(), "init");
+        let err = container(&pod, "p", &query("../../x")).unwrap_err();
+        assert_eq!((err.code.as_u16(), err.message.as_str()), (400, "container ../../x is not valid for pod p"));
     }
 }

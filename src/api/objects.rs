@@ -20,11 +20,13 @@ pub struct Scope<'a> {
     pub net: super::services::ServiceNetwork,
     /// The subresource written (`status`, `scale`, `binding`, …); `None`: the object itself.
     pub subresource: Option<&'a str>,
+    /// The namespace's PodSecurity admission of pods and pod templates, when it has one.
+    pub pod_security: Option<&'a super::pod_security::Admission>,
 }
 
 impl<'a> Scope<'a> {
     pub fn new(resource: &'static Resource, namespace: Option<&'a str>, net: super::services::ServiceNetwork) -> Self {
-        Self { resource, namespace, net, subresource: None }
+        Self { resource, namespace, net, subresource: None, pod_security: None }
     }
 
     fn key(&self, name: &str) -> String {
@@ -195,6 +197,7 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
     }
     super::admission::default_on_create(r, &mut obj);
     super::admission::validate(r, &obj, None)?;
+    super::pod_security::admit(scope, &obj, None)?;
     if let Some(manager) = manager {
         super::apply::record_update(None, &mut obj, manager, &r.api_version(), &now_rfc3339());
     }
@@ -308,6 +311,7 @@ fn carry_over(scope: &Scope<'_>, before: &Value, obj: &mut Value) -> Result<(), 
     if scope.subresource.is_none() {
         super::admission::apply_defaults(r, obj);
         super::admission::validate(r, obj, Some(before))?;
+        super::pod_security::admit(scope, obj, Some(before))?;
     }
     Ok(())
 }

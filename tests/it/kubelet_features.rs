@@ -5,7 +5,7 @@
 //! in ErrImagePull / ImagePullBackOff; a big container log is rotated by size; an emptyDir of medium Memory is a tmpfs of its sizeLimit,
 //! unmounted when the pod goes (also when it went while the agent was down); a bound claim is
 //! its PersistentVolume's hostPath, a missing one a FailedMount; a configMap volume follows
-//! changes to its object.
+//! changes to its object; a subPath never follows a symlink the pod planted out of its volume.
 
 use std::path::Path;
 use std::time::Duration;
@@ -409,4 +409,87 @@ async fn memory_volumes_claims_and_refreshed_files_on_a_real_node() {
         pods.list(&Default::default()).await.ok()?.items.is_empty().then_some(())
     })
     .await;
+}
+
+const PLANTED: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: planted
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: plant
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sh", "-c", "ln -s / /shared/escape && ln -s ../../../.. /shared/up && mkdir -p /shared/ok && printf mine > /shared/ok/f"]
+    volumeMounts:
+    - name: shared
+      mountPath: /shared
+  containers:
+  - name: fine
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    volumeMounts:
+    - name: shared
+      mountPath: /mnt
+      subPath: ok
+  - name: victim
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    volumeMounts:
+    - name: shared
+      mountPath: /host
+      subPath: escape
+  - name: climber
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    volumeMounts:
+    - name: shared
+      mountPath: /host
+      subPathExpr: $(DIR)
+    env:
+    - name: DIR
+      value: up
+  volumes:
+  - name: shared
+    emptyDir: {}
+"#;
+
+/// CVE-2017-1002101: a container plants symlinks in its emptyDir; containers mounting them as
+/// subPath must not get the host's root.
+#[tokio::test]
+async fn sub_paths_do_not_follow_planted_symlinks_on_a_real_node() {
+    if skip_without_containers("kubelet subPath test") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let (server, client, node, _) = start_real_node(dir.path(), &[]).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    wait_for(Duration::from_secs(30), "the default ServiceAccount", || async {
+        let (ok, _, _) = kubectl(&server, &home, &["get", "serviceaccount", "default"], None).await;
+        ok.then_some(())
+    })
+    .await;
+    let (ok, out, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(PLANTED)).await;
+    assert!(ok, "kubectl apply failed: {out}{err}");
+    let refused = |p: &Pod, container: &str, sub_path: &str| {
+        let statuses = p.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+        let waiting = statuses.iter().find(|s| s.name == container).and_then(|s| s.state.clone()?.waiting);
+        waiting.is_some_and(|w| {
+            w.reason.as_deref() == Some("CreateContainerConfigError")
+                && w.message.as_deref().is_some_and(|m| m.contains(&format!("subPath {sub_path:?}")))
+        })
+    };
+    pod_where(&pods, "planted", "the planted links refused as subPaths", &node, |p| {
+        refused(p, "victim", "escape") && refused(p, "climber", "up")
+    })
+    .await;
+    let (ok, out, err) = kubectl(&server, &home, &["exec", "planted", "-c", "fine", "--", "cat", "/mnt/f"], None).await;
+    assert!(ok && out == "mine", "a subPath inside the volume works: {out}{err}");
+    let (ok, _, err) = kubectl(&server, &home, &["delete", "pod", "planted", "--grace-period=1"], None).await;
+    assert!(ok, "{err}");
 }

@@ -1,5 +1,7 @@
 //! Mounts the node makes for pods' volumes: a tmpfs for an emptyDir with `medium: Memory`
-//! (its `sizeLimit` as the size), and unmounting whatever is mounted under a pod's directory
+//! (its `sizeLimit` as the size), subPath bind mounts of what [`beneath::resolve`] found
+//! without following the container's symlinks out of the volume (through `/proc/self/fd`, so
+//! nothing can be swapped in between), and unmounting whatever is mounted under a pod's directory
 //! before it is removed (found in `/proc/self/mountinfo`, so it also works for pods an earlier
 //! run of the agent left).
 
@@ -7,7 +9,9 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::{fs, FsError};
+use std::os::fd::{AsFd, AsRawFd};
+
+use super::{beneath, fs, FsError};
 
 /// Why a tmpfs could not be mounted.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +22,8 @@ pub enum MountError {
     Fs(#[from] FsError),
     #[error("mounting a tmpfs on {}: {source}", dir.display())]
     Tmpfs { dir: PathBuf, source: std::io::Error },
+    #[error("subPath {sub_path:?} of {}: {source}", volume.display())]
+    SubPath { volume: PathBuf, sub_path: String, source: std::io::Error },
 }
 
 fn c_path(path: &Path) -> Result<CString, MountError> {
@@ -74,6 +80,37 @@ pub fn mount_tmpfs(dir: &Path, size: Option<u64>) -> Result<(), MountError> {
     Ok(())
 }
 
+/// Bind-mounts `sub_path` of the volume at `volume` on `target` (made a directory or an empty
+/// file to match) and returns `target`: what a container mounts for a volumeMount's subPath.
+/// Symlinks are followed only while they stay inside the volume; the mount source is the
+/// descriptor that resolution opened, so a symlink swapped in afterwards changes nothing.
+pub fn bind_sub_path(volume: &Path, sub_path: &str, target: &Path) -> Result<PathBuf, MountError> {
+    let failed = |source| MountError::SubPath { volume: volume.to_path_buf(), sub_path: sub_path.to_string(), source };
+    let fd = beneath::resolve(volume, sub_path).map_err(failed)?;
+    let is_dir = beneath::file_type(fd.as_fd()).map_err(failed)? == libc::S_IFDIR;
+    unmount_under(target);
+    if std::fs::symlink_metadata(target).is_ok_and(|m| m.is_dir() != is_dir) {
+        let removed = if is_dir { std::fs::remove_file(target) } else { std::fs::remove_dir_all(target) };
+        removed.map_err(fs("removing", target))?;
+    }
+    if is_dir {
+        std::fs::create_dir_all(target).map_err(fs("creating", target))?;
+    } else {
+        let parent = target.parent().unwrap_or(target);
+        std::fs::create_dir_all(parent).map_err(fs("creating", parent))?;
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(target).map_err(fs("creating", target))?;
+    }
+    let source = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL in a number");
+    let target_c = c_path(target)?;
+    // SAFETY: both are valid NUL-terminated strings; the other arguments may be null for a bind mount.
+    let rc = unsafe { libc::mount(source.as_ptr(), target_c.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
+    if rc != 0 {
+        return Err(failed(std::io::Error::last_os_error()));
+    }
+    tracing::debug!(volume = %volume.display(), sub_path, target = %target.display(), "bind-mounted a subPath");
+    Ok(target.to_path_buf())
+}
+
 /// Unmounts (lazily, deepest first) every mount at or under `dir`.
 pub fn unmount_under(dir: &Path) {
     let mut points: Vec<PathBuf> = mount_points().into_iter().filter(|p| p.starts_with(dir)).collect();
@@ -117,5 +154,35 @@ mod tests {
         unmount_under(&dir.path().join("pod"));
         assert!(!mount_points().contains(&mnt));
         std::fs::remove_dir_all(dir.path().join("pod")).unwrap();
+    }
+
+    #[test]
+    fn sub_paths_bind_what_is_inside_the_volume() {
+        if !crate::host::is_root() {
+            eprintln!("SKIPPED subPath bind test: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (vol, sibling) = (dir.path().join("vol"), dir.path().join("sibling"));
+        std::fs::create_dir_all(vol.join("data")).unwrap();
+        std::fs::create_dir_all(&sibling).unwrap();
+        std::fs::write(sibling.join("secret"), b"host secret").unwrap();
+        std::fs::write(vol.join("data/file"), b"mine").unwrap();
+        // "The container" plants links out of the volume.
+        std::os::unix::fs::symlink("/", vol.join("root")).unwrap();
+        std::os::unix::fs::symlink("../sibling", vol.join("up")).unwrap();
+        let subpaths = dir.path().join("pod/volume-subpaths/v/c");
+        for (i, bad) in ["root", "up", "up/secret", "data/../../sibling"].iter().enumerate() {
+            let err = bind_sub_path(&vol, bad, &subpaths.join(i.to_string())).unwrap_err();
+            assert!(matches!(err, MountError::SubPath { .. }), "{bad}: {err}");
+        }
+        let file = bind_sub_path(&vol, "data/file", &subpaths.join("9")).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
+        let made = bind_sub_path(&vol, "new/dir", &subpaths.join("10")).unwrap();
+        std::fs::write(made.join("x"), b"1").unwrap();
+        assert_eq!(std::fs::read_to_string(vol.join("new/dir/x")).unwrap(), "1", "the mount is the volume's directory");
+        assert_eq!(mount_points().iter().filter(|p| p.starts_with(dir.path())).count(), 2);
+        unmount_under(&dir.path().join("pod"));
+        assert_eq!(mount_points().iter().filter(|p| p.starts_with(dir.path())).count(), 0);
     }
 }

@@ -50,6 +50,11 @@ impl Layout {
         self.pod_dir(uid).join("volumes").join(volume)
     }
 
+    /// Where the subPath bind mounts of a container's volumeMounts are (one per mount index).
+    pub fn subpaths_dir(&self, uid: &str, container: &str) -> PathBuf {
+        self.pod_dir(uid).join("volume-subpaths").join(container)
+    }
+
     /// Where a container's termination message is written (mounted at its terminationMessagePath).
     pub fn termination_log(&self, uid: &str, container: &str) -> PathBuf {
         self.pod_dir(uid).join("containers").join(container).join("termination-log")

@@ -7,6 +7,7 @@
 mod api_state;
 mod atomic_writer;
 mod backoff;
+mod beneath;
 mod claims;
 mod container_run;
 mod container_spec;

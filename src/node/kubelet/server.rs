@@ -44,6 +44,7 @@ pub fn router(state: Arc<KubeletApi>) -> Router {
         .route("/attach/{namespace}/{pod}/{container}", any(streaming::attach))
         .route("/portForward/{namespace}/{pod}", any(streaming::port_forward))
         .route("/healthz", get(|| async { "ok" }))
+        .route_layer(axum::middleware::from_fn(plain_segments))
         .layer(axum::middleware::from_fn(require_api_server))
         .with_state(state)
 }
@@ -55,6 +56,16 @@ async fn require_api_server(Extension(peer): Extension<Peer>, req: Request, next
             (StatusCode::FORBIDDEN, format!("Forbidden (user={}, verb=get, resource=nodes, subresource=proxy)", id.user)).into_response()
         }
         None => (StatusCode::UNAUTHORIZED, "Unauthorized").into_response(),
+    }
+}
+
+/// Namespace, pod and container names are DNS names: a path segment that is anything else
+/// (encoded, `.`/`..`, another character) never reaches a handler that turns names into paths.
+async fn plain_segments(req: Request, next: Next) -> Response {
+    let plain = |s: &str| !s.is_empty() && s != "." && s != ".." && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    match req.uri().path().split('/').skip(2).find(|s| !plain(s)) {
+        None => next.run(req).await,
+        Some(bad) => (StatusCode::BAD_REQUEST, format!("invalid path segment {bad:?}")).into_response(),
     }
 }
 
@@ -140,4 +151,27 @@ async fn container_logs(
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     ([("content-type", "text/plain")], Body::from_stream(stream)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn only_plain_names_reach_the_handlers() {
+        let app = Router::new()
+            .route("/containerLogs/{namespace}/{pod}/{container}", get(|| async { "handled" }))
+            .route_layer(axum::middleware::from_fn(plain_segments));
+        for (path, code) in [
+            ("/containerLogs/ns/web-1/app", 200),
+            ("/containerLogs/ns/web-1/..%2F..%2Fetc", 400),
+            ("/containerLogs/ns/web-1/%2e%2e", 400),
+            ("/containerLogs/ns/../app", 400),
+            ("/containerLogs/ns/a%20b/app", 400),
+        ] {
+            let req = axum::http::Request::get(path).body(Body::empty()).unwrap();
+            assert_eq!(app.clone().oneshot(req).await.unwrap().status().as_u16(), code, "{path}");
+        }
+    }
 }

@@ -2,13 +2,16 @@
 //! `medium: Memory`), hostPath (created for the `…OrCreate` types), persistentVolumeClaim (the
 //! bound PersistentVolume's hostPath or local path), and the file volumes of
 //! [`super::file_volumes`], written atomically and refreshed while the pod runs ([`refresh`]).
-//! Containers get them as bind mounts ([`mounts`]).
+//! Containers get them as bind mounts ([`mounts`]); a `subPath` (or `subPathExpr` expanded
+//! with the container's environment) is its own bind mount of what was found inside the
+//! volume without following the container's symlinks out of it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, Pod, Volume};
 
+use super::env::expand;
 use super::file_volumes::{file_volume, safe_relative, FileVolumeError, VolumeContext};
 use super::host_mounts::{self, MountError};
 use super::host_path::{host_path, HostPathError};
@@ -35,12 +38,21 @@ pub enum VolumeError {
     Undefined(String),
 }
 
+/// Where volume `name` of a pod lives under `pod_volumes`: one directory, whatever the name.
+fn volume_dir(pod_volumes: &Path, name: &str) -> Result<PathBuf, VolumeError> {
+    safe_relative(name)?;
+    if name.contains('/') || name.starts_with("..") {
+        return Err(FileVolumeError::ItemPath(name.to_string()).into());
+    }
+    Ok(pod_volumes.join(name))
+}
+
 /// Prepares every volume of the pod under `pod_volumes` (`<pod dir>/volumes`) and returns where
 /// each is on the host. Errors are the message of a FailedMount.
 pub async fn prepare(pod_volumes: &Path, ctx: &VolumeContext<'_>) -> Result<BTreeMap<String, PathBuf>, VolumeError> {
     let mut out = BTreeMap::new();
     for volume in ctx.pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-        let dir = pod_volumes.join(&volume.name);
+        let dir = volume_dir(pod_volumes, &volume.name)?;
         let path = if let Some(h) = &volume.host_path {
             host_path(h)?
         } else if let Some(claim) = &volume.persistent_volume_claim {
@@ -69,7 +81,7 @@ pub async fn prepare(pod_volumes: &Path, ctx: &VolumeContext<'_>) -> Result<BTre
 /// kubelet's periodic sync does; a volume that cannot be read now keeps its content.
 pub async fn refresh(pod_volumes: &Path, ctx: &VolumeContext<'_>) {
     for volume in ctx.pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-        let dir = pod_volumes.join(&volume.name);
+        let Ok(dir) = volume_dir(pod_volumes, &volume.name) else { continue };
         let written = match file_volume(volume, ctx).await {
             Ok(Some(files)) => atomic_writer::write(&dir, &files).map_err(VolumeError::from),
             Ok(None) => continue,
@@ -87,25 +99,37 @@ fn is_file_volume(v: &Volume) -> bool {
     v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some() || v.projected.is_some()
 }
 
-/// The bind mounts of `container`'s volumeMounts (subPath included; file volumes and
-/// read-only claims read-only).
-pub fn mounts(pod: &Pod, container: &Container, volumes: &BTreeMap<String, PathBuf>) -> Result<Vec<BindMount>, VolumeError> {
+/// The bind mounts of `container`'s volumeMounts (file volumes and read-only claims
+/// read-only). A subPath, or a subPathExpr expanded with the container's `env`, is bind-mounted
+/// at `<subpaths>/<index>` (the container's directory of them) by [`host_mounts::bind_sub_path`].
+pub fn mounts(
+    pod: &Pod,
+    container: &Container,
+    volumes: &BTreeMap<String, PathBuf>,
+    env: &[(String, String)],
+    subpaths: &Path,
+) -> Result<Vec<BindMount>, VolumeError> {
     let specs = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
+    let vars: BTreeMap<String, String> = env.iter().cloned().collect();
     let mut out = Vec::new();
-    for m in container.volume_mounts.iter().flatten() {
+    for (index, m) in container.volume_mounts.iter().flatten().enumerate() {
         let host = volumes.get(&m.name).ok_or_else(|| VolumeError::Undefined(m.name.clone()))?;
         let forced_read_only = specs
             .clone()
             .find(|v| v.name == m.name)
             .is_some_and(|v| is_file_volume(v) || v.persistent_volume_claim.as_ref().is_some_and(|c| c.read_only == Some(true)));
-        let mut host_path = host.clone();
-        if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            safe_relative(sub)?;
-            host_path = host.join(sub);
-            if !host_path.exists() {
-                std::fs::create_dir_all(&host_path).map_err(fs("creating", &host_path))?;
+        let sub_path = match (m.sub_path.as_deref().filter(|s| !s.is_empty()), m.sub_path_expr.as_deref().filter(|s| !s.is_empty())) {
+            (Some(sub), _) => Some(sub.to_string()),
+            (None, Some(expr)) => Some(expand(expr, &vars)),
+            (None, None) => None,
+        };
+        let host_path = match sub_path {
+            Some(sub) => {
+                safe_relative(&sub)?;
+                host_mounts::bind_sub_path(host, &sub, &subpaths.join(index.to_string()))?
             }
-        }
+            None => host.clone(),
+        };
         out.push(BindMount {
             host_path,
             container_path: m.mount_path.clone(),
@@ -183,11 +207,15 @@ mod tests {
         assert_eq!(data.token_requests(), 1, "the token is still fresh");
 
         let c = &pod.spec.as_ref().unwrap().containers[0];
-        let m = mounts(&pod, c, &volumes).unwrap();
-        assert_eq!(m.len(), 4);
-        assert!(!m[0].read_only && m[1].read_only && m[2].read_only);
-        assert_eq!(m[3].host_path, host.join("sub"));
-        assert!(host.join("sub").is_dir());
+        if crate::host::is_root() {
+            let subpaths = dir.path().join("subpaths");
+            let m = mounts(&pod, c, &volumes, &[], &subpaths).unwrap();
+            assert_eq!(m.len(), 4);
+            assert!(!m[0].read_only && m[1].read_only && m[2].read_only);
+            assert_eq!(m[3].host_path, subpaths.join("3"), "a subPath is its own bind mount");
+            assert!(host.join("sub").is_dir());
+            super::host_mounts::unmount_under(&subpaths);
+        }
 
         let mut missing = pod.clone();
         missing.spec.as_mut().unwrap().volumes.as_mut().unwrap()[1] =

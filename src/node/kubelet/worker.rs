@@ -438,7 +438,11 @@ impl PodWorker {
         let addrs = PodAddresses { pod_ip: sandbox.ip.to_string(), host_ip: ctx.node_ip.to_string() };
         let source = ApiData { client: ctx.client.clone(), namespace: pod_ref.namespace.clone() };
         let env = env::resolve(&self.pod, &spec, &addrs, ctx.allocatable, &source).await.map_err(ConfigError::from);
-        let mounts = env.and_then(|env| Ok((env, volumes::mounts(&self.pod, &spec, &sandbox.volumes)?)));
+        let subpaths = ctx.layout.subpaths_dir(&pod_ref.uid, name);
+        let mounts = env.and_then(|env| {
+            let mounts = volumes::mounts(&self.pod, &spec, &sandbox.volumes, &env, &subpaths)?;
+            Ok((env, mounts))
+        });
         let Some(run) = find_run(&mut self.init, &mut self.app, name) else { return };
         let (env, mounts) = match mounts {
             Ok(v) => v,
