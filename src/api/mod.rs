@@ -17,6 +17,7 @@ pub mod node_password;
 mod node_proxy;
 mod objects;
 mod openapi;
+mod params;
 mod patch;
 mod protobuf;
 mod raw_json;
@@ -33,7 +34,6 @@ mod watch_cache;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -223,7 +223,7 @@ async fn delete_options(query: &HashMap<String, String>, body: Body) -> Result<o
         propagation_policy: query.get("propagationPolicy").cloned().or_else(|| text(&doc["propagationPolicy"])),
         precondition_uid: text(&doc["preconditions"]["uid"]),
         precondition_resource_version: text(&doc["preconditions"]["resourceVersion"]),
-        grace_period_seconds: query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()).or_else(|| doc["gracePeriodSeconds"].as_i64()),
+        grace_period_seconds: params::grace_period(query, &doc)?,
     })
 }
 
@@ -377,6 +377,9 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
     }
     let response = match (target.subresource, target.name) {
         (Some("log" | "exec" | "attach" | "portforward" | "proxy"), Some(name)) => {
+            if target.subresource == Some("log") {
+                params::log_options(&query, name)?;
+            }
             let forward =
                 node_proxy::Forward { method, path: uri.path(), query: &query, raw_query: uri.query(), headers: &headers, upgrade };
             node_proxy::forward(state.store.as_ref(), state.kubelet_tls.as_ref(), &scope, name, forward, body).await?
@@ -456,6 +459,7 @@ async fn dispatch(
     let manager = field_manager(query, headers);
     match (verb, name) {
         ("get", Some(name)) => {
+            params::ReadOptions::parse(query, false)?;
             let obj = objects::get(store_ref, &scope, name).await?;
             if as_table {
                 let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
@@ -469,17 +473,17 @@ async fn dispatch(
             let fields = fields::FieldSelector::parse(resource, query.get("fieldSelector").map_or("", String::as_str))
                 .map_err(ApiError::bad_request)?;
             let selector = objects::Selection { labels, fields };
+            let read = params::ReadOptions::parse(query, watching)?;
             if watching {
                 let options = watch::WatchOptions {
-                    from: query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0),
-                    timeout: query.get("timeoutSeconds").and_then(|v| v.parse().ok()).map(Duration::from_secs),
+                    from: read.resource_version,
+                    timeout: read.timeout,
                     shape: if as_table { watch::Shape::Table(resource) } else { watch::Shape::Object },
                     bookmarks: query.get("allowWatchBookmarks").is_some_and(|b| b == "true"),
                 };
                 return watch::watch(store.clone(), caches.clone(), scope, selector, options).await;
             }
-            let limit = query.get("limit").and_then(|v| v.parse().ok()).unwrap_or(0);
-            let page = objects::list(store_ref, &scope, &selector, limit, query.get("continue").map(String::as_str)).await?;
+            let page = objects::list(store_ref, &scope, &selector, read.limit, query.get("continue").map(String::as_str)).await?;
             if as_table {
                 return Ok(
                     Json(table::render(resource, &page.items, &page.revision.to_string(), page.continue_token.as_deref())).into_response()
