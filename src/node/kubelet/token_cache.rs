@@ -46,6 +46,7 @@ impl TokenCache {
 mod tests {
     use super::*;
     use crate::node::kubelet::objects::StaticData;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn renews_at_80_percent_of_the_lifetime() {
