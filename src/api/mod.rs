@@ -12,6 +12,7 @@ mod client;
 mod crd;
 mod discovery;
 mod fields;
+mod limits;
 pub mod node_authz;
 pub mod node_password;
 mod node_proxy;
@@ -204,7 +205,7 @@ async fn read_object(resource: &Resource, headers: &HeaderMap, body: Body) -> Re
         return protobuf::decode(resource, &bytes);
     }
     if content_type.contains("yaml") {
-        serde_yaml::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}")))
+        limits::yaml(&bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}")))
     } else {
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
     }
@@ -514,7 +515,7 @@ async fn dispatch(
                     ));
                 };
                 let raw = read_body(body).await?;
-                let config: Value = serde_yaml::from_slice(&raw)
+                let config: Value = limits::yaml(&raw)
                     .map_err(|e| ApiError::bad_request(format!("the applied configuration is not valid YAML: {e}")))?;
                 let force = query.get("force").is_some_and(|f| f == "true");
                 let (obj, created) = objects::apply_config(store_ref, &scope, name, config, manager, force, check).await?;
