@@ -21,6 +21,7 @@ mod openapi;
 mod params;
 mod patch;
 mod protobuf;
+mod ranges;
 mod raw_json;
 mod rbac;
 mod registry;
@@ -352,6 +353,7 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
                 Some(custom) => crd::schema::prune(&custom.schema, obj),
                 None => openapi.prune(resource, obj),
             };
+            ranges::integers(&openapi, resource, obj)?;
             match validation {
                 FieldValidation::Strict if !unknown.is_empty() => {
                     let fields: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();

@@ -118,7 +118,7 @@ pub fn body_int(body: &Value, field: &str, kind: &str) -> Result<Option<i64>, Ap
 }
 
 /// Go's name for a JSON value in its decoder's errors (`number 1e+300`, `string`).
-fn go_json_type(v: &Value) -> String {
+pub(super) fn go_json_type(v: &Value) -> String {
     match v {
         Value::Number(n) => format!("number {n}"),
         Value::String(_) => "string".into(),

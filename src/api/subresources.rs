@@ -268,6 +268,11 @@ async fn token_request(state: &ApiState, scope: &Scope<'_>, name: &str, headers:
     } else {
         serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("the TokenRequest is not valid JSON: {e}")))?
     };
+    let mut errs = Vec::new();
+    super::ranges::token_expiration(&request["spec"]["expirationSeconds"], "spec.expirationSeconds", &mut errs);
+    if !errs.is_empty() {
+        return Err(ApiError::invalid_fields("authentication.k8s.io", "TokenRequest", name, errs));
+    }
     let audiences: Vec<String> =
         request["spec"]["audiences"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_string)).collect();
     let namespace = scope.namespace.unwrap_or_default();
