@@ -12,15 +12,28 @@ use serde_json::{json, Value};
 use super::{assert_alive, make_namespace_admin, Answer, Caller};
 use crate::support::{kubectl, ready_server, ServerProc};
 
+/// The file's server. Callers are made per test: a client's connections belong to the
+/// runtime of the test that made it.
 pub(super) struct Shared {
     pub server: ServerProc,
-    pub home: std::path::PathBuf,
-    /// The administrator of namespace [`NS`].
-    pub tenant: Caller,
     /// A token of ServiceAccount `intruder` in [`NS`], which has no role at all.
-    pub service_account: Caller,
+    token: String,
     _dir: tempfile::TempDir,
 }
+
+impl Shared {
+    /// The administrator of namespace [`NS`].
+    pub fn tenant(&self) -> Caller {
+        Caller::cert(&self.server, TENANT, &[])
+    }
+
+    /// ServiceAccount `intruder` of [`NS`].
+    pub fn service_account(&self) -> Caller {
+        Caller::token(&self.server, &self.token)
+    }
+}
+
+const TENANT: &str = "mallory";
 
 pub(super) const NS: &str = "tenant";
 
@@ -35,7 +48,7 @@ pub(super) async fn shared() -> Arc<Shared> {
     let dir = tempfile::tempdir().unwrap();
     let server = ready_server(dir.path(), &[]).await;
     let home = dir.path().join("home");
-    let tenant = make_namespace_admin(&server, &home, NS, "mallory").await;
+    make_namespace_admin(&server, &home, NS, TENANT).await;
     let (ok, out, err) = kubectl(&server, &home, &["create", "serviceaccount", "intruder", "-n", NS], None).await;
     assert!(ok, "{out}{err}");
     let token = crate::support::wait_for(Duration::from_secs(10), "a ServiceAccount token", || async {
@@ -44,8 +57,7 @@ pub(super) async fn shared() -> Arc<Shared> {
         answer.body["status"]["token"].as_str().map(str::to_string)
     })
     .await;
-    let service_account = Caller::token(&server, &token);
-    let shared = Arc::new(Shared { server, home, tenant, service_account, _dir: dir });
+    let shared = Arc::new(Shared { server, token, _dir: dir });
     *slot = Arc::downgrade(&shared);
     shared
 }
@@ -84,43 +96,45 @@ fn pod(name: &str, extra: Value) -> Value {
 #[tokio::test]
 async fn grace_periods_at_the_edges_of_int64_do_not_crash_deletion() {
     let shared = shared().await;
+    let tenant = shared.tenant();
     let pods = format!("/api/v1/namespaces/{NS}/pods");
-    create(&shared.tenant, &pods, pod("grace", json!({ "terminationGracePeriodSeconds": 9223372036854775807i64 }))).await;
+    create(&tenant, &pods, pod("grace", json!({ "terminationGracePeriodSeconds": 9223372036854775807i64 }))).await;
     let at = format!("{pods}/grace");
     // Malformed periods are the parameter codec's 400.
-    let answer = shared.tenant.send("DELETE", &format!("{at}?gracePeriodSeconds=abc"), "", "").await;
+    let answer = tenant.send("DELETE", &format!("{at}?gracePeriodSeconds=abc"), "", "").await;
     assert_refused(&answer, 400, "BadRequest");
     assert!(answer.body["message"].as_str().unwrap().contains("strconv.ParseInt: parsing \"abc\""), "{}", answer.text);
-    let answer = shared.tenant.send("DELETE", &at, "application/json", r#"{"gracePeriodSeconds": 1e300}"#).await;
+    let answer = tenant.send("DELETE", &at, "application/json", r#"{"gracePeriodSeconds": 1e300}"#).await;
     assert_refused(&answer, 400, "BadRequest");
-    assert!(shared.tenant.get(&at).await.body["metadata"]["deletionTimestamp"].is_null(), "a refused delete changed nothing");
+    assert!(tenant.get(&at).await.body["metadata"]["deletionTimestamp"].is_null(), "a refused delete changed nothing");
     // The largest period is accepted and saturates; the pod's own (just as large) one too.
-    let answer = shared.tenant.send("DELETE", &format!("{at}?gracePeriodSeconds=9223372036854775807"), "", "").await;
+    let answer = tenant.send("DELETE", &format!("{at}?gracePeriodSeconds=9223372036854775807"), "", "").await;
     assert_eq!(answer.code, 200, "{}", answer.text);
     assert_eq!(answer.body["metadata"]["deletionTimestamp"], "9999-12-31T23:59:59Z", "{}", answer.text);
     assert_eq!(answer.body["metadata"]["deletionGracePeriodSeconds"], 9223372036854775807i64);
-    let answer = shared.tenant.send("DELETE", &at, "", "").await;
+    let answer = tenant.send("DELETE", &at, "", "").await;
     assert_eq!(answer.code, 200, "deleting again with the pod's own period: {}", answer.text);
     // A negative period means one second, as kube-apiserver has it.
-    let answer = shared.tenant.send("DELETE", &format!("{at}?gracePeriodSeconds=-9223372036854775808"), "", "").await;
+    let answer = tenant.send("DELETE", &format!("{at}?gracePeriodSeconds=-9223372036854775808"), "", "").await;
     assert_eq!(answer.code, 200, "{}", answer.text);
     assert_eq!(answer.body["metadata"]["deletionGracePeriodSeconds"], 1, "{}", answer.text);
-    let answer = shared.tenant.send("DELETE", &format!("{at}?gracePeriodSeconds=0"), "", "").await;
+    let answer = tenant.send("DELETE", &format!("{at}?gracePeriodSeconds=0"), "", "").await;
     assert_eq!(answer.code, 200, "{}", answer.text);
-    assert_eq!(shared.tenant.get(&at).await.code, 404);
+    assert_eq!(tenant.get(&at).await.code, 404);
     assert_unharmed(&shared.server).await;
 }
 
 #[tokio::test]
 async fn token_requests_outside_kube_bounds_are_invalid() {
     let shared = shared().await;
+    let tenant = shared.tenant();
     let path = format!("/api/v1/namespaces/{NS}/serviceaccounts/intruder/token");
     for (seconds, why) in [
         (i64::MAX, "may not specify a duration larger than 2^32 seconds"),
         (i64::MIN, "may not specify a duration less than 10 minutes"),
         (599, "may not specify a duration less than 10 minutes"),
     ] {
-        let answer = shared.tenant.send("POST", &path, "application/json", json!({ "spec": { "expirationSeconds": seconds } }).to_string()).await;
+        let answer = tenant.send("POST", &path, "application/json", json!({ "spec": { "expirationSeconds": seconds } }).to_string()).await;
         assert_refused(&answer, 422, "Invalid");
         assert!(answer.body["message"].as_str().unwrap().contains(why), "{seconds}: {}", answer.text);
     }
@@ -130,12 +144,13 @@ async fn token_requests_outside_kube_bounds_are_invalid() {
 #[tokio::test]
 async fn json_patch_copies_cannot_build_unbounded_nesting() {
     let shared = shared().await;
+    let tenant = shared.tenant();
     let path = format!("/api/v1/namespaces/{NS}/configmaps");
-    let before = create(&shared.tenant, &path, json!({ "metadata": { "name": "deep" }, "data": { "k": "v" } })).await;
+    let before = create(&tenant, &path, json!({ "metadata": { "name": "deep" }, "data": { "k": "v" } })).await;
     // Each copy of /x into its own leaf doubles its depth: 65k levels from a 130 KB body.
     let mut ops = vec![json!({ "op": "add", "path": "/x", "value": {} })];
     ops.extend((0..16).map(|k| json!({ "op": "copy", "from": "/x", "path": "/x".repeat((1 << k) + 1) })));
-    let answer = shared.tenant.send("PATCH", &format!("{path}/deep"), "application/json-patch+json", json!(ops).to_string()).await;
+    let answer = tenant.send("PATCH", &format!("{path}/deep"), "application/json-patch+json", json!(ops).to_string()).await;
     assert_refused(&answer, 422, "Invalid");
     assert!(answer.body["message"].as_str().unwrap().contains("nest more than 127 levels"), "{}", answer.text);
     // Copies that double the size: kube's 3 MiB copy budget.
@@ -144,10 +159,10 @@ async fn json_patch_copies_cannot_build_unbounded_nesting() {
     ]);
     let mut ops = big.as_array().unwrap().clone();
     ops.extend((0..40).map(|_| json!({ "op": "copy", "from": "/x", "path": "/x/-" })));
-    let answer = shared.tenant.send("PATCH", &format!("{path}/deep"), "application/json-patch+json", json!(ops).to_string()).await;
+    let answer = tenant.send("PATCH", &format!("{path}/deep"), "application/json-patch+json", json!(ops).to_string()).await;
     assert_refused(&answer, 422, "Invalid");
     assert!(answer.body["message"].as_str().unwrap().contains("accumulated size increase of copy"), "{}", answer.text);
-    let after = shared.tenant.get(&format!("{path}/deep")).await.body;
+    let after = tenant.get(&format!("{path}/deep")).await.body;
     assert_eq!(after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"], "nothing was written");
     assert_unharmed(&shared.server).await;
 }
@@ -155,6 +170,7 @@ async fn json_patch_copies_cannot_build_unbounded_nesting() {
 #[tokio::test]
 async fn yaml_alias_bombs_are_refused_before_they_expand() {
     let shared = shared().await;
+    let tenant = shared.tenant();
     // 25 million nodes from 35 KB: one wide anchor, repeated (serde_yaml's own repetition
     // limit counts jumps, not what they expand to).
     let bomb = format!(
@@ -164,42 +180,43 @@ async fn yaml_alias_bombs_are_refused_before_they_expand() {
     );
     let started = std::time::Instant::now();
     let path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
-    let answer = shared.service_account.send("POST", path, "application/yaml", bomb.clone()).await;
+    let answer = shared.service_account().send("POST", path, "application/yaml", bomb.clone()).await;
     assert_refused(&answer, 400, "BadRequest");
     assert!(answer.body["message"].as_str().unwrap().contains("document contains excessive aliasing"), "{}", answer.text);
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     // The same through server-side apply of a ConfigMap.
     let apply = format!("{NS}/configmaps/bomb?fieldManager=m");
-    let answer = shared.tenant.send("PATCH", &format!("/api/v1/namespaces/{apply}"), "application/apply-patch+yaml", bomb).await;
+    let answer = tenant.send("PATCH", &format!("/api/v1/namespaces/{apply}"), "application/apply-patch+yaml", bomb).await;
     assert_refused(&answer, 400, "BadRequest");
-    assert_eq!(shared.tenant.get(&format!("/api/v1/namespaces/{NS}/configmaps/bomb")).await.code, 404);
+    assert_eq!(tenant.get(&format!("/api/v1/namespaces/{NS}/configmaps/bomb")).await.code, 404);
     assert_unharmed(&shared.server).await;
 }
 
 #[tokio::test]
 async fn malformed_resource_versions_and_list_options_are_refused() {
     let shared = shared().await;
+    let tenant = shared.tenant();
     let list = format!("/api/v1/namespaces/{NS}/configmaps");
-    create(&shared.tenant, &list, json!({ "metadata": { "name": "rv" } })).await;
+    create(&tenant, &list, json!({ "metadata": { "name": "rv" } })).await;
     for query in ["resourceVersion=abc", "watch=1&resourceVersion=abc", "resourceVersion=-1", "resourceVersion=18446744073709551616"] {
-        let answer = shared.service_account.get(&format!("{list}?{query}")).await;
+        let answer = shared.service_account().get(&format!("{list}?{query}")).await;
         // Authorisation comes first for a ServiceAccount without roles; the tenant may list.
         assert_eq!(answer.code, 403, "{query}: {}", answer.text);
-        let answer = shared.tenant.get(&format!("{list}?{query}")).await;
+        let answer = tenant.get(&format!("{list}?{query}")).await;
         assert_refused(&answer, 400, "BadRequest");
         assert!(answer.body["message"].as_str().unwrap().starts_with("invalid resource version: resourceVersion: Invalid value:"), "{}", answer.text);
     }
-    let answer = shared.tenant.get(&format!("{list}/rv?resourceVersion=abc")).await;
+    let answer = tenant.get(&format!("{list}/rv?resourceVersion=abc")).await;
     assert_refused(&answer, 400, "BadRequest");
     for query in ["limit=abc", "limit=99999999999999999999", "timeoutSeconds=1e9&watch=1"] {
-        assert_refused(&shared.tenant.get(&format!("{list}?{query}")).await, 400, "BadRequest");
+        assert_refused(&tenant.get(&format!("{list}?{query}")).await, 400, "BadRequest");
     }
-    let answer = shared.tenant.get(&format!("{list}?resourceVersion=1&resourceVersionMatch=Bogus")).await;
+    let answer = tenant.get(&format!("{list}?resourceVersion=1&resourceVersionMatch=Bogus")).await;
     assert_refused(&answer, 422, "Invalid");
     assert!(answer.text.contains(r#"resourceVersionMatch: Unsupported value: \"Bogus\""#), "{}", answer.text);
     // Edges of the types that are valid are served.
     for query in ["limit=-9223372036854775808", "limit=9223372036854775807", "watch=1&timeoutSeconds=-1", "resourceVersion=0"] {
-        let answer = shared.tenant.get(&format!("{list}?{query}")).await;
+        let answer = tenant.get(&format!("{list}?{query}")).await;
         assert_eq!(answer.code, 200, "{query}: {}", answer.text);
     }
     assert_unharmed(&shared.server).await;
@@ -208,19 +225,20 @@ async fn malformed_resource_versions_and_list_options_are_refused() {
 #[tokio::test]
 async fn pod_log_options_are_validated_before_reaching_a_kubelet() {
     let shared = shared().await;
+    let tenant = shared.tenant();
     let pods = format!("/api/v1/namespaces/{NS}/pods");
-    create(&shared.tenant, &pods, pod("logs", json!({}))).await;
+    create(&tenant, &pods, pod("logs", json!({}))).await;
     for (query, field) in [
         ("sinceSeconds=-9223372036854775808", "sinceSeconds"),
         ("sinceSeconds=0", "sinceSeconds"),
         ("tailLines=-1", "tailLines"),
         ("limitBytes=0", "limitBytes"),
     ] {
-        let answer = shared.tenant.get(&format!("{pods}/logs/log?{query}")).await;
+        let answer = tenant.get(&format!("{pods}/logs/log?{query}")).await;
         assert_refused(&answer, 422, "Invalid");
         assert!(answer.body["message"].as_str().unwrap().starts_with(&format!("PodLogOptions \"logs\" is invalid: {field}")), "{}", answer.text);
     }
-    assert_refused(&shared.tenant.get(&format!("{pods}/logs/log?sinceSeconds=1e3")).await, 400, "BadRequest");
-    assert_refused(&shared.tenant.get(&format!("{pods}/logs/log?sinceTime=yesterday")).await, 400, "BadRequest");
+    assert_refused(&tenant.get(&format!("{pods}/logs/log?sinceSeconds=1e3")).await, 400, "BadRequest");
+    assert_refused(&tenant.get(&format!("{pods}/logs/log?sinceTime=yesterday")).await, 400, "BadRequest");
     assert_unharmed(&shared.server).await;
 }
