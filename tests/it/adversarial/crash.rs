@@ -242,3 +242,36 @@ async fn pod_log_options_are_validated_before_reaching_a_kubelet() {
     assert_refused(&tenant.get(&format!("{pods}/logs/log?sinceTime=yesterday")).await, 400, "BadRequest");
     assert_unharmed(&shared.server).await;
 }
+
+#[tokio::test]
+async fn numbers_in_objects_are_typed_and_range_checked_and_stored_extremes_compute() {
+    let shared = shared().await;
+    let tenant = shared.tenant();
+    let pods = format!("/api/v1/namespaces/{NS}/pods");
+    // Out of its Go type: the decoder's 400. Out of kube's range: 422.
+    let probe = json!({ "containers": [{ "name": "c", "image": "busybox", "livenessProbe": { "exec": { "command": ["true"] }, "periodSeconds": 1e18 } }] });
+    let answer = tenant.send("POST", &pods, "application/json", pod("typed", probe).to_string()).await;
+    assert_refused(&answer, 400, "BadRequest");
+    assert!(answer.text.contains("of type int32"), "{}", answer.text);
+    let answer = tenant.send("POST", &pods, "application/json", pod("ranged", json!({ "activeDeadlineSeconds": 0 })).to_string()).await;
+    assert_refused(&answer, 422, "Invalid");
+    assert!(answer.text.contains("must be between 1 and 2147483647, inclusive"), "{}", answer.text);
+    for name in ["typed", "ranged"] {
+        assert_eq!(tenant.get(&format!("{pods}/{name}")).await.code, 404, "nothing stored");
+    }
+    // kube takes any int64 here: the controllers must compute with them without overflowing.
+    let template = json!({ "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "busybox" }] } });
+    let jobs = format!("/apis/batch/v1/namespaces/{NS}/jobs");
+    let job = json!({ "metadata": { "name": "forever" }, "spec": { "activeDeadlineSeconds": i64::MAX, "template": template } });
+    create(&tenant, &jobs, job).await;
+    let cronjobs = format!("/apis/batch/v1/namespaces/{NS}/cronjobs");
+    let cronjob = json!({ "metadata": { "name": "late" }, "spec": { "schedule": "* * * * *", "startingDeadlineSeconds": i64::MAX,
+        "jobTemplate": { "spec": { "template": template } } } });
+    create(&tenant, &cronjobs, cronjob).await;
+    crate::support::wait_for(Duration::from_secs(20), "the job controller to start the job", || async {
+        tenant.get(&format!("{jobs}/forever")).await.body["status"]["startTime"].as_str().map(|_| ())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_unharmed(&shared.server).await;
+}
