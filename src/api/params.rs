@@ -13,6 +13,9 @@ use crate::k8s::time::wait;
 
 type Query = HashMap<String, String>;
 
+/// The largest revision a request may name; no store ever gets there.
+pub const LATEST_REVISION: i64 = i64::MAX - 1;
+
 /// An int64 query parameter; 400 `strconv.ParseInt: parsing "x": invalid syntax` when it is
 /// not one.
 pub fn int(query: &Query, name: &str) -> Result<Option<i64>, ApiError> {
@@ -30,7 +33,8 @@ fn parse_int(raw: &str) -> Result<i64, ApiError> {
 }
 
 /// `resourceVersion` of a get, list or watch: absent, empty and `"0"` are 0 ("any"); anything
-/// but a revision is 400, as kube-apiserver's storage answers it.
+/// but a revision is 400, as kube-apiserver's storage answers it. A revision is at most
+/// [`LATEST_REVISION`], so that the one after it (where a watch resumes) is one too.
 pub fn resource_version(query: &Query) -> Result<i64, ApiError> {
     let raw = query.get("resourceVersion").map_or("", String::as_str);
     if raw.is_empty() {
@@ -42,7 +46,7 @@ pub fn resource_version(query: &Query) -> Result<i64, ApiError> {
         ))
     };
     match raw.parse::<u64>() {
-        Ok(rv) => i64::try_from(rv).map_err(|_| invalid("value out of range")),
+        Ok(rv) => i64::try_from(rv).map(|rv| rv.min(LATEST_REVISION)).map_err(|_| invalid("value out of range")),
         Err(e) if matches!(e.kind(), std::num::IntErrorKind::PosOverflow) => Err(invalid("value out of range")),
         Err(_) => Err(invalid("invalid syntax")),
     }
@@ -179,6 +183,7 @@ mod tests {
         assert_eq!(resource_version(&q(&[])).unwrap(), 0);
         assert_eq!(resource_version(&q(&[("resourceVersion", "")])).unwrap(), 0);
         assert_eq!(resource_version(&q(&[("resourceVersion", "42")])).unwrap(), 42);
+        assert_eq!(resource_version(&q(&[("resourceVersion", "9223372036854775807")])).unwrap(), LATEST_REVISION);
         for bad in ["abc", "-1", "1.5", "18446744073709551615", "99999999999999999999"] {
             let e = resource_version(&q(&[("resourceVersion", bad)])).unwrap_err();
             assert_eq!(e.code.as_u16(), 400, "{bad}");

@@ -215,7 +215,15 @@ async fn malformed_resource_versions_and_list_options_are_refused() {
     assert_refused(&answer, 422, "Invalid");
     assert!(answer.text.contains(r#"resourceVersionMatch: Unsupported value: \"Bogus\""#), "{}", answer.text);
     // Edges of the types that are valid are served.
-    for query in ["limit=-9223372036854775808", "limit=9223372036854775807", "watch=1&timeoutSeconds=-1", "resourceVersion=0"] {
+    let edges = [
+        "limit=-9223372036854775808",
+        "limit=9223372036854775807",
+        "watch=1&timeoutSeconds=-1",
+        "resourceVersion=0",
+        "resourceVersion=9223372036854775807",
+        "watch=1&timeoutSeconds=1&resourceVersion=9223372036854775807",
+    ];
+    for query in edges {
         let answer = tenant.get(&format!("{list}?{query}")).await;
         assert_eq!(answer.code, 200, "{query}: {}", answer.text);
     }
