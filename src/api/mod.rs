@@ -18,6 +18,7 @@ pub mod node_password;
 mod node_proxy;
 mod objects;
 mod openapi;
+pub mod panics;
 mod params;
 mod patch;
 mod protobuf;
@@ -256,10 +257,13 @@ async fn handle(
     let upgrade = request.headers().contains_key(header::UPGRADE).then(|| hyper::upgrade::on(&mut request));
     let (parts, body) = request.into_parts();
     let incoming = Incoming { method: parts.method, uri: parts.uri, query, headers: parts.headers, upgrade };
-    match serve(state, peer, incoming, body).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
-    }
+    panics::recover(async move {
+        match serve(state, peer, incoming, body).await {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(),
+        }
+    })
+    .await
 }
 
 /// A request as `serve` takes it.
