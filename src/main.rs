@@ -23,6 +23,7 @@ fn main() -> anyhow::Result<()> {
         }
     };
     init_logging(cli.debug);
+    orch::api::panics::install_hook();
     let default_data_dir = cli.data_dir.is_none();
     let data_dir = cli.data_dir.clone().unwrap_or_else(cli::default_data_dir);
     match cli.command {

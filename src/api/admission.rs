@@ -306,6 +306,7 @@ pub fn validate(r: &Resource, obj: &Value, before: Option<&Value>) -> Result<(),
         }
         _ => {}
     }
+    super::ranges::validate(r, obj, &mut errs);
     if errs.is_empty() {
         Ok(())
     } else {

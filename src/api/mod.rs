@@ -12,15 +12,19 @@ mod client;
 mod crd;
 mod discovery;
 mod fields;
+mod limits;
 pub mod node_addresses;
 pub mod node_authz;
 pub mod node_password;
 mod node_proxy;
 mod objects;
 mod openapi;
+pub mod panics;
+mod params;
 mod patch;
 mod pod_security;
 mod protobuf;
+mod ranges;
 mod raw_json;
 mod rbac;
 mod registry;
@@ -36,7 +40,6 @@ mod watch_cache;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -207,7 +210,7 @@ async fn read_object(resource: &Resource, headers: &HeaderMap, body: Body) -> Re
         return protobuf::decode(resource, &bytes);
     }
     if content_type.contains("yaml") {
-        serde_yaml::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}")))
+        limits::yaml(&bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}")))
     } else {
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
     }
@@ -226,7 +229,7 @@ async fn delete_options(query: &HashMap<String, String>, body: Body) -> Result<o
         propagation_policy: query.get("propagationPolicy").cloned().or_else(|| text(&doc["propagationPolicy"])),
         precondition_uid: text(&doc["preconditions"]["uid"]),
         precondition_resource_version: text(&doc["preconditions"]["resourceVersion"]),
-        grace_period_seconds: query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()).or_else(|| doc["gracePeriodSeconds"].as_i64()),
+        grace_period_seconds: params::grace_period(query, &doc)?,
     })
 }
 
@@ -257,10 +260,13 @@ async fn handle(
     let upgrade = request.headers().contains_key(header::UPGRADE).then(|| hyper::upgrade::on(&mut request));
     let (parts, body) = request.into_parts();
     let incoming = Incoming { method: parts.method, uri: parts.uri, query, headers: parts.headers, upgrade };
-    match serve(state, peer, incoming, body).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
-    }
+    panics::recover(async move {
+        match serve(state, peer, incoming, body).await {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(),
+        }
+    })
+    .await
 }
 
 /// A request as `serve` takes it.
@@ -358,6 +364,7 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
                 Some(custom) => crd::schema::prune(&custom.schema, obj),
                 None => openapi.prune(resource, obj),
             };
+            ranges::integers(&openapi, resource, obj)?;
             match validation {
                 FieldValidation::Strict if !unknown.is_empty() => {
                     let fields: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
@@ -384,6 +391,9 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
     }
     let response = match (target.subresource, target.name) {
         (Some("log" | "exec" | "attach" | "portforward" | "proxy"), Some(name)) => {
+            if target.subresource == Some("log") {
+                params::log_options(&query, name)?;
+            }
             let forward =
                 node_proxy::Forward { method, path: uri.path(), query: &query, raw_query: uri.query(), headers: &headers, upgrade };
             node_proxy::forward(state.store.as_ref(), state.kubelet_tls.as_ref(), &scope, name, forward, body).await?
@@ -463,6 +473,7 @@ async fn dispatch(
     let manager = field_manager(query, headers);
     match (verb, name) {
         ("get", Some(name)) => {
+            params::ReadOptions::parse(query, false)?;
             let obj = objects::get(store_ref, &scope, name).await?;
             if as_table {
                 let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
@@ -476,17 +487,17 @@ async fn dispatch(
             let fields = fields::FieldSelector::parse(resource, query.get("fieldSelector").map_or("", String::as_str))
                 .map_err(ApiError::bad_request)?;
             let selector = objects::Selection { labels, fields };
+            let read = params::ReadOptions::parse(query, watching)?;
             if watching {
                 let options = watch::WatchOptions {
-                    from: query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0),
-                    timeout: query.get("timeoutSeconds").and_then(|v| v.parse().ok()).map(Duration::from_secs),
+                    from: read.resource_version,
+                    timeout: read.timeout,
                     shape: if as_table { watch::Shape::Table(resource) } else { watch::Shape::Object },
                     bookmarks: query.get("allowWatchBookmarks").is_some_and(|b| b == "true"),
                 };
                 return watch::watch(store.clone(), caches.clone(), scope, selector, options).await;
             }
-            let limit = query.get("limit").and_then(|v| v.parse().ok()).unwrap_or(0);
-            let page = objects::list(store_ref, &scope, &selector, limit, query.get("continue").map(String::as_str)).await?;
+            let page = objects::list(store_ref, &scope, &selector, read.limit, query.get("continue").map(String::as_str)).await?;
             if as_table {
                 return Ok(
                     Json(table::render(resource, &page.items, &page.revision.to_string(), page.continue_token.as_deref())).into_response()
@@ -517,7 +528,7 @@ async fn dispatch(
                     ));
                 };
                 let raw = read_body(body).await?;
-                let config: Value = serde_yaml::from_slice(&raw)
+                let config: Value = limits::yaml(&raw)
                     .map_err(|e| ApiError::bad_request(format!("the applied configuration is not valid YAML: {e}")))?;
                 let force = query.get("force").is_some_and(|f| f == "true");
                 let (obj, created) = objects::apply_config(store_ref, &scope, name, config, manager, force, check).await?;

@@ -513,14 +513,18 @@ pub struct DeleteOptions {
 }
 
 /// The grace period a pod deletion gets: none for pods that never ran on a node or have
-/// finished, else the requested or the pod's own period.
+/// finished, else the requested or the pod's own period (a negative one is one second, as
+/// kube-apiserver's `CheckGracefulDelete` has it).
 fn pod_grace_period(pod: &Value, options: &DeleteOptions) -> i64 {
     let bound = pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
     let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
     if !bound || finished {
         return 0;
     }
-    options.grace_period_seconds.or(pod["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(30).max(0)
+    match options.grace_period_seconds.or(pod["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(30) {
+        negative if negative < 0 => 1,
+        seconds => seconds,
+    }
 }
 
 /// What became of a deleted object.

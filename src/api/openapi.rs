@@ -229,7 +229,7 @@ impl OpenApi {
     }
 
     /// Follows `$ref` and single-element `allOf` wrappers to the schema they stand for.
-    fn resolve<'a>(&'a self, mut schema: &'a Value) -> &'a Value {
+    pub(super) fn resolve<'a>(&'a self, mut schema: &'a Value) -> &'a Value {
         for _ in 0..16 {
             if let Some(name) = schema.get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next()) {
                 match self.schemas.get(name) {
@@ -285,10 +285,15 @@ impl OpenApi {
     /// Removes fields the resource's schema does not know and returns their paths.
     pub fn prune(&self, r: &Resource, obj: &mut Value) -> Vec<String> {
         let mut unknown = Vec::new();
-        if let Some(schema) = self.roots.get(&(r.group.to_string(), r.plural.to_string())).and_then(|n| self.schemas.get(n)) {
+        if let Some(schema) = self.schema_of(r) {
             self.prune_value(schema, obj, "", &mut unknown);
         }
         unknown
+    }
+
+    /// The schema of a built-in resource's objects.
+    pub(super) fn schema_of(&self, r: &Resource) -> Option<&Value> {
+        self.roots.get(&(r.group.to_string(), r.plural.to_string())).and_then(|n| self.schemas.get(n))
     }
 }
 

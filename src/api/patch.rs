@@ -35,7 +35,7 @@ pub fn apply(doc: &mut Value, kind: PatchType, patch: &[u8]) -> Result<(), ApiEr
         PatchType::Json => {
             let ops: json_patch::Patch =
                 serde_json::from_slice(patch).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-            json_patch::patch(doc, &ops.0).map_err(|e| ApiError::invalid("", "", "", "patch", &e.to_string()))
+            super::limits::json_patch(doc, &ops.0)
         }
         PatchType::Merge => {
             let p: Value = serde_json::from_slice(patch).map_err(|e| ApiError::bad_request(format!("invalid merge patch: {e}")))?;

@@ -249,7 +249,7 @@ async fn evict(state: &ApiState, scope: &Scope<'_>, name: &str, eviction: &Value
         propagation_policy: options["propagationPolicy"].as_str().map(str::to_string),
         precondition_uid: options["preconditions"]["uid"].as_str().map(str::to_string),
         precondition_resource_version: options["preconditions"]["resourceVersion"].as_str().map(str::to_string),
-        grace_period_seconds: options["gracePeriodSeconds"].as_i64(),
+        grace_period_seconds: super::params::grace_period(&Default::default(), options)?,
     };
     objects::delete(store, &Scope::new(scope.resource, scope.namespace, scope.net), name, &delete).await?;
     Ok(success())
@@ -268,6 +268,11 @@ async fn token_request(state: &ApiState, scope: &Scope<'_>, name: &str, headers:
     } else {
         serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("the TokenRequest is not valid JSON: {e}")))?
     };
+    let mut errs = Vec::new();
+    super::ranges::token_expiration(&request["spec"]["expirationSeconds"], "spec.expirationSeconds", &mut errs);
+    if !errs.is_empty() {
+        return Err(ApiError::invalid_fields("authentication.k8s.io", "TokenRequest", name, errs));
+    }
     let audiences: Vec<String> =
         request["spec"]["audiences"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_string)).collect();
     let namespace = scope.namespace.unwrap_or_default();

@@ -3,7 +3,8 @@
 //! turned into the JSON the rest of the API works on. The kinds live in [`core`] (`kubectl
 //! create configmap|secret|namespace|serviceaccount|service|role|rolebinding|…`, `kubectl auth
 //! can-i`) and [`workloads`] (`kubectl create deployment|job|cronjob`); [`meta`] holds what
-//! they share.
+//! they share. Bodies are at most the API's 3 MiB and prost refuses messages nested more than
+//! 100 levels deep (its recursion limit, kept on), so no body can exhaust the stack.
 
 mod core;
 mod meta;
@@ -85,5 +86,14 @@ mod tests {
         assert_eq!(json["data"]["p"], "cHc=");
         assert!(decode(registry("secrets"), &envelope("ConfigMap", vec![])).is_err(), "kind must match the URL");
         assert!(decode(registry("secrets"), b"not protobuf").is_err());
+    }
+
+    #[test]
+    fn deeply_nested_bodies_are_refused_not_recursed_into() {
+        let registry = |p| crate::api::registry::lookup("", "v1", p).unwrap();
+        // A million nested groups of an unknown field (tag 99, wire type 3: start group).
+        let groups = [0x9b_u8, 0x06].repeat(1 << 20);
+        let e = decode(registry("configmaps"), &envelope("ConfigMap", groups)).unwrap_err();
+        assert_eq!(e.code.as_u16(), 400, "{}", e.message);
     }
 }

@@ -191,7 +191,7 @@ async fn schedule_next(
     let created = cj.metadata.creation_timestamp.as_ref().map_or(now, |t| from_k8s(&t.0));
     let mut earliest = last_schedule.as_ref().map_or(created, |t| from_k8s(&t.0));
     if let Some(deadline) = spec.starting_deadline_seconds {
-        earliest = earliest.max(now - time::Duration::seconds(deadline));
+        earliest = earliest.max(crate::k8s::time::shift(now, -deadline.max(0)));
     }
     let due = due(&schedule, &tz, earliest, now);
     let until_next = due.next.map(|n| Duration::try_from(n - now).unwrap_or_default() + Duration::from_millis(100));
@@ -200,7 +200,7 @@ async fn schedule_next(
         let note = format!("too many missed start times ({}); check clock skew or set startingDeadlineSeconds", due.missed);
         warn(state, cj, "TooManyMissedTimes", note).await;
     }
-    if spec.starting_deadline_seconds.is_some_and(|d| scheduled < now - time::Duration::seconds(d)) {
+    if spec.starting_deadline_seconds.is_some_and(|d| scheduled < crate::k8s::time::shift(now, -d.max(0))) {
         warn(state, cj, "MissSchedule", format!("missed the scheduled time {scheduled} by more than startingDeadlineSeconds")).await;
         return Ok(until_next);
     }

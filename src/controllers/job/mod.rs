@@ -188,7 +188,7 @@ async fn expire_after_ttl(jobs: &Api<Job>, job: &Job, now: OffsetDateTime) -> Re
         }
         FinishedAs::Failed => true_condition(&conditions, "Failed").and_then(|c| c.last_transition_time.clone()),
     };
-    let expires = finished_at.map_or(now, |t| from_k8s(&t.0)) + time::Duration::seconds(i64::from(ttl));
+    let expires = crate::k8s::time::shift(finished_at.map_or(now, |t| from_k8s(&t.0)), i64::from(ttl));
     if expires > now {
         return Ok(Some(Duration::try_from(expires - now).unwrap_or_default()));
     }

@@ -241,7 +241,7 @@ pub fn decide(spec: &Spec, status: &mut JobStatus, pods: &[Pod], now: OffsetDate
             status.start_time.get_or_insert_with(|| t.clone());
         }
         let started = status.start_time.as_ref().map(|s| from_k8s(&s.0));
-        let deadline = started.zip(spec.active_deadline_seconds).map(|(s, d)| s + time::Duration::seconds(d));
+        let deadline = started.zip(spec.active_deadline_seconds).map(|(s, d)| crate::k8s::time::shift(s, d));
         let policy_failure =
             pods.iter().filter(|p| pod_state(p) == PodState::Failed).find_map(|p| match evaluate(spec.failure_policy.as_ref(), p) {
                 PolicyAction::FailJob(message) => Some(("PodFailurePolicy".to_string(), message)),

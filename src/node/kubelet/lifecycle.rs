@@ -29,7 +29,7 @@ pub async fn run_hook(ctx: &NodeContext, id: &str, hook: &LifecycleHandler, ip: 
         ..Default::default()
     };
     if let Some(sleep) = &hook.sleep {
-        tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64)).await;
+        tokio::time::sleep(crate::k8s::time::wait(sleep.seconds)).await;
         return;
     }
     let target = ProbeTarget { runtime: ctx.runtime.as_ref(), container_id: id, container: spec, pod_ip: ip, netns };
@@ -58,7 +58,7 @@ async fn wait_stopped(ctx: &NodeContext, id: &str, deadline: Instant) -> bool {
 /// Stops a running container within `grace`: its preStop hook, SIGTERM, and SIGKILL for
 /// whatever still runs when the grace period is over.
 pub async fn stop_container(ctx: &NodeContext, id: &str, spec: &Container, grace: Duration, ip: IpAddr, netns: Option<PathBuf>) {
-    let deadline = Instant::now() + grace;
+    let deadline = Instant::now() + grace.min(crate::k8s::time::FOREVER);
     if !grace.is_zero() {
         if let Some(hook) = spec.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
             let _ = tokio::time::timeout(grace, run_hook(ctx, id, hook, ip, netns, spec)).await;

@@ -37,7 +37,7 @@ impl LogOptions {
         let number = |name: &'static str| -> Result<Option<i64>, LogQueryError> {
             q.get(name).map(|v| v.parse::<i64>().map_err(|_| LogQueryError::NotANumber { name, value: v.clone() })).transpose()
         };
-        let mut since = number("sinceSeconds")?.map(|s| now - time::Duration::seconds(s.max(0)));
+        let mut since = number("sinceSeconds")?.map(|s| crate::k8s::time::shift(now, -s.max(0)));
         if let Some(t) = q.get("sinceTime") {
             since = Some(OffsetDateTime::parse(t, &Rfc3339).map_err(|_| LogQueryError::NotATime(t.clone()))?);
         }

@@ -2,7 +2,7 @@
 //! has passed and then requested again, as the kubelet's token manager does.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
@@ -29,7 +29,7 @@ impl TokenCache {
         now: SystemTime,
     ) -> Result<String, ObjectError> {
         let key = (account.to_string(), audience.map(str::to_string), seconds);
-        let renew_after = Duration::from_secs(seconds.max(0) as u64 * 8 / 10);
+        let renew_after = crate::k8s::time::wait(seconds) / 10 * 8;
         if let Some((token, issued)) = self.tokens.lock().get(&key) {
             if now.duration_since(*issued).unwrap_or_default() < renew_after {
                 return Ok(token.clone());
@@ -46,6 +46,7 @@ impl TokenCache {
 mod tests {
     use super::*;
     use crate::node::kubelet::objects::StaticData;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn renews_at_80_percent_of_the_lifetime() {

@@ -548,7 +548,7 @@ impl PodWorker {
             run.startup = None;
             run.readiness = None;
             let grace = self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
-            lifecycle::stop_container(&self.ctx, &id, &spec, Duration::from_secs(grace.max(0) as u64), sandbox.ip, sandbox.netns).await;
+            lifecycle::stop_container(&self.ctx, &id, &spec, crate::k8s::time::wait(grace), sandbox.ip, sandbox.netns).await;
         }
     }
 
@@ -584,7 +584,7 @@ impl PodWorker {
         let grace = if graceful {
             let seconds =
                 self.pod.metadata.deletion_grace_period_seconds.or(self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds));
-            Duration::from_secs(seconds.unwrap_or(30).max(0) as u64)
+            crate::k8s::time::wait(seconds.unwrap_or(30))
         } else {
             Duration::ZERO
         };

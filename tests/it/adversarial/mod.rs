@@ -6,6 +6,7 @@
 mod authz;
 mod crash;
 mod exhaust;
+mod fuzz;
 mod tokens;
 mod volumes;
 

@@ -1,8 +1,12 @@
 //! SPDY/3 header blocks: name/value pairs (32-bit lengths, lowercase names, several values of
 //! one name joined by NUL) compressed with one zlib stream per direction and connection,
-//! primed with the protocol's dictionary, each block ending with a sync flush.
+//! primed with the protocol's dictionary, each block ending with a sync flush. A block inflates
+//! to at most [`MAX_INFLATED`] bytes: a few kilobytes of zeros must not become gigabytes.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+/// The most a header block may inflate to (kubectl sends a few hundred bytes).
+pub const MAX_INFLATED: usize = 256 << 10;
 
 /// Header name/value pairs in the order sent.
 pub type Headers = Vec<(String, String)>;
@@ -13,6 +17,8 @@ pub enum HeaderError {
     Zlib(String),
     #[error("SPDY header block is malformed")]
     Malformed,
+    #[error("SPDY header block inflates to more than {MAX_INFLATED} bytes")]
+    TooLarge,
 }
 
 /// The value of header `name` (names compare case-insensitively).
@@ -68,7 +74,7 @@ impl Default for Inflater {
 impl Inflater {
     /// The headers of the compressed `block`.
     pub fn decode(&mut self, block: &[u8]) -> Result<Headers, HeaderError> {
-        let mut out = Vec::with_capacity(block.len() * 4 + 64);
+        let mut out = Vec::with_capacity(block.len().saturating_mul(4).saturating_add(64).min(MAX_INFLATED));
         let mut input = block;
         loop {
             let before = self.0.total_in();
@@ -77,7 +83,8 @@ impl Inflater {
             match result {
                 Ok(Status::StreamEnd) => break,
                 Ok(_) if input.is_empty() && out.len() < out.capacity() => break,
-                Ok(_) => out.reserve(out.capacity().max(64)),
+                Ok(_) if out.len() >= MAX_INFLATED => return Err(HeaderError::TooLarge),
+                Ok(_) => out.reserve(out.capacity().clamp(64, MAX_INFLATED + 1 - out.len())),
                 Err(e) if e.needs_dictionary().is_some() => {
                     self.0.set_dictionary(DICTIONARY).map_err(|e| HeaderError::Zlib(e.to_string()))?;
                 }
@@ -177,5 +184,15 @@ mod tests {
         let headers = Inflater::default().decode(&block).unwrap();
         assert_eq!(headers.len(), 2);
         assert!(Inflater::default().decode(b"not zlib").is_err());
+    }
+
+    #[test]
+    fn blocks_inflating_past_the_cap_are_refused() {
+        let mut deflate = Deflater::default();
+        let bomb = deflate.encode(&vec![("x".into(), "\0".repeat(16 << 20))]);
+        assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+        assert!(matches!(Inflater::default().decode(&bomb), Err(HeaderError::TooLarge)));
+        let fits = Deflater::default().encode(&vec![("x".into(), "y".repeat(MAX_INFLATED - 64))]);
+        assert_eq!(Inflater::default().decode(&fits).unwrap().len(), 1);
     }
 }
