@@ -154,6 +154,7 @@ impl Server {
         let kubelet_tls = Arc::new(pki::client_config(&creds.ca.pem().cert, Some(&creds.peer))?);
         let api = crate::api::router(store.clone() as Arc<dyn Store>, net, tokens, Some(kubelet_tls), tasks.clone());
         let controller_client = crate::api::in_process_client(api.clone(), controller_identity(), "default");
+        let api = crate::api::limit_in_flight(api, config.max_requests_inflight, config.max_mutating_requests_inflight);
         let tls = Arc::new(pki::server_config(&creds.ca.pem().cert, &creds.serving)?);
         let token = creds.token.clone();
         let ca_pem = creds.ca.pem().cert.clone();
