@@ -39,11 +39,35 @@ impl Shape {
     }
 }
 
+/// The server's `--min-request-timeout` (kube-apiserver's default: 1800 s), carried to the
+/// API as a request extension.
+#[derive(Debug, Clone, Copy)]
+pub struct MinRequestTimeout(pub Duration);
+
+impl Default for MinRequestTimeout {
+    fn default() -> Self {
+        Self(Duration::from_secs(1800))
+    }
+}
+
+impl MinRequestTimeout {
+    /// How long a watch runs, as kube-apiserver decides: the client's `timeoutSeconds` when
+    /// positive, else a random time in [min, 2 × min) so that watchers do not all re-list at
+    /// once.
+    pub fn watch_timeout(self, timeout_seconds: Option<i64>) -> Duration {
+        match timeout_seconds {
+            Some(s) if s > 0 => Duration::from_secs(s as u64),
+            _ => self.0.mul_f64(1.0 + rand::random::<f64>()),
+        }
+    }
+}
+
 /// What a watch request asks for.
 pub struct WatchOptions {
     /// The client's resourceVersion (0 or absent: send the current objects as ADDED first).
     pub from: Revision,
-    pub timeout: Option<Duration>,
+    /// When the server ends the watch.
+    pub timeout: Duration,
     pub shape: Shape,
     /// `allowWatchBookmarks=true`: periodic BOOKMARK events carrying the latest revision.
     pub bookmarks: bool,
@@ -84,10 +108,7 @@ pub async fn watch(
     };
     let live = if options.bookmarks { with_bookmarks(live, resource, from) } else { live };
     let stream = futures::stream::iter(initial).chain(live).map(|(_, bytes)| Ok::<_, std::io::Error>(bytes));
-    let body = match options.timeout {
-        Some(t) => Body::from_stream(stream.take_until(tokio::time::sleep(t))),
-        None => Body::from_stream(stream),
-    };
+    let body = Body::from_stream(stream.take_until(tokio::time::sleep(options.timeout)));
     Ok(json_stream(body))
 }
 
