@@ -131,7 +131,7 @@ impl Feed {
     /// Events from the shared watch cache: each line rendered once for all watchers.
     fn cached_lines(self, sub: Subscription, from: Revision) -> Lines {
         let replay = futures::stream::iter(sub.replay);
-        let live = tokio_stream_from(sub.live);
+        let live = futures::stream::unfold(sub.live, |rx| async move { rx.recv().await.map(|c| (c, rx)) });
         replay
             .chain(live)
             .filter_map(move |change| {
@@ -172,10 +172,6 @@ impl Feed {
             })
             .collect()
     }
-}
-
-fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> BoxStream<'static, T> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }
 
 /// Where a catching-up watcher reads next.
