@@ -12,6 +12,7 @@ mod client;
 mod crd;
 mod discovery;
 mod fields;
+mod inflight;
 mod limits;
 pub mod node_addresses;
 pub mod node_authz;
@@ -54,6 +55,7 @@ use serde_json::{json, Value};
 use crate::pki::Peer;
 use crate::tasks::Tasks;
 pub use client::in_process_client;
+pub use inflight::limit as limit_in_flight;
 pub use objects::check_name;
 use objects::{Scope, SharedStore};
 use openapi::{FieldValidation, OpenApi};
@@ -62,6 +64,7 @@ use selector::LabelSelector;
 pub use services::ServiceNetwork;
 pub use status::ApiError;
 pub use tokens::TokenKeys;
+pub use watch::MinRequestTimeout;
 
 /// Largest request body accepted, as kube-apiserver (3 MiB).
 const MAX_BODY: usize = 3 << 20;
@@ -259,7 +262,8 @@ async fn handle(
     // Exec, attach and port-forward upgrade the connection; the proxy to the kubelet needs it.
     let upgrade = request.headers().contains_key(header::UPGRADE).then(|| hyper::upgrade::on(&mut request));
     let (parts, body) = request.into_parts();
-    let incoming = Incoming { method: parts.method, uri: parts.uri, query, headers: parts.headers, upgrade };
+    let min_request_timeout = parts.extensions.get::<MinRequestTimeout>().copied().unwrap_or_default();
+    let incoming = Incoming { method: parts.method, uri: parts.uri, query, headers: parts.headers, upgrade, min_request_timeout };
     panics::recover(async move {
         match serve(state, peer, incoming, body).await {
             Ok(resp) => resp,
@@ -276,10 +280,11 @@ struct Incoming {
     query: HashMap<String, String>,
     headers: HeaderMap,
     upgrade: Option<hyper::upgrade::OnUpgrade>,
+    min_request_timeout: MinRequestTimeout,
 }
 
 async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> Result<Response, ApiError> {
-    let Incoming { method, uri, query, headers, upgrade } = incoming;
+    let Incoming { method, uri, query, headers, upgrade, min_request_timeout } = incoming;
     let store = state.store.clone();
     let identity = match peer.0 {
         Some(identity) => identity,
@@ -403,7 +408,7 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
             subresources::serve(&state, scope, request, body, &check).await?
         }
         _ => {
-            let request = Request { verb, name: target.name, watching, as_table, query: &query, headers: &headers };
+            let request = Request { verb, name: target.name, watching, as_table, query: &query, headers: &headers, min_request_timeout };
             dispatch(&store, &caches, resource, scope, request, body, &check).await?
         }
     };
@@ -457,6 +462,7 @@ struct Request<'a> {
     as_table: bool,
     query: &'a HashMap<String, String>,
     headers: &'a HeaderMap,
+    min_request_timeout: MinRequestTimeout,
 }
 
 async fn dispatch(
@@ -468,7 +474,7 @@ async fn dispatch(
     body: Body,
     check: objects::Check<'_>,
 ) -> Result<Response, ApiError> {
-    let Request { verb, name, watching, as_table, query, headers } = request;
+    let Request { verb, name, watching, as_table, query, headers, min_request_timeout } = request;
     let store_ref = store.as_ref();
     let manager = field_manager(query, headers);
     match (verb, name) {
@@ -491,7 +497,7 @@ async fn dispatch(
             if watching {
                 let options = watch::WatchOptions {
                     from: read.resource_version,
-                    timeout: read.timeout,
+                    timeout: min_request_timeout.watch_timeout(read.timeout),
                     shape: if as_table { watch::Shape::Table(resource) } else { watch::Shape::Object },
                     bookmarks: query.get("allowWatchBookmarks").is_some_and(|b| b == "true"),
                 };

@@ -39,11 +39,35 @@ impl Shape {
     }
 }
 
+/// The server's `--min-request-timeout` (kube-apiserver's default: 1800 s), carried to the
+/// API as a request extension.
+#[derive(Debug, Clone, Copy)]
+pub struct MinRequestTimeout(pub Duration);
+
+impl Default for MinRequestTimeout {
+    fn default() -> Self {
+        Self(Duration::from_secs(1800))
+    }
+}
+
+impl MinRequestTimeout {
+    /// How long a watch runs, as kube-apiserver decides: the client's `timeoutSeconds` when
+    /// positive, else a random time in [min, 2 × min) so that watchers do not all re-list at
+    /// once.
+    pub fn watch_timeout(self, asked: Option<Duration>) -> Duration {
+        match asked {
+            Some(d) if !d.is_zero() => d,
+            _ => self.0.mul_f64(1.0 + rand::random::<f64>()),
+        }
+    }
+}
+
 /// What a watch request asks for.
 pub struct WatchOptions {
     /// The client's resourceVersion (0 or absent: send the current objects as ADDED first).
     pub from: Revision,
-    pub timeout: Option<Duration>,
+    /// When the server ends the watch.
+    pub timeout: Duration,
     pub shape: Shape,
     /// `allowWatchBookmarks=true`: periodic BOOKMARK events carrying the latest revision.
     pub bookmarks: bool,
@@ -84,10 +108,7 @@ pub async fn watch(
     };
     let live = if options.bookmarks { with_bookmarks(live, resource, from) } else { live };
     let stream = futures::stream::iter(initial).chain(live).map(|(_, bytes)| Ok::<_, std::io::Error>(bytes));
-    let body = match options.timeout {
-        Some(t) => Body::from_stream(stream.take_until(tokio::time::sleep(t))),
-        None => Body::from_stream(stream),
-    };
+    let body = Body::from_stream(stream.take_until(tokio::time::sleep(options.timeout)));
     Ok(json_stream(body))
 }
 
@@ -110,7 +131,7 @@ impl Feed {
     /// Events from the shared watch cache: each line rendered once for all watchers.
     fn cached_lines(self, sub: Subscription, from: Revision) -> Lines {
         let replay = futures::stream::iter(sub.replay);
-        let live = tokio_stream_from(sub.live);
+        let live = futures::stream::unfold(sub.live, |rx| async move { rx.recv().await.map(|c| (c, rx)) });
         replay
             .chain(live)
             .filter_map(move |change| {
@@ -151,10 +172,6 @@ impl Feed {
             })
             .collect()
     }
-}
-
-fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> BoxStream<'static, T> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }
 
 /// Where a catching-up watcher reads next.

@@ -2,7 +2,10 @@
 //! the stored bytes) and fanned out to every API watcher of that resource, with a ring of
 //! recent events to resume from and an index on pods' `spec.nodeName` so a thousand node
 //! agents watching "their" pods cost one map lookup per event instead of a thousand selector
-//! checks (kube-apiserver's watch cache with indexed triggers does the same).
+//! checks (kube-apiserver's watch cache with indexed triggers does the same). The ring and
+//! each watcher's queue are bounded in events and in bytes; a watcher whose queue overflows
+//! (a client that stopped reading) is terminated, as kube-apiserver terminates unresponsive
+//! watchers: its queue is freed at once and its stream ends once the client reads again.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
@@ -10,7 +13,6 @@ use std::sync::{Arc, OnceLock};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 use super::objects::{Selection, SharedStore};
 use super::raw_json;
@@ -22,10 +24,15 @@ use crate::store::{EventKind, KeyRange, Revision, WatchRequest};
 /// stored objects (several KiB for a pod or node), and older resumptions catch up from the
 /// store's history.
 const RING: usize = 512;
+/// Most bytes of stored objects the ring keeps per resource.
+const RING_BYTES: usize = 16 << 20;
 /// Events a watcher may fall behind by before it is dropped (its client re-watches, from the
 /// store's history when the ring no longer covers it — far costlier than waiting a little: each
 /// queued event is one shared pointer, so this is generous).
 const SUBSCRIBER_BUFFER: usize = 16384;
+/// Bytes of stored objects a watcher's queue may hold before it is dropped: a queued change
+/// shared with no other watcher keeps its objects alive.
+const SUBSCRIBER_BYTES: usize = 16 << 20;
 
 /// One change of one object, kept as the store's bytes: its watch line is those bytes with the
 /// resourceVersion spliced in, rendered once per event type for all watchers; the JSON tree is
@@ -79,6 +86,11 @@ impl Change {
             previous: OnceLock::new(),
             rendered: Default::default(),
         })
+    }
+
+    /// The memory this change holds: its stored objects.
+    fn size(&self) -> usize {
+        self.raw.len() + self.previous_raw.as_ref().map_or(0, Vec::len)
     }
 
     fn previous_bytes(&self) -> Option<&[u8]> {
@@ -178,13 +190,87 @@ fn framed(kind: &str, object_len: usize, write_object: impl FnOnce(&mut Vec<u8>)
 }
 
 struct Subscriber {
-    sender: mpsc::Sender<Arc<Change>>,
+    queue: Arc<Queue>,
     /// Only changes of objects bound to this node (`spec.nodeName=<node>`), if set.
     node: Option<String>,
 }
 
+/// The changes waiting for one watcher, bounded in events and bytes.
+struct Queue {
+    pending: Mutex<Pending>,
+    ready: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+    changes: VecDeque<Arc<Change>>,
+    bytes: usize,
+    /// No more changes: the watcher was dropped, or its reader went away.
+    closed: bool,
+}
+
+impl Queue {
+    /// Queues `change`; false (and the queue emptied and closed) when it is closed or would
+    /// overflow.
+    fn push(&self, change: &Arc<Change>) -> bool {
+        let mut p = self.pending.lock();
+        if !p.closed && p.changes.len() < SUBSCRIBER_BUFFER && p.bytes + change.size() <= SUBSCRIBER_BYTES {
+            p.bytes += change.size();
+            p.changes.push_back(change.clone());
+            drop(p);
+            self.ready.notify_one();
+            return true;
+        }
+        if !p.closed {
+            tracing::info!(queued = p.changes.len(), bytes = p.bytes, "terminating an unresponsive watcher");
+        }
+        self.close_locked(&mut p);
+        false
+    }
+
+    fn close_locked(&self, p: &mut Pending) {
+        p.closed = true;
+        p.changes = VecDeque::new();
+        p.bytes = 0;
+        self.ready.notify_one();
+    }
+
+    fn close(&self) {
+        self.close_locked(&mut self.pending.lock());
+    }
+}
+
+/// The reading end of a watcher's queue: the changes in order, ending when it is closed.
+pub struct Receiver(Arc<Queue>);
+
+impl Receiver {
+    pub async fn recv(&self) -> Option<Arc<Change>> {
+        loop {
+            {
+                let mut p = self.0.pending.lock();
+                if let Some(change) = p.changes.pop_front() {
+                    p.bytes -= change.size();
+                    return Some(change);
+                }
+                if p.closed {
+                    return None;
+                }
+            }
+            self.0.ready.notified().await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 struct State {
     ring: VecDeque<Arc<Change>>,
+    /// Bytes of stored objects in `ring`.
+    ring_bytes: usize,
     /// Every change of the resource with revision >= `covered_from` is in `ring` (or was
     /// published after it).
     covered_from: Revision,
@@ -203,10 +289,25 @@ pub struct ResourceCache {
 /// A watcher's feed: the recent changes it resumes from, then live ones.
 pub struct Subscription {
     pub replay: Vec<Arc<Change>>,
-    pub live: mpsc::Receiver<Arc<Change>>,
+    pub live: Receiver,
 }
 
 impl ResourceCache {
+    /// An empty cache covering the changes from revision `start` on.
+    fn new(start: Revision) -> Self {
+        let state = State {
+            ring: VecDeque::new(),
+            ring_bytes: 0,
+            covered_from: start,
+            subscribers: HashMap::new(),
+            by_node: HashMap::new(),
+            unindexed: Vec::new(),
+            next_id: 0,
+            alive: true,
+        };
+        Self { state: Mutex::new(state) }
+    }
+
     /// Subscribes to changes after `from`, or `None` when the cache no longer covers `from`
     /// (the caller then reads the store's history itself).
     pub fn subscribe(&self, from: Revision, node: Option<String>) -> Option<Subscription> {
@@ -221,29 +322,34 @@ impl ResourceCache {
             .filter(|c| node.as_deref().is_none_or(|n| touches_node(c, n)))
             .cloned()
             .collect();
-        let (sender, live) = mpsc::channel(SUBSCRIBER_BUFFER);
+        let queue = Arc::new(Queue { pending: Mutex::default(), ready: tokio::sync::Notify::new() });
         let id = state.next_id;
         state.next_id += 1;
         match &node {
             Some(n) => state.by_node.entry(n.clone()).or_default().push(id),
             None => state.unindexed.push(id),
         }
-        state.subscribers.insert(id, Subscriber { sender, node });
-        Some(Subscription { replay, live })
+        state.subscribers.insert(id, Subscriber { queue: queue.clone(), node });
+        Some(Subscription { replay, live: Receiver(queue) })
     }
 
     fn publish(&self, change: Change) {
         let change = Arc::new(change);
         let mut state = self.state.lock();
-        if state.ring.len() == RING {
-            if let Some(old) = state.ring.pop_front() {
-                state.covered_from = old.revision + 1;
-                while state.ring.front().is_some_and(|c| c.revision == old.revision) {
-                    state.ring.pop_front();
-                }
+        while !state.ring.is_empty() && (state.ring.len() >= RING || state.ring_bytes + change.size() > RING_BYTES) {
+            let old = state.ring.front().map(|c| c.revision).expect("not empty");
+            state.covered_from = old + 1;
+            while let Some(gone) = state.ring.pop_front_if(|c| c.revision == old) {
+                state.ring_bytes -= gone.size();
             }
         }
-        state.ring.push_back(change.clone());
+        if change.size() <= RING_BYTES {
+            state.ring_bytes += change.size();
+            state.ring.push_back(change.clone());
+        } else {
+            // Larger than the ring: watchers resuming from before it read the store's history.
+            state.covered_from = change.revision + 1;
+        }
         let mut targets: Vec<u64> = state.unindexed.clone();
         for node in [change.node.as_deref(), change.previous_node.as_deref()].into_iter().flatten() {
             if let Some(ids) = state.by_node.get(node) {
@@ -257,7 +363,7 @@ impl ResourceCache {
         let mut gone = Vec::new();
         for id in targets {
             if let Some(sub) = state.subscribers.get(&id) {
-                if sub.sender.try_send(change.clone()).is_err() {
+                if !sub.queue.push(&change) {
                     gone.push(id);
                 }
             }
@@ -270,6 +376,9 @@ impl ResourceCache {
     fn close(&self) {
         let mut state = self.state.lock();
         state.alive = false;
+        for sub in state.subscribers.values() {
+            sub.queue.close();
+        }
         state.subscribers.clear();
         state.by_node.clear();
         state.unindexed.clear();
@@ -322,17 +431,7 @@ impl WatchCaches {
         }
         let start = store.current_revision().await.ok()? + 1;
         let mut stream = store.watch(WatchRequest { range: KeyRange::prefix(prefix.clone()), start_revision: start }).await.ok()?;
-        let cache = Arc::new(ResourceCache {
-            state: Mutex::new(State {
-                ring: VecDeque::new(),
-                covered_from: start,
-                subscribers: HashMap::new(),
-                by_node: HashMap::new(),
-                unindexed: Vec::new(),
-                next_id: 0,
-                alive: true,
-            }),
-        });
+        let cache = Arc::new(ResourceCache::new(start));
         {
             let mut caches = self.caches.lock();
             if let Some(existing) = caches.get(&prefix) {
@@ -466,5 +565,24 @@ mod tests {
         let gone = change(event(EventKind::Delete, 7, &json!({}), Some(&pod("n1", "db"))));
         assert_eq!(gone.selected_by(&select("", "spec.nodeName=n1"), true), (false, true));
         assert_eq!(gone.event_type(false, true), Some("DELETED"));
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_stops_reading_is_dropped_and_its_queue_freed() {
+        let cache = ResourceCache::new(1);
+        let big = json!({ "metadata": { "name": "a" }, "data": { "k": "x".repeat(1 << 20) } });
+        let reader = cache.subscribe(0, None).unwrap();
+        let stalled = cache.subscribe(0, None).unwrap();
+        for rev in 1..=40 {
+            cache.publish(change(event(EventKind::Put, rev, &big, None)));
+            assert_eq!(reader.live.recv().await.unwrap().revision, rev, "a reading watcher gets every change");
+        }
+        let state = cache.state.lock();
+        assert_eq!(state.subscribers.len(), 1, "the stalled watcher is dropped");
+        assert!(state.ring_bytes <= RING_BYTES && state.ring.len() < 40, "the ring is bounded in bytes: {}", state.ring.len());
+        drop(state);
+        assert_eq!(stalled.live.0.pending.lock().bytes, 0, "its queue is freed at once");
+        assert!(stalled.live.recv().await.is_none(), "its stream ends");
+        assert!(cache.subscribe(0, None).is_none(), "revisions before the ring are read from the store");
     }
 }

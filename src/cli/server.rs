@@ -77,6 +77,19 @@ pub struct ServerArgs {
     /// How long a node may miss heartbeats before it is marked NotReady (Unknown)
     #[arg(long, default_value = "40s", value_parser = duration, value_name = "DURATION")]
     pub node_monitor_grace_period: Duration,
+    /// Most read-only API requests served at once (0: no limit); more are answered 429
+    #[arg(long, default_value_t = 400, value_name = "N")]
+    pub max_requests_inflight: usize,
+    /// Most mutating API requests served at once (0: no limit); more are answered 429
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub max_mutating_requests_inflight: usize,
+    /// Shortest server-side timeout of a watch; each watch ends after a random time between
+    /// this and twice this, unless the client asks for timeoutSeconds
+    #[arg(long, default_value = "1800s", value_parser = duration, value_name = "DURATION")]
+    pub min_request_timeout: Duration,
+    /// How long Events are kept
+    #[arg(long, default_value = "1h", value_parser = duration, value_name = "DURATION")]
+    pub event_ttl: Duration,
     /// Do not run the controllers and the scheduler on this server
     #[arg(long)]
     pub disable_controllers: bool,
@@ -114,6 +127,10 @@ impl ServerArgs {
             cluster_cidr: self.node.cluster_cidr.clone(),
             node_monitor_grace_period: self.node_monitor_grace_period,
             disable_controllers: self.disable_controllers,
+            max_requests_inflight: self.max_requests_inflight,
+            max_mutating_requests_inflight: self.max_mutating_requests_inflight,
+            min_request_timeout: self.min_request_timeout,
+            event_ttl: self.event_ttl,
         }
     }
 

@@ -11,6 +11,7 @@ mod daemonset;
 mod deployment;
 mod disruption;
 pub mod endpoints;
+mod event_ttl;
 mod gc;
 pub(crate) mod informer;
 mod job;
@@ -58,6 +59,8 @@ pub struct Settings {
     pub api_servers: Vec<std::net::SocketAddr>,
     /// The cluster CA certificate (PEM), published in every namespace as `kube-root-ca.crt`.
     pub ca_pem: String,
+    /// How long Events are kept after their last write (`--event-ttl`).
+    pub event_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -68,6 +71,7 @@ impl Default for Settings {
             kubernetes_service_ip: std::net::Ipv4Addr::new(10, 43, 0, 1).into(),
             api_servers: Vec::new(),
             ca_pem: String::new(),
+            event_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -96,6 +100,7 @@ const CONTROLLERS: &[(&str, RunFn)] = &[
     ("replicaset", |c, s| Box::pin(replicaset::run(c, s))),
     ("replicationcontroller", |c, s| Box::pin(replicaset::run_replication_controllers(c, s))),
     ("statefulset", |c, s| Box::pin(statefulset::run(c, s))),
+    ("event-ttl", |c, s| Box::pin(event_ttl::run(c, s))),
 ];
 
 /// How long controllers get to finish their reconciles once leadership ends.

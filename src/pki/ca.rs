@@ -29,7 +29,7 @@ impl PemPair {
 
     /// Writes `<stem>.crt` and `<stem>.key` (mode 600) into `dir`.
     pub fn write(&self, dir: &Path, stem: &str) -> Result<(), PkiError> {
-        std::fs::create_dir_all(dir).map_err(|source| PkiError::Write { path: dir.display().to_string(), source })?;
+        super::private_dir(dir).map_err(|source| PkiError::Write { path: dir.display().to_string(), source })?;
         write_private(&dir.join(format!("{stem}.key")), &self.key)?;
         write_private(&dir.join(format!("{stem}.crt")), &self.cert)
     }

@@ -4,11 +4,13 @@
 
 mod ca;
 mod identity;
+mod private;
 mod tls;
 mod token;
 
 pub use ca::{write_private, CertSpec, ClusterCa, PemPair};
 pub use identity::{Identity, Peer};
+pub use private::{private_dir, restrict_tree};
 pub use tls::{client_config, insecure_client_config, server_config};
 pub use token::{ca_hash, constant_time_eq, derived_agent_secret, is_bootstrap, new_bootstrap, JoinToken};
 

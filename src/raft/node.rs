@@ -107,7 +107,7 @@ impl RaftStore {
     /// raft. The node is not part of any cluster until [`Self::bootstrap`] or [`Self::join`],
     /// unless it already was one before a restart.
     pub async fn open(dir: &Path, settings: RaftSettings) -> Result<Arc<Self>, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Storage(format!("{}: {e}", dir.display())))?;
+        crate::pki::private_dir(dir).map_err(|e| StoreError::Storage(format!("{}: {e}", dir.display())))?;
         let db = open_db(&dir.join("db"), &settings.store)?;
         let id = node_id(&db)?;
         let engine = Arc::new(MvccEngine::open(db.open_tree("kv")?)?);

@@ -5,6 +5,8 @@
 mod client;
 mod codec;
 pub mod https;
+pub mod limits;
+pub mod rate_limit;
 mod store_client;
 mod store_service;
 

@@ -45,4 +45,13 @@ pub struct Config {
     pub node_monitor_grace_period: Duration,
     /// Run no controllers and no scheduler on this server.
     pub disable_controllers: bool,
+    /// Read-only API requests served at once (0: no limit); more get 429.
+    pub max_requests_inflight: usize,
+    /// Mutating API requests served at once (0: no limit); more get 429.
+    pub max_mutating_requests_inflight: usize,
+    /// Shortest server-side timeout of a watch (each gets a random one between this and twice
+    /// this unless the client asks for `timeoutSeconds`).
+    pub min_request_timeout: Duration,
+    /// How long Events are kept.
+    pub event_ttl: Duration,
 }

@@ -113,6 +113,10 @@ impl Server {
     /// controllers; returns once the server answers on its port.
     pub async fn start(config: Config) -> Result<Server, ServerError> {
         let data_dir = config.data_dir.as_path();
+        // The CA key, the token and the store (every Secret) live here: owner-only.
+        pki::private_dir(data_dir)?;
+        pki::private_dir(&data_dir.join("server"))?;
+        pki::restrict_tree(&data_dir.join("server"))?;
         let net = crate::api::ServiceNetwork::parse(&config.service_cidr, &config.service_node_port_range)
             .map_err(|e| ServerError::Flag(format!("--service-cidr/--service-node-port-range: {e}")))?;
         let addr = SocketAddr::new(config.bind_address, config.https_listen_port);
@@ -156,6 +160,8 @@ impl Server {
         let kubelet_tls = Arc::new(pki::client_config(&creds.ca.pem().cert, Some(&creds.kubelet_client))?);
         let api = crate::api::router(store.clone() as Arc<dyn Store>, net, tokens, Some(kubelet_tls), tasks.clone());
         let controller_client = crate::api::in_process_client(api.clone(), controller_identity(), "default");
+        let api = crate::api::limit_in_flight(api, config.max_requests_inflight, config.max_mutating_requests_inflight)
+            .layer(axum::Extension(crate::api::MinRequestTimeout(config.min_request_timeout)));
         let tls = Arc::new(pki::server_config(&creds.ca.pem().cert, &creds.serving)?);
         let (token, agent_token) = (creds.token.clone(), creds.agent_token.clone());
         let ca_pem = creds.ca.pem().cert.clone();
@@ -204,6 +210,7 @@ impl Server {
                 kubernetes_service_ip: net.kubernetes_ip().into(),
                 api_servers: vec![SocketAddr::new(advertise_ip, port)],
                 ca_pem,
+                event_ttl: config.event_ttl,
             };
             controller_task = Some(tasks.tracker.spawn(crate::controllers::run_all(controller_client, settings, controllers.clone())));
         }

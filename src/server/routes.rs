@@ -33,15 +33,17 @@ pub struct PublicState {
 }
 
 pub fn public(state: Arc<PublicState>) -> Router {
-    Router::new()
+    let join = Router::new()
         .route(wire::CACERTS_PATH, get(cacerts))
+        .route(wire::SERVER_BOOTSTRAP_PATH, post(server_bootstrap))
+        .route(wire::NODE_BOOTSTRAP_PATH, post(node_bootstrap))
+        .route(wire::NODE_SERVING_CERT_PATH, post(node_serving_cert));
+    // Token guessing is slowed down: refused requests cost their address (429 when spent).
+    crate::rpc::rate_limit::limit_refused(join)
         .route("/version", get(version_info))
         .route("/healthz", get(ok))
         .route("/livez", get(ok))
         .route("/readyz", get(ok))
-        .route(wire::SERVER_BOOTSTRAP_PATH, post(server_bootstrap))
-        .route(wire::NODE_BOOTSTRAP_PATH, post(node_bootstrap))
-        .route(wire::NODE_SERVING_CERT_PATH, post(node_serving_cert))
         .with_state(state)
 }
 

@@ -76,13 +76,18 @@ impl Default for StoreConfig {
     }
 }
 
-/// Opens the sled database under `path`, sized by `config`.
+/// Opens the sled database under `path`, sized by `config`, in an owner-only directory (the
+/// store holds every Secret).
 pub fn open_db(path: &Path, config: &StoreConfig) -> Result<sled::Db, StoreError> {
-    sled::Config::new()
+    let private = |e: std::io::Error| StoreError::Storage(format!("{}: {e}", path.display()));
+    crate::pki::private_dir(path).map_err(private)?;
+    let db = sled::Config::new()
         .path(path)
         .cache_capacity(config.cache_capacity)
         .mode(sled::Mode::HighThroughput)
         .flush_every_ms(Some(1000))
         .open()
-        .map_err(StoreError::from)
+        .map_err(StoreError::from)?;
+    crate::pki::restrict_tree(path).map_err(private)?;
+    Ok(db)
 }

@@ -1,6 +1,7 @@
 //! Container logs as `kubectl logs` wants them, read from the CRI log files: the current or
 //! previous run's file, with sinceSeconds/sinceTime, tailLines, timestamps and limitBytes
-//! applied, and follow (new records as they are written, until the container stops).
+//! applied, and follow (new records as they are written, until the container stops); older
+//! runs' logs are pruned, as the kubelet keeps only the current and the last terminated one.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -136,6 +137,21 @@ pub fn files(logs_dir: &Path, namespace: &str, name: &str, container: &str) -> V
     runs.into_iter().map(|(_, p)| p).collect()
 }
 
+/// Removes the log files (and their rotated parts, `<attempt>.log.<time>`) of runs before
+/// `keep_from` in a container's log directory: before run N starts, only run N-1's log is kept
+/// for `kubectl logs --previous`.
+pub fn prune_runs(container_dir: &Path, keep_from: u32) {
+    for entry in std::fs::read_dir(container_dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let attempt = name.split_once(".log").and_then(|(n, _)| n.parse::<u32>().ok());
+        if attempt.is_some_and(|a| a < keep_from) {
+            if let Err(e) = std::fs::remove_file(entry.path()) {
+                tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove an old container log");
+            }
+        }
+    }
+}
+
 /// Applies limitBytes to a chunk about to be sent; `sent` counts what went out before.
 pub fn limit(mut chunk: Vec<u8>, sent: &mut usize, limit: Option<usize>) -> Vec<u8> {
     if let Some(max) = limit {
@@ -189,5 +205,18 @@ mod tests {
             files(dir.path(), "ns", "p", "c").iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["0.log", "1.log", "10.log"]);
         assert!(files(dir.path(), "ns", "p", "other").is_empty());
+    }
+
+    #[test]
+    fn only_the_last_terminated_run_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["0.log", "1.log", "1.log.20240101-000000", "2.log", "notes.txt"] {
+            std::fs::write(dir.path().join(f), "x").unwrap();
+        }
+        prune_runs(dir.path(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, ["2.log", "notes.txt"]);
+        prune_runs(&dir.path().join("missing"), 5);
     }
 }

@@ -462,6 +462,10 @@ impl PodWorker {
             run.attempt += 1;
             run.restart_count += 1;
         }
+        let log_path = ctx.layout.log_path(&pod_ref, name, run.attempt);
+        if let Some(dir) = log_path.parent() {
+            super::logs::prune_runs(dir, run.attempt.saturating_sub(1));
+        }
         let id = layout::new_container_id();
         let termination_log = ctx.layout.termination_log(&pod_ref.uid, name);
         let _ = std::fs::create_dir_all(termination_log.parent().unwrap_or(&termination_log));
@@ -475,7 +479,7 @@ impl PodWorker {
             mounts,
             termination_log,
             labels: layout::labels(&pod_ref, name, run.attempt),
-            log_path: ctx.layout.log_path(&pod_ref, name, run.attempt),
+            log_path,
         };
         let config = container_spec::config(&self.pod, &spec, &pod_sandbox, info);
         let created = ctx.runtime.create_container(&config).await;
