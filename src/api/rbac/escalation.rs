@@ -71,7 +71,8 @@ mod tests {
 
     fn setup() -> Rbac {
         rbac(vec![
-            ("roles/team/admin", json!({ "rules": [{ "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] }] })),
+            // Every usual verb, but neither `escalate` nor `bind`.
+            ("roles/team/admin", json!({ "rules": [{ "apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"] }] })),
             (
                 "rolebindings/team/admin",
                 json!({ "metadata": { "namespace": "team" }, "subjects": [{ "kind": "User", "name": "tenant" }], "roleRef": { "kind": "Role", "name": "admin" } }),
