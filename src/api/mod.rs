@@ -140,7 +140,6 @@ async fn openapi_document(
 /// Creates the system namespaces that do not exist yet and the default RBAC roles and
 /// bindings (reconciling those already there).
 pub async fn ensure_system_namespaces(store: &dyn crate::store::Store) -> Result<(), ApiError> {
-    rbac::bootstrap::ensure(store).await?;
     let namespaces = registry::lookup("", "v1", "namespaces").expect("namespaces are built in");
     let scope = Scope::new(namespaces, None, ServiceNetwork::default());
     for name in crate::k8s::names::SYSTEM_NAMESPACES {
@@ -150,7 +149,8 @@ pub async fn ensure_system_namespaces(store: &dyn crate::store::Store) -> Result
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    // After the namespaces: joining nodes need kube-system first.
+    rbac::bootstrap::ensure(store).await
 }
 
 /// What a request path addresses.
