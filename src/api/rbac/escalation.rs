@@ -107,6 +107,15 @@ mod tests {
         assert!(check(&r, &tenant, "clusterroles", None, &role(secrets)).is_err(), "namespace rights are not cluster rights");
         let urls = role(json!([{ "nonResourceURLs": ["/metrics"], "verbs": ["get"] }]));
         assert!(check(&r, &tenant, "roles", Some("team"), &urls).is_err(), "no URL rights in a namespace");
+        let star = rbac(vec![
+            ("roles/team/star", json!({ "rules": [{ "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] }] })),
+            (
+                "rolebindings/team/star",
+                json!({ "metadata": { "namespace": "team" }, "subjects": [{ "kind": "User", "name": "tenant" }], "roleRef": { "kind": "Role", "name": "star" } }),
+            ),
+        ]);
+        assert!(check(&star, &tenant, "roles", Some("team"), &urls).is_ok(), "`*` verbs include escalate");
+        assert!(check(&star, &tenant, "clusterroles", None, &urls).is_err(), "only in the namespace");
         let mut aggregated = role(json!([]));
         aggregated["aggregationRule"] = json!({ "clusterRoleSelectors": [{ "matchLabels": { "x": "y" } }] });
         assert!(check(&r, &tenant, "clusterroles", None, &aggregated).unwrap_err().message.ends_with("must have cluster-admin privileges to use the aggregationRule"));

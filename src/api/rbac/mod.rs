@@ -32,6 +32,14 @@ struct Objects {
 }
 
 impl Objects {
+    fn cluster_roles(&self) -> impl Iterator<Item = &Value> {
+        self.by_key.iter().filter(|(k, _)| k.starts_with(&format!("{PREFIX}clusterroles/"))).map(|(_, v)| v)
+    }
+
+    fn regather(&mut self) {
+        self.aggregated = aggregation::gather(self.cluster_roles());
+    }
+
     fn cluster_role(&self, name: &str) -> Option<&Value> {
         self.by_key.get(&format!("{PREFIX}clusterroles/{name}"))
     }
@@ -44,9 +52,11 @@ impl Objects {
             (Some("Role"), Some(ns)) => self.by_key.get(&format!("{PREFIX}roles/{ns}/{name}"))?,
             _ => return None,
         };
-        let own = role["rules"].as_array().into_iter().flatten();
-        let gathered = self.aggregated.get(name).filter(|_| role_ref["kind"] == "ClusterRole").into_iter().flatten();
-        Some(own.chain(gathered).collect())
+        // An aggregated ClusterRole grants what it gathers (its stored rules are a copy of it).
+        match self.aggregated.get(name).filter(|_| role_ref["kind"] == "ClusterRole") {
+            Some(gathered) => Some(gathered.iter().collect()),
+            None => Some(role["rules"].as_array().into_iter().flatten().collect()),
+        }
     }
 
     /// Calls `f` with every rule granted to `identity` in `namespace` (none: cluster-wide
@@ -67,6 +77,8 @@ impl Objects {
 
 pub struct Rbac {
     objects: RwLock<Objects>,
+    /// Signalled when what an aggregated ClusterRole gathers may have changed.
+    aggregation_changed: tokio::sync::Notify,
 }
 
 fn subject_matches(subject: &Value, identity: &Identity, binding_namespace: Option<&str>) -> bool {
@@ -87,7 +99,8 @@ impl crate::api::mirror::Mirror for Rbac {
     fn reset(&self, _prefix: &str, objects: Vec<(String, Value)>) {
         let mut o = self.objects.write();
         o.by_key = objects.into_iter().collect();
-        o.aggregated = aggregation::gather(o.by_key.iter().filter(|(k, _)| k.starts_with(&format!("{PREFIX}clusterroles/"))).map(|(_, v)| v));
+        o.regather();
+        self.aggregation_changed.notify_one();
     }
 
     fn apply(&self, _prefix: &str, key: &str, object: Option<Value>) {
@@ -97,7 +110,8 @@ impl crate::api::mirror::Mirror for Rbac {
             None => o.by_key.remove(key),
         };
         if key.starts_with(&format!("{PREFIX}clusterroles/")) {
-            o.aggregated = aggregation::gather(o.by_key.iter().filter(|(k, _)| k.starts_with(&format!("{PREFIX}clusterroles/"))).map(|(_, v)| v));
+            o.regather();
+            self.aggregation_changed.notify_one();
         }
     }
 }
@@ -105,8 +119,9 @@ impl crate::api::mirror::Mirror for Rbac {
 impl Rbac {
     /// Starts following `store`; decisions fail closed until the first load is done.
     pub fn start(store: Arc<dyn Store>, tasks: &crate::tasks::Tasks) -> Arc<Self> {
-        let rbac = Arc::new(Self { objects: RwLock::new(Objects::default()) });
-        crate::api::mirror::follow(store, &[PREFIX.to_string()], &rbac, tasks);
+        let rbac = Arc::new(Self { objects: RwLock::new(Objects::default()), aggregation_changed: tokio::sync::Notify::new() });
+        crate::api::mirror::follow(store.clone(), &[PREFIX.to_string()], &rbac, tasks);
+        tasks.spawn(aggregation::write_gathered(store, rbac.clone()));
         rbac
     }
 
@@ -132,6 +147,16 @@ impl Rbac {
         out
     }
 
+    /// Aggregated ClusterRoles whose stored rules differ from what they gather, with those.
+    fn stale_aggregates(&self) -> Vec<(String, Vec<Value>)> {
+        let o = self.objects.read();
+        o.aggregated
+            .iter()
+            .filter(|(name, rules)| o.cluster_role(name).is_some_and(|role| role["rules"].as_array().cloned().unwrap_or_default() != **rules))
+            .map(|(name, rules)| (name.clone(), rules.clone()))
+            .collect()
+    }
+
     /// The rules role `role_ref` grants when bound in `namespace`; `None` if it does not exist.
     fn role_rules(&self, role_ref: &Value, namespace: Option<&str>) -> Option<Vec<Value>> {
         Some(self.objects.read().role_rules(role_ref, namespace)?.into_iter().cloned().collect())
@@ -145,7 +170,7 @@ mod tests {
     use serde_json::json;
 
     pub(super) fn rbac(objects: Vec<(&str, Value)>) -> Rbac {
-        let r = Rbac { objects: RwLock::new(Objects::default()) };
+        let r = Rbac { objects: RwLock::new(Objects::default()), aggregation_changed: tokio::sync::Notify::new() };
         r.reset(PREFIX, objects.into_iter().map(|(k, v)| (format!("{PREFIX}{k}"), v)).collect());
         r
     }

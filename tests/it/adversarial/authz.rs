@@ -200,6 +200,13 @@ rules: [{ apiGroups: [""], resources: [nodes], verbs: [list] }]
     )
     .await;
     wait_for(Duration::from_secs(10), "view to aggregate node-viewer", || async { (viewer.get("/api/v1/nodes").await.code == 200).then_some(()) }).await;
+    wait_for(Duration::from_secs(10), "the stored view role to show the gathered rule", || async {
+        admin.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/view").await.text.contains("\"nodes\"").then_some(())
+    })
+    .await;
+    let (ok, out, err) = kubectl(server, home, &["delete", "clusterrole", "node-viewer"], None).await;
+    assert!(ok, "{out}{err}");
+    wait_for(Duration::from_secs(10), "view to drop node-viewer's rule", || async { (viewer.get("/api/v1/nodes").await.code == 403).then_some(()) }).await;
 
     assert_alive(server).await;
     let mut expected_roles = roles_before;
