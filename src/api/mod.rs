@@ -315,7 +315,9 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
             return Err(ApiError::method_not_allowed());
         }
         let review = read_object(resource, &headers, body).await?;
-        return Ok((StatusCode::CREATED, Json(authz::self_subject_access_review(&state.rbac, &state.graph, &identity, review))).into_response());
+        return Ok(
+            (StatusCode::CREATED, Json(authz::self_subject_access_review(&state.rbac, &state.graph, &identity, review))).into_response()
+        );
     }
     let rbac_resource = match target.subresource {
         Some(sub) if resource.subresources.contains(&sub) => format!("{}/{sub}", resource.plural),

@@ -230,7 +230,10 @@ mod tests {
     fn pod(name: &str, node: &str, spec: Value) -> (String, Value) {
         let mut spec = spec;
         spec["nodeName"] = json!(node);
-        (format!("{PODS}team/{name}"), json!({ "metadata": { "name": name, "namespace": "team", "uid": format!("uid-{name}") }, "spec": spec }))
+        (
+            format!("{PODS}team/{name}"),
+            json!({ "metadata": { "name": name, "namespace": "team", "uid": format!("uid-{name}") }, "spec": spec }),
+        )
     }
 
     #[test]

@@ -182,11 +182,23 @@ mod tests {
             "no relationship found between node 'n2' and this object"
         );
         assert_eq!(refused(decide(&g, "n1", &attrs("list", "", "secrets", None, None))), "can only get individual resources of this type");
-        assert_eq!(refused(decide(&g, "n1", &attrs("list", "", "configmaps", Some("team"), None))), "can only get individual resources of this type");
-        assert_eq!(refused(decide(&g, "n1", &attrs("delete", "", "secrets", Some("team"), Some("mine")))), "can only read resources of this type");
-        assert_eq!(refused(decide(&g, "n1", &attrs("get", "", "persistentvolumes", None, Some("pv")))), "no relationship found between node 'n1' and this object");
+        assert_eq!(
+            refused(decide(&g, "n1", &attrs("list", "", "configmaps", Some("team"), None))),
+            "can only get individual resources of this type"
+        );
+        assert_eq!(
+            refused(decide(&g, "n1", &attrs("delete", "", "secrets", Some("team"), Some("mine")))),
+            "can only read resources of this type"
+        );
+        assert_eq!(
+            refused(decide(&g, "n1", &attrs("get", "", "persistentvolumes", None, Some("pv")))),
+            "no relationship found between node 'n1' and this object"
+        );
         assert_eq!(decide(&g, "n1", &attrs("create", "", "serviceaccounts/token", Some("team"), Some("sa"))), Decision::AllowBoundToken);
-        assert!(matches!(decide(&g, "n1", &attrs("create", "", "serviceaccounts/token", Some("team"), Some("default"))), Decision::NoOpinion(Some(_))));
+        assert!(matches!(
+            decide(&g, "n1", &attrs("create", "", "serviceaccounts/token", Some("team"), Some("default"))),
+            Decision::NoOpinion(Some(_))
+        ));
     }
 
     #[test]

@@ -106,7 +106,9 @@ fn reconciled(current: &Value, wanted: &Value) -> Option<Value> {
     };
     add_missing(&["rules"], &|have, want| uncovered(std::iter::once(have), std::slice::from_ref(want)).is_empty());
     add_missing(&["aggregationRule", "clusterRoleSelectors"], &|have, want| have == want);
-    add_missing(&["subjects"], &|have, want| have["kind"] == want["kind"] && have["name"] == want["name"] && have["namespace"] == want["namespace"]);
+    add_missing(&["subjects"], &|have, want| {
+        have["kind"] == want["kind"] && have["name"] == want["name"] && have["namespace"] == want["namespace"]
+    });
     (next != *current).then_some(next)
 }
 

@@ -29,7 +29,10 @@ pub fn check(rbac: &Rbac, identity: &Identity, plural: &str, namespace: Option<&
                 return Ok(());
             }
             if plural == "clusterroles" && aggregation::selectors(obj).is_some() {
-                let full = [json!({ "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] }), json!({ "nonResourceURLs": ["*"], "verbs": ["*"] })];
+                let full = [
+                    json!({ "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] }),
+                    json!({ "nonResourceURLs": ["*"], "verbs": ["*"] }),
+                ];
                 if !uncovered(rbac.rules_for(identity, None).iter(), &full).is_empty() {
                     return Err(forbidden("must have cluster-admin privileges to use the aggregationRule"));
                 }
@@ -72,14 +75,23 @@ mod tests {
     fn setup() -> Rbac {
         rbac(vec![
             // Every usual verb, but neither `escalate` nor `bind`.
-            ("roles/team/admin", json!({ "rules": [{ "apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"] }] })),
+            (
+                "roles/team/admin",
+                json!({ "rules": [{ "apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"] }] }),
+            ),
             (
                 "rolebindings/team/admin",
                 json!({ "metadata": { "namespace": "team" }, "subjects": [{ "kind": "User", "name": "tenant" }], "roleRef": { "kind": "Role", "name": "admin" } }),
             ),
-            ("clusterroles/cluster-admin", json!({ "rules": [{ "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] }, { "nonResourceURLs": ["*"], "verbs": ["*"] }] })),
+            (
+                "clusterroles/cluster-admin",
+                json!({ "rules": [{ "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] }, { "nonResourceURLs": ["*"], "verbs": ["*"] }] }),
+            ),
             ("clusterroles/view", json!({ "rules": [{ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"] }] })),
-            ("clusterroles/binder", json!({ "rules": [{ "apiGroups": [GROUP], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": ["view"] }] })),
+            (
+                "clusterroles/binder",
+                json!({ "rules": [{ "apiGroups": [GROUP], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": ["view"] }] }),
+            ),
             (
                 "clusterrolebindings/binder",
                 json!({ "subjects": [{ "kind": "User", "name": "binder" }], "roleRef": { "kind": "ClusterRole", "name": "binder" } }),
@@ -118,7 +130,10 @@ mod tests {
         assert!(check(&star, &tenant, "clusterroles", None, &urls).is_err(), "only in the namespace");
         let mut aggregated = role(json!([]));
         aggregated["aggregationRule"] = json!({ "clusterRoleSelectors": [{ "matchLabels": { "x": "y" } }] });
-        assert!(check(&r, &tenant, "clusterroles", None, &aggregated).unwrap_err().message.ends_with("must have cluster-admin privileges to use the aggregationRule"));
+        assert!(check(&r, &tenant, "clusterroles", None, &aggregated)
+            .unwrap_err()
+            .message
+            .ends_with("must have cluster-admin privileges to use the aggregationRule"));
     }
 
     #[test]
@@ -126,7 +141,10 @@ mod tests {
         let r = setup();
         let binding = |kind: &str, name: &str| json!({ "metadata": { "name": "b" }, "roleRef": { "kind": kind, "name": name }, "subjects": [{ "kind": "User", "name": "x" }] });
         let tenant = user("tenant");
-        assert!(check(&r, &tenant, "rolebindings", Some("team"), &binding("ClusterRole", "view")).is_ok(), "tenant holds view's rights in team");
+        assert!(
+            check(&r, &tenant, "rolebindings", Some("team"), &binding("ClusterRole", "view")).is_ok(),
+            "tenant holds view's rights in team"
+        );
         assert!(check(&r, &tenant, "rolebindings", Some("team"), &binding("ClusterRole", "cluster-admin")).is_err(), "no URL rights");
         assert!(check(&r, &tenant, "clusterrolebindings", None, &binding("ClusterRole", "view")).is_err(), "not cluster-wide");
         assert_eq!(check(&r, &tenant, "rolebindings", Some("team"), &binding("ClusterRole", "missing")).unwrap_err().code, 404);

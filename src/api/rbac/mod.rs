@@ -70,7 +70,9 @@ impl Objects {
             let in_scope = cluster_wide || (namespaced && binding_ns.is_some() && binding_ns == namespace);
             in_scope
                 && binding["subjects"].as_array().into_iter().flatten().any(|s| subject_matches(s, identity, binding_ns))
-                && self.role_rules(&binding["roleRef"], binding_ns.filter(|_| namespaced)).is_some_and(|rules| rules.into_iter().any(&mut f))
+                && self
+                    .role_rules(&binding["roleRef"], binding_ns.filter(|_| namespaced))
+                    .is_some_and(|rules| rules.into_iter().any(&mut f))
         })
     }
 }
@@ -152,7 +154,9 @@ impl Rbac {
         let o = self.objects.read();
         o.aggregated
             .iter()
-            .filter(|(name, rules)| o.cluster_role(name).is_some_and(|role| role["rules"].as_array().cloned().unwrap_or_default() != **rules))
+            .filter(|(name, rules)| {
+                o.cluster_role(name).is_some_and(|role| role["rules"].as_array().cloned().unwrap_or_default() != **rules)
+            })
             .map(|(name, rules)| (name.clone(), rules.clone()))
             .collect()
     }

@@ -83,7 +83,13 @@ fn breakdown(rule: &Value) -> Vec<Simple> {
         }
     }
     for url in strs(&rule["nonResourceURLs"]) {
-        out.extend(verbs.iter().map(|verb| Simple { group: None, resource: None, name: None, url: Some(url.into()), verb: verb.to_string() }));
+        out.extend(verbs.iter().map(|verb| Simple {
+            group: None,
+            resource: None,
+            name: None,
+            url: Some(url.into()),
+            verb: verb.to_string(),
+        }));
     }
     out
 }
@@ -117,7 +123,8 @@ pub fn uncovered<'a>(owner: impl Iterator<Item = &'a Value> + Clone, wanted: &[V
             }
         }
     }
-    let mut out: Vec<String> = missing.into_iter().map(|((group, resource, name, url), verbs)| compact(group, resource, name, url, &verbs)).collect();
+    let mut out: Vec<String> =
+        missing.into_iter().map(|((group, resource, name, url), verbs)| compact(group, resource, name, url, &verbs)).collect();
     out.sort();
     out
 }
@@ -184,7 +191,10 @@ mod tests {
         );
         assert_eq!(covered(json!({ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"] })).len(), 1, "* is not get+list");
         assert_eq!(covered(json!({ "apiGroups": ["*"], "resources": ["configmaps"], "verbs": ["get"] })).len(), 1);
-        assert_eq!(covered(json!({ "nonResourceURLs": ["/metrics"], "verbs": ["get"] })), [r#"{NonResourceURLs:["/metrics"], Verbs:["get"]}"#]);
+        assert_eq!(
+            covered(json!({ "nonResourceURLs": ["/metrics"], "verbs": ["get"] })),
+            [r#"{NonResourceURLs:["/metrics"], Verbs:["get"]}"#]
+        );
         assert_eq!(covered(json!({ "nonResourceURLs": ["*"], "verbs": ["get"] })).len(), 1);
     }
 }

@@ -119,7 +119,8 @@ impl DataSource for ApiData {
 
     async fn claim_path(&self, claim: &str) -> Result<PathBuf, ObjectError> {
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &self.pod.namespace);
-        let pvc = claims.get_opt(claim).await.map_err(ObjectError::read("persistentvolumeclaim", format!("{}/{claim}", self.pod.namespace)))?;
+        let pvc =
+            claims.get_opt(claim).await.map_err(ObjectError::read("persistentvolumeclaim", format!("{}/{claim}", self.pod.namespace)))?;
         let volume = claims::bound_volume(claim, pvc.as_ref())?;
         let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
         let pv = volumes.get_opt(&volume).await.map_err(ObjectError::read("persistentvolume", volume.clone()))?;

@@ -23,7 +23,8 @@ fn assert_refused(answer: &Answer, code: u16, reason: &str, what: &str) {
 async fn names(admin: &Caller, path: &str) -> Vec<String> {
     let list = admin.get(path).await;
     assert_eq!(list.code, 200, "{path}: {}", list.text);
-    let mut names: Vec<String> = list.body["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    let mut names: Vec<String> =
+        list.body["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect();
     names.sort();
     names
 }
@@ -119,13 +120,16 @@ subjects: [{ apiGroup: rbac.authorization.k8s.io, kind: User, name: manager }]
     let bindings_before = names(&admin, bindings).await;
     let role = |name: &str, rules: Value| json!({ "metadata": { "name": name }, "rules": rules }).to_string();
 
-    let escalate = manager.send("POST", roles, JSON, role("secret-reader", json!([{ "apiGroups": [""], "resources": ["secrets"], "verbs": ["get"] }]))).await;
+    let escalate = manager
+        .send("POST", roles, JSON, role("secret-reader", json!([{ "apiGroups": [""], "resources": ["secrets"], "verbs": ["get"] }])))
+        .await;
     assert_refused(&escalate, 403, "Forbidden", "a Role granting what its writer lacks");
     assert_eq!(
         escalate.body["message"],
         "roles.rbac.authorization.k8s.io \"secret-reader\" is forbidden: user \"manager\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}"
     );
-    let wildcard = manager.send("POST", roles, JSON, role("star", json!([{ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"] }]))).await;
+    let wildcard =
+        manager.send("POST", roles, JSON, role("star", json!([{ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"] }]))).await;
     assert_refused(&wildcard, 403, "Forbidden", "a wildcard verb is more than get+list");
     let grow = json!({ "rules": [{ "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] }] }).to_string();
     let patched = manager.send("PATCH", &format!("{roles}/role-manager"), MERGE, grow).await;
@@ -141,13 +145,17 @@ subjects: [{ apiGroup: rbac.authorization.k8s.io, kind: User, name: manager }]
         assert!(answer.text.contains("is attempting to grant RBAC permissions not currently held"), "{}", answer.text);
     }
     // What it holds, it may grant.
-    let allowed = manager.send("POST", roles, JSON, role("cm-reader", json!([{ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"] }]))).await;
+    let allowed = manager
+        .send("POST", roles, JSON, role("cm-reader", json!([{ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"] }])))
+        .await;
     assert_eq!(allowed.code, 201, "{}", allowed.text);
     let allowed = manager.send("POST", bindings, JSON, bind("cm-reader", "Role", "cm-reader")).await;
     assert_eq!(allowed.code, 201, "{}", allowed.text);
 
     // The defaults kube-apiserver bootstraps.
-    for name in ["cluster-admin", "admin", "edit", "view", "system:discovery", "system:basic-user", "system:public-info-viewer", "system:node"] {
+    for name in
+        ["cluster-admin", "admin", "edit", "view", "system:discovery", "system:basic-user", "system:public-info-viewer", "system:node"]
+    {
         let role = admin.get(&format!("/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}")).await;
         assert_eq!(role.code, 200, "{name}: {}", role.text);
         assert_eq!(role.body["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"], "true", "{name}");
@@ -159,8 +167,11 @@ subjects: [{ apiGroup: rbac.authorization.k8s.io, kind: User, name: manager }]
     let nobody = Caller::cert(server, "nobody", &[]);
     assert_eq!(nobody.get("/apis").await.code, 200);
     assert_eq!(nobody.get("/api/v1").await.code, 200);
-    let can = |path: &str| json!({ "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-        "spec": { "nonResourceAttributes": { "verb": "get", "path": path } } }).to_string();
+    let can = |path: &str| {
+        json!({ "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": { "nonResourceAttributes": { "verb": "get", "path": path } } })
+        .to_string()
+    };
     let review = nobody.send("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", JSON, can("/version")).await;
     assert_eq!(review.body["status"]["allowed"], true, "{}", review.text);
     let review = nobody.send("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", JSON, can("/metrics")).await;
@@ -186,7 +197,10 @@ subjects: [{ apiGroup: rbac.authorization.k8s.io, kind: User, name: viewer }]
     )
     .await;
     let viewer = Caller::cert(server, "viewer", &[]);
-    wait_for(Duration::from_secs(10), "view to take effect", || async { (viewer.get("/api/v1/configmaps").await.code == 200).then_some(()) }).await;
+    wait_for(Duration::from_secs(10), "view to take effect", || async {
+        (viewer.get("/api/v1/configmaps").await.code == 200).then_some(())
+    })
+    .await;
     assert_refused(&viewer.get("/api/v1/nodes").await, 403, "Forbidden", "view does not read nodes");
     apply(
         server,
@@ -199,14 +213,20 @@ rules: [{ apiGroups: [""], resources: [nodes], verbs: [list] }]
 "#,
     )
     .await;
-    wait_for(Duration::from_secs(10), "view to aggregate node-viewer", || async { (viewer.get("/api/v1/nodes").await.code == 200).then_some(()) }).await;
+    wait_for(Duration::from_secs(10), "view to aggregate node-viewer", || async {
+        (viewer.get("/api/v1/nodes").await.code == 200).then_some(())
+    })
+    .await;
     wait_for(Duration::from_secs(10), "the stored view role to show the gathered rule", || async {
         admin.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/view").await.text.contains("\"nodes\"").then_some(())
     })
     .await;
     let (ok, out, err) = kubectl(server, home, &["delete", "clusterrole", "node-viewer"], None).await;
     assert!(ok, "{out}{err}");
-    wait_for(Duration::from_secs(10), "view to drop node-viewer's rule", || async { (viewer.get("/api/v1/nodes").await.code == 403).then_some(()) }).await;
+    wait_for(Duration::from_secs(10), "view to drop node-viewer's rule", || async {
+        (viewer.get("/api/v1/nodes").await.code == 403).then_some(())
+    })
+    .await;
 
     assert_alive(server).await;
     let mut expected_roles = roles_before;
@@ -270,7 +290,11 @@ spec:
     })
     .await;
     assert_eq!(n1.get("/api/v1/namespaces/team/configmaps/env").await.code, 200, "a ConfigMap its pod takes env from");
-    assert_eq!(n1.get("/api/v1/namespaces/team/secrets?fieldSelector=metadata.name%3Dmine").await.code, 200, "a list of one referenced name");
+    assert_eq!(
+        n1.get("/api/v1/namespaces/team/secrets?fieldSelector=metadata.name%3Dmine").await.code,
+        200,
+        "a list of one referenced name"
+    );
 
     let theirs = n1.get("/api/v1/namespaces/team/secrets/theirs").await;
     assert_refused(&theirs, 403, "Forbidden", "another node's secret");
@@ -278,7 +302,9 @@ spec:
         theirs.body["message"],
         "secrets \"theirs\" is forbidden: User \"system:node:n1\" cannot get resource \"secrets\" in API group \"\" in the namespace \"team\": no relationship found between node 'n1' and this object"
     );
-    for path in ["/api/v1/secrets", "/api/v1/namespaces/kube-system/secrets", "/api/v1/namespaces/team/configmaps", "/api/v1/secrets?watch=1"] {
+    for path in
+        ["/api/v1/secrets", "/api/v1/namespaces/kube-system/secrets", "/api/v1/namespaces/team/configmaps", "/api/v1/secrets?watch=1"]
+    {
         let answer = n1.get(path).await;
         assert_refused(&answer, 403, "Forbidden", path);
         assert!(answer.text.contains("can only get individual resources of this type"), "{path}: {}", answer.text);
@@ -287,7 +313,9 @@ spec:
     // Tokens: only bound to a pod of its own, and never longer than a day.
     let p1_uid = admin.get("/api/v1/namespaces/team/pods/p1").await.body["metadata"]["uid"].as_str().unwrap().to_string();
     let p2_uid = admin.get("/api/v1/namespaces/team/pods/p2").await.body["metadata"]["uid"].as_str().unwrap().to_string();
-    let token = |bound: Value| json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": { "audiences": [], "expirationSeconds": 4294967296i64, "boundObjectRef": bound } }).to_string();
+    let token = |bound: Value| {
+        json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": { "audiences": [], "expirationSeconds": 4294967296i64, "boundObjectRef": bound } }).to_string()
+    };
     let path = "/api/v1/namespaces/team/serviceaccounts/sa/token";
     let unbound = n1.send("POST", path, JSON, token(Value::Null)).await;
     assert_refused(&unbound, 403, "Forbidden", "an unbound token");
@@ -306,7 +334,8 @@ spec:
     assert_refused(&answer, 403, "Forbidden", "a status patch of another node's pod claiming its nodeName");
     let answer = n1.send("DELETE", "/api/v1/namespaces/team/pods/p2", "", "").await;
     assert_refused(&answer, 403, "Forbidden", "deleting another node's pod");
-    let own = n1.send("PATCH", "/api/v1/namespaces/team/pods/p1/status", MERGE, json!({ "status": { "podIP": "10.42.0.7" } }).to_string()).await;
+    let own =
+        n1.send("PATCH", "/api/v1/namespaces/team/pods/p1/status", MERGE, json!({ "status": { "podIP": "10.42.0.7" } }).to_string()).await;
     assert_eq!(own.code, 200, "its own pod's status: {}", own.text);
 
     assert_alive(server).await;
