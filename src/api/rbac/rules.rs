@@ -114,7 +114,9 @@ fn covers_one(owner: &Value, simple: &Simple) -> bool {
 /// The parts of `wanted` that no rule of `owner` grants, compacted and sorted as kube-apiserver
 /// lists them (`{APIGroups:[""], Resources:["secrets"], Verbs:["get"]}`); empty when covered.
 pub fn uncovered<'a>(owner: impl Iterator<Item = &'a Value> + Clone, wanted: &[Value]) -> Vec<String> {
-    let mut missing: BTreeMap<(Option<String>, Option<String>, Option<String>, Option<String>), Vec<String>> = BTreeMap::new();
+    // (group, resource, name, URL) → the verbs missing on it.
+    type Target = (Option<String>, Option<String>, Option<String>, Option<String>);
+    let mut missing: BTreeMap<Target, Vec<String>> = BTreeMap::new();
     for simple in wanted.iter().flat_map(breakdown) {
         if !owner.clone().any(|o| covers_one(o, &simple)) {
             let verbs = missing.entry((simple.group, simple.resource, simple.name, simple.url)).or_default();
