@@ -2,11 +2,15 @@
 //! Node authorizer first for node agents, then RBAC; a refusal is kube's 403 wording. Also the
 //! SelfSubjectAccessReview (`kubectl auth can-i`), answered by the same chain.
 
+use axum::body::Body;
+use axum::http::{header, HeaderMap};
 use serde_json::{json, Value};
 
 use super::node_authz::{self, graph::Graph, Decision};
+use super::objects::{self, Scope};
 use super::rbac::{Attributes, Rbac};
 use super::status::ApiError;
+use super::{read_body, subresources, ApiState};
 use crate::pki::Identity;
 
 /// The Node authorizer's decision when it allows, or the 403 when neither authorizer does.
@@ -32,6 +36,59 @@ pub fn forbidden(identity: &Identity, a: &Attributes<'_>, reason: Option<&str>) 
     }
     let plural = a.resource.split('/').next().unwrap_or_default();
     ApiError::forbidden(a.group, plural, a.name, &why)
+}
+
+/// An authorised request, as NodeRestriction looks at it.
+pub struct NodeRequest<'a> {
+    pub decision: &'a Decision,
+    pub identity: &'a Identity,
+    pub attributes: &'a Attributes<'a>,
+    pub scope: &'a Scope<'a>,
+}
+
+/// NodeRestriction after the Node authorizer allowed a request: a node changes only its own
+/// Node and Lease and the pods bound to it, as stored (checked here) and as written (the node
+/// returned, for [`not_owned`] checks of the object written); its TokenRequests are bound to
+/// its pods and capped (the body returned is the checked request).
+pub async fn node_restriction(
+    state: &ApiState,
+    request: NodeRequest<'_>,
+    headers: &mut HeaderMap,
+    body: Body,
+) -> Result<(Option<String>, Body), ApiError> {
+    let NodeRequest { decision, identity, attributes: a, scope } = request;
+    let Some(node) = node_authz::node_of(identity) else { return Ok((None, body)) };
+    match decision {
+        Decision::AllowIfOwned if !matches!(a.verb, "get" | "list" | "watch") => {
+            if let Some(name) = a.name {
+                let stored = Scope::new(scope.resource, scope.namespace, scope.net);
+                match objects::get(state.store.as_ref(), &stored, name).await {
+                    Ok(current) if !node_authz::owns(node, scope.resource.plural, &current) => return Err(not_owned(node, a)),
+                    Err(e) if a.verb == "delete" => return Err(e),
+                    _ => {}
+                }
+            }
+            Ok((Some(node.to_string()), body))
+        }
+        Decision::AllowBoundToken => {
+            let raw = read_body(body).await?;
+            let mut token_request = subresources::parse_token_request(headers, &raw)?;
+            node_authz::check_token_request(&state.graph, node, a.namespace.unwrap_or_default(), &mut token_request)
+                .map_err(|why| forbidden(identity, a, Some(&why)))?;
+            headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+            Ok((None, Body::from(token_request.to_string())))
+        }
+        _ => Ok((None, body)),
+    }
+}
+
+/// The refusal of a node's write to an object that is not its own.
+pub fn not_owned(node: &str, a: &Attributes<'_>) -> ApiError {
+    ApiError::forbidden_message(&format!(
+        "{} \"{}\" is forbidden: node \"{node}\" may only change its own Node and Lease and the pods bound to it",
+        a.resource,
+        a.name.unwrap_or_default()
+    ))
 }
 
 /// Answers a SelfSubjectAccessReview about the caller (resource or non-resource attributes).

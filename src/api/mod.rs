@@ -343,37 +343,11 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
         name: target.name.or(selected.as_deref()),
     };
     let decision = authz::authorize(&state.rbac, &state.graph, &identity, &attributes)?;
-    let node = node_authz::node_of(&identity).map(str::to_string);
-    // NodeRestriction: a node writes only its own Node and Lease and the pods bound to it, as
-    // they are stored and as they will be.
-    let owner = node.clone().filter(|_| decision == node_authz::Decision::AllowIfOwned && !matches!(verb, "get" | "list" | "watch"));
-    let not_owned = |node: &str| {
-        ApiError::forbidden_message(&format!(
-            "{} \"{}\" is forbidden: node \"{node}\" may only change its own Node and Lease and the pods bound to it",
-            rbac_resource,
-            target.name.unwrap_or_default()
-        ))
-    };
     let mut scope = Scope::new(resource, target.namespace, state.net);
     scope.subresource = target.subresource;
-    if let (Some(node), Some(name)) = (&owner, target.name) {
-        match objects::get(state.store.as_ref(), &Scope::new(resource, target.namespace, state.net), name).await {
-            Ok(current) if !node_authz::owns(node, resource.plural, &current) => return Err(not_owned(node)),
-            Err(e) if verb == "delete" => return Err(e),
-            _ => {}
-        }
-    }
-    let body = match (&decision, node.as_deref()) {
-        (node_authz::Decision::AllowBoundToken, Some(node)) => {
-            let raw = read_body(body).await?;
-            let mut request = subresources::parse_token_request(&headers, &raw)?;
-            node_authz::check_token_request(&state.graph, node, target.namespace.unwrap_or_default(), &mut request)
-                .map_err(|why| authz::forbidden(&identity, &attributes, Some(&why)))?;
-            headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-            Body::from(request.to_string())
-        }
-        _ => body,
-    };
+    let node_request = authz::NodeRequest { decision: &decision, identity: &identity, attributes: &attributes, scope: &scope };
+    let (owner, body) = authz::node_restriction(&state, node_request, &mut headers, body).await?;
+    let not_owned = |node: &str| authz::not_owned(node, &attributes);
     let rbac_write = resource.group == rbac::GROUP && !matches!(verb, "get" | "list" | "watch" | "delete");
     let as_table = table::wanted(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or(""));
     let validation = FieldValidation::parse(query.get("fieldValidation").map(String::as_str)).map_err(ApiError::bad_request)?;
