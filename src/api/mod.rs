@@ -14,6 +14,7 @@ mod discovery;
 mod fields;
 mod inflight;
 mod limits;
+mod mirror;
 pub mod node_addresses;
 pub mod node_authz;
 pub mod node_password;
@@ -76,6 +77,8 @@ struct ApiState {
     openapi: Arc<OpenApi>,
     net: ServiceNetwork,
     rbac: Arc<rbac::Rbac>,
+    /// The Node authorizer's graph of what pods bound to each node refer to.
+    graph: Arc<node_authz::graph::Graph>,
     tokens: TokenKeys,
     watch_caches: Arc<watch_cache::WatchCaches>,
     crds: Arc<crd::Crds>,
@@ -95,10 +98,12 @@ pub fn router(
     tasks: Tasks,
 ) -> Router {
     let rbac = rbac::Rbac::start(store.clone(), &tasks);
+    let graph = Arc::new(node_authz::graph::Graph::default());
+    mirror::follow(store.clone(), &[node_authz::graph::PODS.into(), node_authz::graph::CLAIMS.into()], &graph, &tasks);
     let crds = Arc::new(crd::Crds::default());
     tasks.spawn(crds.clone().follow(store.clone()));
     let watch_caches = Arc::new(watch_cache::WatchCaches::new(tasks));
-    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac, tokens, watch_caches, crds, kubelet_tls };
+    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac, graph, tokens, watch_caches, crds, kubelet_tls };
     Router::new()
         .route("/api", any(handle))
         .route("/api/{*rest}", any(handle))
@@ -109,20 +114,31 @@ pub fn router(
         .with_state(state)
 }
 
-async fn openapi_root(State(state): State<ApiState>, Extension(peer): Extension<Peer>) -> Response {
-    match peer.0 {
-        Some(_) => Json(state.openapi.root(&state.crds.all())).into_response(),
-        None => ApiError::unauthorized().into_response(),
+async fn openapi_root(State(state): State<ApiState>, Extension(peer): Extension<Peer>, uri: Uri) -> Response {
+    match non_resource_access(&state, &peer, uri.path()) {
+        Ok(()) => Json(state.openapi.root(&state.crds.all())).into_response(),
+        Err(e) => e.into_response(),
     }
+}
+
+/// Authorises a GET of `path` outside the resource API (discovery, OpenAPI) by
+/// `nonResourceURLs` rules (`system:discovery` grants them to every authenticated caller).
+fn non_resource_access(state: &ApiState, peer: &Peer, path: &str) -> Result<(), ApiError> {
+    let identity = peer.0.as_ref().ok_or_else(ApiError::unauthorized)?;
+    if state.rbac.allowed_path(identity, "get", path) {
+        return Ok(());
+    }
+    Err(ApiError::forbidden_message(&format!("forbidden: User \"{}\" cannot get path \"{path}\"", identity.user)))
 }
 
 async fn openapi_document(
     State(state): State<ApiState>,
     Extension(peer): Extension<Peer>,
     axum::extract::Path(gv): axum::extract::Path<String>,
+    uri: Uri,
 ) -> Response {
-    if peer.0.is_none() {
-        return ApiError::unauthorized().into_response();
+    if let Err(e) = non_resource_access(&state, &peer, uri.path()) {
+        return e.into_response();
     }
     match state.openapi.document(&gv, &state.crds.all()) {
         Some(doc) => ([(header::CONTENT_TYPE, "application/json")], doc).into_response(),
@@ -130,18 +146,9 @@ async fn openapi_document(
     }
 }
 
-/// Creates the system namespaces and the `cluster-admin` ClusterRole that do not exist yet.
+/// Creates the system namespaces that do not exist yet and the default RBAC roles and
+/// bindings (reconciling those already there).
 pub async fn ensure_system_namespaces(store: &dyn crate::store::Store) -> Result<(), ApiError> {
-    let roles = registry::lookup("rbac.authorization.k8s.io", "v1", "clusterroles").expect("clusterroles are built in");
-    let admin = json!({ "metadata": { "name": "cluster-admin", "labels": { "kubernetes.io/bootstrapping": "rbac-defaults" } }, "rules": [
-        { "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] },
-        { "nonResourceURLs": ["*"], "verbs": ["*"] },
-    ] });
-    match objects::create(store, &Scope::new(roles, None, ServiceNetwork::default()), admin, Some("orch-server")).await {
-        Ok(_) => tracing::info!("created the cluster-admin ClusterRole"),
-        Err(e) if e.reason == "AlreadyExists" => {}
-        Err(e) => return Err(e),
-    }
     let namespaces = registry::lookup("", "v1", "namespaces").expect("namespaces are built in");
     let scope = Scope::new(namespaces, None, ServiceNetwork::default());
     for name in crate::k8s::names::SYSTEM_NAMESPACES {
@@ -151,7 +158,8 @@ pub async fn ensure_system_namespaces(store: &dyn crate::store::Store) -> Result
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    // After the namespaces: joining nodes need kube-system first.
+    rbac::bootstrap::ensure(store).await
 }
 
 /// What a request path addresses.
@@ -284,13 +292,20 @@ struct Incoming {
 }
 
 async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> Result<Response, ApiError> {
-    let Incoming { method, uri, query, headers, upgrade, min_request_timeout } = incoming;
+    let Incoming { method, uri, query, mut headers, upgrade, min_request_timeout } = incoming;
     let store = state.store.clone();
     let identity = match peer.0 {
         Some(identity) => identity,
         None => bearer_identity(&state, &headers).await.ok_or_else(ApiError::unauthorized)?,
     };
     let path = uri.path();
+    let discovery = match parse_path(path) {
+        None => matches!(path.trim_end_matches('/'), "/api" | "/apis"),
+        Some(target) => target.plural.is_none(),
+    };
+    if discovery {
+        non_resource_access(&state, &Peer(Some(identity.clone())), path)?;
+    }
     match path.trim_end_matches('/') {
         "/api" => return Ok(Json(discovery::core_versions()).into_response()),
         "/apis" => return Ok(Json(discovery::groups(&state.crds.all())).into_response()),
@@ -307,13 +322,16 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
         .ok_or_else(|| ApiError::not_found(target.group, plural, target.name.unwrap_or("")))?;
     let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
     let verb = verb(&method, target.name.is_some(), watching);
+    check_scope(resource, &target, verb)?;
     if !resource.stored() {
         // A review: answered about the caller, never stored.
         if verb != "create" {
             return Err(ApiError::method_not_allowed());
         }
         let review = read_object(resource, &headers, body).await?;
-        return Ok((StatusCode::CREATED, Json(authz::self_subject_access_review(&state.rbac, &identity, review))).into_response());
+        return Ok(
+            (StatusCode::CREATED, Json(authz::self_subject_access_review(&state.rbac, &state.graph, &identity, review))).into_response()
+        );
     }
     let rbac_resource = match target.subresource {
         Some(sub) if resource.subresources.contains(&sub) => format!("{}/{sub}", resource.plural),
@@ -326,22 +344,19 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
         Some(_) if method == Method::GET => "get",
         _ => verb,
     };
-    let attributes =
-        rbac::Attributes { verb, group: resource.group, resource: &rbac_resource, namespace: target.namespace, name: target.name };
-    let node = node_authz::node_of(&identity).map(str::to_string);
-    let decision = node.as_deref().map_or(node_authz::Decision::NoOpinion, |n| node_authz::decide(n, &attributes));
-    if decision == node_authz::Decision::NoOpinion && !state.rbac.allowed(&identity, &attributes) {
-        return Err(ApiError::forbidden(&identity.user, verb, resource.group, &rbac_resource, target.namespace));
-    }
-    // NodeRestriction: a node writes only its own Node and Lease and the pods bound to it.
-    let owner = node.filter(|_| decision == node_authz::Decision::AllowIfOwned && !matches!(verb, "get" | "list" | "watch"));
-    let not_owned = |node: &str| {
-        ApiError::forbidden_message(&format!(
-            "{} \"{}\" is forbidden: node \"{node}\" may only change its own Node and Lease and the pods bound to it",
-            rbac_resource,
-            target.name.unwrap_or_default()
-        ))
+    // A list or watch of one name (`fieldSelector=metadata.name=x`) is authorised for that name.
+    let selected = query
+        .get("fieldSelector")
+        .filter(|_| matches!(verb, "list" | "watch"))
+        .and_then(|raw| fields::FieldSelector::parse(resource, raw).ok()?.equals("metadata.name").map(str::to_string));
+    let attributes = rbac::Attributes {
+        verb,
+        group: resource.group,
+        resource: &rbac_resource,
+        namespace: target.namespace,
+        name: target.name.or(selected.as_deref()),
     };
+    let decision = authz::authorize(&state.rbac, &state.graph, &identity, &attributes)?;
     let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
     let pod_security_target = (resource, target.namespace, target.name, target.subresource);
     let pod_security =
@@ -349,21 +364,23 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
     let mut scope = Scope::new(resource, target.namespace, state.net);
     scope.subresource = target.subresource;
     scope.pod_security = pod_security.as_ref();
-    if let (Some(node), "delete") = (&owner, verb) {
-        let current = objects::get(state.store.as_ref(), &scope, target.name.unwrap_or_default()).await?;
-        if !node_authz::owns(node, resource.plural, &current) {
-            return Err(not_owned(node));
-        }
-    }
+    let node_request = authz::NodeRequest { decision: &decision, identity: &identity, attributes: &attributes, scope: &scope };
+    let (owner, body) = authz::node_restriction(&state, node_request, &mut headers, body).await?;
+    let not_owned = |node: &str| authz::not_owned(node, &attributes);
+    let rbac_write = resource.group == rbac::GROUP && !matches!(verb, "get" | "list" | "watch" | "delete");
     let as_table = table::wanted(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or(""));
     let validation = FieldValidation::parse(query.get("fieldValidation").map(String::as_str)).map_err(ApiError::bad_request)?;
     let check = {
         let (openapi, warnings) = (state.openapi.clone(), warnings.clone());
         let owner = owner.clone();
         let not_owned = &not_owned;
+        let (rbac, identity, namespace) = (state.rbac.clone(), identity.clone(), target.namespace);
         move |obj: &mut Value| -> Result<(), ApiError> {
             if let Some(node) = owner.as_deref().filter(|node| !node_authz::owns(node, resource.plural, obj)) {
                 return Err(not_owned(node));
+            }
+            if rbac_write {
+                rbac::escalation::check(&rbac, &identity, resource.plural, namespace, obj)?;
             }
             let unknown = match resource.custom {
                 Some(custom) => crd::schema::prune(&custom.schema, obj),
@@ -417,6 +434,28 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
     }
     let warnings = std::mem::take(&mut *warnings.lock());
     Ok(with_warnings(response, &warnings))
+}
+
+/// kube-apiserver registers cluster-scoped resources only outside `namespaces/{ns}/`, and
+/// namespaced ones outside it only for list and watch (all namespaces): any other path is no
+/// route at all (404, or 405 for a create), answered before any authorisation.
+fn check_scope(resource: &Resource, target: &Target<'_>, verb: &str) -> Result<(), ApiError> {
+    match (resource.namespaced, target.namespace) {
+        (false, Some(_)) => Err(no_route()),
+        (true, None) if resource.stored() && target.name.is_some() => Err(no_route()),
+        (true, None) if resource.stored() && !matches!(verb, "list" | "watch") => Err(ApiError::method_not_allowed()),
+        _ => Ok(()),
+    }
+}
+
+/// kube-apiserver's answer to a path it has no route for.
+fn no_route() -> ApiError {
+    ApiError {
+        code: StatusCode::NOT_FOUND,
+        reason: "NotFound",
+        message: "the server could not find the requested resource".into(),
+        details: Some(json!({})),
+    }
 }
 
 pub(super) fn unix_now() -> i64 {

@@ -115,20 +115,13 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
     }
 
-    pub fn forbidden(user: &str, verb: &str, group: &str, plural: &str, namespace: Option<&str>) -> Self {
-        let scope = match namespace {
-            Some(ns) => format!("in the namespace \"{ns}\""),
-            None => "at the cluster scope".to_string(),
+    /// 403 as kube-apiserver's `NewForbidden`: `<plural>[.<group>] ["<name>" ]is forbidden: <why>`.
+    pub fn forbidden(group: &str, plural: &str, name: Option<&str>, why: &str) -> Self {
+        let message = match name {
+            Some(name) => format!("{} \"{name}\" is forbidden: {why}", qualified(group, plural)),
+            None => format!("{} is forbidden: {why}", qualified(group, plural)),
         };
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            format!(
-                "{} is forbidden: User \"{user}\" cannot {verb} resource \"{plural}\" in API group \"{group}\" {scope}",
-                qualified(group, plural)
-            ),
-        )
-        .with_details(group, plural, "")
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", message).with_details(group, plural, name.unwrap_or(""))
     }
 
     /// 403 with a message of its own (admission refusals).

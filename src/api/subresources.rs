@@ -255,19 +255,23 @@ async fn evict(state: &ApiState, scope: &Scope<'_>, name: &str, eviction: &Value
     Ok(success())
 }
 
+/// A TokenRequest body (JSON or protobuf; empty: no options).
+pub fn parse_token_request(headers: &HeaderMap, raw: &[u8]) -> Result<Value, ApiError> {
+    let is_protobuf =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with(super::protobuf::CONTENT_TYPE));
+    if is_protobuf {
+        super::protobuf::decode_token_request(raw)
+    } else if raw.iter().all(u8::is_ascii_whitespace) {
+        Ok(json!({}))
+    } else {
+        serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("the TokenRequest is not valid JSON: {e}")))
+    }
+}
+
 /// `POST .../serviceaccounts/<name>/token`: issues a token for an existing ServiceAccount.
 async fn token_request(state: &ApiState, scope: &Scope<'_>, name: &str, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
     let account = objects::get(state.store.as_ref(), scope, name).await?;
-    let raw = read_body(body).await?;
-    let is_protobuf =
-        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with(super::protobuf::CONTENT_TYPE));
-    let request = if is_protobuf {
-        super::protobuf::decode_token_request(&raw)?
-    } else if raw.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("the TokenRequest is not valid JSON: {e}")))?
-    };
+    let request = parse_token_request(headers, &read_body(body).await?)?;
     let mut errs = Vec::new();
     super::ranges::token_expiration(&request["spec"]["expirationSeconds"], "spec.expirationSeconds", &mut errs);
     if !errs.is_empty() {

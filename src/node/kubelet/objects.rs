@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret, ServiceAccount};
 use kube::api::{Api, PostParams};
 
 use super::claims::{self, ClaimError};
+use super::layout::PodRef;
 
 /// Which kind of object holds the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -61,19 +62,21 @@ pub trait DataSource: Send + Sync {
     async fn claim_path(&self, claim: &str) -> Result<PathBuf, ObjectError>;
 }
 
-/// The API as a [`DataSource`] for one namespace.
+/// The API as a [`DataSource`] for one pod: each object read alone by name (the Node
+/// authorizer lets a node get only what its pods refer to, and list nothing), tokens bound to
+/// the pod.
 pub struct ApiData {
     pub client: kube::Client,
-    pub namespace: String,
+    pub pod: PodRef,
 }
 
 #[async_trait::async_trait]
 impl DataSource for ApiData {
     async fn data(&self, kind: DataKind, name: &str) -> Result<Option<Data>, ObjectError> {
-        let err = || ObjectError::read(kind.as_str(), format!("{}/{name}", self.namespace));
+        let err = || ObjectError::read(kind.as_str(), format!("{}/{name}", self.pod.namespace));
         match kind {
             DataKind::ConfigMap => {
-                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.pod.namespace);
                 Ok(api.get_opt(name).await.map_err(err())?.map(|cm| {
                     let mut out: Data = cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
                     out.extend(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
@@ -81,7 +84,7 @@ impl DataSource for ApiData {
                 }))
             }
             DataKind::Secret => {
-                let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+                let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.pod.namespace);
                 Ok(api.get_opt(name).await.map_err(err())?.map(|s| {
                     let mut out: Data = s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
                     out.extend(s.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())));
@@ -92,17 +95,22 @@ impl DataSource for ApiData {
     }
 
     async fn service_account_token(&self, account: &str, audience: Option<&str>, seconds: i64) -> Result<String, ObjectError> {
-        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &self.namespace);
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &self.pod.namespace);
         let request = TokenRequest {
             spec: TokenRequestSpec {
                 audiences: audience.map(|a| vec![a.to_string()]).unwrap_or_default(),
                 expiration_seconds: Some(seconds),
-                bound_object_ref: None,
+                bound_object_ref: Some(BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: Some(self.pod.name.clone()),
+                    uid: Some(self.pod.uid.clone()),
+                }),
             },
             ..Default::default()
         };
         let answer = api.create_token_request(account, &PostParams::default(), &request).await.map_err(|source| ObjectError::Token {
-            namespace: self.namespace.clone(),
+            namespace: self.pod.namespace.clone(),
             account: account.to_string(),
             source,
         })?;
@@ -110,8 +118,9 @@ impl DataSource for ApiData {
     }
 
     async fn claim_path(&self, claim: &str) -> Result<PathBuf, ObjectError> {
-        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &self.namespace);
-        let pvc = claims.get_opt(claim).await.map_err(ObjectError::read("persistentvolumeclaim", format!("{}/{claim}", self.namespace)))?;
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &self.pod.namespace);
+        let pvc =
+            claims.get_opt(claim).await.map_err(ObjectError::read("persistentvolumeclaim", format!("{}/{claim}", self.pod.namespace)))?;
         let volume = claims::bound_volume(claim, pvc.as_ref())?;
         let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
         let pv = volumes.get_opt(&volume).await.map_err(ObjectError::read("persistentvolume", volume.clone()))?;

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::downward::PodAddresses;
 use super::file_volumes::VolumeContext;
+use super::layout::PodRef;
 use super::objects::ApiData;
 use super::token_cache::TokenCache;
 use super::volumes::{self, VolumeError};
@@ -75,7 +76,9 @@ pub async fn setup(ctx: &NodeContext, pod: &Pod, tokens: &TokenCache) -> Result<
     files.write_to(&etc).map_err(fs("writing", &etc))?;
     let hostname = pod_hostname(pod, &ctx.etc.dns.cluster_domain, &ctx.etc.node_hostname).hostname;
     let addrs = PodAddresses { pod_ip: ip.to_string(), host_ip: ctx.node_ip.to_string() };
-    let source = ApiData { client: ctx.client.clone(), namespace: pod.metadata.namespace.clone().unwrap_or_default() };
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let pod_ref = PodRef { namespace, name: pod.metadata.name.clone().unwrap_or_default(), uid: uid.clone() };
+    let source = ApiData { client: ctx.client.clone(), pod: pod_ref };
     let vctx = VolumeContext { pod, addrs: &addrs, node: ctx.allocatable, source: &source, tokens };
     let volumes = volumes::prepare(&ctx.layout.pod_dir(&uid).join("volumes"), &vctx).await?;
     Ok(Sandbox { ip, netns, hostname, volumes })

@@ -362,7 +362,7 @@ impl PodWorker {
         self.volumes_refresh = Some(Instant::now() + VOLUME_REFRESH);
         let Some(sandbox) = &self.sandbox else { return };
         let addrs = PodAddresses { pod_ip: sandbox.ip.to_string(), host_ip: self.ctx.node_ip.to_string() };
-        let source = ApiData { client: self.ctx.client.clone(), namespace: self.pod_ref.namespace.clone() };
+        let source = ApiData { client: self.ctx.client.clone(), pod: self.pod_ref.clone() };
         let vctx = VolumeContext { pod: &self.pod, addrs: &addrs, node: self.ctx.allocatable, source: &source, tokens: &self.tokens };
         volumes::refresh(&self.ctx.layout.pod_dir(&self.pod_ref.uid).join("volumes"), &vctx).await;
     }
@@ -436,7 +436,7 @@ impl PodWorker {
             }
         }
         let addrs = PodAddresses { pod_ip: sandbox.ip.to_string(), host_ip: ctx.node_ip.to_string() };
-        let source = ApiData { client: ctx.client.clone(), namespace: pod_ref.namespace.clone() };
+        let source = ApiData { client: ctx.client.clone(), pod: pod_ref.clone() };
         let env = env::resolve(&self.pod, &spec, &addrs, ctx.allocatable, &source).await.map_err(ConfigError::from);
         let subpaths = ctx.layout.subpaths_dir(&pod_ref.uid, name);
         let mounts = env.and_then(|env| {
