@@ -127,13 +127,21 @@ impl Bed {
     /// `from` fetches `/cgi-bin/ip` of the pod at `to_ip` and must be seen as `from_ip`.
     async fn assert_reaches(&self, from: &str, from_ip: &str, to_ip: &str) {
         let url = format!("http://{to_ip}:8080/cgi-bin/ip");
-        let seen = self
-            .wait(Duration::from_secs(30), &format!("pod {from} ({from_ip}) to reach {url}"), || async {
-                let (ok, out, _) = self.kubectl(&["exec", from, "--", "wget", "-qO-", "-T", "3", &url], None).await;
-                ok.then(|| out.trim().to_string())
-            })
-            .await;
-        assert_eq!(seen, from_ip, "the receiving pod sees the sender's pod IP as source ({from} -> {to_ip})");
+        let until = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            // busybox-static's wget crashes in glibc's resolver; nc speaks the HTTP instead.
+            let script = format!("printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {to_ip} 8080");
+            let (ok, out, err) = self.kubectl(&["exec", from, "--", "sh", "-c", &script], None).await;
+            let body = out.trim().lines().last().unwrap_or_default().trim();
+            if ok && out.contains("200 OK") {
+                assert_eq!(body, from_ip, "the receiving pod sees the sender's pod IP as source ({from} -> {to_ip})");
+                return;
+            }
+            if tokio::time::Instant::now() > until {
+                panic!("pod {from} ({from_ip}) cannot reach {url}: {out}{err}\n{}", self.bed.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// Every echo pod reaches every other one.
@@ -198,6 +206,21 @@ fn kernel_state(bed: &ClusterBed, node: usize, dev: &str) -> String {
     out
 }
 
+/// Waits up to 30 s for `check` to accept `node`'s [`kernel_state`] of `dev`; returns it.
+async fn wait_kernel(bed: &ClusterBed, node: usize, dev: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = kernel_state(bed, node, dev);
+        if check(&state) {
+            return state;
+        }
+        if tokio::time::Instant::now() > until {
+            panic!("timed out after 30s waiting for {what}; the kernel holds:\n{state}\n{}", bed.logs());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vxlan_connects_pods_across_three_nodes() {
     let _one_bed = BEDS.lock().await;
@@ -238,17 +261,13 @@ async fn vxlan_connects_pods_across_three_nodes() {
             .flat_map(|(name, (mac, cidr))| {
                 let ip = bed.nodes.iter().find(|n| &n.name == name).unwrap().ip;
                 [
-                    format!("{cidr} via {} onlink", cidr.network()),
+                    format!("{cidr} via {} proto static onlink", cidr.network()),
                     format!("{} lladdr {mac} PERMANENT", cidr.network()),
                     format!("{mac} dst {ip} self permanent"),
                 ]
             })
             .collect();
-        t.wait(Duration::from_secs(30), &format!("node{i}'s peers in the kernel: {want:?}"), || async {
-            let state = kernel_state(bed, i, "flannel.1");
-            want.iter().all(|w| state.contains(w.as_str())).then_some(())
-        })
-        .await;
+        wait_kernel(bed, i, "flannel.1", &format!("node{i}'s peers"), |state| want.iter().all(|w| state.contains(w.as_str()))).await;
     }
 
     // Pods reach each other across every node pair, and exec/logs work on agent nodes.
@@ -277,12 +296,11 @@ async fn vxlan_connects_pods_across_three_nodes() {
     let (gone_mac, gone_cidr) = macs["node2"].clone();
     for i in 0..2 {
         let bed = &t.bed;
-        let state = t
-            .wait(Duration::from_secs(30), &format!("node2's entries to leave node{i}"), || async {
-                let state = kernel_state(bed, i, "flannel.1");
-                (!state.contains(&gone_mac) && !state.contains(&gone_cidr.network().to_string())).then_some(state)
-            })
-            .await;
+        let gone_ip = gone_cidr.network().to_string();
+        let state = wait_kernel(bed, i, "flannel.1", &format!("node2's entries to leave node{i}"), |state| {
+            !state.contains(&gone_mac) && !state.contains(&gone_ip)
+        })
+        .await;
         assert!(state.contains(&macs[if i == 0 { "node1" } else { "node0" }].0), "the other peer stays: {state}");
     }
 }
@@ -298,10 +316,7 @@ async fn host_gw_connects_pods_across_two_nodes() {
         let other = &t.bed.nodes[1 - i];
         let cidr = pod_cidr(&nodes[&other.name]).unwrap();
         let want = format!("{cidr} via {}", other.ip);
-        t.wait(Duration::from_secs(30), &format!("node{i}'s route {want}"), || async {
-            kernel_state(&t.bed, i, "eth0").contains(&want).then_some(())
-        })
-        .await;
+        wait_kernel(&t.bed, i, "eth0", &format!("node{i}'s route {want}"), |state| state.contains(&want)).await;
         assert!(node.run("ip", &["link", "show"]).find("flannel.1").is_none(), "host-gw makes no VXLAN device");
     }
     let pods = t.echo_pods(2).await;

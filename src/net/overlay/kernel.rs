@@ -156,8 +156,13 @@ fn mac_attr(msg: &NeighbourMessage) -> Option<Mac> {
     msg.attributes.iter().find_map(|a| if let NeighbourAttribute::LinkLayerAddress(m) = a { m.as_slice().try_into().ok() } else { None })
 }
 
+/// `NDA_DST` as IPv4 (an AF_BRIDGE message, an FDB entry, carries it as raw bytes).
 fn dst_attr(msg: &NeighbourMessage) -> Option<Ipv4Addr> {
-    msg.attributes.iter().find_map(|a| if let NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) = a { Some(*ip) } else { None })
+    msg.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from),
+        _ => None,
+    })
 }
 
 fn neighbour_message(family: AddressFamily, dev: u32, attributes: Vec<NeighbourAttribute>) -> NeighbourMessage {
