@@ -13,6 +13,8 @@ use super::{Dataplane, Device, Entry, Key, OverlayError, Scope, Uplink, VxlanSpe
 #[derive(Default)]
 struct State {
     devices: BTreeMap<String, (VxlanSpec, Device)>,
+    /// Host routes (`dst`, device name) for `route_overlapping`.
+    host_routes: Vec<(Ipv4Network, String)>,
     entries: BTreeMap<Key, Entry>,
     log: Vec<String>,
 }
@@ -45,6 +47,11 @@ impl FakeDataplane {
         self.state.lock().devices.clone()
     }
 
+    /// Adds a route of the host's own, out of `dev`.
+    pub fn add_host_route(&self, dst: Ipv4Network, dev: &str) {
+        self.state.lock().host_routes.push((dst, dev.to_string()));
+    }
+
     /// Puts `entry` in as if someone else (or an earlier run) had.
     pub fn insert(&self, entry: Entry) {
         self.state.lock().entries.insert(entry.key(), entry);
@@ -70,6 +77,12 @@ impl Dataplane for FakeDataplane {
         state.devices.insert(spec.name.clone(), (spec.clone(), device));
         state.log.push(format!("device {} #{}", spec.name, device.index));
         Ok(device)
+    }
+
+    async fn route_overlapping(&self, cidr: Ipv4Network, except: &[&str]) -> Result<Option<String>, OverlayError> {
+        let state = self.state.lock();
+        let hit = state.host_routes.iter().find(|(dst, dev)| dst.overlaps(cidr) && !except.contains(&dev.as_str()));
+        Ok(hit.map(|(dst, dev)| format!("{dst} dev {dev}")))
     }
 
     async fn on_link(&self, dev: u32, ip: Ipv4Addr) -> Result<bool, OverlayError> {

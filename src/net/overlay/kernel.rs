@@ -237,6 +237,23 @@ impl Dataplane for KernelDataplane {
         Ok(Device { index, mac })
     }
 
+    async fn route_overlapping(&self, cidr: Ipv4Network, except: &[&str]) -> Result<Option<String>, OverlayError> {
+        for r in self.routes().await? {
+            let (h, prefix) = (&r.header, r.header.destination_prefix_length);
+            let dst = r.attributes.iter().find(|a| matches!(a, RouteAttribute::Destination(_))).and_then(route_v4);
+            let (Some(dst), Some(oif)) = (dst, r.attributes.iter().find_map(matches_oif)) else { continue };
+            let Ok(dst) = Ipv4Network::new(dst, prefix) else { continue };
+            if h.table != RouteHeader::RT_TABLE_MAIN || prefix == 0 || !dst.overlaps(cidr) {
+                continue;
+            }
+            let dev = link_name(&self.link(oif).await?);
+            if !except.contains(&dev.as_str()) {
+                return Ok(Some(format!("{dst} dev {dev}")));
+            }
+        }
+        Ok(None)
+    }
+
     async fn on_link(&self, dev: u32, ip: Ipv4Addr) -> Result<bool, OverlayError> {
         let addresses = self.addresses().await?;
         Ok(addresses.iter().filter(|(i, _, _)| *i == dev).any(|(_, addr, prefix)| Ipv4Network::new(*addr, *prefix).is_ok_and(|n| n.contains(ip))))

@@ -166,6 +166,9 @@ pub trait Dataplane: Send + Sync {
     /// Creates the VXLAN device of `spec` (replacing one of the same name that differs), with
     /// its address, MTU, tx checksum offload off, and up.
     async fn ensure_vxlan(&self, spec: &VxlanSpec) -> Result<Device, OverlayError>;
+    /// A route of the main table (out of a link not named in `except`) whose destination
+    /// overlaps `cidr`, as `ip route` would print it.
+    async fn route_overlapping(&self, cidr: Ipv4Network, except: &[&str]) -> Result<Option<String>, OverlayError>;
     /// Whether `ip` lies in a subnet directly connected to link `dev`.
     async fn on_link(&self, dev: u32, ip: Ipv4Addr) -> Result<bool, OverlayError>;
     /// The entries the kernel holds in `scope`.
@@ -220,7 +223,14 @@ pub struct Overlay {
 
 impl Overlay {
     /// Finds the uplink and attaches `backend` to it.
+    /// Refuses a podCIDR that overlaps a route of the host's own (a LAN in 10.42.0.0/16).
     pub async fn attach(dataplane: Arc<dyn Dataplane>, backend: Arc<dyn Backend>, local: LocalNode) -> Result<Self, OverlayError> {
+        if let Some(route) = dataplane.route_overlapping(local.pod_cidr, &[super::bridge::BRIDGE, vxlan::DEVICE]).await? {
+            return Err(OverlayError::Setup(format!(
+                "this node's podCIDR {} overlaps the host's route {route}: pick a --cluster-cidr outside the host's networks",
+                local.pod_cidr
+            )));
+        }
         let uplink = dataplane.uplink(local.iface.as_deref(), local.node_ip).await?;
         let attached = backend.attach(dataplane.as_ref(), &local, &uplink).await?;
         tracing::info!(

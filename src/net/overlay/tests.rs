@@ -168,6 +168,17 @@ async fn the_loop_follows_peer_changes_until_cancelled() {
     task.await.unwrap();
 }
 
+#[tokio::test]
+async fn a_pod_cidr_overlapping_a_host_route_is_refused() {
+    let dp = Arc::new(FakeDataplane::new(Ipv4Addr::new(192, 0, 2, 1), "192.0.2.0/24".parse().unwrap()));
+    dp.add_host_route("10.42.1.0/24".parse().unwrap(), "cni0");
+    dp.add_host_route("10.42.2.0/24".parse().unwrap(), "flannel.1");
+    assert!(Overlay::attach(dp.clone(), Arc::new(Vxlan), local()).await.is_ok(), "the node's own bridge and overlay routes are fine");
+    dp.add_host_route("10.0.0.0/8".parse().unwrap(), "eth1");
+    let err = Overlay::attach(dp, Arc::new(Vxlan), local()).await.err().expect("refused").to_string();
+    assert!(err.contains("overlaps the host's route 10.0.0.0/8 dev eth1") && err.contains("--cluster-cidr"), "{err}");
+}
+
 #[test]
 fn macs_parse_and_print() {
     assert_eq!(parse_mac("0a:1B:2c:3d:4e:5f"), Some([0x0a, 0x1b, 0x2c, 0x3d, 0x4e, 0x5f]));
