@@ -3,8 +3,8 @@
 //! nodes with the VXLAN backend: every node Ready with its podCIDR and flannel's annotations,
 //! `flannel.1` as flannel makes it, a DaemonSet's pods reaching each other across every node
 //! pair by pod IP with their own address as source, `kubectl logs`/`exec` on agent nodes, an
-//! agent restart that keeps its pods reachable, and a deleted node's neighbour, FDB entry and
-//! route gone from the others. On two nodes with host-gw: the same pod-to-pod traffic over
+//! agent restart that keeps its pods reachable, a server restart the agents' Node watches
+//! follow, and a deleted node's neighbour, FDB entry and route gone from the others. On two nodes with host-gw: the same pod-to-pod traffic over
 //! plain routes. Kernel state is read with iproute2 inside each node's namespace.
 
 use std::collections::BTreeMap;
@@ -289,10 +289,18 @@ async fn vxlan_connects_pods_across_three_nodes() {
     t.assert_reaches(from, from_ip, &pods["node1"].1).await;
     t.assert_reaches(&pods["node1"].0, &pods["node1"].1, &pods["node2"].1).await;
 
+    // The server restarts; the agents' Node watches follow it back (the deletion below must
+    // reach node1 through its watch).
+    t.bed.nodes[0].stop();
+    t.bed.restart(0);
+    t.assert_reaches(&pods["node1"].0, &pods["node1"].1, &pods["node2"].1).await;
+
     // A deleted node's entries go from the others.
     t.bed.nodes[2].stop();
-    let (ok, out, err) = t.kubectl(&["delete", "node", "node2"], None).await;
-    assert!(ok, "deleting node2: {out}{err}");
+    t.wait(Duration::from_secs(60), "kubectl delete node node2 to succeed", || async {
+        t.kubectl(&["delete", "node", "node2"], None).await.0.then_some(())
+    })
+    .await;
     let (gone_mac, gone_cidr) = macs["node2"].clone();
     for i in 0..2 {
         let bed = &t.bed;

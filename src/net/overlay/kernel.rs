@@ -38,7 +38,7 @@ fn request(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> OverlayE
     move |e| OverlayError::Netlink(Netlink::fail(what)(e))
 }
 
-/// The IPv4 addresses of link `index` (or of all links) with their prefix and link.
+/// An address message's IPv4 address with its link and prefix.
 fn ipv4_of(msg: &AddressMessage) -> Option<(u32, Ipv4Addr, u8)> {
     msg.attributes.iter().find_map(|a| match a {
         AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
@@ -95,7 +95,7 @@ impl KernelDataplane {
     async fn default_route_link(&self) -> Result<Option<u32>, OverlayError> {
         let routes = self.routes().await?;
         let main = |r: &&RouteMessage| r.header.table == RouteHeader::RT_TABLE_MAIN && r.header.destination_prefix_length == 0;
-        Ok(routes.iter().filter(main).find_map(|r| r.attributes.iter().find_map(|a| matches_oif(a))))
+        Ok(routes.iter().filter(main).find_map(|r| r.attributes.iter().find_map(matches_oif)))
     }
 
     /// Switches tx checksum offload off on `name` (`ethtool -K NAME tx off`).
