@@ -5,7 +5,7 @@ RELEASE_BIN := target/release/orch
 # Debian packages the tests, benchmarks and runtime need.
 DEB_PACKAGES := protobuf-compiler containerd runc iproute2 nftables busybox-static docker-registry etcd-server curl ca-certificates
 
-.PHONY: build run test bench bench-store bench-api bench-scheduler bench-pods deps clean
+.PHONY: build run test bench bench-store bench-api bench-scheduler bench-pods bench-net deps clean
 
 build:
 	$(CARGO) build --release --bin orch
@@ -16,7 +16,7 @@ run: deps build
 test:
 	$(CARGO) test --all-targets
 
-bench: bench-store bench-api bench-scheduler bench-pods
+bench: bench-store bench-api bench-scheduler bench-pods bench-net
 
 bench-api:
 	$(CARGO) build --release --bins
@@ -38,6 +38,12 @@ bench-scheduler:
 bench-pods:
 	$(CARGO) build --release --bins
 	target/release/orch-bench pods $(PODS_ARGS)
+
+# Two real nodes in network namespaces of their own (root; containerd, runc, busybox-static):
+# pod-to-pod TCP throughput and latency over VXLAN and host-gw against the underlay.
+bench-net:
+	$(CARGO) build --release --bins
+	target/release/orch-bench net $(NET_ARGS)
 
 # Installs missing Debian packages (only as root; otherwise says what is missing) and the
 # Python kubernetes client the integration tests drive the API with.

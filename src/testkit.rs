@@ -1,7 +1,8 @@
 //! Child-process clusters for integration tests and benchmarks: `orch server` and `orch agent`
 //! processes on 127.0.0.1 with fresh ports, killed when dropped, and waits that explain their
-//! timeouts.
+//! timeouts; [`cluster`] puts real nodes in network namespaces of their own.
 
+pub mod cluster;
 pub mod images;
 pub mod node;
 

@@ -12,7 +12,7 @@ use super::{bytes_quantity, duration};
 use crate::k8s::labels::{parse_label, parse_taint};
 use crate::node::kubelet::host::Reserved;
 use crate::node::runtime::log_rotation::LogRotation;
-use crate::node::{self, HollowShape, RuntimeKind};
+use crate::node::{self, Flannel, FlannelBackend, HollowShape, RuntimeKind};
 
 /// The container runtime of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -22,6 +22,19 @@ pub enum Runtime {
     /// No containers at all: a hollow node that only reports pods as running (for tests and
     /// scale benchmarks)
     Fake,
+}
+
+/// k3s's `--flannel-backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlannelBackendArg {
+    /// VXLAN overlay flannel.1 (VNI 1, UDP 8472), flannel's default
+    Vxlan,
+    /// Routes via the other nodes' addresses; every node on one L2 segment
+    HostGw,
+    /// Encrypted WireGuard overlay (UDP 51820): not supported yet
+    WireguardNative,
+    /// No pod networking between nodes (left to the user)
+    None,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -34,6 +47,20 @@ pub struct NodeArgs {
     /// route's interface; on a server, --advertise-address or --bind-address when set]
     #[arg(long, value_name = "IP")]
     pub node_ip: Option<IpAddr>,
+    /// Address this node reports as its ExternalIP
+    #[arg(long, value_name = "IP")]
+    pub node_external_ip: Option<IpAddr>,
+    /// How pods reach pods on other nodes (k3s's --flannel-backend)
+    #[arg(long, value_enum, default_value_t = FlannelBackendArg::Vxlan, value_name = "BACKEND")]
+    pub flannel_backend: FlannelBackendArg,
+    /// Interface the overlay uses [default: the interface of --node-ip, else the default
+    /// route's]
+    #[arg(long, value_name = "NAME")]
+    pub flannel_iface: Option<String>,
+    /// Use --node-external-ip as the overlay's tunnel end (nodes that reach each other only
+    /// through public addresses)
+    #[arg(long)]
+    pub flannel_external_ip: bool,
     /// Label to register the node with (repeatable)
     #[arg(long, value_parser = parse_label, value_name = "KEY=VALUE")]
     pub node_label: Vec<(String, String)>,
@@ -101,12 +128,25 @@ impl NodeArgs {
     /// InternalIP when `--node-ip` is not given.
     pub fn config(&self, data_dir: &Path, server: &str, token: &str, default_ip: Option<IpAddr>) -> Result<node::Config, String> {
         let cluster_cidr = crate::k8s::cidr::parse(&self.cluster_cidr).map_err(|e| format!("--cluster-cidr: {e}"))?;
+        let backend = match self.flannel_backend {
+            FlannelBackendArg::Vxlan => FlannelBackend::Vxlan,
+            FlannelBackendArg::HostGw => FlannelBackend::HostGw,
+            FlannelBackendArg::None => FlannelBackend::None,
+            FlannelBackendArg::WireguardNative => {
+                return Err("--flannel-backend=wireguard-native is not supported yet; use vxlan (the default) or host-gw".into())
+            }
+        };
+        if self.flannel_external_ip && self.node_external_ip.is_none() {
+            return Err("--flannel-external-ip needs --node-external-ip".into());
+        }
         Ok(node::Config {
             server: server.into(),
             token: token.into(),
             node_name: self.node_name.clone().unwrap_or_else(crate::host::hostname),
             data_dir: data_dir.to_path_buf(),
             node_ip: self.node_ip.or(default_ip),
+            node_external_ip: self.node_external_ip,
+            flannel: Flannel { backend, iface: self.flannel_iface.clone(), use_external_ip: self.flannel_external_ip },
             labels: self.node_label.iter().cloned().collect(),
             taints: self.node_taint.clone(),
             runtime: match self.runtime {
@@ -130,5 +170,49 @@ impl NodeArgs {
                 job_duration: self.fake_job_duration,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::{config_file, Cli, Command};
+    use crate::node::FlannelBackend;
+
+    fn node_args(args: &[&str], yaml: &str) -> super::NodeArgs {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let flags = config_file::flags_from_yaml(yaml, "config.yaml").unwrap();
+        match Cli::try_parse_from(config_file::merge(args, flags)).unwrap().command {
+            Command::Server(s) => s.node,
+            Command::Agent(a) => a.node,
+            _ => panic!("expected server or agent"),
+        }
+    }
+
+    fn config(args: &super::NodeArgs) -> Result<crate::node::Config, String> {
+        args.config(std::path::Path::new("/tmp/x"), "https://s:6443", "t", None)
+    }
+
+    #[test]
+    fn flannel_flags_on_both_commands_and_in_the_config_file() {
+        let server = config(&node_args(&["orch", "server"], "")).unwrap();
+        assert_eq!((server.flannel.backend, server.flannel.iface), (FlannelBackend::Vxlan, None), "k3s's default");
+        let yaml = "flannel-backend: host-gw\nflannel-iface: eth1\nnode-external-ip: 203.0.113.4\nflannel-external-ip: true\n";
+        let agent = config(&node_args(&["orch", "agent"], yaml)).unwrap();
+        assert_eq!(agent.flannel.backend, FlannelBackend::HostGw);
+        assert_eq!(agent.flannel.iface.as_deref(), Some("eth1"));
+        assert!(agent.flannel.use_external_ip);
+        assert_eq!(agent.node_external_ip, Some("203.0.113.4".parse().unwrap()));
+        let none = config(&node_args(&["orch", "agent", "--flannel-backend=none"], yaml)).unwrap();
+        assert_eq!(none.flannel.backend, FlannelBackend::None, "the command line wins over the file");
+    }
+
+    #[test]
+    fn unsupported_or_incomplete_flannel_flags_are_refused() {
+        let wg = config(&node_args(&["orch", "agent", "--flannel-backend=wireguard-native"], "")).unwrap_err();
+        assert!(wg.contains("not supported yet"), "{wg}");
+        let ext = config(&node_args(&["orch", "server", "--flannel-external-ip"], "")).unwrap_err();
+        assert!(ext.contains("--node-external-ip"), "{ext}");
     }
 }

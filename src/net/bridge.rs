@@ -26,6 +26,8 @@ use super::NetError;
 
 /// The pod-side interface name.
 const POD_IFNAME: &str = "eth0";
+/// The bridge pods are attached to (flannel's and k3s's name).
+pub const BRIDGE: &str = "cni0";
 /// MTU that leaves room for VXLAN's 50 bytes on a 1500-byte underlay.
 pub const DEFAULT_MTU: u32 = 1450;
 
@@ -50,7 +52,7 @@ impl BridgeConfig {
     /// The defaults for a node with `data_dir`: bridge `cni0`, MTU 1450, `/run/orch/netns`.
     pub fn new(data_dir: &Path, pod_cidr: Ipv4Network, cluster_cidr: Ipv4Network) -> Self {
         Self {
-            bridge: "cni0".to_string(),
+            bridge: BRIDGE.to_string(),
             pod_cidr,
             cluster_cidr,
             mtu: DEFAULT_MTU,

@@ -25,7 +25,7 @@ pub enum NetlinkError {
 }
 
 /// Whether a netlink request failed with the errno `code`.
-fn is_errno(e: &rtnetlink::Error, code: i32) -> bool {
+pub(crate) fn is_errno(e: &rtnetlink::Error, code: i32) -> bool {
     matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -code)
 }
 
@@ -53,7 +53,12 @@ impl Netlink {
         Ok(Self { handle, task: tokio::spawn(connection) })
     }
 
-    fn fail(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    /// The rtnetlink handle, for the overlay's neighbour, FDB and route requests.
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    pub(crate) fn fail(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
         let what = what.into();
         move |source| NetlinkError::Request { what, source }
     }

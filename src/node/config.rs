@@ -21,6 +21,27 @@ pub enum RuntimeKind {
     Fake,
 }
 
+/// flannel's `--flannel-backend`: how pods reach pods of other nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlannelBackend {
+    /// The VXLAN overlay `flannel.1` (VNI 1, UDP 8472).
+    Vxlan,
+    /// Routes via the other nodes' addresses (all nodes on one L2 segment).
+    HostGw,
+    /// Nothing: pod traffic between nodes is left to the user.
+    None,
+}
+
+/// How the node connects its pods to other nodes' pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flannel {
+    pub backend: FlannelBackend,
+    /// The uplink by name; else the interface of the node IP, else the default route's.
+    pub iface: Option<String>,
+    /// Publish the node's ExternalIP (`--node-external-ip`) as the tunnel end (`--flannel-external-ip`).
+    pub use_external_ip: bool,
+}
+
 /// What a hollow (fake-runtime) node reports about itself.
 #[derive(Debug, Clone)]
 pub struct HollowShape {
@@ -43,6 +64,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// InternalIP; the default route's address when unset.
     pub node_ip: Option<IpAddr>,
+    /// ExternalIP reported in the Node's addresses.
+    pub node_external_ip: Option<IpAddr>,
+    pub flannel: Flannel,
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
     pub runtime: RuntimeKind,

@@ -9,6 +9,7 @@ pub mod heartbeat;
 pub mod hollow;
 pub mod kubelet;
 pub mod node_object;
+pub mod overlay;
 mod password;
 pub mod runtime;
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Config, HollowShape, RuntimeKind};
+pub use config::{Config, Flannel, FlannelBackend, HollowShape, RuntimeKind};
 pub use password::node_password;
 
 use crate::join::JoinError;
@@ -163,6 +164,7 @@ fn hollow_config(config: &Config) -> Result<hollow::HollowConfig, NodeError> {
     if let Some(ip) = config.node_ip {
         shape.internal_ip = ip;
     }
+    shape.external_ip = config.node_external_ip;
     hollow.job_duration = config.hollow.job_duration;
     hollow.lease_renew_interval = config.lease_renew_interval;
     hollow.status_update_interval = config.status_update_interval;

@@ -23,6 +23,7 @@ pub struct NodeShape {
     /// What is left for pods after the reserved amounts.
     pub allocatable: BTreeMap<String, String>,
     pub internal_ip: IpAddr,
+    pub external_ip: Option<IpAddr>,
     pub container_runtime: String,
     pub system: SystemInfo,
     pub kubelet_port: u16,
@@ -77,11 +78,14 @@ impl NodeShape {
     /// The full node status; the conditions say Ready since `since`, heartbeat now.
     pub fn status(&self, since: Timestamp, pressure: Pressure) -> Value {
         let sys = &self.system;
+        let mut addresses = vec![json!({ "type": "InternalIP", "address": self.internal_ip.to_string() })];
+        addresses.extend(self.external_ip.map(|ip| json!({ "type": "ExternalIP", "address": ip.to_string() })));
+        addresses.push(json!({ "type": "Hostname", "address": self.name }));
         json!({
             "capacity": self.capacity,
             "allocatable": self.allocatable,
             "conditions": conditions(since, pressure),
-            "addresses": [{ "type": "InternalIP", "address": self.internal_ip.to_string() }, { "type": "Hostname", "address": self.name }],
+            "addresses": addresses,
             "daemonEndpoints": { "kubeletEndpoint": { "Port": self.kubelet_port } },
             "nodeInfo": {
                 "machineID": sys.machine_id, "systemUUID": sys.machine_id, "bootID": sys.boot_id,
@@ -150,6 +154,7 @@ mod tests {
             capacity: resources("4", "8Gi", 110),
             allocatable: resources("4", "8Gi", 110),
             internal_ip: "127.0.0.1".parse().unwrap(),
+            external_ip: Some("203.0.113.5".parse().unwrap()),
             container_runtime: "fake://orch".into(),
             system: SystemInfo::default(),
             kubelet_port: 10250,
@@ -160,6 +165,9 @@ mod tests {
         assert_eq!(node["spec"]["taints"][0]["effect"], "NoSchedule");
         let status = shape.status(Timestamp::now(), Pressure { disk: true, ..Default::default() });
         assert_eq!(status["capacity"]["pods"], "110");
+        let addresses: Vec<&str> = status["addresses"].as_array().unwrap().iter().map(|a| a["type"].as_str().unwrap()).collect();
+        assert_eq!(addresses, ["InternalIP", "ExternalIP", "Hostname"]);
+        assert_eq!(status["addresses"][1]["address"], "203.0.113.5");
         assert_eq!(status["nodeInfo"]["kubeletVersion"], "v1.33.0");
         let ready = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
         assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("True"), Some("KubeletReady")));

@@ -15,6 +15,7 @@ mod kubelet_features;
 mod kubelet_proxy;
 mod kubelet_streams;
 mod lifecycle;
+mod overlay;
 mod pod_network;
 mod python_client;
 mod raft_cluster;

@@ -5,6 +5,9 @@
 //! `orch-bench pods`: pod start-up latency (create → Ready) of 1 and of 50 pods at once on a
 //! real node, and the memory of the orch process idle and with the pods (see `pods`).
 //!
+//! `orch-bench net`: pod-to-pod TCP throughput and latency across two real nodes over VXLAN
+//! and host-gw against the underlay (see `net`).
+//!
 //! `orch-bench scheduler`: 1,000 hollow nodes, 300 Deployments x 100 replicas scheduled and
 //! run (see `scheduler`); `orch-bench hollow-nodes` is its node process.
 //!
@@ -18,6 +21,7 @@ mod cluster;
 mod etcd;
 mod harness;
 mod hollow;
+mod net;
 mod pod_watch;
 mod pods;
 mod probe;
@@ -69,6 +73,13 @@ enum Bench {
         /// Copy the server's log here at the end
         #[arg(long)]
         server_log: Option<PathBuf>,
+    },
+    /// Pod-to-pod TCP throughput and latency across two nodes, VXLAN and host-gw vs the
+    /// underlay (root; containerd, runc, busybox-static)
+    Net {
+        /// Seconds of bulk transfer per path
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
     },
     /// Scheduling throughput: hollow nodes, Deployments x replicas, time until every pod runs
     Scheduler {
@@ -232,6 +243,7 @@ async fn main() -> anyhow::Result<()> {
             let (settle, timeout) = (Duration::from_secs(settle), Duration::from_secs(timeout));
             pods::run(&orch_binary()?, pods::Config { pods, singles, settle, timeout, server_log }).await
         }
+        Bench::Net { seconds } => net::run(&orch_binary()?, seconds).await,
         Bench::HollowNodes { count, join, token } => hollow::serve(count, &join, &token).await,
         Bench::Store { seconds, work_dir, nodes, clients, no_etcd } => {
             store_bench(StoreBench { seconds, work_dir, nodes, clients, no_etcd }).await

@@ -1,5 +1,5 @@
 //! The nf_tables expressions orch's rules are made of (payload, bitwise, cmp, fib, immediate,
-//! nat, masq), each encoded as an `NFTA_LIST_ELEM` of a rule's expression list.
+//! nat, masq, accept), each encoded as an `NFTA_LIST_ELEM` of a rule's expression list.
 
 use std::net::Ipv4Addr;
 
@@ -81,6 +81,16 @@ pub fn ct_status_dnat(reg: u32) -> [Expr; 3] {
 /// Puts `value` into `reg`.
 pub fn immediate(reg: u32, value: &[u8]) -> Expr {
     expr("immediate", Some(Attrs::new().be32(1, reg).nested(2, data(value))))
+}
+
+/// The verdict `accept`.
+pub fn accept() -> Expr {
+    const NFT_REG_VERDICT: u32 = 0;
+    const NFTA_DATA_VERDICT: u16 = 2;
+    const NFTA_VERDICT_CODE: u16 = 1;
+    const NF_ACCEPT: u32 = 1;
+    let verdict = Attrs::new().nested(NFTA_DATA_VERDICT, Attrs::new().be32(NFTA_VERDICT_CODE, NF_ACCEPT));
+    expr("immediate", Some(Attrs::new().be32(1, NFT_REG_VERDICT).nested(2, verdict)))
 }
 
 /// Destination NAT to the IPv4 address in `addr_reg` and the port in `port_reg`.

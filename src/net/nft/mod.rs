@@ -1,7 +1,8 @@
 //! nftables through netlink (no `nft` binary): the table `ip orch` with masquerade for traffic
 //! from the cluster CIDR leaving it and for hairpin traffic (a pod reaching a pod of this node
 //! through a hostPort), both in `postrouting`, and hostPort DNAT (`prerouting` for traffic
-//! arriving at the node, `output` for the node's own). The whole table is replaced in one
+//! arriving at the node, `output` for the node's own), and in `forward` an accept for traffic
+//! from or to the cluster CIDR (pods of other nodes come through the overlay). The whole table is replaced in one
 //! nf_tables transaction every time, so the rules always match the node's pods exactly.
 
 mod expr;
@@ -32,10 +33,12 @@ const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NF_INET_PRE_ROUTING: u32 = 0;
+const NF_INET_FORWARD: u32 = 2;
 const NF_INET_LOCAL_OUT: u32 = 3;
 const NF_INET_POST_ROUTING: u32 = 4;
 const PRIORITY_DSTNAT: i32 = -100;
 const PRIORITY_SRCNAT: i32 = 100;
+const PRIORITY_FILTER: i32 = 0;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
@@ -87,11 +90,17 @@ impl NatRules {
             step("creating table orch", NFT_MSG_NEWTABLE, NLM_F_CREATE, table.clone()),
             step("deleting the old table orch", NFT_MSG_DELTABLE, 0, table.clone()),
             step("creating table orch", NFT_MSG_NEWTABLE, NLM_F_CREATE, table),
-            chain("postrouting", NF_INET_POST_ROUTING, PRIORITY_SRCNAT),
-            chain("prerouting", NF_INET_PRE_ROUTING, PRIORITY_DSTNAT),
-            chain("output", NF_INET_LOCAL_OUT, PRIORITY_DSTNAT),
+            chain("postrouting", "nat", NF_INET_POST_ROUTING, PRIORITY_SRCNAT),
+            chain("prerouting", "nat", NF_INET_PRE_ROUTING, PRIORITY_DSTNAT),
+            chain("output", "nat", NF_INET_LOCAL_OUT, PRIORITY_DSTNAT),
+            chain("forward", "filter", NF_INET_FORWARD, PRIORITY_FILTER),
         ];
         let (net, mask) = (self.cluster_cidr.network(), self.cluster_cidr.mask());
+        for (source, dir) in [(true, "from"), (false, "to")] {
+            let mut exprs: Vec<Expr> = expr::ip_addr_in(source, net, mask, true).into();
+            exprs.push(expr::accept());
+            steps.push(rule("forward", format!("accept forwarding {dir} {}", self.cluster_cidr), exprs));
+        }
         let multicast: Ipv4Network = Ipv4Network::new(Ipv4Addr::new(224, 0, 0, 0), 4).expect("valid prefix");
         let mut masq: Vec<Expr> = Vec::new();
         masq.extend(expr::ip_addr_in(true, net, mask, true));
@@ -130,9 +139,9 @@ fn step(what: impl Into<String>, msg: u16, flags: u16, attrs: Attrs) -> Step {
     Step { what: what.into(), kind: (NFNL_SUBSYS_NFTABLES << 8) | msg, flags: NLM_F_REQUEST | NLM_F_ACK | flags, attrs }
 }
 
-fn chain(name: &str, hook: u32, priority: i32) -> Step {
+fn chain(name: &str, kind: &str, hook: u32, priority: i32) -> Step {
     let hook_attrs = Attrs::new().be32(1, hook).be32(2, priority as u32);
-    let attrs = Attrs::new().str(1, TABLE).str(3, name).nested(4, hook_attrs).str(7, "nat");
+    let attrs = Attrs::new().str(1, TABLE).str(3, name).nested(4, hook_attrs).str(7, kind);
     step(format!("creating chain {name}"), NFT_MSG_NEWCHAIN, NLM_F_CREATE, attrs)
 }
 
@@ -229,10 +238,12 @@ mod tests {
             }],
         };
         let what: Vec<_> = rules.steps().into_iter().map(|s| s.what).collect();
-        assert_eq!(what.len(), 6 + 2 + 2);
-        assert_eq!(what[6], "rule masquerade for 10.42.0.0/16 leaving it in chain postrouting");
-        assert_eq!(what[7], "rule hairpin masquerade inside 10.42.1.0/24 in chain postrouting");
-        assert_eq!(what[8], "rule hostPort Tcp *:8080 -> 10.42.1.5:80 in chain prerouting");
-        assert!(what[9].ends_with("in chain output"));
+        assert_eq!(what.len(), 7 + 2 + 2 + 2);
+        assert_eq!(what[7], "rule accept forwarding from 10.42.0.0/16 in chain forward");
+        assert_eq!(what[8], "rule accept forwarding to 10.42.0.0/16 in chain forward");
+        assert_eq!(what[9], "rule masquerade for 10.42.0.0/16 leaving it in chain postrouting");
+        assert_eq!(what[10], "rule hairpin masquerade inside 10.42.1.0/24 in chain postrouting");
+        assert_eq!(what[11], "rule hostPort Tcp *:8080 -> 10.42.1.5:80 in chain prerouting");
+        assert!(what[12].ends_with("in chain output"));
     }
 }

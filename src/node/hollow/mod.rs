@@ -62,6 +62,7 @@ impl HollowConfig {
                 capacity: node_object::resources("4", "8Gi", 110),
                 allocatable: node_object::resources("4", "8Gi", 110),
                 internal_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                external_ip: None,
                 container_runtime: "fake://orch".into(),
                 system: SystemInfo { os_image: "orch hollow node".into(), ..Default::default() },
                 kubelet_port: 10250,

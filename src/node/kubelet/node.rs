@@ -29,7 +29,7 @@ use crate::node::heartbeat::{self, Heartbeat};
 use crate::node::node_object::{NodeShape, Pressure};
 use crate::node::runtime::node::NodeRuntime;
 use crate::node::runtime::{ContainerInfo, ContainerRuntime};
-use crate::node::{Config, NodeError};
+use crate::node::{overlay, Config, NodeError};
 use crate::tasks::Tasks;
 
 /// How often containers and pod networks that belong to no pod are looked for.
@@ -66,6 +66,10 @@ struct NodeLoop {
     workers: HashMap<PodKey, WorkerHandle>,
     /// Containers found at start, by pod uid, until their pod's worker takes them.
     leftovers: HashMap<String, Vec<ContainerInfo>>,
+    /// Whether the overlay to other nodes was started (it is, once, with the podCIDR).
+    overlay_started: bool,
+    /// The pods' MTU the overlay asks for (`None`: no overlay, the bridge's default).
+    pod_mtu: Option<u32>,
 }
 
 fn key_of(pod: &Pod) -> PodKey {
@@ -128,6 +132,7 @@ impl Kubelet {
             capacity,
             allocatable,
             internal_ip: node_ip,
+            external_ip: config.node_external_ip,
             container_runtime: runtime.version().await?,
             system: host::system_info(),
             kubelet_port: if config.kubelet_port == 0 { 10250 } else { config.kubelet_port },
@@ -156,6 +161,8 @@ impl Kubelet {
             network_tx,
             workers: HashMap::new(),
             leftovers: HashMap::new(),
+            overlay_started: false,
+            pod_mtu: None,
         };
         node.heartbeat.register(node.shape.node()).await?;
         node.post_status().await?;
@@ -184,12 +191,13 @@ impl NodeLoop {
 
     async fn post_status(&mut self) -> Result<(), NodeError> {
         let node = self.heartbeat.post_status(self.shape.status(self.since, self.pressure)).await?;
-        self.learn(&node);
+        self.learn(&node).await;
         Ok(())
     }
 
-    /// Creates the pod network once the node has a podCIDR.
-    fn learn(&mut self, node: &Node) {
+    /// Creates the pod network once the node has a podCIDR: first the overlay to other nodes
+    /// (which decides the pods' MTU), then the bridge.
+    async fn learn(&mut self, node: &Node) {
         if self.network_tx.borrow().is_some() {
             return;
         }
@@ -199,6 +207,11 @@ impl NodeLoop {
             Err(e) => return tracing::warn!(%cidr, error = ?e, "unusable pod CIDR"),
         };
         let mut bridge = BridgeConfig::new(&self.config.data_dir, cidr, self.config.cluster_cidr);
+        if !std::mem::replace(&mut self.overlay_started, true) {
+            let ctx = &self.ctx;
+            self.pod_mtu = overlay::start(&self.config, ctx.client.clone(), ctx.node_ip, cidr, &ctx.tasks).await;
+        }
+        bridge.mtu = self.pod_mtu.unwrap_or(bridge.mtu);
         if let Some(ns) = &self.config.host_netns {
             // Tests: pod namespaces stay with the node's data rather than in /run/orch/netns.
             bridge.host_netns = Some(ns.clone());
@@ -246,7 +259,7 @@ impl NodeLoop {
                     }
                 }
                 _ = cidr_tick.tick(), if self.network_tx.borrow().is_none() => match self.heartbeat.node().await {
-                    Ok(node) => self.learn(&node),
+                    Ok(node) => self.learn(&node).await,
                     Err(e) => tracing::debug!(node = self.name(), error = %e, "cannot read the node"),
                 },
                 _ = housekeeping.tick(), if synced_once => self.housekeeping().await,
