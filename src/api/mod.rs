@@ -25,6 +25,7 @@ mod registry;
 mod selector;
 mod services;
 mod status;
+mod strategy;
 mod subresources;
 mod table;
 mod tokens;
@@ -64,7 +65,7 @@ const MAX_BODY: usize = 3 << 20;
 #[derive(Clone)]
 struct ApiState {
     store: SharedStore,
-    openapi: Arc<OpenApi>,
+    openapi: &'static OpenApi,
     net: ServiceNetwork,
     rbac: Arc<rbac::Rbac>,
     tokens: TokenKeys,
@@ -89,7 +90,7 @@ pub fn router(
     let crds = Arc::new(crd::Crds::default());
     tasks.spawn(crds.clone().follow(store.clone()));
     let watch_caches = Arc::new(watch_cache::WatchCaches::new(tasks));
-    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac, tokens, watch_caches, crds, kubelet_tls };
+    let state = ApiState { store, openapi: OpenApi::shared(), net, rbac, tokens, watch_caches, crds, kubelet_tls };
     Router::new()
         .route("/api", any(handle))
         .route("/api/{*rest}", any(handle))
@@ -340,7 +341,7 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
     let validation = FieldValidation::parse(query.get("fieldValidation").map(String::as_str)).map_err(ApiError::bad_request)?;
     let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
     let check = {
-        let (openapi, warnings) = (state.openapi.clone(), warnings.clone());
+        let (openapi, warnings) = (state.openapi, warnings.clone());
         let owner = owner.clone();
         let not_owned = &not_owned;
         move |obj: &mut Value| -> Result<(), ApiError> {

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::openapi::OpenApi;
+use super::patch::PatchType;
 use super::registry::Resource;
 use super::status::ApiError;
 use crate::k8s::time::{now_rfc3339, rfc3339_after};
@@ -196,7 +198,7 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
     super::admission::default_on_create(r, &mut obj);
     super::admission::validate(r, &obj, None)?;
     if let Some(manager) = manager {
-        super::apply::record_update(None, &mut obj, manager, &r.api_version(), &now_rfc3339());
+        super::apply::record_update(None, &mut obj, OpenApi::shared().schema(r), manager, &r.api_version(), &now_rfc3339());
     }
     // Objects with a desired state (spec) count its changes in `generation`.
     if obj.get("spec").is_some() {
@@ -404,14 +406,23 @@ pub async fn patch(
     store: &dyn Store,
     scope: &Scope<'_>,
     name: &str,
-    kind: super::patch::PatchType,
+    kind: PatchType,
     body: &[u8],
     manager: &str,
     check: Check<'_>,
 ) -> Result<Written, ApiError> {
+    if kind == PatchType::Strategic && scope.resource.custom.is_some() {
+        // As kube-apiserver: custom resources have no Go types to take patch strategies from.
+        return Err(ApiError::unsupported_patch(&[
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ]));
+    }
+    let schema = OpenApi::shared().schema(scope.resource);
     modify(store, scope, name, manager, check, &|before| {
         let mut obj = before.clone();
-        super::patch::apply(&mut obj, kind, body)?;
+        super::patch::apply(&mut obj, kind, body, schema)?;
         Ok(obj)
     })
     .await
@@ -444,7 +455,7 @@ pub async fn modify(
             _ => current.mod_revision,
         };
         carry_over(scope, &before, &mut obj)?;
-        super::apply::record_update(Some(&before), &mut obj, manager, &r.api_version(), &now_rfc3339());
+        super::apply::record_update(Some(&before), &mut obj, OpenApi::shared().schema(r), manager, &r.api_version(), &now_rfc3339());
         match write_over(store, &key, expected, obj).await? {
             Some(done) => return Ok(done),
             None if pinned => return Err(ApiError::conflict(r.group, r.plural, name)),
@@ -476,11 +487,12 @@ pub async fn apply_config(
     }
     config["metadata"]["name"] = json!(name);
     let key = scope.key(name);
+    let schema = OpenApi::shared().schema(r);
     for _ in 0..PATCH_RETRIES {
         let current = get_kv(store, &key).await?;
         let before = current.as_ref().map(decode).transpose()?;
         let mut obj =
-            super::apply::apply(before.as_ref(), &config, manager, force, &r.api_version(), &now_rfc3339(), (r.group, r.plural, name))?;
+            super::apply::apply(before.as_ref(), &config, schema, manager, force, &r.api_version(), &now_rfc3339(), (r.group, r.plural, name))?;
         let Some((current, before)) = current.zip(before) else {
             match create(store, scope, obj, None).await {
                 Err(e) if e.reason == "AlreadyExists" => continue,

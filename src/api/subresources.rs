@@ -59,7 +59,7 @@ pub async fn serve(state: &ApiState, scope: Scope<'_>, req: Request<'_>, body: B
                 let mut scale = scale_of(r, before);
                 match &wanted {
                     Wanted::Replace(body) => scale = body.clone(),
-                    Wanted::Patch(kind, raw) => patch::apply(&mut scale, *kind, raw)?,
+                    Wanted::Patch(kind, raw) => patch::apply(&mut scale, *kind, raw, Default::default())?,
                 }
                 let replicas = scale["spec"]["replicas"].as_i64().filter(|n| *n >= 0).ok_or_else(|| {
                     ApiError::invalid("autoscaling", "Scale", name, "spec.replicas", "Invalid value: must be greater than or equal to 0")
