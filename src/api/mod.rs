@@ -187,7 +187,8 @@ fn verb(method: &Method, named: bool, watch: bool) -> &'static str {
         ("GET", false, _) => "list",
         ("POST", _, _) => "create",
         ("PUT", _, _) => "update",
-        ("DELETE", _, _) => "delete",
+        ("DELETE", true, _) => "delete",
+        ("DELETE", false, _) => "deletecollection",
         ("PATCH", _, _) => "patch",
         _ => "unknown",
     }
@@ -212,6 +213,15 @@ async fn read_object(resource: &Resource, headers: &HeaderMap, body: Body) -> Re
 }
 
 /// DeleteOptions from the body (if any) and the `propagationPolicy` query parameter.
+/// A list's (or collection delete's) `labelSelector` and `fieldSelector`.
+fn selection(resource: &Resource, query: &HashMap<String, String>) -> Result<objects::Selection, ApiError> {
+    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+        .map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?;
+    let fields =
+        fields::FieldSelector::parse(resource, query.get("fieldSelector").map_or("", String::as_str)).map_err(ApiError::bad_request)?;
+    Ok(objects::Selection { labels, fields })
+}
+
 async fn delete_options(query: &HashMap<String, String>, body: Body) -> Result<objects::DeleteOptions, ApiError> {
     let raw = read_body(body).await?;
     let doc: Value = if raw.iter().all(u8::is_ascii_whitespace) {
@@ -225,6 +235,7 @@ async fn delete_options(query: &HashMap<String, String>, body: Body) -> Result<o
         precondition_uid: text(&doc["preconditions"]["uid"]),
         precondition_resource_version: text(&doc["preconditions"]["resourceVersion"]),
         grace_period_seconds: query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()).or_else(|| doc["gracePeriodSeconds"].as_i64()),
+        dry_run: query.get("dryRun").is_some_and(|d| d == "All") || doc["dryRun"].as_array().is_some_and(|d| d.iter().any(|v| v == "All")),
     })
 }
 
@@ -465,11 +476,7 @@ async fn dispatch(
             Ok(Json(obj).into_response())
         }
         ("list" | "watch", None) => {
-            let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
-                .map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?;
-            let fields = fields::FieldSelector::parse(resource, query.get("fieldSelector").map_or("", String::as_str))
-                .map_err(ApiError::bad_request)?;
-            let selector = objects::Selection { labels, fields };
+            let selector = selection(resource, query)?;
             if watching {
                 let options = watch::WatchOptions {
                     from: query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0),
@@ -529,13 +536,17 @@ async fn dispatch(
         ("delete", Some(name)) => {
             let options = delete_options(query, body).await?;
             match objects::delete(store_ref, &scope, name, &options).await? {
-                objects::Deleted::Terminating(obj) => Ok(Json(obj).into_response()),
-                objects::Deleted::Gone(obj) => Ok(Json(json!({
-                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                    "details": { "name": name, "group": resource.group, "kind": resource.plural, "uid": obj["metadata"]["uid"] },
-                }))
-                .into_response()),
+                objects::Deleted::Gone(obj) if !resource.returns_deleted_object() => {
+                    Ok(status::deleted(name, resource.group, resource.plural, obj["metadata"]["uid"].as_str().unwrap_or_default()))
+                }
+                objects::Deleted::Gone(obj) | objects::Deleted::Terminating(obj) => Ok(Json(obj).into_response()),
             }
+        }
+        ("deletecollection", None) if resource.verbs.contains(&"deletecollection") => {
+            let options = delete_options(query, body).await?;
+            let page = objects::delete_collection(store_ref, &scope, &selection(resource, query)?, &options).await?;
+            let meta = json!({ "resourceVersion": page.revision.to_string() });
+            Ok(Json(json!({ "kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": meta, "items": page.items })).into_response())
         }
         _ => Err(ApiError::method_not_allowed()),
     }

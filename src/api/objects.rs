@@ -518,6 +518,8 @@ pub struct DeleteOptions {
     /// `gracePeriodSeconds`: how long a pod's containers get to stop (default: the pod's
     /// terminationGracePeriodSeconds).
     pub grace_period_seconds: Option<i64>,
+    /// `dryRun=All`: answer as the deletion would, change nothing.
+    pub dry_run: bool,
 }
 
 /// The grace period a pod deletion gets: none for pods that never ran on a node or have
@@ -571,6 +573,9 @@ pub async fn delete(store: &dyn Store, scope: &Scope<'_>, name: &str, options: &
             }
         }
         if grace == 0 && !has_finalizers(&obj) {
+            if options.dry_run {
+                return Ok(Deleted::Gone(obj));
+            }
             let resp = store
                 .txn(TxnRequest {
                     compare: vec![Compare::mod_revision(key.clone(), current.mod_revision)],
@@ -591,11 +596,36 @@ pub async fn delete(store: &dyn Store, scope: &Scope<'_>, name: &str, options: &
         if obj["kind"] == "Namespace" {
             obj["status"]["phase"] = json!("Terminating");
         }
+        if options.dry_run {
+            return Ok(Deleted::Terminating(obj));
+        }
         if let Some(done) = write_over(store, &key, current.mod_revision, obj).await? {
             return Ok(Deleted::Terminating(done.object));
         }
     }
     Err(ApiError::conflict(r.group, r.plural, name))
+}
+
+/// DELETE of a collection: deletes every object `selector` picks, each as [`delete`] does
+/// (objects gone meanwhile are skipped), and returns the deleted or terminating objects with
+/// the revision the list was read at.
+pub async fn delete_collection(
+    store: &dyn Store,
+    scope: &Scope<'_>,
+    selector: &Selection,
+    options: &DeleteOptions,
+) -> Result<Page, ApiError> {
+    let listed = list(store, scope, selector, 0, None).await?;
+    let mut items = Vec::with_capacity(listed.items.len());
+    for obj in listed.items {
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+        match delete(store, scope, name, options).await {
+            Ok(Deleted::Gone(o) | Deleted::Terminating(o)) => items.push(o),
+            Err(e) if e.code == axum::http::StatusCode::NOT_FOUND => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Page { items, revision: listed.revision, continue_token: None })
 }
 
 /// A page of a list: the objects, the revision it was read at, and the continue token.

@@ -250,6 +250,7 @@ async fn evict(state: &ApiState, scope: &Scope<'_>, name: &str, eviction: &Value
         precondition_uid: options["preconditions"]["uid"].as_str().map(str::to_string),
         precondition_resource_version: options["preconditions"]["resourceVersion"].as_str().map(str::to_string),
         grace_period_seconds: options["gracePeriodSeconds"].as_i64(),
+        ..Default::default()
     };
     objects::delete(store, &Scope::new(scope.resource, scope.namespace, scope.net), name, &delete).await?;
     Ok(success())
