@@ -265,7 +265,9 @@ pub fn apply(
         return Err(e);
     }
     // Fields this manager applied before but no longer does, and nobody else owns, go away.
-    let previous = managers.iter().find(|e| e.manager == manager && e.operation == "Apply").map(|e| e.fields.clone()).unwrap_or_default();
+    let mine = managers.iter().find(|e| e.manager == manager && e.operation == "Apply");
+    let previous = mine.map(|e| e.fields.clone()).unwrap_or_default();
+    let mine_unchanged = mine.is_some() && previous == applied;
     let others: BTreeSet<Path> =
         managers.iter().filter(|e| !(e.manager == manager && e.operation == "Apply")).flat_map(|e| e.fields.iter().cloned()).collect();
     for dropped in previous.difference(&applied).filter(|p| !others.contains(*p)) {
@@ -286,6 +288,18 @@ pub fn apply(
     }
     let mut list: Vec<Value> =
         managers.into_iter().filter(|e| !(e.manager == manager && e.operation == "Apply") && !e.fields.is_empty()).map(|e| e.raw).collect();
+    // An apply that changes nothing leaves the object as it was (entry times included): no write.
+    let same = |a: &Value, b: &Value| {
+        let strip = |v: &Value| {
+            let mut v = v.clone();
+            v["metadata"].as_object_mut().map(|m| m.remove("managedFields"));
+            v
+        };
+        strip(a) == strip(b)
+    };
+    if let Some(current) = current.filter(|c| mine_unchanged && same(c, &obj)) {
+        return Ok(current.clone());
+    }
     list.push(entry_json(manager, "Apply", api_version, &applied, now));
     obj["metadata"]["managedFields"] = Value::Array(list);
     Ok(obj)

@@ -136,6 +136,20 @@ pub async fn get(store: &dyn Store, scope: &Scope<'_>, name: &str) -> Result<Val
 
 /// Checks a body's kind/apiVersion and its namespace against the path, filling them in when
 /// absent.
+/// Removes `null` members, as kube-apiserver's decoding into its Go types does (an absent
+/// field and a `null` one decode alike, and `omitempty` writes neither), whatever the body's
+/// format. Custom resources keep theirs: their schemas say which fields are nullable.
+fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
 fn check_body(scope: &Scope<'_>, obj: &mut Value) -> Result<(), ApiError> {
     let r = scope.resource;
     if !obj.is_object() {
@@ -153,6 +167,9 @@ fn check_body(scope: &Scope<'_>, obj: &mut Value) -> Result<(), ApiError> {
     }
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
+    }
+    if r.custom.is_none() {
+        drop_nulls(obj);
     }
     if r.namespaced {
         let path_ns = scope.namespace.ok_or_else(|| ApiError::bad_request("a namespace is required in the URL"))?;
@@ -389,6 +406,13 @@ pub async fn update(
     .await
 }
 
+/// Whether a write of `obj` over `before` would change nothing, as kube-apiserver skips such
+/// writes (no new resourceVersion, no watch event). `obj` takes `before`'s resourceVersion.
+fn unchanged(obj: &mut Value, before: &Value) -> bool {
+    obj["metadata"]["resourceVersion"] = before["metadata"]["resourceVersion"].clone();
+    obj == before
+}
+
 /// How often a read-modify-write is retried when the object changes between its read and its
 /// write.
 const PATCH_RETRIES: usize = 5;
@@ -456,6 +480,9 @@ pub async fn modify(
         };
         carry_over(scope, &before, &mut obj)?;
         super::apply::record_update(Some(&before), &mut obj, OpenApi::shared().schema(r), manager, &r.api_version(), &now_rfc3339());
+        if expected == current.mod_revision && unchanged(&mut obj, &before) {
+            return Ok(Written::new(before, Some(&current.value), current.mod_revision));
+        }
         match write_over(store, &key, expected, obj).await? {
             Some(done) => return Ok(done),
             None if pinned => return Err(ApiError::conflict(r.group, r.plural, name)),
@@ -500,6 +527,9 @@ pub async fn apply_config(
             }
         };
         carry_over(scope, &before, &mut obj)?;
+        if unchanged(&mut obj, &before) {
+            return Ok((Written::new(before, Some(&current.value), current.mod_revision), false));
+        }
         if let Some(done) = write_over(store, &key, current.mod_revision, obj).await? {
             return Ok((done, false));
         }
