@@ -136,17 +136,23 @@ pub async fn get(store: &dyn Store, scope: &Scope<'_>, name: &str) -> Result<Val
 
 /// Checks a body's kind/apiVersion and its namespace against the path, filling them in when
 /// absent.
-/// Removes `null` members, as kube-apiserver's decoding into its Go types does (an absent
-/// field and a `null` one decode alike, and `omitempty` writes neither), whatever the body's
-/// format. Custom resources keep theirs: their schemas say which fields are nullable.
-fn drop_nulls(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            map.retain(|_, v| !v.is_null());
-            map.values_mut().for_each(drop_nulls);
+/// Removes `null` members of a built-in object, as kube-apiserver's decoding into its Go types
+/// does (an absent field and a `null` one decode alike, and `omitempty` writes neither),
+/// whatever the body's format and whatever defaulting left. Custom resources keep theirs:
+/// their schemas say which fields are nullable.
+fn drop_nulls(r: &Resource, obj: &mut Value) {
+    fn walk(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                map.retain(|_, v| !v.is_null());
+                map.values_mut().for_each(walk);
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
         }
-        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
-        _ => {}
+    }
+    if r.custom.is_none() {
+        walk(obj);
     }
 }
 
@@ -167,9 +173,6 @@ fn check_body(scope: &Scope<'_>, obj: &mut Value) -> Result<(), ApiError> {
     }
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
-    }
-    if r.custom.is_none() {
-        drop_nulls(obj);
     }
     if r.namespaced {
         let path_ns = scope.namespace.ok_or_else(|| ApiError::bad_request("a namespace is required in the URL"))?;
@@ -213,6 +216,7 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
         }
     }
     super::admission::default_on_create(r, &mut obj);
+    drop_nulls(r, &mut obj);
     super::admission::validate(r, &obj, None)?;
     if let Some(manager) = manager {
         super::apply::record_update(None, &mut obj, OpenApi::shared().schema(r), manager, &r.api_version(), &now_rfc3339());
@@ -326,6 +330,7 @@ fn carry_over(scope: &Scope<'_>, before: &Value, obj: &mut Value) -> Result<(), 
     }
     if scope.subresource.is_none() {
         super::admission::apply_defaults(r, obj);
+        drop_nulls(r, obj);
         super::admission::validate(r, obj, Some(before))?;
     }
     Ok(())
