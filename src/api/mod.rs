@@ -342,6 +342,7 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
     };
     let mut scope = Scope::new(resource, target.namespace, state.net);
     scope.subresource = target.subresource;
+    scope.dry_run = query.get("dryRun").is_some_and(|d| d == "All");
     if let (Some(node), "delete") = (&owner, verb) {
         let current = objects::get(state.store.as_ref(), &scope, target.name.unwrap_or_default()).await?;
         if !node_authz::owns(node, resource.plural, &current) {

@@ -22,11 +22,13 @@ pub struct Scope<'a> {
     pub net: super::services::ServiceNetwork,
     /// The subresource written (`status`, `scale`, `binding`, …); `None`: the object itself.
     pub subresource: Option<&'a str>,
+    /// `dryRun=All`: every check runs, nothing is stored.
+    pub dry_run: bool,
 }
 
 impl<'a> Scope<'a> {
     pub fn new(resource: &'static Resource, namespace: Option<&'a str>, net: super::services::ServiceNetwork) -> Self {
-        Self { resource, namespace, net, subresource: None }
+        Self { resource, namespace, net, subresource: None, dry_run: false }
     }
 
     fn key(&self, name: &str) -> String {
@@ -68,6 +70,12 @@ impl Written {
         let json = stored
             .and_then(|bytes| super::raw_json::with_resource_version(bytes, revision))
             .unwrap_or_else(|| serde_json::to_vec(&object).expect("a JSON value always serialises"));
+        Self { object, json }
+    }
+
+    /// `object` as a dry run answers it: checked and defaulted, not stored.
+    fn unsaved(object: Value) -> Self {
+        let json = serde_json::to_vec(&object).expect("a JSON value always serialises");
         Self { object, json }
     }
 }
@@ -256,7 +264,14 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
             });
             failure.push(Op::Get { key: alloc.clone().into_bytes() });
         }
+        if scope.dry_run {
+            // The same checks (name free, namespace live, allocations free), no write.
+            success.clear();
+        }
         let resp = store.txn(TxnRequest { compare, success, failure }).await?;
+        if resp.succeeded && scope.dry_run {
+            return Ok(Written::unsaved(candidate));
+        }
         if resp.succeeded {
             return Ok(Written::new(candidate, Some(&stored), resp.revision));
         }
@@ -488,6 +503,9 @@ pub async fn modify(
         if expected == current.mod_revision && unchanged(&mut obj, &before) {
             return Ok(Written::new(before, Some(&current.value), current.mod_revision));
         }
+        if scope.dry_run {
+            return Ok(Written::unsaved(obj));
+        }
         match write_over(store, &key, expected, obj).await? {
             Some(done) => return Ok(done),
             None if pinned => return Err(ApiError::conflict(r.group, r.plural, name)),
@@ -534,6 +552,9 @@ pub async fn apply_config(
         carry_over(scope, &before, &mut obj)?;
         if unchanged(&mut obj, &before) {
             return Ok((Written::new(before, Some(&current.value), current.mod_revision), false));
+        }
+        if scope.dry_run {
+            return Ok((Written::unsaved(obj), false));
         }
         if let Some(done) = write_over(store, &key, current.mod_revision, obj).await? {
             return Ok((done, false));

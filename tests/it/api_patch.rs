@@ -107,6 +107,17 @@ async fn kubectl_patches_merge_by_the_schema() {
     names.sort();
     assert_eq!(names, ["B", "C", "D"], "{c}");
     assert_eq!(c["command"], json!(["httpd", "-f"]));
+    // Nothing to diff once applied; server-side dry runs store nothing.
+    let rv = d["metadata"]["resourceVersion"].clone();
+    let (code, out, err) = kubectl_with(&server, &home, &["diff", "-f", "-"], Some(&manifest.to_string()), &[]).await;
+    assert_eq!(code, Some(0), "kubectl diff of the applied manifest: {out}{err}");
+    assert_eq!(get(&server, &home, "deploy/web").await["metadata"]["resourceVersion"], rv, "a diff writes nothing");
+    let mut other = manifest.clone();
+    other["metadata"]["name"] = json!("dry");
+    let (ok, out, err) = kubectl(&server, &home, &["apply", "--dry-run=server", "-f", "-"], Some(&other.to_string())).await;
+    assert!(ok && out.contains("deployment.apps/dry created (server dry run)"), "{out}{err}");
+    let (ok, _, _) = kubectl(&server, &home, &["get", "deploy/dry"], None).await;
+    assert!(!ok, "a dry run creates nothing");
 
     // kubectl edit with an editor that bumps the image.
     let editor = dir.path().join("editor.sh");
