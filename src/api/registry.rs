@@ -266,6 +266,19 @@ pub const BUILTIN: &[Resource] = {
             STATUS,
             &["api-extensions"],
         ),
+        // Stored and listed; proxying to the Service it names is not served yet.
+        with(
+            res(
+                "apiregistration.k8s.io",
+                "v1",
+                ("APIService", "apiservices", "apiservice"),
+                &[],
+                false,
+                schema_of::<k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService>,
+            ),
+            STATUS,
+            &["api-extensions"],
+        ),
         review(res(
             AUTHZ,
             "v1",

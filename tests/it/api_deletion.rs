@@ -101,6 +101,17 @@ async fn collections_delete_and_statuses_read_as_kube_writes_them() {
         let (ok, out, err) = crate::support::kubectl(&server, &home, &["get", &what, "-o", "json", "--show-managed-fields"], None).await;
         assert!(ok && !out.contains("null"), "{what} stored a null: {out}{err}");
     }
+
+    // APIServices can be created, listed and deleted (proxying to them is not served yet).
+    let api_service = r#"{"apiVersion":"apiregistration.k8s.io/v1","kind":"APIService","metadata":{"name":"v1beta1.metrics.k8s.io"},
+        "spec":{"group":"metrics.k8s.io","version":"v1beta1","groupPriorityMinimum":100,"versionPriority":100,
+        "service":{"namespace":"kube-system","name":"metrics-server"},"insecureSkipTLSVerify":true}}"#;
+    let (ok, out, err) = crate::support::kubectl(&server, &home, &["apply", "-f", "-"], Some(api_service)).await;
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = crate::support::kubectl(&server, &home, &["get", "apiservices"], None).await;
+    assert!(ok && out.contains("v1beta1.metrics.k8s.io") && out.contains("kube-system/metrics-server"), "{out}{err}");
+    let (ok, out, err) = crate::support::kubectl(&server, &home, &["delete", "apiservice", "v1beta1.metrics.k8s.io"], None).await;
+    assert!(ok, "{out}{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
