@@ -270,14 +270,25 @@ pub fn apply(
     let mine_unchanged = mine.is_some() && previous == applied;
     let others: BTreeSet<Path> =
         managers.iter().filter(|e| !(e.manager == manager && e.operation == "Apply")).flat_map(|e| e.fields.iter().cloned()).collect();
-    for dropped in previous.difference(&applied).filter(|p| !others.contains(*p)) {
-        remove(&mut obj, dropped);
+    let dropped: Vec<&Path> = previous.difference(&applied).filter(|p| !others.contains(*p)).collect();
+    // List items nobody owns anything of any more go whole (their keys with them).
+    let owned_under = |prefix: &[String]| applied.iter().chain(&others).any(|p| p.starts_with(prefix));
+    for path in &dropped {
+        for end in (1..=path.len()).filter(|&i| path[i - 1].starts_with("k:")) {
+            if !owned_under(&path[..end]) {
+                remove(&mut obj, &path[..end]);
+                break;
+            }
+        }
+    }
+    for path in dropped {
+        remove(&mut obj, path);
     }
     let mut merged_config = config.clone();
     if let Some(meta) = merged_config.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("managedFields");
     }
-    strategic_merge(&mut obj, &merged_config, schema)?;
+    strategic_merge(&mut obj, &merged_config, schema.for_apply())?;
     // Forced fields change hands; emptied entries disappear.
     for e in managers.iter_mut().filter(|e| !(e.manager == manager && e.operation == "Apply")) {
         let before = e.fields.len();
@@ -349,6 +360,27 @@ mod tests {
 
     fn apply_as(current: Option<&Value>, config: Value, manager: &str, force: bool) -> Result<Value, ApiError> {
         apply(current, &config, Schema::default(), manager, force, "v1", NOW, ("", "configmaps", "c"))
+    }
+
+    #[test]
+    fn list_maps_of_a_custom_schema_keep_every_managers_items() {
+        let schema_json = json!({ "type": "object", "properties": { "spec": { "type": "object", "properties": {
+            "routes": { "type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                        "items": { "type": "object", "properties": { "name": { "type": "string" }, "to": { "type": "string" } } } },
+            "tags": { "type": "array", "x-kubernetes-list-type": "set", "items": { "type": "string" } } } } } });
+        let schema = Schema::new(crate::api::openapi::OpenApi::shared(), Some(&schema_json));
+        let apply_as = |current: Option<&Value>, config: Value, manager: &str| {
+            apply(current, &config, schema, manager, false, "example.com/v1", NOW, ("example.com", "routers", "r")).unwrap()
+        };
+        let a = apply_as(None, json!({ "spec": { "routes": [{ "name": "a", "to": "x" }], "tags": ["one"] } }), "a");
+        let b = apply_as(Some(&a), json!({ "spec": { "routes": [{ "name": "b", "to": "y" }], "tags": ["two"] } }), "b");
+        assert_eq!(b["spec"]["routes"], json!([{ "name": "b", "to": "y" }, { "name": "a", "to": "x" }]));
+        assert_eq!(b["spec"]["tags"], json!(["two", "one"]), "ordered as a strategic merge orders them");
+        assert_eq!(b["metadata"]["managedFields"][1]["fieldsV1"]["f:spec"]["f:routes"], json!({ "k:{\"name\":\"b\"}": { "f:name": {}, "f:to": {} } }));
+        assert_eq!(b["metadata"]["managedFields"][1]["fieldsV1"]["f:spec"]["f:tags"], json!({ "v:\"two\"": {} }));
+        // a stops applying its route: only its own item goes.
+        let a2 = apply_as(Some(&b), json!({ "spec": { "tags": ["one"] } }), "a");
+        assert_eq!(a2["spec"]["routes"], json!([{ "name": "b", "to": "y" }]));
     }
 
     #[test]

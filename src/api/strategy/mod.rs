@@ -48,11 +48,19 @@ pub fn annotate(schemas: &mut Map<String, Value>) -> Vec<String> {
 pub struct Schema<'a> {
     api: Option<&'a OpenApi>,
     node: Option<&'a Value>,
+    /// Server-side apply's view: `map` and `set` lists merge too (custom resources declare
+    /// only those), keyed by their first map key where no merge key is declared.
+    apply: bool,
 }
 
 impl<'a> Schema<'a> {
     pub fn new(api: &'a OpenApi, node: Option<&'a Value>) -> Self {
-        Self { api: Some(api), node }
+        Self { api: Some(api), node, apply: false }
+    }
+
+    /// The same position as server-side apply merges it.
+    pub fn for_apply(self) -> Self {
+        Self { apply: true, ..self }
     }
 
     fn resolved(&self) -> Option<&'a Value> {
@@ -60,7 +68,7 @@ impl<'a> Schema<'a> {
     }
 
     fn at(&self, node: Option<&'a Value>) -> Self {
-        Self { api: self.api, node }
+        Self { node, ..*self }
     }
 
     /// The schema of field `name` of this object (or of its map values).
@@ -93,7 +101,7 @@ impl<'a> Schema<'a> {
 
     /// Whether a strategic merge patch merges this list (rather than replacing it).
     pub fn merges(&self) -> bool {
-        self.strategy_has("merge")
+        self.strategy_has("merge") || (self.apply && (self.is_set() || self.list_map_keys().is_some()))
     }
 
     /// Whether a strategic merge patch replaces this map whole.
@@ -103,7 +111,8 @@ impl<'a> Schema<'a> {
 
     /// The strategic merge key of this list's items.
     pub fn merge_key(&self) -> Option<&'a str> {
-        self.extension("x-kubernetes-patch-merge-key").and_then(Value::as_str)
+        let declared = self.extension("x-kubernetes-patch-merge-key").and_then(Value::as_str);
+        declared.or_else(|| self.list_map_keys().filter(|_| self.apply).and_then(|keys| keys.first().copied()))
     }
 
     /// Server-side apply's keys of this list's items, if it is a `map` list.
