@@ -58,6 +58,11 @@ async fn collections_delete_and_statuses_read_as_kube_writes_them() {
     let left: Vec<Value> = json(&list)["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].clone()).collect();
     assert_eq!(left, ["b0"]);
 
+    // A GET → PUT round trip changes nothing: no new resourceVersion.
+    let (_, b0) = request(&admin, "GET", &format!("{base}/b0"), "").await;
+    let (code, put) = request(&admin, "PUT", &format!("{base}/b0"), &b0).await;
+    assert_eq!(code, 200, "{put}");
+    assert_eq!(json(&put)["metadata"]["resourceVersion"], json(&b0)["metadata"]["resourceVersion"], "{put}");
     let (code, body) = request(&admin, "DELETE", &format!("{base}/b0"), "").await;
     assert_eq!(code, 200);
     assert!(
