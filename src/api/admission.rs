@@ -22,7 +22,11 @@ pub fn default_on_create(r: &Resource, obj: &mut Value) {
         ("batch", "Job") => generate_job_selector(obj),
         ("", "PersistentVolumeClaim" | "PersistentVolume") => obj["status"] = json!({ "phase": "Pending" }),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => obj["status"] = super::crd::definition::initial_status(obj),
-        _ => {}
+        _ => {
+            if let Some(status) = r.initial_status() {
+                obj["status"] = status;
+            }
+        }
     }
 }
 

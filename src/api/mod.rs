@@ -33,6 +33,7 @@ mod registry;
 mod selector;
 mod services;
 mod status;
+mod strategy;
 mod subresources;
 mod table;
 mod tokens;
@@ -74,7 +75,7 @@ const MAX_BODY: usize = 3 << 20;
 #[derive(Clone)]
 struct ApiState {
     store: SharedStore,
-    openapi: Arc<OpenApi>,
+    openapi: &'static OpenApi,
     net: ServiceNetwork,
     rbac: Arc<rbac::Rbac>,
     /// The Node authorizer's graph of what pods bound to each node refer to.
@@ -103,7 +104,7 @@ pub fn router(
     let crds = Arc::new(crd::Crds::default());
     tasks.spawn(crds.clone().follow(store.clone()));
     let watch_caches = Arc::new(watch_cache::WatchCaches::new(tasks));
-    let state = ApiState { store, openapi: Arc::new(OpenApi::build()), net, rbac, graph, tokens, watch_caches, crds, kubelet_tls };
+    let state = ApiState { store, openapi: OpenApi::shared(), net, rbac, graph, tokens, watch_caches, crds, kubelet_tls };
     Router::new()
         .route("/api", any(handle))
         .route("/api/{*rest}", any(handle))
@@ -203,7 +204,8 @@ fn verb(method: &Method, named: bool, watch: bool) -> &'static str {
         ("GET", false, _) => "list",
         ("POST", _, _) => "create",
         ("PUT", _, _) => "update",
-        ("DELETE", _, _) => "delete",
+        ("DELETE", true, _) => "delete",
+        ("DELETE", false, _) => "deletecollection",
         ("PATCH", _, _) => "patch",
         _ => "unknown",
     }
@@ -228,6 +230,15 @@ async fn read_object(resource: &Resource, headers: &HeaderMap, body: Body) -> Re
 }
 
 /// DeleteOptions from the body (if any) and the `propagationPolicy` query parameter.
+/// A list's (or collection delete's) `labelSelector` and `fieldSelector`.
+fn selection(resource: &Resource, query: &HashMap<String, String>) -> Result<objects::Selection, ApiError> {
+    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+        .map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?;
+    let fields =
+        fields::FieldSelector::parse(resource, query.get("fieldSelector").map_or("", String::as_str)).map_err(ApiError::bad_request)?;
+    Ok(objects::Selection { labels, fields })
+}
+
 async fn delete_options(query: &HashMap<String, String>, body: Body) -> Result<objects::DeleteOptions, ApiError> {
     let raw = read_body(body).await?;
     let doc: Value = if raw.iter().all(u8::is_ascii_whitespace) {
@@ -241,6 +252,7 @@ async fn delete_options(query: &HashMap<String, String>, body: Body) -> Result<o
         precondition_uid: text(&doc["preconditions"]["uid"]),
         precondition_resource_version: text(&doc["preconditions"]["resourceVersion"]),
         grace_period_seconds: params::grace_period(query, &doc)?,
+        dry_run: query.get("dryRun").is_some_and(|d| d == "All") || doc["dryRun"].as_array().is_some_and(|d| d.iter().any(|v| v == "All")),
     })
 }
 
@@ -368,10 +380,11 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
     let (owner, body) = authz::node_restriction(&state, node_request, &mut headers, body).await?;
     let not_owned = |node: &str| authz::not_owned(node, &attributes);
     let rbac_write = resource.group == rbac::GROUP && !matches!(verb, "get" | "list" | "watch" | "delete");
+    scope.dry_run = query.get("dryRun").is_some_and(|d| d == "All");
     let as_table = table::wanted(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or(""));
     let validation = FieldValidation::parse(query.get("fieldValidation").map(String::as_str)).map_err(ApiError::bad_request)?;
     let check = {
-        let (openapi, warnings) = (state.openapi.clone(), warnings.clone());
+        let (openapi, warnings) = (state.openapi, warnings.clone());
         let owner = owner.clone();
         let not_owned = &not_owned;
         let (rbac, identity, namespace) = (state.rbac.clone(), identity.clone(), target.namespace);
@@ -527,11 +540,7 @@ async fn dispatch(
             Ok(Json(obj).into_response())
         }
         ("list" | "watch", None) => {
-            let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
-                .map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?;
-            let fields = fields::FieldSelector::parse(resource, query.get("fieldSelector").map_or("", String::as_str))
-                .map_err(ApiError::bad_request)?;
-            let selector = objects::Selection { labels, fields };
+            let selector = selection(resource, query)?;
             let read = params::ReadOptions::parse(query, watching)?;
             if watching {
                 let options = watch::WatchOptions {
@@ -591,13 +600,17 @@ async fn dispatch(
         ("delete", Some(name)) => {
             let options = delete_options(query, body).await?;
             match objects::delete(store_ref, &scope, name, &options).await? {
-                objects::Deleted::Terminating(obj) => Ok(Json(obj).into_response()),
-                objects::Deleted::Gone(obj) => Ok(Json(json!({
-                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                    "details": { "name": name, "group": resource.group, "kind": resource.plural, "uid": obj["metadata"]["uid"] },
-                }))
-                .into_response()),
+                objects::Deleted::Gone(obj) if !resource.returns_deleted_object() => {
+                    Ok(status::deleted(name, resource.group, resource.plural, obj["metadata"]["uid"].as_str().unwrap_or_default()))
+                }
+                objects::Deleted::Gone(obj) | objects::Deleted::Terminating(obj) => Ok(Json(obj).into_response()),
             }
+        }
+        ("deletecollection", None) if resource.verbs.contains(&"deletecollection") => {
+            let options = delete_options(query, body).await?;
+            let page = objects::delete_collection(store_ref, &scope, &selection(resource, query)?, &options).await?;
+            let meta = json!({ "resourceVersion": page.revision.to_string() });
+            Ok(Json(json!({ "kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": meta, "items": page.items })).into_response())
         }
         _ => Err(ApiError::method_not_allowed()),
     }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::openapi::OpenApi;
+use super::patch::PatchType;
 use super::registry::Resource;
 use super::status::ApiError;
 use crate::k8s::time::{now_rfc3339, rfc3339_after};
@@ -22,11 +24,13 @@ pub struct Scope<'a> {
     pub subresource: Option<&'a str>,
     /// The namespace's PodSecurity admission of pods and pod templates, when it has one.
     pub pod_security: Option<&'a super::pod_security::Admission>,
+    /// `dryRun=All`: every check runs, nothing is stored.
+    pub dry_run: bool,
 }
 
 impl<'a> Scope<'a> {
     pub fn new(resource: &'static Resource, namespace: Option<&'a str>, net: super::services::ServiceNetwork) -> Self {
-        Self { resource, namespace, net, subresource: None, pod_security: None }
+        Self { resource, namespace, net, subresource: None, pod_security: None, dry_run: false }
     }
 
     fn key(&self, name: &str) -> String {
@@ -68,6 +72,12 @@ impl Written {
         let json = stored
             .and_then(|bytes| super::raw_json::with_resource_version(bytes, revision))
             .unwrap_or_else(|| serde_json::to_vec(&object).expect("a JSON value always serialises"));
+        Self { object, json }
+    }
+
+    /// `object` as a dry run answers it: checked and defaulted, not stored.
+    fn unsaved(object: Value) -> Self {
+        let json = serde_json::to_vec(&object).expect("a JSON value always serialises");
         Self { object, json }
     }
 }
@@ -136,6 +146,26 @@ pub async fn get(store: &dyn Store, scope: &Scope<'_>, name: &str) -> Result<Val
 
 /// Checks a body's kind/apiVersion and its namespace against the path, filling them in when
 /// absent.
+/// Removes `null` members of a built-in object, as kube-apiserver's decoding into its Go types
+/// does (an absent field and a `null` one decode alike, and `omitempty` writes neither),
+/// whatever the body's format and whatever defaulting left. Custom resources keep theirs:
+/// their schemas say which fields are nullable.
+fn drop_nulls(r: &Resource, obj: &mut Value) {
+    fn walk(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                map.retain(|_, v| !v.is_null());
+                map.values_mut().for_each(walk);
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    if r.custom.is_none() {
+        walk(obj);
+    }
+}
+
 fn check_body(scope: &Scope<'_>, obj: &mut Value) -> Result<(), ApiError> {
     let r = scope.resource;
     if !obj.is_object() {
@@ -196,10 +226,11 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
         }
     }
     super::admission::default_on_create(r, &mut obj);
+    drop_nulls(r, &mut obj);
     super::admission::validate(r, &obj, None)?;
     super::pod_security::admit(scope, &obj, None)?;
     if let Some(manager) = manager {
-        super::apply::record_update(None, &mut obj, manager, &r.api_version(), &now_rfc3339());
+        super::apply::record_update(None, &mut obj, OpenApi::shared().schema(r), manager, &r.api_version(), &now_rfc3339());
     }
     // Objects with a desired state (spec) count its changes in `generation`.
     if obj.get("spec").is_some() {
@@ -236,7 +267,14 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
             });
             failure.push(Op::Get { key: alloc.clone().into_bytes() });
         }
+        if scope.dry_run {
+            // The same checks (name free, namespace live, allocations free), no write.
+            success.clear();
+        }
         let resp = store.txn(TxnRequest { compare, success, failure }).await?;
+        if resp.succeeded && scope.dry_run {
+            return Ok(Written::unsaved(candidate));
+        }
         if resp.succeeded {
             return Ok(Written::new(candidate, Some(&stored), resp.revision));
         }
@@ -310,6 +348,7 @@ fn carry_over(scope: &Scope<'_>, before: &Value, obj: &mut Value) -> Result<(), 
     }
     if scope.subresource.is_none() {
         super::admission::apply_defaults(r, obj);
+        drop_nulls(r, obj);
         super::admission::validate(r, obj, Some(before))?;
         super::pod_security::admit(scope, obj, Some(before))?;
     }
@@ -391,6 +430,13 @@ pub async fn update(
     .await
 }
 
+/// Whether a write of `obj` over `before` would change nothing, as kube-apiserver skips such
+/// writes (no new resourceVersion, no watch event). `obj` takes `before`'s resourceVersion.
+fn unchanged(obj: &mut Value, before: &Value) -> bool {
+    obj["metadata"]["resourceVersion"] = before["metadata"]["resourceVersion"].clone();
+    obj == before
+}
+
 /// How often a read-modify-write is retried when the object changes between its read and its
 /// write.
 const PATCH_RETRIES: usize = 5;
@@ -408,14 +454,23 @@ pub async fn patch(
     store: &dyn Store,
     scope: &Scope<'_>,
     name: &str,
-    kind: super::patch::PatchType,
+    kind: PatchType,
     body: &[u8],
     manager: &str,
     check: Check<'_>,
 ) -> Result<Written, ApiError> {
+    if kind == PatchType::Strategic && scope.resource.custom.is_some() {
+        // As kube-apiserver: custom resources have no Go types to take patch strategies from.
+        return Err(ApiError::unsupported_patch(&[
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ]));
+    }
+    let schema = OpenApi::shared().schema(scope.resource);
     modify(store, scope, name, manager, check, &|before| {
         let mut obj = before.clone();
-        super::patch::apply(&mut obj, kind, body)?;
+        super::patch::apply(&mut obj, kind, body, schema)?;
         Ok(obj)
     })
     .await
@@ -448,7 +503,13 @@ pub async fn modify(
             _ => current.mod_revision,
         };
         carry_over(scope, &before, &mut obj)?;
-        super::apply::record_update(Some(&before), &mut obj, manager, &r.api_version(), &now_rfc3339());
+        super::apply::record_update(Some(&before), &mut obj, OpenApi::shared().schema(r), manager, &r.api_version(), &now_rfc3339());
+        if expected == current.mod_revision && unchanged(&mut obj, &before) {
+            return Ok(Written::new(before, Some(&current.value), current.mod_revision));
+        }
+        if scope.dry_run {
+            return Ok(Written::unsaved(obj));
+        }
         match write_over(store, &key, expected, obj).await? {
             Some(done) => return Ok(done),
             None if pinned => return Err(ApiError::conflict(r.group, r.plural, name)),
@@ -480,11 +541,12 @@ pub async fn apply_config(
     }
     config["metadata"]["name"] = json!(name);
     let key = scope.key(name);
+    let schema = OpenApi::shared().schema(r);
     for _ in 0..PATCH_RETRIES {
         let current = get_kv(store, &key).await?;
         let before = current.as_ref().map(decode).transpose()?;
         let mut obj =
-            super::apply::apply(before.as_ref(), &config, manager, force, &r.api_version(), &now_rfc3339(), (r.group, r.plural, name))?;
+            super::apply::apply(before.as_ref(), &config, schema, manager, force, &r.api_version(), &now_rfc3339(), (r.group, r.plural, name))?;
         let Some((current, before)) = current.zip(before) else {
             match create(store, scope, obj, None).await {
                 Err(e) if e.reason == "AlreadyExists" => continue,
@@ -492,6 +554,12 @@ pub async fn apply_config(
             }
         };
         carry_over(scope, &before, &mut obj)?;
+        if unchanged(&mut obj, &before) {
+            return Ok((Written::new(before, Some(&current.value), current.mod_revision), false));
+        }
+        if scope.dry_run {
+            return Ok((Written::unsaved(obj), false));
+        }
         if let Some(done) = write_over(store, &key, current.mod_revision, obj).await? {
             return Ok((done, false));
         }
@@ -510,6 +578,8 @@ pub struct DeleteOptions {
     /// `gracePeriodSeconds`: how long a pod's containers get to stop (default: the pod's
     /// terminationGracePeriodSeconds).
     pub grace_period_seconds: Option<i64>,
+    /// `dryRun=All`: answer as the deletion would, change nothing.
+    pub dry_run: bool,
 }
 
 /// The grace period a pod deletion gets: none for pods that never ran on a node or have
@@ -567,6 +637,9 @@ pub async fn delete(store: &dyn Store, scope: &Scope<'_>, name: &str, options: &
             }
         }
         if grace == 0 && !has_finalizers(&obj) {
+            if options.dry_run {
+                return Ok(Deleted::Gone(obj));
+            }
             let resp = store
                 .txn(TxnRequest {
                     compare: vec![Compare::mod_revision(key.clone(), current.mod_revision)],
@@ -587,11 +660,36 @@ pub async fn delete(store: &dyn Store, scope: &Scope<'_>, name: &str, options: &
         if obj["kind"] == "Namespace" {
             obj["status"]["phase"] = json!("Terminating");
         }
+        if options.dry_run {
+            return Ok(Deleted::Terminating(obj));
+        }
         if let Some(done) = write_over(store, &key, current.mod_revision, obj).await? {
             return Ok(Deleted::Terminating(done.object));
         }
     }
     Err(ApiError::conflict(r.group, r.plural, name))
+}
+
+/// DELETE of a collection: deletes every object `selector` picks, each as [`delete`] does
+/// (objects gone meanwhile are skipped), and returns the deleted or terminating objects with
+/// the revision the list was read at.
+pub async fn delete_collection(
+    store: &dyn Store,
+    scope: &Scope<'_>,
+    selector: &Selection,
+    options: &DeleteOptions,
+) -> Result<Page, ApiError> {
+    let listed = list(store, scope, selector, 0, None).await?;
+    let mut items = Vec::with_capacity(listed.items.len());
+    for obj in listed.items {
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+        match delete(store, scope, name, options).await {
+            Ok(Deleted::Gone(o) | Deleted::Terminating(o)) => items.push(o),
+            Err(e) if e.code == axum::http::StatusCode::NOT_FOUND => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Page { items, revision: listed.revision, continue_token: None })
 }
 
 /// A page of a list: the objects, the revision it was read at, and the continue token.

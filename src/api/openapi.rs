@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::registry::{self, Resource};
+use super::strategy::{self, Schema};
 
 /// How unknown fields in a request body are treated (`?fieldValidation=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +134,13 @@ fn paths_of(r: &Resource, reference: &str) -> Vec<(String, Value)> {
 }
 
 impl OpenApi {
-    pub fn build() -> Self {
+    /// The process's one set of built-in schemas (they never change once built).
+    pub fn shared() -> &'static Self {
+        static SHARED: std::sync::LazyLock<OpenApi> = std::sync::LazyLock::new(OpenApi::build);
+        &SHARED
+    }
+
+    fn build() -> Self {
         let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
         let mut roots = BTreeMap::new();
         let mut per_gv: BTreeMap<String, Vec<(&Resource, String)>> = BTreeMap::new();
@@ -146,6 +153,10 @@ impl OpenApi {
             per_gv.entry(gv_path(r.group, r.version)).or_default().push((r, reference));
         }
         let mut schemas = generator.take_definitions(true);
+        let missing = strategy::annotate(&mut schemas);
+        if !missing.is_empty() {
+            tracing::warn!(?missing, "patch strategy markers name fields the schemas do not have");
+        }
         for r in registry::BUILTIN {
             if let Some(schema) = roots.get(&(r.group.to_string(), r.plural.to_string())).and_then(|n| schemas.get_mut(n)) {
                 schema["x-kubernetes-group-version-kind"] = json!([{ "group": r.group, "version": r.version, "kind": r.kind }]);
@@ -228,6 +239,14 @@ impl OpenApi {
         Some(serialise(paths, components))
     }
 
+    /// The schema of resource `r`'s objects, to walk with patch strategies.
+    pub fn schema(&self, r: &'static Resource) -> Schema<'_> {
+        match r.custom {
+            Some(custom) => Schema::new(self, Some(&custom.schema)),
+            None => Schema::new(self, self.roots.get(&(r.group.to_string(), r.plural.to_string())).and_then(|n| self.schemas.get(n))),
+        }
+    }
+
     /// Follows `$ref` and single-element `allOf` wrappers to the schema they stand for.
     pub(super) fn resolve<'a>(&'a self, mut schema: &'a Value) -> &'a Value {
         for _ in 0..16 {
@@ -303,7 +322,7 @@ mod tests {
 
     #[test]
     fn documents_advertise_field_validation_and_prune_unknown_fields() {
-        let api = OpenApi::build();
+        let api = OpenApi::shared();
         let root = api.root(&[]);
         let url = root["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap();
         assert!(url.starts_with("/openapi/v3/api/v1?hash="));

@@ -144,16 +144,16 @@ mod tests {
 
     #[test]
     fn integers_must_fit_their_go_type() {
-        let openapi = OpenApi::build();
+        let openapi = OpenApi::shared();
         let pods = lookup("", "pods");
         let pod = |probe: Value| json!({ "spec": { "containers": [{ "name": "c", "livenessProbe": probe }], "terminationGracePeriodSeconds": i64::MAX } });
-        assert!(integers(&openapi, pods, &pod(json!({ "periodSeconds": 10 }))).is_ok());
+        assert!(integers(openapi, pods, &pod(json!({ "periodSeconds": 10 }))).is_ok());
         for bad in [json!(1i64 << 31), json!(-(1i64 << 31) - 1), json!(1.5), json!(1e300), json!(u64::MAX), json!("10")] {
-            let e = integers(&openapi, pods, &pod(json!({ "periodSeconds": bad }))).unwrap_err();
+            let e = integers(openapi, pods, &pod(json!({ "periodSeconds": bad }))).unwrap_err();
             assert_eq!(e.code.as_u16(), 400);
             assert!(e.message.contains("spec.containers.livenessProbe.periodSeconds of type int32"), "{}", e.message);
         }
-        let e = integers(&openapi, pods, &json!({ "spec": { "terminationGracePeriodSeconds": u64::MAX } })).unwrap_err();
+        let e = integers(openapi, pods, &json!({ "spec": { "terminationGracePeriodSeconds": u64::MAX } })).unwrap_err();
         assert!(e.message.contains("of type int64"), "{}", e.message);
         let deployments = lookup("apps", "deployments");
         assert!(integers(&openapi, deployments, &json!({ "spec": { "replicas": 1e10 } })).is_err());

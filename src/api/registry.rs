@@ -93,11 +93,11 @@ pub const BUILTIN: &[Resource] = {
     const POD_SUBRESOURCES: &[&str] =
         &["status", "binding", "eviction", "log", "exec", "attach", "portforward", "proxy", "ephemeralcontainers"];
     &[
-        with(
-            res("", "v1", ("Namespace", "namespaces", "namespace"), &["ns"], false, schema_of::<core::Namespace>),
-            &["status", "finalize"],
-            &[],
-        ),
+        // Namespaces are deleted one at a time (no deletecollection), as in kube-apiserver.
+        Resource {
+            verbs: &["create", "delete", "get", "list", "patch", "update", "watch"],
+            ..with(res("", "v1", ("Namespace", "namespaces", "namespace"), &["ns"], false, schema_of::<core::Namespace>), &["status", "finalize"], &[])
+        },
         with(res("", "v1", ("Pod", "pods", "pod"), &["po"], true, schema_of::<core::Pod>), POD_SUBRESOURCES, ALL),
         with(res("", "v1", ("Node", "nodes", "node"), &["no"], false, schema_of::<core::Node>), &["status", "proxy"], &[]),
         with(res("", "v1", ("Service", "services", "service"), &["svc"], true, schema_of::<core::Service>), &["status", "proxy"], ALL),
@@ -266,6 +266,19 @@ pub const BUILTIN: &[Resource] = {
             STATUS,
             &["api-extensions"],
         ),
+        // Stored and listed; proxying to the Service it names is not served yet.
+        with(
+            res(
+                "apiregistration.k8s.io",
+                "v1",
+                ("APIService", "apiservices", "apiservice"),
+                &[],
+                false,
+                schema_of::<k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService>,
+            ),
+            STATUS,
+            &["api-extensions"],
+        ),
         review(res(
             AUTHZ,
             "v1",
@@ -305,6 +318,35 @@ impl Resource {
     /// Whether objects of this resource are kept in the store.
     pub fn stored(&self) -> bool {
         self.verbs.contains(&"get")
+    }
+
+    /// The status kube-apiserver gives a new object of this resource (its Go status types'
+    /// fields without `omitempty`), if it gives one.
+    pub fn initial_status(&self) -> Option<serde_json::Value> {
+        use serde_json::json;
+        Some(match (self.group, self.kind) {
+            ("", "Service") | ("networking.k8s.io", "Ingress") => json!({ "loadBalancer": {} }),
+            ("apps", "Deployment") | ("batch", "Job" | "CronJob") => json!({}),
+            ("apps", "ReplicaSet") | ("", "ReplicationController") => json!({ "replicas": 0 }),
+            ("apps", "StatefulSet") => json!({ "replicas": 0, "availableReplicas": 0 }),
+            ("apps", "DaemonSet") => {
+                json!({ "currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0 })
+            }
+            ("policy", "PodDisruptionBudget") => {
+                json!({ "disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0 })
+            }
+            _ => return None,
+        })
+    }
+
+    /// Whether a DELETE that removes an object answers with the object rather than a `Status`
+    /// (kube-apiserver's registries that set `ReturnDeletedObject`).
+    pub fn returns_deleted_object(&self) -> bool {
+        matches!(
+            (self.group, self.plural),
+            ("", "pods" | "services" | "namespaces" | "serviceaccounts" | "persistentvolumes" | "persistentvolumeclaims")
+                | ("storage.k8s.io", "storageclasses")
+        )
     }
 
     /// `v1` for the core group, else `group/version`.

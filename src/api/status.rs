@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::store::StoreError;
@@ -137,6 +137,15 @@ impl ApiError {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the server does not allow this method on the requested resource")
     }
 
+    /// 415 for a patch type the resource does not take, listing those it does.
+    pub fn unsupported_patch(accepted: &[&str]) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: {}", accepted.join(", ")),
+        )
+    }
+
     pub fn unsupported_media_type(content_type: &str) -> Self {
         Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?})"))
     }
@@ -151,20 +160,105 @@ impl ApiError {
 
     /// The `Status` object itself (also used inside watch ERROR events).
     pub fn to_status(&self) -> serde_json::Value {
-        let mut s = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code.as_u16(),
-        });
-        if let Some(d) = &self.details {
-            s["details"] = d.clone();
-        }
-        s
+        serde_json::to_value(self.body()).expect("a Status always serialises")
     }
+
+    fn body(&self) -> Status<'_> {
+        Status {
+            status: "Failure",
+            message: &self.message,
+            reason: self.reason,
+            details: self.details.as_ref().map(Details::from_value),
+            code: self.code.as_u16(),
+            ..Status::default()
+        }
+    }
+}
+
+/// A `Status` as kube-apiserver serialises it, fields in its order (`serde_json`'s maps would
+/// sort them, and clients compare the bytes).
+#[derive(Serialize)]
+struct Status<'a> {
+    kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    metadata: Empty,
+    status: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    message: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<Details>,
+    #[serde(skip_serializing_if = "is_zero")]
+    code: u16,
+}
+
+impl Default for Status<'_> {
+    fn default() -> Self {
+        Self { kind: "Status", api_version: "v1", metadata: Empty {}, status: "Success", message: "", reason: "", details: None, code: 0 }
+    }
+}
+
+fn is_zero(code: &u16) -> bool {
+    *code == 0
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize, Default)]
+struct Details {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    group: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    uid: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    causes: Vec<Cause>,
+    #[serde(rename = "retryAfterSeconds", skip_serializing_if = "Option::is_none")]
+    retry_after_seconds: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct Cause {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    message: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    field: String,
+}
+
+impl Details {
+    fn from_value(d: &serde_json::Value) -> Self {
+        let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+        let causes = d["causes"].as_array().map(Vec::as_slice).unwrap_or_default();
+        Self {
+            name: text(d, "name"),
+            group: text(d, "group"),
+            kind: text(d, "kind"),
+            uid: text(d, "uid"),
+            causes: causes.iter().map(|c| Cause { reason: text(c, "reason"), message: text(c, "message"), field: text(c, "field") }).collect(),
+            retry_after_seconds: d["retryAfterSeconds"].as_i64(),
+        }
+    }
+}
+
+/// A JSON response of `status` with the body's bytes as they are.
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The `Status` `Success` a DELETE answers when the object is gone and its resource does not
+/// return deleted objects.
+pub fn deleted(name: &str, group: &str, plural: &str, uid: &str) -> Response {
+    let details = Details { name: name.into(), group: group.into(), kind: plural.into(), uid: uid.into(), ..Details::default() };
+    let body = Status { details: Some(details), ..Status::default() };
+    json_response(StatusCode::OK, serde_json::to_vec(&body).expect("a Status always serialises"))
 }
 
 fn qualified(group: &str, plural: &str) -> String {
@@ -195,7 +289,7 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.code, Json(self.to_status())).into_response()
+        json_response(self.code, serde_json::to_vec(&self.body()).expect("a Status always serialises"))
     }
 }
 
@@ -257,5 +351,33 @@ fn go_value(value: &serde_json::Value) -> String {
         serde_json::Value::Null => "\"\"".into(),
         serde_json::Value::Object(m) => format!("{{{}}}", m.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect::<Vec<_>>().join(", ")),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn bytes(response: Response) -> String {
+        use http_body_util::BodyExt;
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn status_bodies_keep_kube_field_order() {
+        let e = ApiError::invalid_fields("apps", "Deployment", "web", vec![FieldError::required("spec.selector")]);
+        assert_eq!(
+            bytes(e.into_response()).await,
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Deployment.apps \"web\" is invalid: spec.selector: Required value","reason":"Invalid","details":{"name":"web","group":"apps","kind":"Deployment","causes":[{"reason":"FieldValueRequired","message":"Required value","field":"spec.selector"}]},"code":422}"#
+        );
+        assert_eq!(
+            bytes(ApiError::not_found("", "configmaps", "a").into_response()).await,
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"configmaps \"a\" not found","reason":"NotFound","details":{"name":"a","kind":"configmaps"},"code":404}"#
+        );
+        assert_eq!(
+            bytes(deleted("a", "", "configmaps", "u-1")).await,
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","details":{"name":"a","kind":"configmaps","uid":"u-1"}}"#
+        );
     }
 }

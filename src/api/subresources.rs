@@ -59,7 +59,7 @@ pub async fn serve(state: &ApiState, scope: Scope<'_>, req: Request<'_>, body: B
                 let mut scale = scale_of(r, before);
                 match &wanted {
                     Wanted::Replace(body) => scale = body.clone(),
-                    Wanted::Patch(kind, raw) => patch::apply(&mut scale, *kind, raw)?,
+                    Wanted::Patch(kind, raw) => patch::apply(&mut scale, *kind, raw, Default::default())?,
                 }
                 let replicas = scale["spec"]["replicas"].as_i64().filter(|n| *n >= 0).ok_or_else(|| {
                     ApiError::invalid("autoscaling", "Scale", name, "spec.replicas", "Invalid value: must be greater than or equal to 0")
@@ -250,6 +250,7 @@ async fn evict(state: &ApiState, scope: &Scope<'_>, name: &str, eviction: &Value
         precondition_uid: options["preconditions"]["uid"].as_str().map(str::to_string),
         precondition_resource_version: options["preconditions"]["resourceVersion"].as_str().map(str::to_string),
         grace_period_seconds: super::params::grace_period(&Default::default(), options)?,
+        ..Default::default()
     };
     objects::delete(store, &Scope::new(scope.resource, scope.namespace, scope.net), name, &delete).await?;
     Ok(success())

@@ -231,7 +231,9 @@ async fn watch_streams_events_in_order() {
         let base = base.clone();
         tokio::spawn(async move {
             request(&admin, "POST", &base, "application/json", r#"{"metadata":{"name":"w1"}}"#).await;
-            let (_, w1) = request(&admin, "GET", &format!("{base}/w1"), "", "").await;
+            let (_, mut w1) = request(&admin, "GET", &format!("{base}/w1"), "", "").await;
+            // A PUT that changes something (an unchanged one is no write, as in kube).
+            w1["data"] = serde_json::json!({ "k": "v" });
             request(&admin, "PUT", &format!("{base}/w1"), "application/json", &w1.to_string()).await;
             request(&admin, "DELETE", &format!("{base}/w1"), "", "").await;
         })

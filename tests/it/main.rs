@@ -4,6 +4,8 @@ mod support;
 
 mod adversarial;
 mod api_basics;
+mod api_deletion;
+mod api_patch;
 mod cli;
 mod containerd_runtime;
 mod custom_resources;

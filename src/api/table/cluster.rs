@@ -1,11 +1,22 @@
 //! Printers of the cluster plumbing kinds: RBAC bindings, leases, endpoint slices, ingresses and
-//! ingress classes, network policies, storage and priority classes.
+//! ingress classes, network policies, storage and priority classes, API services.
 
 use serde_json::{json, Value};
 
 use super::cells::{first_of, int, items, selector_or_none, text};
 use super::{col, wide, Column, AGE, NAME};
 use crate::api::registry::Resource;
+
+/// An APIService's Available condition as kube-aggregator prints it: `True`, or the status
+/// with its reason.
+fn api_service_available(o: &Value) -> Value {
+    let conditions = o["status"]["conditions"].as_array().map(Vec::as_slice).unwrap_or_default();
+    json!(match conditions.iter().find(|c| c["type"] == "Available") {
+        Some(c) if c["status"] == "True" => "True".to_string(),
+        Some(c) => format!("{} ({})", text(&c["status"]), text(&c["reason"])),
+        None => "Unknown".to_string(),
+    })
+}
 
 pub(super) fn columns(resource: &Resource) -> Option<Vec<Column>> {
     Some(match resource.plural {
@@ -35,6 +46,15 @@ pub(super) fn columns(resource: &Resource) -> Option<Vec<Column>> {
             col("Hosts", "string", "Hosts that incoming requests are matched against before the ingress rule", ingress_hosts),
             col("Address", "string", "Address is a list containing ingress points for the load-balancer", ingress_address),
             col("Ports", "string", "Ports of TLS configurations that open", |o| json!(if items(&o["spec"]["tls"]).next().is_some() { "80, 443" } else { "80" })),
+            AGE,
+        ],
+        "apiservices" => vec![
+            NAME,
+            col("Service", "string", "The reference to the service that hosts this API endpoint.", |o| {
+                let svc = &o["spec"]["service"];
+                json!(if svc.is_object() { format!("{}/{}", text(&svc["namespace"]), text(&svc["name"])) } else { "Local".into() })
+            }),
+            col("Available", "string", "Whether this service is available.", api_service_available),
             AGE,
         ],
         "ingressclasses" => vec![
@@ -171,6 +191,7 @@ mod tests {
         for (group, plural, plain, all) in [
             ("networking.k8s.io", "ingresses", "NAME|CLASS|HOSTS|ADDRESS|PORTS|AGE", "NAME|CLASS|HOSTS|ADDRESS|PORTS|AGE"),
             ("networking.k8s.io", "ingressclasses", "NAME|CONTROLLER|PARAMETERS|AGE", "NAME|CONTROLLER|PARAMETERS|AGE"),
+            ("apiregistration.k8s.io", "apiservices", "NAME|SERVICE|AVAILABLE|AGE", "NAME|SERVICE|AVAILABLE|AGE"),
             ("networking.k8s.io", "networkpolicies", "NAME|POD-SELECTOR|AGE", "NAME|POD-SELECTOR|AGE"),
             (
                 "storage.k8s.io",
