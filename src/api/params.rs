@@ -60,7 +60,8 @@ pub struct ReadOptions {
     pub resource_version: i64,
     /// `limit`, 0 for none (as negative is).
     pub limit: u64,
-    /// `timeoutSeconds` of a watch: a negative value ends it at once.
+    /// `timeoutSeconds` of a watch: none when absent or 0 (the server decides), zero when
+    /// negative (the watch ends at once), as kube-apiserver reads it.
     pub timeout: Option<Duration>,
 }
 
@@ -68,7 +69,7 @@ impl ReadOptions {
     pub fn parse(query: &Query, watching: bool) -> Result<Self, ApiError> {
         let resource_version = resource_version(query)?;
         let limit = int(query, "limit")?.map_or(0, |n| n.max(0) as u64);
-        let timeout = int(query, "timeoutSeconds")?.map(wait);
+        let timeout = int(query, "timeoutSeconds")?.filter(|&s| s != 0).map(wait);
         let mut errs = Vec::new();
         let rv_match = query.get("resourceVersionMatch").map_or("", String::as_str);
         if watching {

@@ -51,14 +51,11 @@ impl Default for MinRequestTimeout {
 }
 
 impl MinRequestTimeout {
-    /// How long a watch runs, as kube-apiserver decides: the client's `timeoutSeconds` when
-    /// positive, else a random time in [min, 2 × min) so that watchers do not all re-list at
-    /// once.
+    /// How long a watch runs, as kube-apiserver decides: what the client asked
+    /// (`timeoutSeconds`, see [`super::params::ReadOptions`]), else a random time in
+    /// [min, 2 × min) so that watchers do not all re-list at once.
     pub fn watch_timeout(self, asked: Option<Duration>) -> Duration {
-        match asked {
-            Some(d) if !d.is_zero() => d,
-            _ => self.0.mul_f64(1.0 + rand::random::<f64>()),
-        }
+        asked.unwrap_or_else(|| self.0.mul_f64(1.0 + rand::random::<f64>()))
     }
 }
 
