@@ -37,6 +37,8 @@ struct Index {
     pods: HashMap<(String, String), PodEntry>,
     /// (kind, namespace, name) → node → how many of its pods refer to it.
     edges: HashMap<(Kind, String, String), HashMap<String, usize>>,
+    /// (node, namespace) → how many pods bound to the node live there.
+    namespaces: HashMap<(String, String), usize>,
     /// Claim (namespace, name) → the PersistentVolume it is bound to.
     claims: HashMap<(String, String), String>,
     /// PersistentVolume → the claims bound to it.
@@ -114,11 +116,19 @@ impl Index {
         for (kind, name) in &entry.refs {
             *self.edges.entry((*kind, key.0.clone(), name.clone())).or_default().entry(entry.node.clone()).or_default() += 1;
         }
+        *self.namespaces.entry((entry.node.clone(), key.0.clone())).or_default() += 1;
         self.pods.insert(key, entry);
     }
 
     fn remove_pod(&mut self, key: &(String, String)) {
         let Some(old) = self.pods.remove(key) else { return };
+        let place = (old.node.clone(), key.0.clone());
+        if let Some(count) = self.namespaces.get_mut(&place) {
+            *count -= 1;
+            if *count == 0 {
+                self.namespaces.remove(&place);
+            }
+        }
         for (kind, name) in old.refs {
             let edge = (kind, key.0.clone(), name);
             let Some(nodes) = self.edges.get_mut(&edge) else { continue };
@@ -183,6 +193,11 @@ impl Graph {
         index.volumes.get(volume).is_some_and(|claims| claims.iter().any(|(ns, claim)| index.refers(node, Kind::Claim, ns, claim)))
     }
 
+    /// Whether a pod bound to `node` lives in `namespace`.
+    pub fn has_pod_in(&self, node: &str, namespace: &str) -> bool {
+        self.index.read().namespaces.contains_key(&(node.to_string(), namespace.to_string()))
+    }
+
     /// The node and uid of pod `namespace/name`, if it is bound to one.
     pub fn pod(&self, namespace: &str, name: &str) -> Option<(String, String)> {
         let index = self.index.read();
@@ -196,6 +211,7 @@ impl Mirror for Graph {
         if prefix == PODS {
             index.pods.clear();
             index.edges.clear();
+            index.namespaces.clear();
         } else {
             index.claims.clear();
             index.volumes.clear();

@@ -39,6 +39,9 @@ pub enum Decision {
     NoOpinion(Option<String>),
 }
 
+/// Where the kubelet posts Events about its Node.
+const NODE_EVENTS_NAMESPACE: &str = "default";
+
 const READ: &[&str] = &["get", "list", "watch"];
 
 /// The kinds whose objects a node reads only when its pods refer to them.
@@ -81,7 +84,12 @@ pub fn decide(graph: &Graph, node: &str, a: &Attributes<'_>) -> Decision {
         ("", "pods" | "services" | "endpoints") if read => Decision::Allow,
         ("discovery.k8s.io", "endpointslices") | ("storage.k8s.io", _) | ("node.k8s.io", _) if read => Decision::Allow,
         ("", "pods/status" | "pods") if matches!(a.verb, "update" | "patch" | "delete") => Decision::AllowIfOwned,
-        ("", "events") | ("events.k8s.io", "events") if matches!(a.verb, "create" | "update" | "patch") => Decision::Allow,
+        // Events about the node itself (in `default`, as the kubelet posts them) and about
+        // its pods, in their namespaces: a node cannot flood other tenants' namespaces.
+        ("", "events") | ("events.k8s.io", "events") if matches!(a.verb, "create" | "update" | "patch") => match a.namespace {
+            Some(ns) if ns == NODE_EVENTS_NAMESPACE || graph.has_pod_in(node, ns) => Decision::Allow,
+            _ => refuse(format!("node '{node}' has no pods in this namespace")),
+        },
         ("coordination.k8s.io", "leases") if a.namespace == Some(NODE_LEASE_NAMESPACE) => {
             if read || a.name.is_none_or(|n| n == node) {
                 Decision::AllowIfOwned
@@ -166,6 +174,20 @@ mod tests {
         assert!(owns("n1", "pods", &json!({ "spec": { "nodeName": "n1" } })));
         assert!(!owns("n1", "pods", &json!({ "spec": { "nodeName": "n2" } })));
         assert!(node_of(&Identity { user: "system:node:n1".into(), groups: vec![] }).is_none());
+    }
+
+    #[test]
+    fn nodes_post_events_only_about_themselves_and_their_pods() {
+        let g = graph();
+        for (ns, allowed) in [(Some("team"), true), (Some("default"), true), (Some("other"), false), (None, false)] {
+            for group in ["", "events.k8s.io"] {
+                let decision = decide(&g, "n1", &attrs("create", group, "events", ns, None));
+                assert_eq!(decision == Decision::Allow, allowed, "{group} events in {ns:?}: {decision:?}");
+            }
+        }
+        assert_ne!(decide(&g, "n2", &attrs("create", "", "events", Some("team"), None)), Decision::Allow, "n2 has no pod in team");
+        g.reset(graph::PODS, vec![]);
+        assert_ne!(decide(&g, "n1", &attrs("patch", "", "events", Some("team"), Some("e"))), Decision::Allow, "its pod is gone");
     }
 
     #[test]

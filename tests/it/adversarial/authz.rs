@@ -338,6 +338,18 @@ spec:
         n1.send("PATCH", "/api/v1/namespaces/team/pods/p1/status", MERGE, json!({ "status": { "podIP": "10.42.0.7" } }).to_string()).await;
     assert_eq!(own.code, 200, "its own pod's status: {}", own.text);
 
+    // Events: about itself (in `default`) and about its pods, never in other namespaces.
+    let event = |ns: &str| {
+        json!({ "apiVersion": "v1", "kind": "Event", "metadata": { "generateName": "n1-", "namespace": ns },
+            "involvedObject": { "kind": "Node", "name": "n1" }, "reason": "Flood", "message": "x", "type": "Normal" })
+        .to_string()
+    };
+    let own = n1.send("POST", "/api/v1/namespaces/team/events", JSON, event("team")).await;
+    assert_eq!(own.code, 201, "an event where its pod lives: {}", own.text);
+    let flood = n1.send("POST", "/api/v1/namespaces/kube-system/events", JSON, event("kube-system")).await;
+    assert_refused(&flood, 403, "Forbidden", "an event in a namespace without its pods");
+    assert!(!admin.get("/api/v1/namespaces/kube-system/events").await.text.contains("Flood"), "nothing stored");
+
     assert_alive(server).await;
     let p2 = admin.get("/api/v1/namespaces/team/pods/p2").await;
     assert_eq!(p2.body["spec"]["nodeName"], "n2");
