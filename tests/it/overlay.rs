@@ -157,22 +157,8 @@ impl Bed {
 }
 
 async fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .env("HOME", home)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("running kubectl");
-    let mut pipe = child.stdin.take().unwrap();
-    pipe.write_all(stdin.unwrap_or("").as_bytes()).await.unwrap();
-    drop(pipe);
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("kubectl hung").unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let (code, out, err) = crate::support::kubectl_at(kubeconfig, home, args, stdin, &[]).await;
+    (code == Some(0), out, err)
 }
 
 fn ready(n: &Node) -> bool {

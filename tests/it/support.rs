@@ -31,10 +31,22 @@ pub async fn kubectl_with(
     stdin: Option<&str>,
     env: &[(&str, &str)],
 ) -> (Option<i32>, String, String) {
+    kubectl_at(&server.data_dir.join("orch.yaml"), home, args, stdin, env).await
+}
+
+/// Runs kubectl with `kubeconfig`, `stdin` and extra environment `env`, returning (exit code,
+/// stdout, stderr).
+pub async fn kubectl_at(
+    kubeconfig: &Path,
+    home: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new("kubectl")
         .arg("--kubeconfig")
-        .arg(server.data_dir.join("orch.yaml"))
+        .arg(kubeconfig)
         .args(args)
         .env("HOME", home)
         .envs(env.iter().copied())
