@@ -16,10 +16,7 @@ use kube::Api;
 use orch::testkit::cluster::ClusterBed;
 use serde_json::Value;
 
-use crate::support::{orch_binary, skip_without_containers};
-
-/// One bed at a time: each runs several containerds and servers on a small machine.
-static BEDS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::support::{orch_binary, skip_without_containers, HEAVY};
 
 const ANN: &str = "flannel.alpha.coreos.com/";
 
@@ -209,7 +206,7 @@ async fn wait_kernel(bed: &ClusterBed, node: usize, dev: &str, what: &str, check
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vxlan_connects_pods_across_three_nodes() {
-    let _one_bed = BEDS.lock().await;
+    let _one_bed = HEAVY.lock().await;
     let Some(mut t) = Bed::start(3, &[]).await else { return };
     let nodes = t.nodes().await.unwrap();
     let cidrs: std::collections::BTreeSet<String> = nodes.values().filter_map(pod_cidr).collect();
@@ -301,7 +298,7 @@ async fn vxlan_connects_pods_across_three_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_gw_connects_pods_across_two_nodes() {
-    let _one_bed = BEDS.lock().await;
+    let _one_bed = HEAVY.lock().await;
     let Some(t) = Bed::start(2, &["--flannel-backend=host-gw"]).await else { return };
     let nodes = t.nodes().await.unwrap();
     for (i, node) in t.bed.nodes.iter().enumerate() {

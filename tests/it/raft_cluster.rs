@@ -27,6 +27,7 @@ async fn leader_index(nodes: &[ServerProc]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_restart_and_no_lost_writes() {
+    let _alone = crate::support::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = start_cluster(dir.path(), 3, &["--disable-controllers".to_string()]).await;
 
@@ -94,6 +95,7 @@ async fn failover_restart_and_no_lost_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn far_behind_node_catches_up_by_snapshot() {
+    let _alone = crate::support::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let flags = vec!["--raft-snapshot-entries=100".to_string(), "--disable-controllers".to_string()];
     let mut nodes = start_cluster(dir.path(), 3, &flags).await;
@@ -123,6 +125,7 @@ async fn far_behind_node_catches_up_by_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cas_clients_on_every_node_lose_no_update_and_members_can_leave() {
+    let _alone = crate::support::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let nodes = start_cluster(dir.path(), 3, &["--disable-controllers".to_string()]).await;
     let stores: Vec<Arc<dyn Store>> = nodes.iter().map(|n| Arc::new(n.store()) as Arc<dyn Store>).collect();

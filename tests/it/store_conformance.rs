@@ -33,6 +33,7 @@ async fn raft_store_single_voter_in_process() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raft_cluster_of_three_processes_through_a_follower() {
+    let _alone = crate::support::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let nodes = start_cluster(dir.path(), 3, &["--disable-controllers".to_string()]).await;
     let leader = nodes[0].wait_member(Duration::from_secs(10)).await;

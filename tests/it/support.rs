@@ -5,6 +5,11 @@ use std::time::Duration;
 
 pub use orch::testkit::{free_port, wait_for, AgentProc, ServerProc};
 
+/// Held by the tests that load the machine most (multi-node beds) and by those that time a
+/// cluster's reactions (raft failover), so that neither runs beside another of them: the
+/// timings hold on a small CI machine only without a bed's containerds next to them.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub fn orch_binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_orch"))
 }
