@@ -376,7 +376,10 @@ mod tests {
         let b = apply_as(Some(&a), json!({ "spec": { "routes": [{ "name": "b", "to": "y" }], "tags": ["two"] } }), "b");
         assert_eq!(b["spec"]["routes"], json!([{ "name": "b", "to": "y" }, { "name": "a", "to": "x" }]));
         assert_eq!(b["spec"]["tags"], json!(["two", "one"]), "ordered as a strategic merge orders them");
-        assert_eq!(b["metadata"]["managedFields"][1]["fieldsV1"]["f:spec"]["f:routes"], json!({ "k:{\"name\":\"b\"}": { "f:name": {}, "f:to": {} } }));
+        assert_eq!(
+            b["metadata"]["managedFields"][1]["fieldsV1"]["f:spec"]["f:routes"],
+            json!({ "k:{\"name\":\"b\"}": { "f:name": {}, "f:to": {} } })
+        );
         assert_eq!(b["metadata"]["managedFields"][1]["fieldsV1"]["f:spec"]["f:tags"], json!({ "v:\"two\"": {} }));
         // a stops applying its route: only its own item goes.
         let a2 = apply_as(Some(&b), json!({ "spec": { "tags": ["one"] } }), "a");

@@ -371,8 +371,7 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
     let decision = authz::authorize(&state.rbac, &state.graph, &identity, &attributes)?;
     let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
     let pod_security_target = (resource, target.namespace, target.name, target.subresource);
-    let pod_security =
-        pod_security::Admission::load(state.store.as_ref(), state.net, pod_security_target, verb, warnings.clone()).await?;
+    let pod_security = pod_security::Admission::load(state.store.as_ref(), state.net, pod_security_target, verb, warnings.clone()).await?;
     let mut scope = Scope::new(resource, target.namespace, state.net);
     scope.subresource = target.subresource;
     scope.pod_security = pod_security.as_ref();
@@ -582,8 +581,8 @@ async fn dispatch(
                     ));
                 };
                 let raw = read_body(body).await?;
-                let config: Value = limits::yaml(&raw)
-                    .map_err(|e| ApiError::bad_request(format!("the applied configuration is not valid YAML: {e}")))?;
+                let config: Value =
+                    limits::yaml(&raw).map_err(|e| ApiError::bad_request(format!("the applied configuration is not valid YAML: {e}")))?;
                 let force = query.get("force").is_some_and(|f| f == "true");
                 let (obj, created) = objects::apply_config(store_ref, &scope, name, config, manager, force, check).await?;
                 let code = if created { StatusCode::CREATED } else { StatusCode::OK };

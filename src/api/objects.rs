@@ -545,8 +545,16 @@ pub async fn apply_config(
     for _ in 0..PATCH_RETRIES {
         let current = get_kv(store, &key).await?;
         let before = current.as_ref().map(decode).transpose()?;
-        let mut obj =
-            super::apply::apply(before.as_ref(), &config, schema, manager, force, &r.api_version(), &now_rfc3339(), (r.group, r.plural, name))?;
+        let mut obj = super::apply::apply(
+            before.as_ref(),
+            &config,
+            schema,
+            manager,
+            force,
+            &r.api_version(),
+            &now_rfc3339(),
+            (r.group, r.plural, name),
+        )?;
         let Some((current, before)) = current.zip(before) else {
             match create(store, scope, obj, None).await {
                 Err(e) if e.reason == "AlreadyExists" => continue,

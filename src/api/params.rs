@@ -82,7 +82,10 @@ impl ReadOptions {
         } else if !rv_match.is_empty() {
             let rv = query.get("resourceVersion").map_or("", String::as_str);
             if rv.is_empty() {
-                errs.push(FieldError::forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden unless resourceVersion is provided"));
+                errs.push(FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
             }
             if query.get("continue").is_some_and(|c| !c.is_empty()) {
                 errs.push(FieldError::forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden when continue is provided"));
@@ -91,7 +94,10 @@ impl ReadOptions {
                 errs.push(FieldError::not_supported("resourceVersionMatch", &json!(rv_match), &["Exact", "NotOlderThan", ""]));
             }
             if rv_match == "Exact" && rv == "0" {
-                errs.push(FieldError::forbidden("resourceVersionMatch", "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""));
+                errs.push(FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
             }
         }
         if !errs.is_empty() {
@@ -188,7 +194,11 @@ mod tests {
         for bad in ["abc", "-1", "1.5", "18446744073709551615", "99999999999999999999"] {
             let e = resource_version(&q(&[("resourceVersion", bad)])).unwrap_err();
             assert_eq!(e.code.as_u16(), 400, "{bad}");
-            assert!(e.message.starts_with(&format!("invalid resource version: resourceVersion: Invalid value: \"{bad}\"")), "{}", e.message);
+            assert!(
+                e.message.starts_with(&format!("invalid resource version: resourceVersion: Invalid value: \"{bad}\"")),
+                "{}",
+                e.message
+            );
         }
     }
 
@@ -199,7 +209,11 @@ mod tests {
         assert_eq!(ReadOptions::parse(&q(&[("timeoutSeconds", "-1")]), true).unwrap().timeout, Some(Duration::ZERO));
         let e = ReadOptions::parse(&q(&[("resourceVersionMatch", "Bogus"), ("resourceVersion", "1")]), false).unwrap_err();
         assert_eq!(e.code.as_u16(), 422);
-        assert!(e.message.starts_with("ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Unsupported value: \"Bogus\""), "{}", e.message);
+        assert!(
+            e.message.starts_with("ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Unsupported value: \"Bogus\""),
+            "{}",
+            e.message
+        );
         assert!(ReadOptions::parse(&q(&[("resourceVersionMatch", "NotOlderThan")]), false).is_err(), "needs a resourceVersion");
         assert!(ReadOptions::parse(&q(&[("resourceVersionMatch", "NotOlderThan"), ("resourceVersion", "5")]), false).is_ok());
         assert!(ReadOptions::parse(&q(&[("resourceVersionMatch", "Exact")]), true).is_err());

@@ -64,7 +64,11 @@ pub fn validate(r: &Resource, obj: &Value, errs: &mut Vec<FieldError>) {
                 at_least(spec, "spec", &["progressDeadlineSeconds"], 0, errs);
                 if let (Some(deadline), Some(min_ready)) = (spec["progressDeadlineSeconds"].as_i64(), spec["minReadySeconds"].as_i64()) {
                     if deadline <= min_ready {
-                        errs.push(FieldError::invalid("spec.progressDeadlineSeconds", &json!(deadline), "must be greater than minReadySeconds"));
+                        errs.push(FieldError::invalid(
+                            "spec.progressDeadlineSeconds",
+                            &json!(deadline),
+                            "must be greater than minReadySeconds",
+                        ));
                     }
                 }
             }
@@ -98,7 +102,11 @@ fn job_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
 fn pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
     if let Some(n) = spec["activeDeadlineSeconds"].as_i64() {
         if !(1..=i64::from(i32::MAX)).contains(&n) {
-            errs.push(FieldError::invalid(&format!("{path}.activeDeadlineSeconds"), &json!(n), "must be between 1 and 2147483647, inclusive"));
+            errs.push(FieldError::invalid(
+                &format!("{path}.activeDeadlineSeconds"),
+                &json!(n),
+                "must be between 1 and 2147483647, inclusive",
+            ));
         }
     }
     for list in ["initContainers", "containers"] {
@@ -157,7 +165,12 @@ mod tests {
         assert!(e.message.contains("of type int64"), "{}", e.message);
         let deployments = lookup("apps", "deployments");
         assert!(integers(&openapi, deployments, &json!({ "spec": { "replicas": 1e10 } })).is_err());
-        assert!(integers(&openapi, deployments, &json!({ "spec": { "replicas": 3, "strategy": { "rollingUpdate": { "maxSurge": "25%" } } } })).is_ok());
+        assert!(integers(
+            &openapi,
+            deployments,
+            &json!({ "spec": { "replicas": 3, "strategy": { "rollingUpdate": { "maxSurge": "25%" } } } })
+        )
+        .is_ok());
     }
 
     #[test]
@@ -167,22 +180,32 @@ mod tests {
             validate(lookup(group, plural), &obj, &mut errs);
             errs.into_iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>()
         };
-        assert_eq!(check("", "pods", json!({ "spec": { "activeDeadlineSeconds": 0 } })), [
-            "spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive"
-        ]);
+        assert_eq!(
+            check("", "pods", json!({ "spec": { "activeDeadlineSeconds": 0 } })),
+            ["spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive"]
+        );
         let token = json!({ "spec": { "volumes": [{ "projected": { "sources": [{ "serviceAccountToken": { "expirationSeconds": i64::MAX } }] } }] } });
         assert!(check("", "pods", token)[0].ends_with("may not specify a duration larger than 2^32 seconds"));
         let job = json!({ "spec": { "activeDeadlineSeconds": -1, "ttlSecondsAfterFinished": -5, "template": { "spec": {} } } });
         assert_eq!(check("batch", "jobs", job).len(), 2);
         assert!(check("batch", "jobs", json!({ "spec": { "activeDeadlineSeconds": i64::MAX } })).is_empty(), "kube takes any int64");
         let cron = json!({ "spec": { "startingDeadlineSeconds": -1, "jobTemplate": { "spec": { "backoffLimit": -1 } } } });
-        assert_eq!(check("batch", "cronjobs", cron), [
-            "spec.startingDeadlineSeconds: Invalid value: -1: must be greater than or equal to 0",
-            "spec.jobTemplate.spec.backoffLimit: Invalid value: -1: must be greater than or equal to 0"
-        ]);
+        assert_eq!(
+            check("batch", "cronjobs", cron),
+            [
+                "spec.startingDeadlineSeconds: Invalid value: -1: must be greater than or equal to 0",
+                "spec.jobTemplate.spec.backoffLimit: Invalid value: -1: must be greater than or equal to 0"
+            ]
+        );
         let deployment = json!({ "spec": { "minReadySeconds": 10, "progressDeadlineSeconds": 10 } });
-        assert_eq!(check("apps", "deployments", deployment), ["spec.progressDeadlineSeconds: Invalid value: 10: must be greater than minReadySeconds"]);
+        assert_eq!(
+            check("apps", "deployments", deployment),
+            ["spec.progressDeadlineSeconds: Invalid value: 10: must be greater than minReadySeconds"]
+        );
         let probe = json!({ "spec": { "containers": [{ "readinessProbe": { "periodSeconds": -1 } }] } });
-        assert_eq!(check("", "pods", probe), ["spec.containers[0].readinessProbe.periodSeconds: Invalid value: -1: must be greater than or equal to 0"]);
+        assert_eq!(
+            check("", "pods", probe),
+            ["spec.containers[0].readinessProbe.periodSeconds: Invalid value: -1: must be greater than or equal to 0"]
+        );
     }
 }

@@ -96,7 +96,11 @@ pub const BUILTIN: &[Resource] = {
         // Namespaces are deleted one at a time (no deletecollection), as in kube-apiserver.
         Resource {
             verbs: &["create", "delete", "get", "list", "patch", "update", "watch"],
-            ..with(res("", "v1", ("Namespace", "namespaces", "namespace"), &["ns"], false, schema_of::<core::Namespace>), &["status", "finalize"], &[])
+            ..with(
+                res("", "v1", ("Namespace", "namespaces", "namespace"), &["ns"], false, schema_of::<core::Namespace>),
+                &["status", "finalize"],
+                &[],
+            )
         },
         with(res("", "v1", ("Pod", "pods", "pod"), &["po"], true, schema_of::<core::Pod>), POD_SUBRESOURCES, ALL),
         with(res("", "v1", ("Node", "nodes", "node"), &["no"], false, schema_of::<core::Node>), &["status", "proxy"], &[]),

@@ -242,7 +242,10 @@ impl Details {
             group: text(d, "group"),
             kind: text(d, "kind"),
             uid: text(d, "uid"),
-            causes: causes.iter().map(|c| Cause { reason: text(c, "reason"), message: text(c, "message"), field: text(c, "field") }).collect(),
+            causes: causes
+                .iter()
+                .map(|c| Cause { reason: text(c, "reason"), message: text(c, "message"), field: text(c, "field") })
+                .collect(),
             retry_after_seconds: d["retryAfterSeconds"].as_i64(),
         }
     }

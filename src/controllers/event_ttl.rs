@@ -50,7 +50,8 @@ async fn sweep(client: &kube::Client, resource: &ApiResource, ttl: Duration, now
                 continue;
             }
             let namespace = event.namespace().unwrap_or_default();
-            let delete = DeleteParams { preconditions: Some(Preconditions { uid: event.uid(), resource_version: None }), ..Default::default() };
+            let delete =
+                DeleteParams { preconditions: Some(Preconditions { uid: event.uid(), resource_version: None }), ..Default::default() };
             let namespaced = Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, resource);
             match namespaced.delete(&event.name_any(), &delete).await {
                 Ok(_) => tracing::debug!(%namespace, event = %event.name_any(), "expired an event"),
@@ -96,7 +97,8 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(last_write(&event), Some(OffsetDateTime::parse("2026-01-01T00:07:00Z", &Rfc3339).unwrap()));
-        let bare: DynamicObject = serde_json::from_value(json!({ "apiVersion": "v1", "kind": "Event", "metadata": { "name": "e" } })).unwrap();
+        let bare: DynamicObject =
+            serde_json::from_value(json!({ "apiVersion": "v1", "kind": "Event", "metadata": { "name": "e" } })).unwrap();
         assert_eq!(last_write(&bare), None, "an event without times is expired at once");
     }
 }

@@ -103,7 +103,8 @@ impl Node {
     /// when `cancel` fires first.
     pub async fn start(config: &Config, cancel: &CancellationToken) -> Result<Option<Node>, NodeError> {
         // The node password and pods' Secret volumes live here: owner-only.
-        crate::pki::private_dir(&config.data_dir).map_err(|source| NodeError::Io { path: config.data_dir.display().to_string(), source })?;
+        crate::pki::private_dir(&config.data_dir)
+            .map_err(|source| NodeError::Io { path: config.data_dir.display().to_string(), source })?;
         if config.runtime == RuntimeKind::Fake {
             tracing::warn!(node = %config.node_name, "this is a HOLLOW node (--runtime fake): it reports pods as running but runs NO containers");
         }

@@ -138,8 +138,7 @@ pub fn load_or_create(
     let ca = ClusterCa::load_or_create(&dir, CA_STEM, "orch-server-ca")?;
     let ca_pem = ca.pem().cert.clone();
     let token = load_or_create_token(data_dir, TokenRole::Server, &ca_pem, flags.server, new_secret)?;
-    let agent_token =
-        load_or_create_token(data_dir, TokenRole::Agent, &ca_pem, flags.agent, || pki::derived_agent_secret(&token.secret))?;
+    let agent_token = load_or_create_token(data_dir, TokenRole::Agent, &ca_pem, flags.agent, || pki::derived_agent_secret(&token.secret))?;
     let serving = ca.sign(&CertSpec {
         common_name: "orch".into(),
         dns_names: dns_names.to_vec(),

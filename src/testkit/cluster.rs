@@ -221,7 +221,8 @@ impl ClusterBed {
     /// Starts every agent with the server's token, once the server has written it.
     pub async fn start_agents(&mut self) {
         let server_dir = self.nodes[0].data_dir();
-        let token = super::wait_for(Duration::from_secs(30), "the server's token", || async { crate::server::read_token(&server_dir).ok() }).await;
+        let token =
+            super::wait_for(Duration::from_secs(30), "the server's token", || async { crate::server::read_token(&server_dir).ok() }).await;
         let binary = self.binary.clone();
         for node in self.nodes.iter_mut().skip(1) {
             node.command.push(format!("--token={token}"));
@@ -233,7 +234,8 @@ impl ClusterBed {
     /// waits for the server to write its own.
     pub async fn kubeconfig(&self) -> PathBuf {
         let theirs = self.nodes[0].data_dir().join("orch.yaml");
-        let text = super::wait_for(Duration::from_secs(30), "the server's kubeconfig", || async { std::fs::read_to_string(&theirs).ok() }).await;
+        let text =
+            super::wait_for(Duration::from_secs(30), "the server's kubeconfig", || async { std::fs::read_to_string(&theirs).ok() }).await;
         let port = self.forward.as_ref().expect("the forwarder runs").port;
         let ours = self.underlay.root().join("kubeconfig");
         let text = text.replace(&format!("https://127.0.0.1:{API_PORT}"), &format!("https://127.0.0.1:{port}"));

@@ -66,7 +66,9 @@ async fn collections_delete_and_statuses_read_as_kube_writes_them() {
     let (code, body) = request(&admin, "DELETE", &format!("{base}/b0"), "").await;
     assert_eq!(code, 200);
     assert!(
-        body.starts_with(r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","details":{"name":"b0","kind":"configmaps","uid":""#),
+        body.starts_with(
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","details":{"name":"b0","kind":"configmaps","uid":""#
+        ),
         "{body}"
     );
     // Namespaces have no deletecollection, in discovery or on the wire.
@@ -90,7 +92,13 @@ async fn collections_delete_and_statuses_read_as_kube_writes_them() {
     assert_eq!((code, json(&body)["kind"].as_str()), (200, Some("Service")), "{body}");
 
     // No `null`s stored, from JSON or from kubectl's protobuf bodies.
-    let (code, body) = request(&admin, "POST", &svcs, r#"{"metadata":{"name":"absent","labels":null},"spec":{"ports":[{"port":80,"name":null}],"selector":null}}"#).await;
+    let (code, body) = request(
+        &admin,
+        "POST",
+        &svcs,
+        r#"{"metadata":{"name":"absent","labels":null},"spec":{"ports":[{"port":80,"name":null}],"selector":null}}"#,
+    )
+    .await;
     assert_eq!(code, 201, "{body}");
     assert!(!body.contains("null"), "{body}");
     let home = dir.path().join("home");

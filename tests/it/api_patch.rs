@@ -64,13 +64,25 @@ async fn kubectl_patches_merge_by_the_schema() {
     assert_eq!(c["command"], json!(["httpd", "-f"]));
 
     // A patch naming a container by its key merges into it (it used to replace the list).
-    run(vec!["patch", "deploy", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"c","env":[{"name":"C","value":"3"}]}]}}}}"#])
-        .await;
+    run(vec![
+        "patch",
+        "deploy",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"c","env":[{"name":"C","value":"3"}]}]}}}}"#,
+    ])
+    .await;
     let d = get(&server, &home, "deploy/web").await;
     assert_eq!(container(&d, "c")["image"], "busybox:1.37");
     // $setElementOrder orders the list.
-    run(vec!["patch", "deploy", "web", "-p",
-        r#"{"spec":{"template":{"spec":{"containers":[{"name":"c","$setElementOrder/env":[{"name":"C"},{"name":"B"},{"name":"A"}]}]}}}}"#]).await;
+    run(vec![
+        "patch",
+        "deploy",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"c","$setElementOrder/env":[{"name":"C"},{"name":"B"},{"name":"A"}]}]}}}}"#,
+    ])
+    .await;
     let d = get(&server, &home, "deploy/web").await;
     assert_eq!(env_names(container(&d, "c")), ["C", "B", "A"]);
     // $patch: delete removes a list item by its key.
@@ -123,8 +135,7 @@ async fn kubectl_patches_merge_by_the_schema() {
     let editor = dir.path().join("editor.sh");
     std::fs::write(&editor, "#!/bin/sh\nsed -i 's/busybox:1.37/busybox:1.38/' \"$1\"\n").unwrap();
     std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let (code, out, err) =
-        kubectl_with(&server, &home, &["edit", "deploy/web"], None, &[("KUBE_EDITOR", editor.to_str().unwrap())]).await;
+    let (code, out, err) = kubectl_with(&server, &home, &["edit", "deploy/web"], None, &[("KUBE_EDITOR", editor.to_str().unwrap())]).await;
     assert_eq!(code, Some(0), "{out}{err}");
     let d = get(&server, &home, "deploy/web").await;
     let c = container(&d, "c");
@@ -149,10 +160,7 @@ async fn server_side_apply_shares_equal_values_with_create() {
     let changed = DEPLOYMENT.replacen("busybox:1.36", "busybox:1.37", 1);
     let (ok, out, err) = kubectl(&server, &home, &["apply", "--server-side", "-f", "-"], Some(&changed)).await;
     assert!(!ok, "{out}");
-    assert!(
-        err.contains(r#"conflict with "kubectl-create" using apps/v1: .spec.template.spec.containers[name="c"].image"#),
-        "{err}"
-    );
+    assert!(err.contains(r#"conflict with "kubectl-create" using apps/v1: .spec.template.spec.containers[name="c"].image"#), "{err}");
     let (ok, out, err) = kubectl(&server, &home, &["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&changed)).await;
     assert!(ok, "{out}{err}");
     let d = get(&server, &home, "deploy/web").await;

@@ -89,7 +89,10 @@ async fn pod_streams_reach_the_kubelet_as_the_api_server() {
     let home = dir.path().join("home");
     let (ok, out, err) = kubectl(&server, &home, &["logs", "p", "--tail=5"], None).await;
     assert!(ok, "{err}");
-    assert!(out.contains("/containerLogs/default/p/c?") && out.contains("tailLines=5") && out.contains("system:orch-kubelet-clients"), "{out}");
+    assert!(
+        out.contains("/containerLogs/default/p/c?") && out.contains("tailLines=5") && out.contains("system:orch-kubelet-clients"),
+        "{out}"
+    );
 
     // An upgraded exec stream is spliced through to the kubelet and back.
     let admin = PemPair::read(&server.data_dir.join("server/tls"), "client-admin").unwrap().expect("the admin certificate");

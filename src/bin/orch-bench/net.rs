@@ -18,7 +18,6 @@ use orch::testkit::cluster::ClusterBed;
 use orch::testkit::node::containers_unavailable;
 use serde_json::json;
 
-
 const CHUNK: usize = 128 * 1024;
 const ROUND_TRIPS: usize = 5000;
 

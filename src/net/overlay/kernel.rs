@@ -149,7 +149,10 @@ fn vxlan_matches(link: &LinkMessage, spec: &VxlanSpec) -> bool {
     let data = infos.into_iter().flatten().find_map(|i| if let LinkInfo::Data(InfoData::Vxlan(d)) = i { Some(d) } else { None });
     let Some(data) = data else { return false };
     let has = |want: &InfoVxlan| data.contains(want);
-    has(&InfoVxlan::Id(spec.vni)) && has(&InfoVxlan::Local(spec.local)) && has(&InfoVxlan::Port(spec.port)) && has(&InfoVxlan::Link(spec.uplink))
+    has(&InfoVxlan::Id(spec.vni))
+        && has(&InfoVxlan::Local(spec.local))
+        && has(&InfoVxlan::Port(spec.port))
+        && has(&InfoVxlan::Link(spec.uplink))
 }
 
 fn mac_attr(msg: &NeighbourMessage) -> Option<Mac> {
@@ -202,7 +205,8 @@ impl Dataplane for KernelDataplane {
         let name = link_name(&link);
         let mine: Vec<Ipv4Addr> = addresses.iter().filter(|(i, _, _)| *i == index).map(|(_, ip, _)| *ip).collect();
         let ip = if mine.contains(&node_ip) { Some(node_ip) } else { mine.first().copied() };
-        let ip = ip.ok_or_else(|| setup(format!("interface {name} has no IPv4 address: give it one, or pick another with --flannel-iface")))?;
+        let ip =
+            ip.ok_or_else(|| setup(format!("interface {name} has no IPv4 address: give it one, or pick another with --flannel-iface")))?;
         Ok(Uplink { name, index, ip, mtu: link_mtu(&link) })
     }
 
@@ -214,7 +218,13 @@ impl Dataplane for KernelDataplane {
             }
         }
         if self.link_by_name(&spec.name).await?.is_none() {
-            let msg = LinkVxlan::new(&spec.name, spec.vni).dev(spec.uplink).port(spec.port).local(spec.local).learning(false).mtu(spec.mtu).build();
+            let msg = LinkVxlan::new(&spec.name, spec.vni)
+                .dev(spec.uplink)
+                .port(spec.port)
+                .local(spec.local)
+                .learning(false)
+                .mtu(spec.mtu)
+                .build();
             match self.nl.handle().link().add(msg).execute().await {
                 Ok(()) => {}
                 Err(e) if is_errno(&e, libc::EOPNOTSUPP) => {
@@ -256,7 +266,10 @@ impl Dataplane for KernelDataplane {
 
     async fn on_link(&self, dev: u32, ip: Ipv4Addr) -> Result<bool, OverlayError> {
         let addresses = self.addresses().await?;
-        Ok(addresses.iter().filter(|(i, _, _)| *i == dev).any(|(_, addr, prefix)| Ipv4Network::new(*addr, *prefix).is_ok_and(|n| n.contains(ip))))
+        Ok(addresses
+            .iter()
+            .filter(|(i, _, _)| *i == dev)
+            .any(|(_, addr, prefix)| Ipv4Network::new(*addr, *prefix).is_ok_and(|n| n.contains(ip))))
     }
 
     async fn entries(&self, scope: &Scope) -> Result<Vec<Entry>, OverlayError> {
@@ -314,7 +327,8 @@ impl Dataplane for KernelDataplane {
                 h.neighbours().del(neighbour_message(AddressFamily::Inet, dev, attrs)).execute().await
             }
             Entry::Fdb { dev, mac, dst } => {
-                let attrs = vec![NeighbourAttribute::LinkLayerAddress(mac.to_vec()), NeighbourAttribute::Destination(NeighbourAddress::Inet(dst))];
+                let attrs =
+                    vec![NeighbourAttribute::LinkLayerAddress(mac.to_vec()), NeighbourAttribute::Destination(NeighbourAddress::Inet(dst))];
                 h.neighbours().del(neighbour_message(AddressFamily::Bridge, dev, attrs)).execute().await
             }
             Entry::Route { dev, dst, via, onlink } => h.route().del(route_message(dev, dst, via, onlink)).execute().await,

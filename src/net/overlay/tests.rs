@@ -136,7 +136,10 @@ async fn host_gw_routes_via_the_peer_and_refuses_one_off_the_segment() {
     far.backend_type = "host-gw".into();
     far.public_ip = Ipv4Addr::new(198, 51, 100, 3);
     let changes = overlay.reconcile(&peers(&[near, far])).await.unwrap();
-    assert_eq!(dp.entries_now(), [Entry::Route { dev: 2, dst: "10.42.2.0/24".parse().unwrap(), via: Ipv4Addr::new(192, 0, 2, 2), onlink: false }]);
+    assert_eq!(
+        dp.entries_now(),
+        [Entry::Route { dev: 2, dst: "10.42.2.0/24".parse().unwrap(), via: Ipv4Addr::new(192, 0, 2, 2), onlink: false }]
+    );
     assert_eq!(changes.skipped.len(), 1);
     assert!(changes.skipped[0].1.contains("not directly reachable"), "{:?}", changes.skipped);
 }

@@ -214,7 +214,8 @@ mod tests {
             std::fs::write(dir.path().join(f), "x").unwrap();
         }
         prune_runs(dir.path(), 2);
-        let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         left.sort();
         assert_eq!(left, ["2.log", "notes.txt"]);
         prune_runs(&dir.path().join("missing"), 5);

@@ -204,7 +204,11 @@ async fn malformed_resource_versions_and_list_options_are_refused() {
         assert_eq!(answer.code, 403, "{query}: {}", answer.text);
         let answer = tenant.get(&format!("{list}?{query}")).await;
         assert_refused(&answer, 400, "BadRequest");
-        assert!(answer.body["message"].as_str().unwrap().starts_with("invalid resource version: resourceVersion: Invalid value:"), "{}", answer.text);
+        assert!(
+            answer.body["message"].as_str().unwrap().starts_with("invalid resource version: resourceVersion: Invalid value:"),
+            "{}",
+            answer.text
+        );
     }
     let answer = tenant.get(&format!("{list}/rv?resourceVersion=abc")).await;
     assert_refused(&answer, 400, "BadRequest");
@@ -244,7 +248,11 @@ async fn pod_log_options_are_validated_before_reaching_a_kubelet() {
     ] {
         let answer = tenant.get(&format!("{pods}/logs/log?{query}")).await;
         assert_refused(&answer, 422, "Invalid");
-        assert!(answer.body["message"].as_str().unwrap().starts_with(&format!("PodLogOptions \"logs\" is invalid: {field}")), "{}", answer.text);
+        assert!(
+            answer.body["message"].as_str().unwrap().starts_with(&format!("PodLogOptions \"logs\" is invalid: {field}")),
+            "{}",
+            answer.text
+        );
     }
     assert_refused(&tenant.get(&format!("{pods}/logs/log?sinceSeconds=1e3")).await, 400, "BadRequest");
     assert_refused(&tenant.get(&format!("{pods}/logs/log?sinceTime=yesterday")).await, 400, "BadRequest");

@@ -18,14 +18,19 @@ fn tls_client(server: &ServerProc, user: Option<&str>, groups: &[&str]) -> Arc<r
     let tls = server.data_dir.join("server/tls");
     let ca = pki::ClusterCa::from_pem(pki::PemPair::read(&tls, "server-ca").unwrap().unwrap()).unwrap();
     let organizations = groups.iter().map(|g| g.to_string()).collect();
-    let pair = user.map(|u| ca.sign(&pki::CertSpec { common_name: u.into(), organizations, client_auth: true, ..Default::default() }).unwrap());
+    let pair =
+        user.map(|u| ca.sign(&pki::CertSpec { common_name: u.into(), organizations, client_auth: true, ..Default::default() }).unwrap());
     let mut config = pki::client_config(&ca.pem().cert, pair.as_ref()).unwrap();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
 }
 
 /// A TLS connection to the server that has written `bytes` and then stalls.
-async fn stalled_tls(server: &ServerProc, tls: &Arc<rustls::ClientConfig>, bytes: &[u8]) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
+async fn stalled_tls(
+    server: &ServerProc,
+    tls: &Arc<rustls::ClientConfig>,
+    bytes: &[u8],
+) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
     let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(("127.0.0.1", server.port))).await.ok()?.ok()?;
     let connector = tokio_rustls::TlsConnector::from(tls.clone());
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
@@ -73,7 +78,8 @@ async fn thousands_of_idle_and_half_open_connections_do_not_lock_out_kubectl() {
     assert_eq!(open_file_limit(server.pid().unwrap()), Some(4096), "the server raises its soft open-file limit to the hard one");
 
     let tls = tls_client(&server, None, &[]);
-    let half_headers = open_many(1000, || stalled_tls(&server, &tls, b"GET /api/v1/namespaces HTTP/1.1\r\nHost: localhost\r\nAccept: app")).await;
+    let half_headers =
+        open_many(1000, || stalled_tls(&server, &tls, b"GET /api/v1/namespaces HTTP/1.1\r\nHost: localhost\r\nAccept: app")).await;
     // A TLS record header announcing a ClientHello, and the first bytes of it.
     let half_handshakes = open_many(1000, || stalled_tcp(&server, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01])).await;
     let idle = open_many(2000, || stalled_tcp(&server, b"")).await;
@@ -190,7 +196,11 @@ async fn stalled_watchers_are_dropped_and_events_expire() {
     let dir = tempfile::tempdir().unwrap();
     let server = crate::support::ready_server(dir.path(), &["--event-ttl=3s".to_string()]).await;
     let admin = Caller::admin(&server);
-    let event = |name: &str| format!(r#"{{"metadata":{{"name":"{name}"}},"involvedObject":{{"kind":"Pod","name":"p","namespace":"default"}},"reason":"Test","message":"m","type":"Normal"}}"#);
+    let event = |name: &str| {
+        format!(
+            r#"{{"metadata":{{"name":"{name}"}},"involvedObject":{{"kind":"Pod","name":"p","namespace":"default"}},"reason":"Test","message":"m","type":"Normal"}}"#
+        )
+    };
     let answer = admin.send("POST", "/api/v1/namespaces/default/events", "application/json", event("old")).await;
     assert_eq!(answer.code, 201, "{}", answer.text);
     let new_style = r#"{"metadata":{"name":"new"},"eventTime":"2026-01-01T00:00:00.000000Z","reportingController":"t","reportingInstance":"t","action":"A","reason":"R","type":"Normal","regarding":{"kind":"Pod","name":"p","namespace":"default"}}"#;

@@ -15,15 +15,59 @@ use super::Caller;
 
 /// Query values at the edges of every type a parameter could be read as.
 const TEXT_EDGES: &[&str] = &[
-    "0", "1", "-1", "9223372036854775807", "-9223372036854775808", "9223372036854775808", "18446744073709551615",
-    "99999999999999999999", "1e308", "-1e308", "NaN", "1.5", "abc", "", "true", "%00", "%FF%FE", "2147483648", "-2147483649",
-    "1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "Exact", "NotOlderThan", "Orphan", "Foreground",
+    "0",
+    "1",
+    "-1",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "9223372036854775808",
+    "18446744073709551615",
+    "99999999999999999999",
+    "1e308",
+    "-1e308",
+    "NaN",
+    "1.5",
+    "abc",
+    "",
+    "true",
+    "%00",
+    "%FF%FE",
+    "2147483648",
+    "-2147483649",
+    "1970-01-01T00:00:00Z",
+    "9999-12-31T23:59:59Z",
+    "0001-01-01T00:00:00Z",
+    "Exact",
+    "NotOlderThan",
+    "Orphan",
+    "Foreground",
 ];
 
 const PARAMS: &[&str] = &[
-    "gracePeriodSeconds", "timeoutSeconds", "limit", "continue", "resourceVersion", "resourceVersionMatch", "labelSelector",
-    "fieldSelector", "allowWatchBookmarks", "sinceSeconds", "sinceTime", "tailLines", "limitBytes", "container", "previous",
-    "timestamps", "propagationPolicy", "fieldManager", "fieldValidation", "dryRun", "force", "command", "stdout", "tty",
+    "gracePeriodSeconds",
+    "timeoutSeconds",
+    "limit",
+    "continue",
+    "resourceVersion",
+    "resourceVersionMatch",
+    "labelSelector",
+    "fieldSelector",
+    "allowWatchBookmarks",
+    "sinceSeconds",
+    "sinceTime",
+    "tailLines",
+    "limitBytes",
+    "container",
+    "previous",
+    "timestamps",
+    "propagationPolicy",
+    "fieldManager",
+    "fieldValidation",
+    "dryRun",
+    "force",
+    "command",
+    "stdout",
+    "tty",
 ];
 
 /// Watch timeouts that end a watch at once or are refused, so no request waits.
@@ -31,21 +75,64 @@ const WATCH_TIMEOUTS: &[&str] = &["-1", "1", "-9223372036854775808", "abc", "1e3
 
 fn number_edges() -> Vec<Value> {
     vec![
-        json!(i64::MAX), json!(i64::MIN), json!(u64::MAX), json!(-1), json!(0), json!(1), json!(1e308), json!(-1e308), json!(0.5),
-        json!(2147483648i64), json!(-2147483649i64), json!("9223372036854775807"), json!(null), json!(true), json!([]), json!({}),
+        json!(i64::MAX),
+        json!(i64::MIN),
+        json!(u64::MAX),
+        json!(-1),
+        json!(0),
+        json!(1),
+        json!(1e308),
+        json!(-1e308),
+        json!(0.5),
+        json!(2147483648i64),
+        json!(-2147483649i64),
+        json!("9223372036854775807"),
+        json!(null),
+        json!(true),
+        json!([]),
+        json!({}),
     ]
 }
 
 /// Numeric fields of the kinds, as JSON pointers under the object.
 const FIELDS: &[(&str, &[&str])] = &[
-    ("pods", &["/spec/terminationGracePeriodSeconds", "/spec/activeDeadlineSeconds", "/spec/containers/0/livenessProbe/periodSeconds",
-        "/spec/containers/0/livenessProbe/initialDelaySeconds", "/spec/containers/0/lifecycle/preStop/sleep/seconds", "/metadata/generation",
-        "/spec/priority", "/spec/containers/0/ports/0/containerPort", "/metadata/deletionGracePeriodSeconds"]),
+    (
+        "pods",
+        &[
+            "/spec/terminationGracePeriodSeconds",
+            "/spec/activeDeadlineSeconds",
+            "/spec/containers/0/livenessProbe/periodSeconds",
+            "/spec/containers/0/livenessProbe/initialDelaySeconds",
+            "/spec/containers/0/lifecycle/preStop/sleep/seconds",
+            "/metadata/generation",
+            "/spec/priority",
+            "/spec/containers/0/ports/0/containerPort",
+            "/metadata/deletionGracePeriodSeconds",
+        ],
+    ),
     ("configmaps", &["/data/k", "/metadata/annotations/a", "/metadata/resourceVersion", "/immutable"]),
-    ("deployments", &["/spec/replicas", "/spec/minReadySeconds", "/spec/progressDeadlineSeconds", "/spec/revisionHistoryLimit",
-        "/spec/template/spec/terminationGracePeriodSeconds", "/spec/strategy/rollingUpdate/maxSurge"]),
-    ("jobs", &["/spec/activeDeadlineSeconds", "/spec/ttlSecondsAfterFinished", "/spec/backoffLimit", "/spec/parallelism",
-        "/spec/completions", "/spec/template/spec/activeDeadlineSeconds"]),
+    (
+        "deployments",
+        &[
+            "/spec/replicas",
+            "/spec/minReadySeconds",
+            "/spec/progressDeadlineSeconds",
+            "/spec/revisionHistoryLimit",
+            "/spec/template/spec/terminationGracePeriodSeconds",
+            "/spec/strategy/rollingUpdate/maxSurge",
+        ],
+    ),
+    (
+        "jobs",
+        &[
+            "/spec/activeDeadlineSeconds",
+            "/spec/ttlSecondsAfterFinished",
+            "/spec/backoffLimit",
+            "/spec/parallelism",
+            "/spec/completions",
+            "/spec/template/spec/activeDeadlineSeconds",
+        ],
+    ),
 ];
 
 fn base(plural: &str, name: &str) -> (String, Value) {
@@ -60,7 +147,10 @@ fn base(plural: &str, name: &str) -> (String, Value) {
             let spec = json!({ "selector": { "matchLabels": { "app": name } }, "template": t });
             (format!("/apis/apps/v1/namespaces/{NS}/deployments"), json!({ "metadata": { "name": name }, "spec": spec }))
         }
-        _ => (format!("/apis/batch/v1/namespaces/{NS}/jobs"), json!({ "metadata": { "name": name }, "spec": { "suspend": true, "template": template } })),
+        _ => (
+            format!("/apis/batch/v1/namespaces/{NS}/jobs"),
+            json!({ "metadata": { "name": name }, "spec": { "suspend": true, "template": template } }),
+        ),
     }
 }
 

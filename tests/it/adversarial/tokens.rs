@@ -112,7 +112,13 @@ async fn node_bootstrap_grants_only_the_node_itself() {
 
     // Names that are not node names are refused, and record nothing.
     for name in ["system:masters", "../worker-a", "Worker-A", ""] {
-        let answer = post(&anonymous, wire::NODE_BOOTSTRAP_PATH, Some(basic("node", &agent.secret)), json!({ "name": name, "password": "password-x" })).await;
+        let answer = post(
+            &anonymous,
+            wire::NODE_BOOTSTRAP_PATH,
+            Some(basic("node", &agent.secret)),
+            json!({ "name": name, "password": "password-x" }),
+        )
+        .await;
         assert_eq!(answer.code, 400, "{name:?}: {}", answer.text);
     }
     // Another machine cannot take worker-a, with the agent token or the server token.
@@ -123,7 +129,13 @@ async fn node_bootstrap_grants_only_the_node_itself() {
         }
     }
     // A wrong token gets nothing and records nothing.
-    let answer = post(&anonymous, wire::NODE_BOOTSTRAP_PATH, Some(basic("node", "not-the-token")), json!({ "name": "worker-c", "password": "password-c" })).await;
+    let answer = post(
+        &anonymous,
+        wire::NODE_BOOTSTRAP_PATH,
+        Some(basic("node", "not-the-token")),
+        json!({ "name": "worker-c", "password": "password-c" }),
+    )
+    .await;
     assert_eq!(answer.code, 401, "{}", answer.text);
     assert_eq!(node_password(&server, "worker-c").await.code, 404);
     let after = node_password(&server, "worker-a").await;
@@ -148,10 +160,10 @@ async fn serving_certificates_carry_only_the_nodes_own_names_and_addresses() {
     assert_eq!(patched.code, 200, "{}", patched.text);
 
     let refused = [
-        json!({ "ips": ["10.77.0.2"] }),                              // another node's address
-        json!({ "ips": ["10.43.0.1"] }),                              // the kubernetes Service
+        json!({ "ips": ["10.77.0.2"] }),                               // another node's address
+        json!({ "ips": ["10.43.0.1"] }),                               // the kubernetes Service
         json!({ "ips": [], "dns_names": ["kubernetes.default.svc"] }), // the API server's name
-        json!({ "ips": [], "dns_names": ["worker-b"] }),              // another node's name
+        json!({ "ips": [], "dns_names": ["worker-b"] }),               // another node's name
     ];
     for request in refused {
         let answer = post(&evil, wire::NODE_SERVING_CERT_PATH, None, request.clone()).await;
