@@ -220,11 +220,7 @@ async fn probes_volumes_env_and_failures_on_a_real_node() {
     let (server, client, node, _) = start_real_node(dir.path(), &["--container-log-max-size=16Ki", "--container-log-max-files=2"]).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     // The ServiceAccount admission needs the default ServiceAccount to exist.
-    wait_for(Duration::from_secs(30), "the default ServiceAccount", || async {
-        let (ok, _, _) = kubectl(&server, &home, &["get", "serviceaccount", "default"], None).await;
-        ok.then_some(())
-    })
-    .await;
+    wait_for_default_service_account(&server, &home).await;
     let (ok, out, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(OBJECTS)).await;
     assert!(ok, "kubectl apply failed: {out}{err}");
 
@@ -348,11 +344,7 @@ async fn memory_volumes_claims_and_refreshed_files_on_a_real_node() {
     let (server, client, mut node, _) = start_real_node(dir.path(), &[]).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pv_dir = dir.path().join("pv");
-    wait_for(Duration::from_secs(30), "the default ServiceAccount", || async {
-        let (ok, _, _) = kubectl(&server, &home, &["get", "serviceaccount", "default"], None).await;
-        ok.then_some(())
-    })
-    .await;
+    wait_for_default_service_account(&server, &home).await;
     let (ok, out, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(&volume_objects(&pv_dir))).await;
     assert!(ok, "kubectl apply failed: {out}{err}");
 
@@ -469,11 +461,7 @@ async fn sub_paths_do_not_follow_planted_symlinks_on_a_real_node() {
     let home = dir.path().join("home");
     let (server, client, node, _) = start_real_node(dir.path(), &[]).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    wait_for(Duration::from_secs(30), "the default ServiceAccount", || async {
-        let (ok, _, _) = kubectl(&server, &home, &["get", "serviceaccount", "default"], None).await;
-        ok.then_some(())
-    })
-    .await;
+    wait_for_default_service_account(&server, &home).await;
     let (ok, out, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(PLANTED)).await;
     assert!(ok, "kubectl apply failed: {out}{err}");
     let refused = |p: &Pod, container: &str, sub_path: &str| {
@@ -492,4 +480,13 @@ async fn sub_paths_do_not_follow_planted_symlinks_on_a_real_node() {
     assert!(ok && out == "mine", "a subPath inside the volume works: {out}{err}");
     let (ok, _, err) = kubectl(&server, &home, &["delete", "pod", "planted", "--grace-period=1"], None).await;
     assert!(ok, "{err}");
+}
+
+/// Waits until the default ServiceAccount exists (the ServiceAccount admission needs it).
+async fn wait_for_default_service_account(server: &crate::support::ServerProc, home: &std::path::Path) {
+    wait_for(Duration::from_secs(30), "the default ServiceAccount", || async {
+        let (ok, _, _) = kubectl(server, home, &["get", "serviceaccount", "default"], None).await;
+        ok.then_some(())
+    })
+    .await;
 }
