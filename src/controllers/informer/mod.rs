@@ -1,13 +1,16 @@
 //! Shared informers: one watch and one cache per kind for every controller (and the
 //! scheduler), as kube-controller-manager's SharedInformerFactory does. Each event is
 //! decoded once, stored once (without managedFields) and handed to every subscriber as the
-//! same `Arc`; subscribers get their own unbounded queue, so a slow controller never loses
-//! or holds up another's events.
+//! same `Arc`; subscribers get their own queue, so a slow controller never holds up
+//! another's events, and one that falls too far behind is handed a fresh full list
+//! ([`queue`]) rather than holding old versions of objects without bound.
+
+mod queue;
 
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use futures::{Stream, StreamExt};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -15,8 +18,10 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource};
 use parking_lot::{Mutex, RwLock};
 use serde::de::DeserializeOwned;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use self::queue::Queue;
 
 /// What a subscriber sees: kube-runtime's watcher events with shared objects. `Init`,
 /// `InitApply`… `InitDone` (a full list, also replayed to late subscribers) replaces
@@ -111,12 +116,26 @@ pub struct Informer<K: Watched> {
 }
 
 struct Subscribers<K> {
-    queues: Vec<mpsc::UnboundedSender<Change<K>>>,
+    queues: Vec<Weak<Queue<K>>>,
+    /// How many changes each queue may hold ([`queue::LIMIT`]).
+    limit: usize,
 }
 
-impl<K: Clone> Subscribers<K> {
+impl<K: Watched> Subscribers<K> {
+    fn new(limit: usize) -> Arc<Mutex<Self>> {
+        Arc::new(Mutex::new(Self { queues: Vec::new(), limit }))
+    }
+
+    /// Queues `change` for every live subscriber and forgets the ones that went away.
     fn send(&mut self, change: Change<K>) {
-        self.queues.retain(|q| q.send(change.clone()).is_ok());
+        let kind = K::kind(&());
+        self.queues.retain(|q| match q.upgrade() {
+            Some(q) => {
+                q.push(change.clone(), &kind);
+                true
+            }
+            None => false,
+        });
     }
 }
 
@@ -124,7 +143,7 @@ impl<K: Watched> Informer<K> {
     /// Starts watching every object of `api` until `shutdown`.
     fn start(api: Api<K>, shutdown: CancellationToken) -> Self {
         let (store, writer) = reflector::store::<K>();
-        let subscribers = Arc::new(Mutex::new(Subscribers { queues: Vec::new() }));
+        let subscribers = Subscribers::new(queue::LIMIT);
         let (listed_tx, listed) = watch::channel(false);
         let owners = Arc::new(OwnerIndex(RwLock::default()));
         let informer = Self { store: store.clone(), owners: owners.clone(), subscribers: subscribers.clone(), listed };
@@ -177,19 +196,33 @@ impl<K: Watched> Informer<K> {
     }
 
     /// Every change from now on, starting with the current cache as a full list if one
-    /// arrived already.
+    /// arrived already (and again whenever the subscriber falls too far behind).
     pub fn subscribe(&self) -> impl Stream<Item = Change<K>> + Send + 'static {
-        let (tx, rx) = mpsc::unbounded_channel();
         let mut subscribers = self.subscribers.lock();
+        let queue = Queue::new(subscribers.limit);
         if *self.listed.borrow() {
-            let _ = tx.send(Change::Init);
-            for obj in self.store.state() {
-                let _ = tx.send(Change::InitApply(obj, true));
-            }
-            let _ = tx.send(Change::InitDone);
+            queue.resync(self.store.state());
         }
-        subscribers.queues.push(tx);
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|change| (change, rx)) })
+        subscribers.queues.push(Arc::downgrade(&queue));
+        drop(subscribers);
+        let (store, subscribers) = (self.store.clone(), self.subscribers.clone());
+        futures::stream::unfold(queue, move |queue| {
+            let (store, subscribers) = (store.clone(), subscribers.clone());
+            async move {
+                loop {
+                    match queue.pop() {
+                        Some(Ok(change)) => return Some((change, queue)),
+                        Some(Err(())) => {
+                            // Under the feed's lock: the list is exactly what the cache holds
+                            // between two changes.
+                            let _feed = subscribers.lock();
+                            queue.resync(store.state());
+                        }
+                        None => queue.changed().await,
+                    }
+                }
+            }
+        })
     }
 
     /// The objects touched by each change (created, updated or deleted), for
@@ -296,9 +329,12 @@ mod tests {
         c
     }
 
+    /// The queue limit of the tests' informers.
+    const LIMIT: usize = 8;
+
     fn feed() -> (Informer<ConfigMap>, Feed<ConfigMap>) {
         let (store, writer) = reflector::store::<ConfigMap>();
-        let subscribers = Arc::new(Mutex::new(Subscribers { queues: Vec::new() }));
+        let subscribers = Subscribers::new(LIMIT);
         let (listed_tx, listed) = watch::channel(false);
         let owners = Arc::new(OwnerIndex(RwLock::default()));
         let informer = Informer { store: store.clone(), owners: owners.clone(), subscribers: subscribers.clone(), listed };
@@ -400,6 +436,28 @@ mod tests {
         assert_eq!(names(informer.claimable("ns", "rs-1")), ["c"]);
         assert_eq!(names(informer.controlled_by("ns", "rs-2")), ["b"]);
         assert!(informer.controlled_by("other", "rs-2").is_empty());
+    }
+
+    #[test]
+    fn a_subscriber_that_falls_behind_gets_the_cache_as_a_full_list() {
+        let (informer, mut feed) = feed();
+        feed.apply(watcher::Event::Init);
+        feed.apply(watcher::Event::InitDone);
+        let mut slow = Box::pin(informer.subscribe());
+        assert_eq!(drain(&mut slow), ["init", "listed"]);
+        for version in 0..3 * LIMIT {
+            feed.apply(watcher::Event::Apply(cm(&format!("o{}", version % 3), &version.to_string())));
+        }
+        feed.apply(watcher::Event::Delete(cm("o0", "99")));
+        let last = 3 * LIMIT - 1;
+        assert_eq!(
+            drain(&mut slow),
+            ["init".to_string(), format!("list o1@{} new=true", last - 1), format!("list o2@{last} new=true"), "listed".into()],
+            "the old versions are gone; the list is the cache now",
+        );
+        // And it is followed by what comes next, as usual.
+        feed.apply(watcher::Event::Apply(cm("o3", "100")));
+        assert_eq!(drain(&mut slow), ["apply o3@100 new=true"]);
     }
 
     #[test]
