@@ -3,7 +3,8 @@
 //! over the VXLAN overlay and over host-gw, against the same measured directly between the two
 //! node namespaces (the underlay). The traffic runs between sockets the benchmark opens inside
 //! the pods' and nodes' namespaces, so it measures the kernel's datapath orch set up, not a
-//! tool in a container.
+//! tool in a container. Also: the time from `orch agent --join` to the new node's first pod
+//! being reachable from a pod of another node.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -84,39 +85,89 @@ fn measure(client_ns: &Path, server_ns: &Path, server_ip: Ipv4Addr, seconds: u64
     Ok(Numbers { gbit_s, rr_p50_us: us(0.50), rr_p99_us: us(0.99) })
 }
 
+/// The pods API of a bed's cluster.
+async fn pods_api(bed: &ClusterBed) -> anyhow::Result<Api<Pod>> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(bed.kubeconfig().await)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    Ok(Api::default_namespaced(kube::Client::try_from(config)?))
+}
+
+/// Creates pod `name` bound to `node`, running busybox `command` (retrying while the server
+/// starts up).
+async fn create_pod(bed: &ClusterBed, pods: &Api<Pod>, name: &str, node: &str, command: &[&str]) -> anyhow::Result<()> {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0, "containers": [{
+            "name": "main", "image": "busybox", "imagePullPolicy": "Never", "command": command}]},
+    }))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while let Err(e) = pods.create(&PostParams::default(), &pod).await {
+        anyhow::ensure!(Instant::now() < deadline, "creating pod {name}: {e}\n{}", bed.logs());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
+/// Pod `name`'s (uid, IP) once it runs.
+async fn running(bed: &ClusterBed, pods: &Api<Pod>, name: &str, within: Duration) -> anyhow::Result<(String, Ipv4Addr)> {
+    let deadline = Instant::now() + within;
+    loop {
+        let p = pods.get(name).await?;
+        let status = p.status.clone().unwrap_or_default();
+        if let (Some("Running"), Some(ip)) = (status.phase.as_deref(), status.pod_ip.as_deref()) {
+            return Ok((p.metadata.uid.clone().unwrap_or_default(), ip.parse()?));
+        }
+        anyhow::ensure!(Instant::now() < deadline, "pod {name} did not run within {within:?}\n{}", bed.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A pod's network namespace on bed node `node`.
+fn pod_netns(bed: &ClusterBed, node: usize, uid: &str) -> PathBuf {
+    bed.nodes[node].data_dir().join("agent/netns").join(uid)
+}
+
 /// A two-node bed with `backend`, one sleeping pod on each node; returns the bed and each pod's
 /// (namespace path, IP).
 async fn bed_with_pods(binary: &Path, backend: &str) -> anyhow::Result<(ClusterBed, Vec<(PathBuf, Ipv4Addr)>)> {
     let mut bed = ClusterBed::new(binary, 2, &[format!("--flannel-backend={backend}")]).await.context("building the test bed")?;
     bed.start_agents().await;
-    let kubeconfig = kube::config::Kubeconfig::read_from(bed.kubeconfig().await)?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-    let pods: Api<Pod> = Api::default_namespaced(kube::Client::try_from(config)?);
+    let pods = pods_api(&bed).await?;
     let mut found = Vec::new();
-    for (i, node) in bed.nodes.iter().enumerate() {
-        let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": format!("bench-{i}")},
-            "spec": {"nodeName": node.name, "terminationGracePeriodSeconds": 0, "containers": [{
-                "name": "sleep", "image": "busybox", "imagePullPolicy": "Never", "command": ["sleep", "36000"]}]},
-        }))?;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while let Err(e) = pods.create(&PostParams::default(), &pod).await {
-            anyhow::ensure!(Instant::now() < deadline, "creating pod bench-{i}: {e}\n{}", bed.logs());
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        loop {
-            let p = pods.get(&format!("bench-{i}")).await?;
-            let status = p.status.clone().unwrap_or_default();
-            if let (Some("Running"), Some(ip)) = (status.phase.as_deref(), status.pod_ip.as_deref()) {
-                let uid = p.metadata.uid.clone().unwrap_or_default();
-                found.push((node.data_dir().join("agent/netns").join(uid), ip.parse()?));
-                break;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "pod bench-{i} did not run within 120 s\n{}", bed.logs());
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+    for i in 0..bed.nodes.len() {
+        let name = format!("bench-{i}");
+        create_pod(&bed, &pods, &name, &bed.nodes[i].name, &["sleep", "36000"]).await?;
+        let (uid, ip) = running(&bed, &pods, &name, Duration::from_secs(120)).await?;
+        found.push((pod_netns(&bed, i, &uid), ip));
     }
     Ok((bed, found))
+}
+
+/// Seconds from starting `orch agent --join` on a second VXLAN node to a pod waiting for that
+/// node being reachable from a pod of the first node (a TCP connection to it succeeds).
+async fn join_to_reachable(binary: &Path) -> anyhow::Result<f64> {
+    let mut bed = ClusterBed::new(binary, 2, &["--flannel-backend=vxlan".to_string()]).await.context("building the test bed")?;
+    let pods = pods_api(&bed).await?;
+    create_pod(&bed, &pods, "prober", &bed.nodes[0].name, &["sleep", "36000"]).await?;
+    let (uid, _) = running(&bed, &pods, "prober", Duration::from_secs(120)).await?;
+    let prober = pod_netns(&bed, 0, &uid);
+    create_pod(&bed, &pods, "joiner", &bed.nodes[1].name, &["httpd", "-f", "-p", "8080", "-h", "/"]).await?;
+    let start = Instant::now();
+    bed.start_agents().await;
+    let (_, ip) = running(&bed, &pods, "joiner", Duration::from_secs(60)).await?;
+    let to = std::net::SocketAddr::from((ip, 8080));
+    loop {
+        let connect = || TcpStream::connect_timeout(&to, Duration::from_millis(200));
+        if run_in(Some(&prober), connect)?.is_ok() {
+            return Ok(start.elapsed().as_secs_f64());
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(60),
+            "the joined node's pod {to} was not reachable within 60 s\n{}",
+            bed.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Runs the benchmark and prints a table and the RESULT line.
@@ -140,8 +191,10 @@ pub async fn run(binary: &Path, seconds: u64) -> anyhow::Result<()> {
         results.push((backend, overlay.gbit_s / underlay.gbit_s, overlay.rr_p99_us));
         drop(bed);
     }
+    let join = join_to_reachable(binary).await?;
+    println!("join to first pod reachable from another node (vxlan): {join:.2} s");
     let (_, ratio, p99) = results[0];
     let (_, hg_ratio, _) = results[1];
-    println!("RESULT vxlan_tput_ratio={ratio:.2} vxlan_rr_p99_us={p99:.0} hostgw_tput_ratio={hg_ratio:.2}");
+    println!("RESULT vxlan_tput_ratio={ratio:.2} vxlan_rr_p99_us={p99:.0} hostgw_tput_ratio={hg_ratio:.2} join_reachable_s={join:.2}");
     Ok(())
 }
