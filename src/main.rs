@@ -14,7 +14,18 @@ fn init_logging(debug: bool) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
+/// Runs a wrapped program in place of orch; returns only to exit with its failure.
+fn wrap(tool: cli::wrappers::Tool, data_dir: &std::path::Path, wrapped: cli::Wrapped) -> ! {
+    eprintln!("orch: {}", cli::wrappers::exec(tool, data_dir, wrapped.args));
+    std::process::exit(1);
+}
+
 fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args_os();
+    if let Some(tool) = args.next().as_deref().and_then(cli::wrappers::Tool::invoked_as) {
+        // Invoked as kubectl, ctr or crictl through a symlink (k3s's multicall).
+        wrap(tool, &cli::default_data_dir(), cli::Wrapped { args: args.collect() });
+    }
     let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -27,6 +38,15 @@ fn main() -> anyhow::Result<()> {
     let default_data_dir = cli.data_dir.is_none();
     let data_dir = cli.data_dir.clone().unwrap_or_else(cli::default_data_dir);
     match cli.command {
+        Command::CheckConfig => {
+            if !cli::check_config::run(&data_dir) {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Kubectl(w) => wrap(cli::wrappers::Tool::Kubectl, &data_dir, w),
+        Command::Ctr(w) => wrap(cli::wrappers::Tool::Ctr, &data_dir, w),
+        Command::Crictl(w) => wrap(cli::wrappers::Tool::Crictl, &data_dir, w),
         Command::Version => {
             println!("orch version v{}", orch::k8s::version::ORCH_VERSION);
             println!("kubernetes api {}", orch::k8s::version::KUBERNETES_VERSION);

@@ -75,7 +75,8 @@ pub fn config_path(args: &[String]) -> Option<String> {
 }
 
 /// Inserts the config file's flags right after the subcommand (the first non-flag argument),
-/// so that the command line's own flags, which come later, override them.
+/// so that the command line's own flags, which come later, override them. Only `server` and
+/// `agent` read the file (as k3s's): `orch token`, `orch kubectl`, … are left alone.
 pub fn merge(args: Vec<String>, file_flags: Vec<String>) -> Vec<String> {
     if file_flags.is_empty() {
         return args;
@@ -92,7 +93,9 @@ pub fn merge(args: Vec<String>, file_flags: Vec<String>) -> Vec<String> {
         }
         (!a.starts_with('-')).then_some(i + 1)
     });
-    let pos = pos.unwrap_or(args.len());
+    let Some(pos) = pos.filter(|p| matches!(args[p - 1].as_str(), "server" | "agent")) else {
+        return args;
+    };
     let mut out = args[..pos].to_vec();
     out.extend(file_flags);
     out.extend_from_slice(&args[pos..]);
@@ -114,6 +117,16 @@ mod tests {
         let args: Vec<String> = ["orch", "--config", "c.yaml", "server", "--https-listen-port=9"].iter().map(|s| s.to_string()).collect();
         let merged = merge(args, vec!["--https-listen-port=7443".into()]);
         assert_eq!(merged, ["orch", "--config", "c.yaml", "server", "--https-listen-port=7443", "--https-listen-port=9"]);
+    }
+
+    #[test]
+    fn only_server_and_agent_read_the_file() {
+        for command in ["kubectl", "token", "check-config"] {
+            let args: Vec<String> = ["orch", command, "get", "pods"].iter().map(|s| s.to_string()).collect();
+            assert_eq!(merge(args.clone(), vec!["--token=x".into()]), args);
+        }
+        let args: Vec<String> = ["orch", "agent"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(merge(args, vec!["--token=x".into()]), ["orch", "agent", "--token=x"]);
     }
 
     #[test]

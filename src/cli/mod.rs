@@ -1,16 +1,20 @@
 //! The command line: `orch server`, `orch agent`, `orch token`, `orch images`, `orch
-//! version`, global flags and the YAML config file. It builds the plain configs of
+//! check-config`, the `kubectl`/`ctr`/`crictl` wrappers, `orch version`, global flags and the
+//! YAML config file. It builds the plain configs of
 //! [`crate::server`] and [`crate::node`], starts them and is the only place that handles
 //! SIGINT/SIGTERM.
 
 pub mod agent;
+pub mod check_config;
 pub mod config_file;
 pub mod images;
 pub mod node_flags;
 pub mod server;
 mod signals;
 pub mod token;
+pub mod wrappers;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -49,8 +53,28 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Manage the node's container images (import tarballs, list, remove, pull)
     Images(images::ImagesArgs),
+    /// Check this machine for what a node needs (cgroups, kernel modules, containerd, runc,
+    /// swap, disk), with the fix for each problem; exits 1 when a node could not run.
+    CheckConfig,
+    /// Run the system's kubectl against this cluster (with the admin kubeconfig when you have
+    /// none). Also what orch does when invoked as `kubectl` through a symlink.
+    #[command(disable_help_flag = true)]
+    Kubectl(Wrapped),
+    /// Run containerd's ctr against orch's containerd, namespace `orch` (or invoke orch as `ctr`).
+    #[command(disable_help_flag = true)]
+    Ctr(Wrapped),
+    /// crictl: says why orch's containerd has no CRI and what to use instead.
+    #[command(disable_help_flag = true)]
+    Crictl(Wrapped),
     /// Print the orch version and the Kubernetes API version it serves.
     Version,
+}
+
+/// The arguments of a wrapped program, passed on untouched.
+#[derive(Debug, clap::Args)]
+pub struct Wrapped {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<OsString>,
 }
 
 fn octal_mode(s: &str) -> Result<u32, String> {
@@ -108,6 +132,13 @@ mod tests {
         let cli = Cli::try_parse_from(["orch", "server", "--https-listen-port=1", "--https-listen-port=2"]).unwrap();
         let Command::Server(s) = cli.command else { panic!("expected server") };
         assert_eq!(s.https_listen_port, 2);
+    }
+
+    #[test]
+    fn wrapped_commands_take_every_argument_as_is() {
+        let cli = Cli::try_parse_from(["orch", "kubectl", "get", "pods", "-n", "x", "--help"]).unwrap();
+        let Command::Kubectl(w) = cli.command else { panic!("expected kubectl") };
+        assert_eq!(w.args, ["get", "pods", "-n", "x", "--help"]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod kubelet;
 pub mod node_object;
 pub mod overlay;
 mod password;
+pub mod preflight;
 pub mod runtime;
 
 use std::time::Duration;
@@ -42,6 +43,8 @@ pub enum NodeError {
     Flag(String),
     #[error("orch is not running as root: a node on containerd needs root")]
     NotRoot,
+    #[error("this machine cannot run a node:\n{0}\n(`orch check-config` runs every check)")]
+    Preflight(String),
     #[error(transparent)]
     Join(#[from] JoinError),
     #[error(transparent)]
@@ -60,14 +63,17 @@ impl NodeError {
     /// Whether starting again later can help (the server is unreachable or not ready yet),
     /// as opposed to a problem of this machine or its flags.
     fn is_transient(&self) -> bool {
-        !matches!(self, NodeError::Flag(_) | NodeError::NotRoot | NodeError::Runtime(_) | NodeError::Pki(_))
+        !matches!(self, NodeError::Flag(_) | NodeError::NotRoot | NodeError::Preflight(_) | NodeError::Runtime(_) | NodeError::Pki(_))
     }
 
     /// The process exit code for this error: 2 for what the user must fix on this machine
     /// (flags, privileges, missing containerd or runc), 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            NodeError::Flag(_) | NodeError::NotRoot | NodeError::Runtime(runtime::RuntimeError::MissingBinary { .. }) => 2,
+            NodeError::Flag(_)
+            | NodeError::NotRoot
+            | NodeError::Preflight(_)
+            | NodeError::Runtime(runtime::RuntimeError::MissingBinary { .. }) => 2,
             _ => 1,
         }
     }
@@ -83,13 +89,28 @@ pub fn check_binaries(config: &Config) -> Result<(), NodeError> {
 }
 
 /// Checks that this machine can run the node `config` describes, before anything starts: a
-/// node on containerd needs its programs ([`check_binaries`]) and root.
+/// node on containerd needs its programs ([`check_binaries`]), root, and what
+/// [`preflight`] calls fatal (cgroup controllers, overlayfs, free disk).
 pub fn check_runnable(config: &Config) -> Result<(), NodeError> {
     check_binaries(config)?;
-    if config.runtime == RuntimeKind::Containerd && !crate::host::is_root() {
+    if config.runtime != RuntimeKind::Containerd {
+        return Ok(());
+    }
+    if !crate::host::is_root() {
         return Err(NodeError::NotRoot);
     }
-    Ok(())
+    let problems: Vec<String> = preflight::Machine::local(&config.data_dir)
+        .fatal()
+        .into_iter()
+        // Programs were checked above (and are not needed with an existing containerd).
+        .filter(|f| !f.check.starts_with("program "))
+        .map(|f| format!("  {}: {} — {}", f.check, f.detail, f.problem.map(|(_, fix)| fix).unwrap_or_default()))
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(NodeError::Preflight(problems.join("\n")))
+    }
 }
 
 /// A running node of either kind.

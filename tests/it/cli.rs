@@ -64,3 +64,74 @@ async fn config_file_flags_apply_and_command_line_wins() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", file_port)).is_err(), "the file's port was overridden");
     child.kill().await.unwrap();
 }
+
+/// A fake program `name` in `dir` that prints its environment of interest and arguments.
+fn fake_program(dir: &std::path::Path, name: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        "#!/bin/sh\necho \"KUBECONFIG=$KUBECONFIG ADDRESS=$CONTAINERD_ADDRESS NAMESPACE=$CONTAINERD_NAMESPACE ARGS=$*\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn kubectl_and_ctr_wrappers_run_the_system_programs_pointed_at_orch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bin, links, data, home) = (dir.path().join("bin"), dir.path().join("links"), dir.path().join("data"), dir.path().join("home"));
+    for d in [&bin, &links, &data, &home] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    fake_program(&bin, "kubectl");
+    fake_program(&bin, "ctr");
+    std::fs::write(data.join("orch.yaml"), "apiVersion: v1\n").unwrap();
+    // The symlinks come first in PATH, as /usr/local/bin does: the wrapper must skip itself.
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_orch"), links.join("kubectl")).unwrap();
+    let path = format!("{}:{}", links.display(), bin.display());
+    let run = |program: &std::path::Path, args: &[&str]| {
+        let out = Command::new(program).args(args).env("PATH", &path).env("HOME", &home).env_remove("KUBECONFIG").output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).trim().to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let orch = std::path::Path::new(env!("CARGO_BIN_EXE_orch"));
+    let data_flag = format!("--data-dir={}", data.display());
+
+    let (code, out, err) = run(orch, &[&data_flag, "kubectl", "get", "pods", "-n", "x", "--help"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, format!("KUBECONFIG={} ADDRESS= NAMESPACE= ARGS=get pods -n x --help", data.join("orch.yaml").display()));
+
+    let (_, out, _) = run(orch, &[&data_flag, "ctr", "images", "ls"]);
+    let socket = data.join("agent/containerd/containerd.sock");
+    assert_eq!(out, format!("KUBECONFIG= ADDRESS={} NAMESPACE=orch ARGS=images ls", socket.display()));
+
+    // Invoked as `kubectl` through a symlink: the same wrapper, never itself again.
+    let (code, out, err) = run(&links.join("kubectl"), &["version", "--client"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.ends_with("ARGS=version --client"), "{out}");
+
+    // A user's own kubeconfig wins.
+    std::fs::create_dir_all(home.join(".kube")).unwrap();
+    std::fs::write(home.join(".kube/config"), "x").unwrap();
+    let (_, out, _) = run(orch, &[&data_flag, "kubectl", "get", "nodes"]);
+    assert!(out.starts_with("KUBECONFIG= "), "{out}");
+
+    let (code, _, err) = run(orch, &["crictl", "ps"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no CRI") && err.contains("orch ctr"), "{err}");
+    std::fs::remove_file(bin.join("kubectl")).unwrap();
+    let (code, _, err) = run(orch, &["kubectl", "get", "pods"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("kubectl is not installed (install the kubectl package)"), "{err}");
+}
+
+#[test]
+fn check_config_reports_every_check() {
+    let out = orch(&["check-config"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for check in ["cgroups", "filesystem overlay", "kernel module vxlan", "program containerd", "program runc", "swap", "free disk"] {
+        assert!(text.contains(check), "check-config should report {check}:\n{text}");
+    }
+    let verdict = text.lines().last().unwrap_or_default();
+    assert_eq!(out.status.success(), verdict.contains("can run an orch node"), "{text}");
+}
