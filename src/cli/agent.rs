@@ -35,5 +35,10 @@ pub async fn run(data_dir: &Path, args: AgentArgs) -> Result<(), NodeError> {
     crate::pki::JoinToken::parse(&token)?;
     node::check_runnable(&config)?;
     let cancel = super::signals::shutdown_token().map_err(|source| NodeError::Io { path: "signal handler".into(), source })?;
-    Node::run(&config, &cancel).await
+    if let Some(node) = Node::start(&config, &cancel).await? {
+        crate::host::notify_ready();
+        cancel.cancelled().await;
+        node.stop().await;
+    }
+    Ok(())
 }

@@ -150,6 +150,7 @@ impl ServerArgs {
 pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> anyhow::Result<()> {
     let cancel = super::signals::shutdown_token().context("installing the signal handler")?;
     let server = Server::start(args.config(data_dir, default_data_dir)).await?;
+    crate::host::notify_ready();
     let local = if args.disable_agent {
         None
     } else {

@@ -11,6 +11,7 @@ mod containerd_runtime;
 mod custom_resources;
 mod examples;
 mod hollow_nodes;
+mod installer;
 mod kube_client;
 mod kubelet;
 mod kubelet_features;
