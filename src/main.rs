@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<()> {
     let default_data_dir = cli.data_dir.is_none();
     let data_dir = cli.data_dir.clone().unwrap_or_else(cli::default_data_dir);
     match cli.command {
+        Command::Certificate(args) => cli::certificate::run(&data_dir, args),
         Command::CheckConfig => {
             if !cli::check_config::run(&data_dir) {
                 std::process::exit(1);

@@ -1,10 +1,11 @@
 //! The command line: `orch server`, `orch agent`, `orch token`, `orch images`, `orch
-//! check-config`, the `kubectl`/`ctr`/`crictl` wrappers, `orch version`, global flags and the
+//! check-config`, `orch certificate`, the `kubectl`/`ctr`/`crictl` wrappers, `orch version`, global flags and the
 //! YAML config file. It builds the plain configs of
 //! [`crate::server`] and [`crate::node`], starts them and is the only place that handles
 //! SIGINT/SIGTERM.
 
 pub mod agent;
+pub mod certificate;
 pub mod check_config;
 pub mod config_file;
 pub mod images;
@@ -53,6 +54,8 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Manage the node's container images (import tarballs, list, remove, pull)
     Images(images::ImagesArgs),
+    /// Check or rotate the certificates in the data dir (expiry table; leaves renew at start)
+    Certificate(certificate::CertificateArgs),
     /// Check this machine for what a node needs (cgroups, kernel modules, containerd, runc,
     /// swap, disk), with the fix for each problem; exits 1 when a node could not run.
     CheckConfig,

@@ -3,6 +3,7 @@
 //! client certificate carries (CN = user, O = groups).
 
 mod ca;
+pub mod expiry;
 mod identity;
 mod private;
 mod tls;

@@ -152,7 +152,10 @@ pub fn load_or_create(
         client_auth: true,
         ..Default::default()
     })?;
-    let admin = match PemPair::read(&dir, "client-admin")? {
+    // The admin pair is kept across starts (users copy the kubeconfig) until it is due for renewal.
+    let due =
+        |pair: &PemPair| pki::expiry::Expiry::of_pem(&pair.cert).is_none_or(|e| e.within(pki::expiry::RENEW_BEFORE, pki::expiry::now()));
+    let admin = match PemPair::read(&dir, "client-admin")?.filter(|pair| !due(pair)) {
         Some(admin) => admin,
         None => {
             let admin = ca.sign(&CertSpec {
@@ -174,6 +177,7 @@ pub fn load_or_create(
     serving.write(&dir, "serving")?;
     peer.write(&dir, "peer")?;
     kubelet_client.write(&dir, KUBELET_CLIENT_STEM)?;
+    pki::expiry::warn_expiring(&dir);
     Ok(Credentials { ca, serving, peer, kubelet_client, admin, token, agent_token })
 }
 

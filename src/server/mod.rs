@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-pub use credentials::{admin_credentials, read_agent_token, read_token};
+pub use credentials::{admin_credentials, read_agent_token, read_token, tls_dir};
 
 use crate::join::JoinError;
 use crate::pki::{self, JoinToken, PkiError};

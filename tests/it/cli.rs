@@ -135,3 +135,35 @@ fn check_config_reports_every_check() {
     let verdict = text.lines().last().unwrap_or_default();
     assert_eq!(out.status.success(), verdict.contains("can run an orch node"), "{text}");
 }
+
+#[tokio::test]
+async fn certificates_are_listed_and_a_rotated_admin_pair_is_signed_again_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = crate::support::ready_server(dir.path(), &[]).await;
+    server.terminate(std::time::Duration::from_secs(10));
+    let data = server.data_dir.to_str().unwrap().to_string();
+    let check = orch(&["--data-dir", &data, "certificate", "check"]);
+    let table = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{table}{}", String::from_utf8_lossy(&check.stderr));
+    for row in ["server/tls/server-ca.crt", "orch-server-ca (CA)", "server/tls/client-admin.crt", "system:admin", "server/tls/serving.crt"]
+    {
+        assert!(table.contains(row), "{row} missing:\n{table}");
+    }
+    let admin_row = table.lines().find(|l| l.contains("client-admin.crt")).unwrap();
+    assert!(admin_row.contains(" 364 ") && admin_row.ends_with("ok"), "a fresh leaf has a year left: {admin_row}");
+
+    let admin = server.data_dir.join("server/tls/client-admin.crt");
+    let before = std::fs::read_to_string(&admin).unwrap();
+    let rotate = orch(&["--data-dir", &data, "certificate", "rotate", "--service", "admin"]);
+    assert!(rotate.status.success() && !admin.exists(), "{}", String::from_utf8_lossy(&rotate.stderr));
+    let bad = orch(&["--data-dir", &data, "certificate", "rotate", "--service", "etcd"]);
+    assert_eq!(bad.status.code(), Some(2), "unknown services are refused");
+
+    server.restart();
+    server.wait_member(std::time::Duration::from_secs(20)).await;
+    let after = std::fs::read_to_string(&admin).unwrap();
+    assert_ne!(before, after, "a new admin pair is signed at start");
+    let home = dir.path().join("home");
+    let (ok, out, err) = crate::support::kubectl(&server, &home, &["get", "ns", "default", "-o", "name"], None).await;
+    assert!(ok, "the rewritten kubeconfig works: {out}{err}");
+}
