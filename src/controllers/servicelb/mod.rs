@@ -52,6 +52,26 @@ fn has_ingress(svc: &Service) -> bool {
     ingress.is_some_and(|i| !i.is_empty())
 }
 
+/// The ingress IPs `svc` should have given its `planned` ones (`None`: not ServiceLB's to
+/// touch — a LoadBalancer of another class).
+fn target(svc: &Service, planned: Option<&Vec<String>>) -> Option<Vec<String>> {
+    match planned {
+        Some(ips) => Some(ips.clone()),
+        // No longer a LoadBalancer: whatever ingress it kept goes.
+        None if svc.spec.as_ref().is_some_and(|s| s.type_.as_deref() != Some("LoadBalancer")) && has_ingress(svc) => Some(Vec::new()),
+        None => None,
+    }
+}
+
+/// Whether `svc`'s status already holds exactly the ingress IPs `want`.
+fn up_to_date(svc: &Service, want: &[String]) -> bool {
+    if want.is_empty() {
+        !has_ingress(svc)
+    } else {
+        current(svc) == want
+    }
+}
+
 impl State {
     async fn record(&self, svc: &Service, kind: EventType, reason: &str, note: String) {
         let event = Event { type_: kind, reason: reason.into(), note: Some(note), action: "EnsureLoadBalancer".into(), secondary: None };
@@ -76,12 +96,7 @@ impl State {
         let planned = plan::plan(&refs, &node_refs);
         for svc in &services {
             let key = (svc.namespace().unwrap_or_default(), svc.name_any());
-            let want = match planned.get(&key) {
-                Some(ips) => ips.clone(),
-                // Another class or another type: only a former LoadBalancer keeps ingress to drop.
-                None if svc.spec.as_ref().is_some_and(|s| s.type_.as_deref() != Some("LoadBalancer")) && has_ingress(svc) => Vec::new(),
-                None => continue,
-            };
+            let Some(want) = target(svc, planned.get(&key)) else { continue };
             let uid = svc.uid().unwrap_or_default();
             if planned.contains_key(&key) {
                 if want.is_empty() {
@@ -93,8 +108,7 @@ impl State {
                     self.pending.remove(&uid);
                 }
             }
-            let written = if want.is_empty() { !has_ingress(svc) } else { current(svc) == want };
-            if written {
+            if up_to_date(svc, &want) {
                 continue;
             }
             match self.write(svc, &want).await {
@@ -130,5 +144,33 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         }
         tokio::time::sleep(SETTLE).await;
         while futures::FutureExt::now_or_never(changes.next()).flatten().is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn svc(spec: serde_json::Value, ingress: serde_json::Value) -> Service {
+        serde_json::from_value(json!({"metadata": {"name": "s"}, "spec": spec, "status": {"loadBalancer": {"ingress": ingress}}})).unwrap()
+    }
+
+    #[test]
+    fn targets_and_what_is_already_written() {
+        let ips = vec!["192.0.2.1".to_string()];
+        let served = svc(json!({"type": "LoadBalancer"}), json!([{"ip": "192.0.2.1"}]));
+        assert_eq!(target(&served, Some(&ips)), Some(ips.clone()));
+        assert!(up_to_date(&served, &ips));
+        assert!(!up_to_date(&served, &[]), "a Service no node serves loses its old ingress");
+
+        let was_lb = svc(json!({"type": "NodePort"}), json!([{"ip": "192.0.2.1"}]));
+        assert_eq!(target(&was_lb, None), Some(Vec::new()), "a former LoadBalancer's ingress is cleared");
+        let plain = svc(json!({"type": "ClusterIP"}), json!(null));
+        assert_eq!(target(&plain, None), None);
+        assert!(up_to_date(&plain, &[]));
+
+        let other_class = svc(json!({"type": "LoadBalancer", "loadBalancerClass": "example.com/lb"}), json!([{"hostname": "lb.example"}]));
+        assert_eq!(target(&other_class, None), None, "another class's status is not ServiceLB's");
     }
 }
