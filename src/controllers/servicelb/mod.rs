@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -27,6 +28,8 @@ const RESYNC: Duration = Duration::from_secs(30);
 /// How long a burst of changes is gathered before one replan.
 const SETTLE: Duration = Duration::from_millis(200);
 
+/// The component its Events come from.
+const COMPONENT: &str = "service-lb-controller";
 /// The event reason and note k3s records for a Service no node can serve.
 const UNAVAILABLE: (&str, &str) = ("UnAvailableLoadBalancer", "There are no available nodes for LoadBalancer");
 
@@ -35,7 +38,6 @@ struct State {
     services: Store<Service>,
     nodes: Store<Node>,
     client: kube::Client,
-    recorder: Recorder,
     /// The uids of Services already told that no node can serve them.
     pending: HashSet<String>,
 }
@@ -73,9 +75,25 @@ fn up_to_date(svc: &Service, want: &[String]) -> bool {
 }
 
 impl State {
-    async fn record(&self, svc: &Service, kind: EventType, reason: &str, note: String) {
-        let event = Event { type_: kind, reason: reason.into(), note: Some(note), action: "EnsureLoadBalancer".into(), secondary: None };
-        if let Err(e) = self.recorder.publish(&event, &svc.object_ref(&())).await {
+    /// Records a core/v1 Event about `svc` (what `kubectl describe service` shows).
+    async fn record(&self, svc: &Service, kind: &str, reason: &str, message: String) {
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let namespace = svc.namespace().unwrap_or_default();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let event = CoreEvent {
+            metadata: ObjectMeta { name: Some(format!("{}.{nanos:x}", svc.name_any())), namespace: Some(namespace.clone()), ..Default::default() },
+            involved_object: svc.object_ref(&()),
+            reason: Some(reason.into()),
+            message: Some(message),
+            type_: Some(kind.into()),
+            source: Some(EventSource { component: Some(COMPONENT.into()), host: None }),
+            reporting_component: Some(COMPONENT.into()),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            count: Some(1),
+            ..Default::default()
+        };
+        if let Err(e) = Api::<CoreEvent>::namespaced(self.client.clone(), &namespace).create(&PostParams::default(), &event).await {
             tracing::debug!(error = %e, "could not record an event");
         }
     }
@@ -102,7 +120,7 @@ impl State {
                 if want.is_empty() {
                     if self.pending.insert(uid) {
                         tracing::warn!(service = %key.1, namespace = %key.0, "no node can serve this LoadBalancer service");
-                        self.record(svc, EventType::Warning, UNAVAILABLE.0, UNAVAILABLE.1.into()).await;
+                        self.record(svc, "Warning", UNAVAILABLE.0, UNAVAILABLE.1.into()).await;
                     }
                 } else {
                     self.pending.remove(&uid);
@@ -116,7 +134,7 @@ impl State {
                     tracing::info!(service = %key.1, namespace = %key.0, ingress = ?want, "updated the load balancer ingress");
                     if !want.is_empty() {
                         let note = format!("LoadBalancer Ingress IP addresses updated: {}", want.join(", "));
-                        self.record(svc, EventType::Normal, "UpdatedIngressIP", note).await;
+                        self.record(svc, "Normal", "UpdatedIngressIP", note).await;
                     }
                 }
                 Err(e) => tracing::warn!(service = %key.1, namespace = %key.0, error = %e, "cannot write the load balancer ingress"),
@@ -133,8 +151,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let mut changes = std::pin::pin!(futures::stream::select(service_informer.touched().map(|_| ()), node_informer.touched().map(|_| ())));
     let Some(services) = service_informer.ready(&shutdown).await else { return };
     let Some(nodes) = node_informer.ready(&shutdown).await else { return };
-    let reporter = Reporter { controller: "service-lb-controller".into(), instance: None };
-    let mut state = State { services, nodes, client: ctx.client.clone(), recorder: Recorder::new(ctx.client.clone(), reporter), pending: HashSet::new() };
+    let mut state = State { services, nodes, client: ctx.client.clone(), pending: HashSet::new() };
     loop {
         state.sync().await;
         tokio::select! {
