@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource};
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::Store;
@@ -81,7 +81,11 @@ impl State {
         let namespace = svc.namespace().unwrap_or_default();
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let event = CoreEvent {
-            metadata: ObjectMeta { name: Some(format!("{}.{nanos:x}", svc.name_any())), namespace: Some(namespace.clone()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(format!("{}.{nanos:x}", svc.name_any())),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
             involved_object: svc.object_ref(&()),
             reason: Some(reason.into()),
             message: Some(message),
