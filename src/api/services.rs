@@ -100,6 +100,17 @@ pub fn admit_create(net: &ServiceNetwork, obj: &mut Value) -> Result<Vec<(String
     if spec.get("sessionAffinity").is_none() {
         spec["sessionAffinity"] = json!("None");
     }
+    // A LoadBalancer gets NodePorts unless `allocateLoadBalancerNodePorts: false` (ports the
+    // user chose are still held).
+    let allocate = match kind.as_str() {
+        "NodePort" => true,
+        "LoadBalancer" => {
+            let allocate = spec.get("allocateLoadBalancerNodePorts").and_then(Value::as_bool).unwrap_or(true);
+            spec["allocateLoadBalancerNodePorts"] = json!(allocate);
+            allocate
+        }
+        _ => false,
+    };
     let ports = spec.get_mut("ports").and_then(Value::as_array_mut);
     let ports = match ports {
         Some(p) if !p.is_empty() => p,
@@ -131,6 +142,7 @@ pub fn admit_create(net: &ServiceNetwork, obj: &mut Value) -> Result<Vec<(String
                         ),
                     ))
                 }
+                None if !allocate => {}
                 None => {
                     let n = net.random_port();
                     p["nodePort"] = json!(n);
@@ -231,5 +243,12 @@ mod tests {
         let mut outside = json!({"kind": "Service", "metadata": {"name": "x"}, "spec": {"clusterIP": "10.99.0.1", "ports": [{"port": 1}]}});
         assert_eq!(admit_create(&net, &mut outside).unwrap_err().code.as_u16(), 422);
         assert!(ServiceNetwork::parse("10.43.0.0", "30000-32767").is_err());
+        let mut lb = json!({"kind": "Service", "metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}});
+        assert_eq!(admit_create(&net, &mut lb).unwrap().len(), 2, "a LoadBalancer gets a ClusterIP and NodePorts");
+        assert_eq!(lb["spec"]["allocateLoadBalancerNodePorts"], true);
+        let mut bare = json!({"kind": "Service", "metadata": {"name": "bare"},
+            "spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false, "ports": [{"port": 80}, {"port": 81, "nodePort": 30081}]}});
+        assert_eq!(admit_create(&net, &mut bare).unwrap().len(), 2, "the ClusterIP and the chosen NodePort only");
+        assert!(bare["spec"]["ports"][0].get("nodePort").is_none());
     }
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::node_flags::NodeArgs;
 use super::{duration, octal_mode};
 use crate::node::{self, Node};
-use crate::server::{self, Server};
+use crate::server::{self, Component, Server};
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -90,6 +90,11 @@ pub struct ServerArgs {
     /// How long Events are kept
     #[arg(long, default_value = "1h", value_parser = duration, value_name = "DURATION")]
     pub event_ttl: Duration,
+    /// Do not run these packaged components (repeatable or comma-separated): servicelb,
+    /// coredns; k3s's traefik, local-storage and metrics-server are accepted and, as orch does
+    /// not package them, change nothing
+    #[arg(long, value_delimiter = ',', value_name = "COMPONENT")]
+    pub disable: Vec<Component>,
     /// Do not run the controllers and the scheduler on this server
     #[arg(long)]
     pub disable_controllers: bool,
@@ -131,6 +136,7 @@ impl ServerArgs {
             max_mutating_requests_inflight: self.max_mutating_requests_inflight,
             min_request_timeout: self.min_request_timeout,
             event_ttl: self.event_ttl,
+            disable: self.disable.iter().copied().collect(),
         }
     }
 
@@ -149,6 +155,9 @@ impl ServerArgs {
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> anyhow::Result<()> {
     let cancel = super::signals::shutdown_token().context("installing the signal handler")?;
+    for c in args.disable.iter().filter(|c| !c.packaged()) {
+        tracing::info!(component = %c, "--disable {c}: not packaged with orch, nothing to disable");
+    }
     let server = Server::start(args.config(data_dir, default_data_dir)).await?;
     crate::host::notify_ready();
     let local = if args.disable_agent {

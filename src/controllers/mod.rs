@@ -26,6 +26,7 @@ mod replicaset;
 mod resourcequota;
 pub mod scheduler;
 mod serviceaccount;
+mod servicelb;
 mod statefulset;
 pub mod taint_eviction;
 
@@ -61,6 +62,15 @@ pub struct Settings {
     pub ca_pem: String,
     /// How long Events are kept after their last write (`--event-ttl`).
     pub event_ttl: Duration,
+    /// Run ServiceLB (off with `--disable servicelb`).
+    pub servicelb: bool,
+}
+
+impl Settings {
+    /// Whether controller `name` runs with these settings.
+    fn runs(&self, name: &str) -> bool {
+        name != "servicelb" || self.servicelb
+    }
 }
 
 impl Default for Settings {
@@ -72,6 +82,7 @@ impl Default for Settings {
             api_servers: Vec::new(),
             ca_pem: String::new(),
             event_ttl: Duration::from_secs(3600),
+            servicelb: true,
         }
     }
 }
@@ -101,6 +112,7 @@ const CONTROLLERS: &[(&str, RunFn)] = &[
     ("replicationcontroller", |c, s| Box::pin(replicaset::run_replication_controllers(c, s))),
     ("statefulset", |c, s| Box::pin(statefulset::run(c, s))),
     ("event-ttl", |c, s| Box::pin(event_ttl::run(c, s))),
+    ("servicelb", |c, s| Box::pin(servicelb::run(c, s))),
 ];
 
 /// How long controllers get to finish their reconciles once leadership ends.
@@ -120,7 +132,7 @@ async fn start_controllers(client: kube::Client, settings: Settings, leading: Ca
     let informers = informer::Informers::new(client.clone(), leading.clone());
     let ctx = Arc::new(Context { client, settings, informers });
     let mut tasks = tokio::task::JoinSet::new();
-    for (name, run) in CONTROLLERS {
+    for (name, run) in CONTROLLERS.iter().filter(|(name, _)| ctx.settings.runs(name)) {
         tracing::info!(controller = name, "starting controller");
         tasks.spawn(run(ctx.clone(), leading.clone()));
     }

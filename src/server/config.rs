@@ -1,8 +1,11 @@
 //! How a server is set up: one plain struct the command line builds from `orch server`'s flags.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use super::Component;
 
 /// Everything `orch server` is told.
 #[derive(Debug, Clone)]
@@ -54,4 +57,6 @@ pub struct Config {
     pub min_request_timeout: Duration,
     /// How long Events are kept.
     pub event_ttl: Duration,
+    /// Packaged components not to run (`--disable`).
+    pub disable: BTreeSet<Component>,
 }

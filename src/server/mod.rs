@@ -5,6 +5,7 @@
 //! Set up by a plain [`Config`]; the command line builds it, owns signals and starts the
 //! server's own node from the started [`Server`].
 
+mod components;
 mod config;
 mod credentials;
 mod kubeconfig;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use components::Component;
 pub use config::Config;
 pub use credentials::{admin_credentials, read_agent_token, read_token, tls_dir};
 
@@ -211,6 +213,7 @@ impl Server {
                 api_servers: vec![SocketAddr::new(advertise_ip, port)],
                 ca_pem,
                 event_ttl: config.event_ttl,
+                servicelb: !config.disable.contains(&Component::ServiceLb),
             };
             controller_task = Some(tasks.tracker.spawn(crate::controllers::run_all(controller_client, settings, controllers.clone())));
         }

@@ -30,6 +30,14 @@ fn bad_flags_and_config_files_get_one_line_errors() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("use e.g. 250ms"));
 
+    let bad = orch(&["server", "--disable=traefik,servicelbb"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("unknown component \"servicelbb\": valid values are coredns, servicelb, traefik, local-storage, metrics-server"),
+        "{err}"
+    );
+
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
     std::fs::write(&cfg, "- not\n- a mapping\n").unwrap();

@@ -5,7 +5,8 @@
 //! in ErrImagePull / ImagePullBackOff; a big container log is rotated by size; an emptyDir of medium Memory is a tmpfs of its sizeLimit,
 //! unmounted when the pod goes (also when it went while the agent was down); a bound claim is
 //! its PersistentVolume's hostPath, a missing one a FailedMount; a configMap volume follows
-//! changes to its object; a subPath never follows a symlink the pod planted out of its volume.
+//! changes to its object; a subPath never follows a symlink the pod planted out of its volume;
+//! containers get the Service environment variables (the namespace's only with service links).
 
 use std::path::Path;
 use std::time::Duration;
@@ -489,4 +490,101 @@ async fn wait_for_default_service_account(server: &crate::support::ServerProc, h
         ok.then_some(())
     })
     .await;
+}
+
+const SERVICE_ENV: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: my-web
+spec:
+  clusterIP: 10.43.100.100
+  ports:
+  - name: http
+    port: 80
+  - name: dns
+    port: 53
+    protocol: UDP
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: linked
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    imagePullPolicy: Never
+    command: ["env"]
+    env:
+    - name: API
+      value: $(KUBERNETES_SERVICE_HOST):$(MY_WEB_SERVICE_PORT_HTTP)
+    - name: MY_WEB_PORT
+      value: mine
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: unlinked
+spec:
+  restartPolicy: Never
+  enableServiceLinks: false
+  containers:
+  - name: main
+    image: busybox
+    imagePullPolicy: Never
+    command: ["env"]
+"#;
+
+/// Every container gets the `kubernetes` Service's variables; with service links (the default)
+/// also those of its namespace's Services, which `$(VAR)` can use and explicit env overrides.
+#[tokio::test]
+async fn service_environment_variables_on_a_real_node() {
+    if skip_without_containers("kubelet service env test") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let (server, client, node, _) = start_real_node(dir.path(), &[]).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    wait_for_default_service_account(&server, &home).await;
+    let (ok, out, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(SERVICE_ENV)).await;
+    assert!(ok, "kubectl apply failed: {out}{err}");
+    let env_of = |pod: &'static str| {
+        let (server, home, pods, node) = (&server, &home, &pods, &node);
+        async move {
+            pod_where(pods, pod, "Succeeded", node, |p| phase(p) == "Succeeded").await;
+            let (ok, out, err) = kubectl(server, home, &["logs", pod], None).await;
+            assert!(ok, "kubectl logs {pod}: {err}");
+            out.lines().map(str::to_string).collect::<std::collections::BTreeSet<_>>()
+        }
+    };
+    let kubernetes = [
+        "KUBERNETES_SERVICE_HOST=10.43.0.1",
+        "KUBERNETES_SERVICE_PORT=443",
+        "KUBERNETES_SERVICE_PORT_HTTPS=443",
+        "KUBERNETES_PORT=tcp://10.43.0.1:443",
+        "KUBERNETES_PORT_443_TCP=tcp://10.43.0.1:443",
+        "KUBERNETES_PORT_443_TCP_PROTO=tcp",
+        "KUBERNETES_PORT_443_TCP_PORT=443",
+        "KUBERNETES_PORT_443_TCP_ADDR=10.43.0.1",
+    ];
+    let linked = env_of("linked").await;
+    for want in kubernetes.iter().chain(&[
+        "MY_WEB_SERVICE_HOST=10.43.100.100",
+        "MY_WEB_SERVICE_PORT=80",
+        "MY_WEB_SERVICE_PORT_HTTP=80",
+        "MY_WEB_SERVICE_PORT_DNS=53",
+        "MY_WEB_PORT=mine",
+        "MY_WEB_PORT_53_UDP=udp://10.43.100.100:53",
+        "MY_WEB_PORT_53_UDP_PROTO=udp",
+        "API=10.43.0.1:80",
+    ]) {
+        assert!(linked.contains(*want), "{want} in the linked pod's env: {linked:?}");
+    }
+    let unlinked = env_of("unlinked").await;
+    for want in kubernetes {
+        assert!(unlinked.contains(want), "{want} in the unlinked pod's env: {unlinked:?}");
+    }
+    assert!(!unlinked.iter().any(|l| l.starts_with("MY_WEB_")), "no links without enableServiceLinks: {unlinked:?}");
 }

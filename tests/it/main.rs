@@ -26,6 +26,7 @@ mod raft_crash;
 mod scheduler;
 mod scheduler_scale;
 mod server_tls;
+mod servicelb;
 mod store_conformance;
 mod tables;
 mod workload_api;

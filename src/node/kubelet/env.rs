@@ -1,7 +1,9 @@
 //! A container's environment as the kubelet builds it: `envFrom` first (ConfigMaps and Secrets,
 //! with prefix), then `env` in order (value with `$(VAR)` expansion, fieldRef, resourceFieldRef,
-//! configMapKeyRef, secretKeyRef; later names replace earlier ones). A missing required
-//! reference is a CreateContainerConfigError with the kubelet's message.
+//! configMapKeyRef, secretKeyRef; later names replace earlier ones), then the Service variables
+//! ([`super::service_env`]) the container does not define itself; `$(VAR)` in `env` also sees
+//! the Service variables. A missing required reference is a CreateContainerConfigError with the
+//! kubelet's message.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +11,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 
 use super::downward::{self, DownwardError, NodeAllocatable, PodAddresses};
 use super::objects::{DataKind, DataSource, ObjectError};
+use super::service_env::NotSynced;
 
 /// Why a container's environment cannot be made (its CreateContainerConfigError message).
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +22,8 @@ pub enum EnvError {
     MissingKey { key: String, kind: DataKind, name: String },
     #[error(transparent)]
     Downward(#[from] DownwardError),
+    #[error(transparent)]
+    Services(#[from] NotSynced),
 }
 
 /// Expands `$(NAME)` from `vars` (`$$` escapes; unknown references stay as written).
@@ -71,13 +76,14 @@ fn kind_title(kind: DataKind) -> &'static str {
     }
 }
 
-/// The environment of `container` in `pod`.
+/// The environment of `container` in `pod` that sees the Service variables `services`.
 pub async fn resolve(
     pod: &Pod,
     container: &Container,
     addrs: &PodAddresses,
     node: NodeAllocatable,
     source: &dyn DataSource,
+    services: &BTreeMap<String, String>,
 ) -> Result<Vec<(String, String)>, EnvError> {
     let mut env: Vec<(String, String)> = Vec::new();
     for from in container.env_from.iter().flatten() {
@@ -98,7 +104,8 @@ pub async fn resolve(
         }
     }
     for var in container.env.iter().flatten() {
-        let vars: BTreeMap<String, String> = env.iter().cloned().collect();
+        let mut vars = services.clone();
+        vars.extend(env.iter().cloned());
         let value = match (&var.value, &var.value_from) {
             (Some(v), _) => Some(expand(v, &vars)),
             (None, Some(from)) => {
@@ -122,6 +129,11 @@ pub async fn resolve(
         };
         if let Some(value) = value {
             set(&mut env, var.name.clone(), value);
+        }
+    }
+    for (name, value) in services {
+        if !env.iter().any(|(n, _)| n == name) {
+            env.push((name.clone(), value.clone()));
         }
     }
     Ok(env)
@@ -148,7 +160,7 @@ mod tests {
                 "name": "c",
                 "envFrom": [{"configMapRef": {"name": "cm"}, "prefix": "CM_"}, {"secretRef": {"name": "gone", "optional": true}}],
                 "env": [
-                    {"name": "PLAIN", "value": "v-$(CM_k)"},
+                    {"name": "PLAIN", "value": "v-$(CM_k)-$(SVC_HOST)"},
                     {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                     {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
                     {"name": "FROM_CM", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}},
@@ -164,17 +176,26 @@ mod tests {
         data.0.insert((DataKind::Secret, "s".into()), [("password".to_string(), b"hunter2".to_vec())].into());
         let c = &pod.spec.as_ref().unwrap().containers[0];
         let node = NodeAllocatable { millicpu: 2000, memory: 512 << 20 };
-        let env = resolve(&pod, c, &PodAddresses::default(), node, &data).await.unwrap();
+        let services: BTreeMap<String, String> = [("CM_k".into(), "svc".into()), ("SVC_HOST".into(), "10.43.0.9".into())].into();
+        let env = resolve(&pod, c, &PodAddresses::default(), node, &data, &services).await.unwrap();
         let got: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(
             got,
-            [("CM_k", "replaced"), ("PLAIN", "v-cv"), ("POD", "p"), ("MEM", "512"), ("FROM_CM", "cv"), ("FROM_SECRET", "hunter2")]
+            [
+                ("CM_k", "replaced"),
+                ("PLAIN", "v-cv-10.43.0.9"),
+                ("POD", "p"),
+                ("MEM", "512"),
+                ("FROM_CM", "cv"),
+                ("FROM_SECRET", "hunter2"),
+                ("SVC_HOST", "10.43.0.9")
+            ]
         );
         let mut missing = c.clone();
         missing.env =
             Some(vec![serde_json::from_value(json!({"name": "X", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k"}}})).unwrap()]);
         missing.env_from = None;
-        let err = resolve(&pod, &missing, &PodAddresses::default(), node, &data).await.unwrap_err();
+        let err = resolve(&pod, &missing, &PodAddresses::default(), node, &data, &services).await.unwrap_err();
         assert_eq!(err.to_string(), "secret \"nope\" not found");
     }
 }

@@ -28,6 +28,7 @@ mod probes;
 mod pull_secrets;
 mod sandbox;
 mod server;
+mod service_env;
 mod status;
 mod streaming;
 mod token_cache;
@@ -61,6 +62,8 @@ pub struct NodeContext {
     pub host_netns: Option<PathBuf>,
     pub etc: NodeEtc,
     pub allocatable: NodeAllocatable,
+    /// Every Service, for the containers' Service environment variables.
+    pub services: service_env::ServiceCache,
     /// Every task of the kubelet, so stopping it can wait for them; its token fires when the
     /// kubelet stops.
     pub tasks: Tasks,

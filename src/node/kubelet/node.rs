@@ -20,6 +20,7 @@ use super::api_state::KubeletApi;
 use super::downward::NodeAllocatable;
 use super::layout::{self, Layout};
 use super::server;
+use super::service_env::ServiceCache;
 use super::worker::PodWorker;
 use super::{host, image_gc, sandbox, NodeContext};
 use crate::net::etc_files::NodeEtc;
@@ -149,6 +150,7 @@ impl Kubelet {
             host_netns: config.host_netns.clone(),
             etc: node_etc(&config),
             allocatable: NodeAllocatable { millicpu: millicpu as i64, memory: memory as i64 },
+            services: ServiceCache::start(client.clone(), &self.tasks),
             tasks: self.tasks.clone(),
         });
         let mut node = NodeLoop {

@@ -437,7 +437,12 @@ impl PodWorker {
         }
         let addrs = PodAddresses { pod_ip: sandbox.ip.to_string(), host_ip: ctx.node_ip.to_string() };
         let source = ApiData { client: ctx.client.clone(), pod: pod_ref.clone() };
-        let env = env::resolve(&self.pod, &spec, &addrs, ctx.allocatable, &source).await.map_err(ConfigError::from);
+        let links = self.pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+        let env = match ctx.services.env(&pod_ref.namespace, links).await {
+            Ok(services) => env::resolve(&self.pod, &spec, &addrs, ctx.allocatable, &source, &services).await,
+            Err(e) => Err(e.into()),
+        };
+        let env = env.map_err(ConfigError::from);
         let subpaths = ctx.layout.subpaths_dir(&pod_ref.uid, name);
         let mounts = env.and_then(|env| {
             let mounts = volumes::mounts(&self.pod, &spec, &sandbox.volumes, &env, &subpaths)?;
