@@ -1,8 +1,9 @@
 //! The `--config FILE` YAML file (k3s's convention): keys are long flag names, values are
-//! strings, numbers, booleans or lists. Its flags are placed before the command line's own, so
-//! flags given on the command line win.
+//! strings, numbers, booleans or lists. Drop-ins in `FILE.d/*.yaml` follow in name order: a
+//! later file's key replaces an earlier one's, and `key+:` appends to a list instead. The
+//! result is placed before the command line's own flags, so flags given there win.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
@@ -19,11 +20,29 @@ pub enum ConfigFileError {
 /// The default config file, read when it exists and `--config` is not given.
 pub const DEFAULT_CONFIG: &str = "/etc/orch/config.yaml";
 
-/// Turns the config file at `path` into command-line flags.
-pub fn flags_from_file(path: &Path) -> Result<Vec<String>, ConfigFileError> {
-    let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read { path: p.clone(), source })?;
-    flags_from_yaml(&text, &p)
+/// The files to read for the config file `main`: itself (when it exists or was asked for
+/// by name) and its drop-ins `main.d/*.yaml` in name order.
+pub fn files(main: &Path, explicit: bool) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = (explicit || main.exists()).then(|| main.to_path_buf()).into_iter().collect();
+    let mut drop_in = main.as_os_str().to_owned();
+    drop_in.push(".d");
+    let mut drop_ins: Vec<PathBuf> = std::fs::read_dir(PathBuf::from(drop_in))
+        .map(|dir| dir.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml")).collect())
+        .unwrap_or_default();
+    drop_ins.sort();
+    out.extend(drop_ins);
+    out
+}
+
+/// Turns config files (a main file and its drop-ins, in order) into command-line flags.
+pub fn flags_from_files(paths: &[PathBuf]) -> Result<Vec<String>, ConfigFileError> {
+    let mut merged = Vec::new();
+    for path in paths {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read { path: p.clone(), source })?;
+        merge_layer(&mut merged, mapping(&text, &p)?);
+    }
+    to_flags(merged)
 }
 
 fn scalar(v: &serde_yaml::Value) -> Option<String> {
@@ -35,17 +54,55 @@ fn scalar(v: &serde_yaml::Value) -> Option<String> {
     }
 }
 
-pub fn flags_from_yaml(text: &str, path: &str) -> Result<Vec<String>, ConfigFileError> {
+/// One file's keys and values, in file order, with the file's name for errors.
+type Layer = Vec<(String, serde_yaml::Value, String)>;
+
+fn mapping(text: &str, path: &str) -> Result<Layer, ConfigFileError> {
     let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|source| ConfigFileError::Yaml { path: path.into(), source })?;
     let map = match doc {
         serde_yaml::Value::Null => return Ok(Vec::new()),
         serde_yaml::Value::Mapping(m) => m,
         _ => return Err(ConfigFileError::NotAMapping { path: path.into() }),
     };
+    map.into_iter()
+        .map(|(k, v)| Ok((scalar(&k).ok_or_else(|| ConfigFileError::NotAMapping { path: path.into() })?, v, path.to_string())))
+        .collect()
+}
+
+/// Lays `layer` over `merged`: a key replaces the same key; `key+` appends to its list.
+fn merge_layer(merged: &mut Layer, layer: Layer) {
+    for (key, value, path) in layer {
+        let (name, append) = match key.strip_suffix('+') {
+            Some(name) => (name.to_string(), true),
+            None => (key, false),
+        };
+        let items = |v: serde_yaml::Value| match v {
+            serde_yaml::Value::Sequence(items) => items,
+            other => vec![other],
+        };
+        match merged.iter_mut().find(|(k, _, _)| *k == name) {
+            Some(slot) if append => {
+                let mut list = items(std::mem::take(&mut slot.1));
+                list.extend(items(value));
+                *slot = (name, serde_yaml::Value::Sequence(list), path);
+            }
+            Some(slot) => *slot = (name, value, path),
+            None => merged.push((name, value, path)),
+        }
+    }
+}
+
+/// The flags of one config file's text (no drop-ins).
+pub fn flags_from_yaml(text: &str, path: &str) -> Result<Vec<String>, ConfigFileError> {
+    let mut merged = Vec::new();
+    merge_layer(&mut merged, mapping(text, path)?);
+    to_flags(merged)
+}
+
+fn to_flags(merged: Layer) -> Result<Vec<String>, ConfigFileError> {
     let mut flags = Vec::new();
-    for (k, v) in map {
-        let key = scalar(&k).ok_or_else(|| ConfigFileError::NotAMapping { path: path.into() })?;
-        let bad = || ConfigFileError::BadValue { path: path.into(), key: key.clone() };
+    for (key, v, path) in merged {
+        let bad = || ConfigFileError::BadValue { path: path.clone(), key: key.clone() };
         match &v {
             serde_yaml::Value::Bool(true) => flags.push(format!("--{key}")),
             serde_yaml::Value::Bool(false) => {}
@@ -117,6 +174,27 @@ mod tests {
         let args: Vec<String> = ["orch", "--config", "c.yaml", "server", "--https-listen-port=9"].iter().map(|s| s.to_string()).collect();
         let merged = merge(args, vec!["--https-listen-port=7443".into()]);
         assert_eq!(merged, ["orch", "--config", "c.yaml", "server", "--https-listen-port=7443", "--https-listen-port=9"]);
+    }
+
+    #[test]
+    fn drop_ins_replace_keys_or_append_with_a_plus() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("config.yaml");
+        std::fs::write(&main, "node-label: [a=1]\ntls-san: [one]\nhttps-listen-port: 6443\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("config.yaml.d")).unwrap();
+        std::fs::write(dir.path().join("config.yaml.d/20-more.yaml"), "node-label+: [c=3]\ntls-san: two\n").unwrap();
+        std::fs::write(dir.path().join("config.yaml.d/10-first.yml"), "node-label+: b=2\nhttps-listen-port: 7443\n").unwrap();
+        std::fs::write(dir.path().join("config.yaml.d/notes.txt"), "ignored").unwrap();
+        let found = files(&main, false);
+        assert_eq!(found.len(), 3);
+        assert_eq!(
+            flags_from_files(&found).unwrap(),
+            ["--node-label=a=1", "--node-label=b=2", "--node-label=c=3", "--tls-san=two", "--https-listen-port=7443"]
+        );
+        // Drop-ins apply without a main file too; an explicit missing file is an error.
+        std::fs::remove_file(&main).unwrap();
+        assert_eq!(files(&main, false).len(), 2);
+        assert!(matches!(flags_from_files(&files(&main, true)), Err(ConfigFileError::Read { .. })));
     }
 
     #[test]

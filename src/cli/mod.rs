@@ -109,14 +109,11 @@ pub fn default_data_dir() -> PathBuf {
 /// Parses the process arguments, with the config file's flags merged in.
 pub fn parse() -> Result<Cli, config_file::ConfigFileError> {
     let args: Vec<String> = std::env::args().collect();
-    let file = match config_file::config_path(&args) {
-        Some(p) => Some(PathBuf::from(p)),
-        None => Some(PathBuf::from(config_file::DEFAULT_CONFIG)).filter(|p| p.exists()),
+    let (main, explicit) = match config_file::config_path(&args) {
+        Some(p) => (PathBuf::from(p), true),
+        None => (PathBuf::from(config_file::DEFAULT_CONFIG), false),
     };
-    let flags = match file {
-        Some(path) => config_file::flags_from_file(&path)?,
-        None => Vec::new(),
-    };
+    let flags = config_file::flags_from_files(&config_file::files(&main, explicit))?;
     Ok(Cli::parse_from(config_file::merge(args, flags)))
 }
 
