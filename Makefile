@@ -4,8 +4,11 @@ CARGO ?= cargo
 RELEASE_BIN := target/release/orch
 # Debian packages the tests, benchmarks and runtime need.
 DEB_PACKAGES := protobuf-compiler containerd runc iproute2 nftables busybox-static docker-registry etcd-server curl ca-certificates
+# What `make dist` needs besides: the arm64 cross linker and C library, and qemu to smoke-test.
+DIST_PACKAGES := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static file
+ARM64 := aarch64-unknown-linux-gnu
 
-.PHONY: build run test bench bench-store bench-api bench-scheduler bench-pods bench-net deps clean
+.PHONY: build run test bench bench-store bench-api bench-scheduler bench-pods bench-net deps dist-deps dist dist-smoke clean
 
 build:
 	$(CARGO) build --release --bin orch
@@ -44,6 +47,25 @@ bench-pods:
 bench-net:
 	$(CARGO) build --release --bins
 	target/release/orch-bench net $(NET_ARGS)
+
+# Stripped release binaries for amd64 and arm64 (Raspberry Pi 3/4/5 with a 64-bit OS) in
+# dist/, with sha256sum.txt.
+dist: dist-deps
+	rustup target add $(ARM64)
+	$(CARGO) build --release --bin orch
+	$(CARGO) build --release --bin orch --target $(ARM64)
+	mkdir -p dist
+	cp target/release/orch dist/orch-amd64
+	cp target/$(ARM64)/release/orch dist/orch-arm64
+	cd dist && sha256sum orch-amd64 orch-arm64 > sha256sum.txt
+	ls -l dist
+
+# The arm64 binary under qemu: `orch version`, then a server answering /readyz.
+dist-smoke: dist
+	tools/smoke-arm64.sh dist/orch-arm64
+
+dist-deps:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(DIST_PACKAGES)"
 
 # Installs missing Debian packages (only as root; otherwise says what is missing) and the
 # Python kubernetes client the integration tests drive the API with.

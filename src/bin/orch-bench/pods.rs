@@ -1,7 +1,9 @@
 //! `orch-bench pods`: pod start-up latency and memory of a real single-node cluster. One
 //! `orch server` with its local node (containerd supervised under its data dir, the pod network
 //! in a network namespace of the benchmark's own), the busybox image imported through the
-//! airgap dir. Measured: the server process's RSS when idle, the latency from create to the
+//! airgap dir. Measured: the time from starting `orch server` to its node Ready and to a
+//! first pod (created as soon as the API takes it) Ready; the server process's RSS when idle
+//! and that of everything it started (orch, containerd, shims); the latency from create to the
 //! watch event showing the pod Ready for single pods one after another and for N pods created at
 //! once, and the RSS with those N pods running. Everything the node made is removed afterwards,
 //! also on failure or Ctrl-C.
@@ -49,7 +51,12 @@ struct Case {
 
 /// What one run measured.
 struct Report {
+    /// From starting the server to its node Ready, and to the first pod Ready (seconds).
+    node_ready_s: f64,
+    first_pod_s: f64,
     idle_rss: f64,
+    /// orch, containerd and the shims, idle.
+    total_idle_rss: f64,
     cases: Vec<Case>,
     loaded_rss: f64,
     peak_rss: f64,
@@ -79,6 +86,19 @@ struct Bench<'a> {
 impl Bench<'_> {
     fn rss(&self) -> f64 {
         self.server.pid().map_or(0.0, |pid| proc_mib(pid, "VmRSS:"))
+    }
+
+    /// The RSS of every process whose command line names the server's data dir: orch,
+    /// containerd (its config is there) and the shims (their socket is).
+    fn total_rss(&self) -> f64 {
+        let dir = self.server.data_dir.display().to_string();
+        let Ok(procs) = std::fs::read_dir("/proc") else { return 0.0 };
+        procs
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&dir)))
+            .map(|pid| proc_mib(pid, "VmRSS:"))
+            .sum()
     }
 
     /// Creates `names` at once; adds each pod's latencies from just before its create to the
@@ -135,13 +155,34 @@ impl Bench<'_> {
         }
     }
 
-    async fn measure(&self) -> anyhow::Result<Report> {
+    async fn measure(&self, started: Instant) -> anyhow::Result<Report> {
         let api = format!("{}/api/v1", self.server.url());
-        wait_nodes_ready(&self.http, &api, 1, START_WAIT).await?;
+        let first = vec!["first".to_string()];
+        let first_pod = async {
+            // Created as soon as the API takes it (the namespace's ServiceAccount may lag).
+            create_with_retry(&self.http, &self.pods_url, &pod_body(&first[0])).await?;
+            loop {
+                if let Some(at) = self.seen.lock().expect("pod watch lock").ready_at(&first[0]) {
+                    return anyhow::Ok(at.saturating_duration_since(started).as_secs_f64());
+                }
+                anyhow::ensure!(started.elapsed() < START_WAIT, "the first pod was not Ready within {START_WAIT:?}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let node_ready = async {
+            wait_nodes_ready(&self.http, &api, 1, START_WAIT).await?;
+            anyhow::Ok(started.elapsed().as_secs_f64())
+        };
+        let (node_ready_s, first_pod_s) = tokio::try_join!(node_ready, first_pod)?;
+        println!("from `orch server` start: node Ready after {node_ready_s:.2} s, first pod Ready after {first_pod_s:.2} s");
+        self.delete_pods(&first).await?;
         wait_for_image(self.server).await?;
         tokio::time::sleep(self.cfg.settle).await;
-        let idle_rss = self.rss();
-        println!("node Ready, image present; orch server RSS idle: {idle_rss:.1} MiB; load average {}", load_average());
+        let (idle_rss, total_idle_rss) = (self.rss(), self.total_rss());
+        println!(
+            "node Ready, image present; orch server RSS idle: {idle_rss:.1} MiB, with containerd and shims {total_idle_rss:.1} MiB; load average {}",
+            load_average()
+        );
 
         let mut singles = Case { label: format!("1 pod (x{})", self.cfg.singles), ..Case::default() };
         let single_names: Vec<String> = (0..self.cfg.singles).map(|i| format!("single-{i}")).collect();
@@ -158,7 +199,7 @@ impl Bench<'_> {
         let t0 = Instant::now();
         self.delete_pods(&names).await?;
         println!("{} pods deleted and gone in {:.1} s; load average {}", self.cfg.pods, t0.elapsed().as_secs_f64(), load_average());
-        Ok(Report { idle_rss, cases: vec![singles, batch], loaded_rss, peak_rss })
+        Ok(Report { node_ready_s, first_pod_s, idle_rss, total_idle_rss, cases: vec![singles, batch], loaded_rss, peak_rss })
     }
 }
 
@@ -203,20 +244,25 @@ fn print(report: &mut Report, pods: usize) {
     }
     println!("{:<24} {:>8}", "orch process memory", "MiB");
     println!("{:<24} {:>8.1}", "idle (no user pods)", report.idle_rss);
+    println!("{:<24} {:>8.1}", "idle, + containerd, shims", report.total_idle_rss);
     println!("{:<24} {:>8.1}", format!("{pods} pods running"), report.loaded_rss);
     println!("{:<24} {:>8.1}", "peak (VmHWM)", report.peak_rss);
     let p99 = report.cases.last_mut().map_or(f64::NAN, |c| quantile_ms(&mut c.ready, 0.99) / 1e3);
     println!("RESULT pod_startup_p99_s={p99:.2} idle_rss_mib={:.0} rss_{pods}pods_mib={:.0}", report.idle_rss, report.loaded_rss);
+    println!(
+        "RESULT start_to_node_ready_s={:.2} start_to_first_pod_ready_s={:.2} total_idle_rss_mib={:.0}",
+        report.node_ready_s, report.first_pod_s, report.total_idle_rss
+    );
 }
 
 /// Starts watching and measures, once the server is up.
-async fn session(server: &ServerProc, cfg: Config) -> anyhow::Result<Report> {
+async fn session(server: &ServerProc, started: Instant, cfg: Config) -> anyhow::Result<Report> {
     let http = admin_client(server).await?;
     let api = format!("{}/api/v1", server.url());
     create_with_retry(&http, &format!("{api}/namespaces"), &json!({ "metadata": { "name": NAMESPACE } }).to_string()).await?;
     let (seen, watch) = pod_watch::start(http.clone(), api.clone(), NAMESPACE.into());
     let bench = Bench { pods_url: format!("{api}/namespaces/{NAMESPACE}/pods"), server, http, seen, cfg };
-    let report = bench.measure().await;
+    let report = bench.measure(started).await;
     watch.abort();
     report
 }
@@ -235,10 +281,11 @@ pub async fn run(binary: &Path, cfg: Config) -> anyhow::Result<()> {
     orch::testkit::images::busybox_oci_tar(&images.join("busybox.tar")).context("building the busybox image")?;
     let flags =
         [format!("--netns={}", sandbox.netns().display()), format!("--node-name={NODE}"), format!("--kubelet-port={}", free_port())];
+    let started = Instant::now();
     let mut server = ServerProc::start_with_node(binary, &sandbox.root().join("server"), &flags);
     let (pods, keep_log) = (cfg.pods, cfg.server_log.clone());
     let outcome = tokio::select! {
-        r = session(&server, cfg) => r,
+        r = session(&server, started, cfg) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     if outcome.is_err() {
