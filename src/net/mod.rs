@@ -13,6 +13,7 @@ pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod overlay;
+pub mod proxy;
 pub mod pod_network;
 pub mod resolv;
 
