@@ -10,6 +10,7 @@ pub mod hollow;
 pub mod kubelet;
 pub mod node_object;
 pub mod overlay;
+pub mod proxy;
 mod password;
 pub mod runtime;
 
