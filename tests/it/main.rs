@@ -25,6 +25,7 @@ mod raft_crash;
 mod scheduler;
 mod scheduler_scale;
 mod server_tls;
+mod service_proxy;
 mod store_conformance;
 mod tables;
 mod workload_api;

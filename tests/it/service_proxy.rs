@@ -1,0 +1,128 @@
+//! The Service proxy for real (root only): in a test "host" namespace with the pod bridge and
+//! pod namespaces (see `pod_network`), table `ip orch-proxy` sends a ClusterIP to both of its
+//! endpoints keeping the pod's source address, lets a pod reach itself (hairpin), serves the
+//! NodePort to an outside namespace and refuses a port without endpoints at once.
+
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use orch::net::netns::run_in;
+use orch::net::proxy::{program_synthetic, Endpoint, Proto, ProxyRules, ServicePort};
+use orch::net::{BridgeNetwork, PodNetwork};
+
+use super::pod_network::{is_root, listen_on, outside, request, TestHost, TIMEOUT};
+
+const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 50);
+const EMPTY_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 51);
+const NODE_PORT: u16 = 30080;
+
+fn port(id: &str, cluster_ip: Ipv4Addr, node_port: Option<u16>, endpoints: Vec<Endpoint>) -> ServicePort {
+    ServicePort {
+        id: id.into(),
+        proto: Proto::Tcp,
+        port: 80,
+        cluster_ip: Some(cluster_ip),
+        external_ips: vec![],
+        node_port,
+        cluster: endpoints,
+        local: vec![],
+        internal_local: false,
+        external_local: false,
+    }
+}
+
+/// Connects from `from` to `to` and returns which of `listeners` accepted and the peer address.
+fn connect(from: &Path, to: SocketAddr, listeners: &[&TcpListener]) -> (usize, Ipv4Addr) {
+    let _conn = run_in(Some(from), || TcpStream::connect_timeout(&to, TIMEOUT))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("connecting from {} to {to}: {e}", from.display()));
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        for (i, l) in listeners.iter().enumerate() {
+            match l.accept() {
+                Ok((_, SocketAddr::V4(peer))) => return (i, *peer.ip()),
+                Ok(_) => unreachable!("IPv4 only"),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("accepting: {e}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("no endpoint accepted the connection to {to}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_ip_node_port_hairpin_and_no_endpoints() {
+    if !is_root() {
+        return;
+    }
+    let host = TestHost::new();
+    let outside = outside(&host).await;
+    let net = BridgeNetwork::new(host.config("10.42.20.0/24")).unwrap();
+    let a = net.setup(&request("pod-a")).await.unwrap();
+    let b = net.setup(&request("pod-b")).await.unwrap();
+    let c = net.setup(&request("pod-c")).await.unwrap();
+    let listeners = [listen_on(&a.netns, SocketAddr::from((a.ip, 8080))), listen_on(&b.netns, SocketAddr::from((b.ip, 8080)))];
+    for l in &listeners {
+        l.set_nonblocking(true).unwrap();
+    }
+    let ls: Vec<&TcpListener> = listeners.iter().collect();
+    let endpoints = vec![Endpoint { ip: a.ip, port: 8080 }, Endpoint { ip: b.ip, port: 8080 }];
+    let rules = ProxyRules {
+        cluster_cidr: Some("10.42.0.0/16".parse().unwrap()),
+        ports: vec![port("default/web/tcp/", CLUSTER_IP, Some(NODE_PORT), endpoints), port("default/empty/tcp/", EMPTY_IP, None, vec![])],
+    };
+    rules.apply(Some(&host.host_netns())).expect("programming the proxy table");
+
+    let service = SocketAddr::from((CLUSTER_IP, 80));
+    let mut hits = [0; 2];
+    for _ in 0..20 {
+        let (i, peer) = connect(&c.netns, service, &ls);
+        hits[i] += 1;
+        assert_eq!(peer, c.ip, "a pod's source address is kept");
+    }
+    assert!(hits[0] > 0 && hits[1] > 0, "connections spread over both endpoints: {hits:?}");
+
+    // Pod a through its own Service: when it lands on itself, the source is the bridge's.
+    let mut hairpins = 0;
+    for _ in 0..30 {
+        match connect(&a.netns, service, &ls) {
+            (0, peer) => {
+                assert_eq!(peer, a.gateway, "hairpin traffic is masqueraded");
+                hairpins += 1;
+            }
+            (_, peer) => assert_eq!(peer, a.ip),
+        }
+    }
+    assert!(hairpins > 0, "pod a reached itself through the Service");
+
+    let node_port = SocketAddr::from((Ipv4Addr::new(192, 0, 2, 1), NODE_PORT));
+    let (_, peer) = connect(&outside, node_port, &ls);
+    assert_eq!(peer, a.gateway, "NodePort traffic from outside is masqueraded");
+
+    let started = Instant::now();
+    let refused = run_in(Some(&c.netns), || TcpStream::connect_timeout(&SocketAddr::from((EMPTY_IP, 80)), TIMEOUT)).unwrap();
+    assert_eq!(refused.map_err(|e| e.kind()).err(), Some(ErrorKind::ConnectionRefused));
+    assert!(started.elapsed() < Duration::from_secs(1), "refused at once, not timed out");
+
+    ProxyRules { cluster_cidr: rules.cluster_cidr, ports: vec![] }.apply(Some(&host.host_netns())).unwrap();
+    let gone = run_in(Some(&c.netns), || TcpStream::connect_timeout(&service, Duration::from_millis(500))).unwrap();
+    assert!(gone.is_err(), "a removed Service no longer forwards");
+    for id in ["pod-a", "pod-b", "pod-c"] {
+        net.teardown(id).await.unwrap();
+    }
+}
+
+#[test]
+fn thousands_of_services_program_in_one_transaction() {
+    if !is_root() {
+        return;
+    }
+    let host = TestHost::new();
+    for (services, endpoints) in [(1000, 10), (5000, 10)] {
+        let took = program_synthetic(Some(&host.host_netns()), services, endpoints).expect("programming the services");
+        eprintln!("service proxy: {services} Services x {endpoints} endpoints programmed in {took:?}");
+    }
+}
