@@ -213,6 +213,13 @@ mod tests {
     }
 
     #[test]
+    fn the_service_proxy_runs_unless_disabled() {
+        assert!(config(&node_args(&["orch", "server"], "")).unwrap().service_proxy);
+        assert!(!config(&node_args(&["orch", "agent", "--disable-kube-proxy"], "")).unwrap().service_proxy);
+        assert!(!config(&node_args(&["orch", "server"], "disable-kube-proxy: true\n")).unwrap().service_proxy);
+    }
+
+    #[test]
     fn unsupported_or_incomplete_flannel_flags_are_refused() {
         let wg = config(&node_args(&["orch", "agent", "--flannel-backend=wireguard-native"], "")).unwrap_err();
         assert!(wg.contains("not supported yet"), "{wg}");

@@ -13,8 +13,8 @@ pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod overlay;
-pub mod proxy;
 pub mod pod_network;
+pub mod proxy;
 pub mod resolv;
 
 pub use bridge::{BridgeConfig, BridgeNetwork};

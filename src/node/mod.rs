@@ -10,8 +10,8 @@ pub mod hollow;
 pub mod kubelet;
 pub mod node_object;
 pub mod overlay;
-pub mod proxy;
 mod password;
+pub mod proxy;
 pub mod runtime;
 
 use std::time::Duration;

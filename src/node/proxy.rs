@@ -43,7 +43,8 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store();
-    let events = reflector::reflector(writer, watcher::watcher(Api::<K>::all(client.clone()), watcher::Config::default()).default_backoff());
+    let events =
+        reflector::reflector(writer, watcher::watcher(Api::<K>::all(client.clone()), watcher::Config::default()).default_backoff());
     (store, events.map(|e| e.map(|_| ())))
 }
 

@@ -84,7 +84,11 @@ pub fn rtn_local() -> [u8; 4] {
 pub fn ct_state_new() -> [Expr; 3] {
     const NFT_CT_STATE: u32 = 0;
     const NEW: u32 = 1 << 3;
-    [expr("ct", Some(Attrs::new().be32(1, REG1).be32(2, NFT_CT_STATE))), and_mask(REG1, &NEW.to_ne_bytes()), cmp(REG1, false, &0u32.to_ne_bytes())]
+    [
+        expr("ct", Some(Attrs::new().be32(1, REG1).be32(2, NFT_CT_STATE))),
+        and_mask(REG1, &NEW.to_ne_bytes()),
+        cmp(REG1, false, &0u32.to_ne_bytes()),
+    ]
 }
 
 const NFT_META_MARK: u32 = 3;

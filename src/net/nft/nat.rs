@@ -12,7 +12,9 @@ use ipnetwork::Ipv4Network;
 
 use super::expr::{self, Expr};
 use super::{base_chain, replace_table, rule, transact, NftError, Step};
-use super::{NF_INET_FORWARD, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, PRIORITY_DSTNAT, PRIORITY_FILTER, PRIORITY_SRCNAT};
+use super::{
+    NF_INET_FORWARD, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, PRIORITY_DSTNAT, PRIORITY_FILTER, PRIORITY_SRCNAT,
+};
 use crate::net::pod_network::{HostPort, Protocol};
 
 /// The table orch owns (family `ip`).

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use ipnetwork::Ipv4Network;
 
+use crate::net::nft::{self, NftError};
 pub use model::{desired, Endpoint, Proto, ProxyConfig, ServicePort};
 pub use program::TABLE;
-use crate::net::nft::{self, NftError};
 
 /// The rules of one node's proxy.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -51,8 +51,12 @@ pub fn program_synthetic(netns: Option<&Path>, services: usize, endpoints: usize
             external_local: false,
         })
         .collect();
-    let rules = ProxyRules { cluster_cidr: Some(Ipv4Network::new(std::net::Ipv4Addr::new(10, 42, 0, 0), 16).expect("valid prefix")), ports };
+    let rules =
+        ProxyRules { cluster_cidr: Some(Ipv4Network::new(std::net::Ipv4Addr::new(10, 42, 0, 0), 16).expect("valid prefix")), ports };
     let started = Instant::now();
     rules.apply(netns)?;
     Ok(started.elapsed())
 }
+
+#[cfg(test)]
+mod tests;
