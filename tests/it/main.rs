@@ -26,6 +26,7 @@ mod scheduler;
 mod scheduler_scale;
 mod server_tls;
 mod service_proxy;
+mod services;
 mod store_conformance;
 mod tables;
 mod workload_api;
