@@ -1,8 +1,10 @@
 //! The node's Service proxy ([`crate::net::proxy`]): follows Services and EndpointSlices and,
 //! once both are listed and ~100 ms after the last change, recomputes table `ip orch-proxy` and
-//! applies it when it differs from what is applied. A failed apply is retried. Off with
-//! `--disable-kube-proxy`.
+//! applies it when it differs from what is applied, then deletes the UDP conntrack flows of
+//! endpoints that are gone. A failed apply is retried. Off with `--disable-kube-proxy`.
 
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,6 +16,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 
 use super::Config;
+use crate::net::conntrack;
 use crate::net::proxy::{desired, ProxyConfig, ProxyRules};
 use crate::tasks::Tasks;
 
@@ -79,10 +82,12 @@ async fn run(client: kube::Client, config: ProxyConfig, netns: Option<PathBuf>) 
             continue;
         }
         let (to_apply, ns) = (rules.clone(), netns.clone());
+        let gone = applied.as_ref().map(|a| a.gone_udp_endpoints(&rules)).unwrap_or_default();
         match tokio::task::spawn_blocking(move || to_apply.apply(ns.as_deref())).await {
             Ok(Ok(())) => {
                 tracing::debug!(ports = rules.ports.len(), "service proxy rules applied");
                 applied = Some(rules);
+                forget_flows(netns.clone(), gone).await;
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "service proxy: cannot program nftables; retrying");
@@ -93,5 +98,18 @@ async fn run(client: kube::Client, config: ProxyConfig, netns: Option<PathBuf>) 
                 retry = true;
             }
         }
+    }
+}
+
+/// Deletes the UDP conntrack flows to `gone` endpoints (a failure is logged: the flows then
+/// expire once their clients stop sending).
+async fn forget_flows(netns: Option<PathBuf>, gone: BTreeSet<(Ipv4Addr, u16)>) {
+    if gone.is_empty() {
+        return;
+    }
+    match tokio::task::spawn_blocking(move || conntrack::delete_udp_flows_from(netns.as_deref(), &gone)).await {
+        Ok(Ok(n)) => tracing::debug!(flows = n, "service proxy: deleted UDP flows to gone endpoints"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "service proxy: cannot delete UDP flows to gone endpoints"),
+        Err(e) => tracing::warn!(error = %e, "service proxy: the conntrack task failed"),
     }
 }

@@ -1,13 +1,15 @@
 //! The Service proxy for real (root only): in a test "host" namespace with the pod bridge and
 //! pod namespaces (see `pod_network`), table `ip orch-proxy` sends a ClusterIP to both of its
 //! endpoints keeping the pod's source address, lets a pod reach itself (hairpin), serves the
-//! NodePort to an outside namespace and refuses a port without endpoints at once.
+//! NodePort to an outside namespace and refuses a port without endpoints at once; a UDP flow to
+//! an endpoint that is gone stays on it until its conntrack entry is deleted.
 
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use orch::net::conntrack::delete_udp_flows_from;
 use orch::net::netns::run_in;
 use orch::net::proxy::{program_synthetic, Endpoint, Proto, ProxyRules, ServicePort};
 use orch::net::{BridgeNetwork, PodNetwork};
@@ -110,6 +112,56 @@ async fn cluster_ip_node_port_hairpin_and_no_endpoints() {
     ProxyRules { cluster_cidr: rules.cluster_cidr, ports: vec![] }.apply(Some(&host.host_netns())).unwrap();
     let gone = run_in(Some(&c.netns), || TcpStream::connect_timeout(&service, Duration::from_millis(500))).unwrap();
     assert!(gone.is_err(), "a removed Service no longer forwards");
+    for id in ["pod-a", "pod-b", "pod-c"] {
+        net.teardown(id).await.unwrap();
+    }
+}
+
+/// Whether `rx` receives `what` within a second.
+fn receives(rx: &UdpSocket, what: &[u8]) -> bool {
+    rx.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut buf = [0u8; 16];
+    matches!(rx.recv_from(&mut buf), Ok((n, _)) if &buf[..n] == what)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_flows_to_a_gone_endpoint_are_deleted() {
+    if !is_root() {
+        return;
+    }
+    let host = TestHost::new();
+    let net = BridgeNetwork::new(host.config("10.42.21.0/24")).unwrap();
+    let (a, b, c) = (
+        net.setup(&request("pod-a")).await.unwrap(),
+        net.setup(&request("pod-b")).await.unwrap(),
+        net.setup(&request("pod-c")).await.unwrap(),
+    );
+    let rx_a = run_in(Some(&a.netns), || UdpSocket::bind((a.ip, 5353))).unwrap().unwrap();
+    let rx_b = run_in(Some(&b.netns), || UdpSocket::bind((b.ip, 5353))).unwrap().unwrap();
+    let client = run_in(Some(&c.netns), || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))).unwrap().unwrap();
+    let dns = Ipv4Addr::new(10, 43, 0, 60);
+    let with = |ep: Ipv4Addr| ProxyRules {
+        cluster_cidr: Some("10.42.0.0/16".parse().unwrap()),
+        ports: vec![ServicePort {
+            proto: Proto::Udp,
+            port: 53,
+            ..port("default/dns/udp/", dns, None, vec![Endpoint { ip: ep, port: 5353 }])
+        }],
+    };
+    let (before, after) = (with(a.ip), with(b.ip));
+    before.apply(Some(&host.host_netns())).unwrap();
+    client.send_to(b"one", (dns, 53)).unwrap();
+    assert!(receives(&rx_a, b"one"), "the first endpoint gets the datagram");
+
+    after.apply(Some(&host.host_netns())).unwrap();
+    client.send_to(b"two", (dns, 53)).unwrap();
+    assert!(receives(&rx_a, b"two"), "the flow's conntrack entry still leads to the old endpoint");
+    let gone = before.gone_udp_endpoints(&after);
+    assert_eq!(gone.iter().copied().collect::<Vec<_>>(), [(a.ip, 5353)]);
+    let deleted = delete_udp_flows_from(Some(&host.host_netns()), &gone).expect("deleting the flows");
+    assert_eq!(deleted, 1);
+    client.send_to(b"three", (dns, 53)).unwrap();
+    assert!(receives(&rx_b, b"three"), "with the entry gone the flow goes to the new endpoint");
     for id in ["pod-a", "pod-b", "pod-c"] {
         net.teardown(id).await.unwrap();
     }

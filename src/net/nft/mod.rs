@@ -6,7 +6,7 @@
 
 pub(crate) mod expr;
 pub mod nat;
-mod wire;
+pub(crate) mod wire;
 
 use std::path::Path;
 use std::time::Duration;
@@ -104,10 +104,10 @@ pub(crate) fn transact(netns: Option<&Path>, mut steps: Vec<Step>) -> Result<(),
     }
     batch.extend(wire::message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, steps.len() as u32 + 1, 0, subsys, &Attrs::new()));
     let tv = libc::timeval { tv_sec: REPLY_TIMEOUT.as_secs() as libc::time_t, tv_usec: 0 };
-    set_option(&socket, libc::SO_RCVTIMEO, &tv)?;
+    set_option(&socket, libc::SO_RCVTIMEO, &tv).map_err(NftError::Socket)?;
     // Like nft(8): a send buffer as large as the batch (the kernel wants it in one message).
     let size = batch.len().min(i32::MAX as usize / 2) as libc::c_int;
-    set_option(&socket, libc::SO_SNDBUFFORCE, &size)?;
+    set_option(&socket, libc::SO_SNDBUFFORCE, &size).map_err(NftError::Socket)?;
     socket.send(&batch, 0).map_err(NftError::Socket)?;
     let mut refused = None;
     loop {
@@ -124,7 +124,7 @@ pub(crate) fn transact(netns: Option<&Path>, mut steps: Vec<Step>) -> Result<(),
                 let step = steps.get((reply.seq as usize).wrapping_sub(1)).map_or("the batch".to_string(), |s| s.what.clone());
                 refused = Some(NftError::Refused { step, errno: -code });
                 // The rest of the replies are already queued: do not wait long for them.
-                set_option(&socket, libc::SO_RCVTIMEO, &libc::timeval { tv_sec: 0, tv_usec: 200_000 })?;
+                set_option(&socket, libc::SO_RCVTIMEO, &libc::timeval { tv_sec: 0, tv_usec: 200_000 }).map_err(NftError::Socket)?;
             }
             if reply.seq as usize == steps.len() {
                 return refused.map_or(Ok(()), Err);
@@ -133,7 +133,7 @@ pub(crate) fn transact(netns: Option<&Path>, mut steps: Vec<Step>) -> Result<(),
     }
 }
 
-fn set_option<T>(socket: &Socket, option: libc::c_int, value: &T) -> Result<(), NftError> {
+pub(crate) fn set_option<T>(socket: &Socket, option: libc::c_int, value: &T) -> std::io::Result<()> {
     // SAFETY: a valid socket fd and a value of the size the option expects.
     let ret = unsafe {
         libc::setsockopt(
@@ -147,6 +147,6 @@ fn set_option<T>(socket: &Socket, option: libc::c_int, value: &T) -> Result<(), 
     if ret == 0 {
         Ok(())
     } else {
-        Err(NftError::Socket(std::io::Error::last_os_error()))
+        Err(std::io::Error::last_os_error())
     }
 }

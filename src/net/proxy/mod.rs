@@ -5,6 +5,8 @@
 pub mod model;
 mod program;
 
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,20 @@ impl ProxyRules {
     /// Replaces table `ip orch-proxy` in the namespace at `netns` (this process's when `None`).
     pub fn apply(&self, netns: Option<&Path>) -> Result<(), NftError> {
         nft::transact(netns, program::steps(&self.ports, self.cluster_cidr))
+    }
+
+    /// The UDP endpoints of `self` that `next` no longer sends to: their conntrack flows must
+    /// go (see [`crate::net::conntrack`]).
+    pub fn gone_udp_endpoints(&self, next: &ProxyRules) -> BTreeSet<(Ipv4Addr, u16)> {
+        let udp = |r: &ProxyRules| -> BTreeSet<(Ipv4Addr, u16)> {
+            r.ports
+                .iter()
+                .filter(|p| p.proto == Proto::Udp)
+                .flat_map(|p| p.cluster.iter().chain(&p.local))
+                .map(|e| (e.ip, e.port))
+                .collect()
+        };
+        udp(self).difference(&udp(next)).copied().collect()
     }
 
     /// How many nf_tables messages [`Self::apply`] sends.
