@@ -2,7 +2,8 @@
 //! pod namespaces (see `pod_network`), table `ip orch-proxy` sends a ClusterIP to both of its
 //! endpoints keeping the pod's source address, lets a pod reach itself (hairpin), serves the
 //! NodePort to an outside namespace and refuses a port without endpoints at once; a UDP flow to
-//! an endpoint that is gone stays on it until its conntrack entry is deleted.
+//! an endpoint that is gone stays on it until its conntrack entry is deleted; ClientIP affinity
+//! keeps a client on one endpoint.
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -32,6 +33,7 @@ fn port(id: &str, cluster_ip: Ipv4Addr, node_port: Option<u16>, endpoints: Vec<E
         local: vec![],
         internal_local: false,
         external_local: false,
+        affinity: None,
     }
 }
 
@@ -112,6 +114,37 @@ async fn cluster_ip_node_port_hairpin_and_no_endpoints() {
     ProxyRules { cluster_cidr: rules.cluster_cidr, ports: vec![] }.apply(Some(&host.host_netns())).unwrap();
     let gone = run_in(Some(&c.netns), || TcpStream::connect_timeout(&service, Duration::from_millis(500))).unwrap();
     assert!(gone.is_err(), "a removed Service no longer forwards");
+    for id in ["pod-a", "pod-b", "pod-c"] {
+        net.teardown(id).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_ip_affinity_keeps_a_client_on_one_endpoint() {
+    if !is_root() {
+        return;
+    }
+    let host = TestHost::new();
+    let net = BridgeNetwork::new(host.config("10.42.22.0/24")).unwrap();
+    let (a, b, c) = (
+        net.setup(&request("pod-a")).await.unwrap(),
+        net.setup(&request("pod-b")).await.unwrap(),
+        net.setup(&request("pod-c")).await.unwrap(),
+    );
+    let listeners = [listen_on(&a.netns, SocketAddr::from((a.ip, 8080))), listen_on(&b.netns, SocketAddr::from((b.ip, 8080)))];
+    for l in &listeners {
+        l.set_nonblocking(true).unwrap();
+    }
+    let ls: Vec<&TcpListener> = listeners.iter().collect();
+    let endpoints = vec![Endpoint { ip: a.ip, port: 8080 }, Endpoint { ip: b.ip, port: 8080 }];
+    let sticky = ServicePort { affinity: Some(Duration::from_secs(60)), ..port("default/sticky/tcp/", CLUSTER_IP, None, endpoints) };
+    let rules = ProxyRules { cluster_cidr: Some("10.42.0.0/16".parse().unwrap()), ports: vec![sticky] };
+    rules.apply(Some(&host.host_netns())).expect("programming the proxy table");
+    let service = SocketAddr::from((CLUSTER_IP, 80));
+    let (first, _) = connect(&c.netns, service, &ls);
+    for _ in 0..20 {
+        assert_eq!(connect(&c.netns, service, &ls).0, first, "the client stays with its endpoint");
+    }
     for id in ["pod-a", "pod-b", "pod-c"] {
         net.teardown(id).await.unwrap();
     }

@@ -127,6 +127,18 @@ pub fn one_in(modulus: u32) -> [Expr; 2] {
     [expr("numgen", Some(Attrs::new().be32(1, REG1).be32(2, modulus).be32(3, NFT_NG_RANDOM))), cmp(REG1, true, &0u32.to_ne_bytes())]
 }
 
+/// `ip saddr @set`: the source address is in `set`.
+pub fn saddr_in_set(set: &str) -> [Expr; 2] {
+    [payload(REG1, Base::Network, 12, 4), expr("lookup", Some(Attrs::new().str(1, set).be32(2, REG1)))]
+}
+
+/// `update @set { ip saddr }`: adds the source address to `set` or refreshes its timeout.
+pub fn update_set_with_saddr(set: &str, timeout: std::time::Duration) -> [Expr; 2] {
+    const NFT_DYNSET_OP_UPDATE: u32 = 1;
+    let attrs = Attrs::new().str(1, set).be32(3, NFT_DYNSET_OP_UPDATE).be32(4, REG1).bytes(6, &(timeout.as_millis() as u64).to_be_bytes());
+    [payload(REG1, Base::Network, 12, 4), expr("dynset", Some(attrs))]
+}
+
 /// Puts `value` into `reg`.
 pub fn immediate(reg: u32, value: &[u8]) -> Expr {
     expr("immediate", Some(Attrs::new().be32(1, reg).nested(2, data(value))))

@@ -27,6 +27,7 @@ const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_NEWSET: u16 = 9;
 pub(crate) const NF_INET_PRE_ROUTING: u32 = 0;
 pub(crate) const NF_INET_FORWARD: u32 = 2;
 pub(crate) const NF_INET_LOCAL_OUT: u32 = 3;
@@ -81,6 +82,23 @@ pub(crate) fn base_chain(table: &str, name: &str, kind: &str, hook: u32, priorit
 /// A regular chain `name`, reached only by jump or goto.
 pub(crate) fn regular_chain(table: &str, name: &str) -> Step {
     step(format!("creating chain {name}"), NFT_MSG_NEWCHAIN, NLM_F_CREATE, Attrs::new().str(1, table).str(3, name))
+}
+
+/// A set `name` of IPv4 addresses that rules add to and refresh (`flags dynamic, timeout`),
+/// whose elements expire `timeout` after they were last refreshed; `id` is unique in the batch.
+pub(crate) fn address_set(table: &str, name: &str, id: u32, timeout: Duration) -> Step {
+    const NFT_SET_TIMEOUT: u32 = 0x10;
+    const NFT_SET_EVAL: u32 = 0x20;
+    const TYPE_IPADDR: u32 = 7;
+    let attrs = Attrs::new()
+        .str(1, table)
+        .str(2, name)
+        .be32(3, NFT_SET_TIMEOUT | NFT_SET_EVAL)
+        .be32(4, TYPE_IPADDR)
+        .be32(5, 4)
+        .be32(10, id)
+        .bytes(11, &(timeout.as_millis() as u64).to_be_bytes());
+    step(format!("creating set {name}"), NFT_MSG_NEWSET, NLM_F_CREATE, attrs)
 }
 
 /// A rule appended to `chain`.

@@ -65,6 +65,7 @@ pub fn program_synthetic(netns: Option<&Path>, services: usize, endpoints: usize
             local: Vec::new(),
             internal_local: false,
             external_local: false,
+            affinity: None,
         })
         .collect();
     let rules =

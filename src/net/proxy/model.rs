@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use ipnetwork::Ipv4Network;
 use k8s_openapi::api::core::v1::{Service, ServicePort as SpecPort};
@@ -12,6 +13,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// `sessionAffinityConfig.clientIP.timeoutSeconds` when unset (3 hours, as Kubernetes).
+const DEFAULT_AFFINITY_SECONDS: u64 = 10800;
 
 /// What the proxy of one node needs to know about the node and the cluster.
 #[derive(Clone, Debug, Default)]
@@ -87,6 +91,8 @@ pub struct ServicePort {
     /// `externalTrafficPolicy: Local`: NodePort and external traffic goes to local endpoints
     /// only and keeps its source address.
     pub external_local: bool,
+    /// `sessionAffinity: ClientIP`: how long a client stays with the endpoint it was sent to.
+    pub affinity: Option<Duration>,
 }
 
 impl ServicePort {
@@ -135,6 +141,10 @@ pub fn desired(config: &ProxyConfig, services: &[Service], slices: &[EndpointSli
         let mut external_ips: Vec<Ipv4Addr> = spec.external_ips.iter().flatten().filter_map(|ip| ip.parse().ok()).collect();
         let ingress = svc.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|lb| lb.ingress.as_ref());
         external_ips.extend(ingress.into_iter().flatten().filter_map(|i| i.ip.as_deref()?.parse::<Ipv4Addr>().ok()));
+        let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+            let config = spec.session_affinity_config.as_ref().and_then(|c| c.client_ip.as_ref()).and_then(|c| c.timeout_seconds);
+            Duration::from_secs(config.and_then(|s| u64::try_from(s).ok()).filter(|s| *s > 0).unwrap_or(DEFAULT_AFFINITY_SECONDS))
+        });
         let with_node_port = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
         let slices = by_service.get(&(ns.clone(), name.clone())).map_or(&[][..], |v| &v[..]);
         for sp in spec.ports.iter().flatten() {
@@ -155,6 +165,7 @@ pub fn desired(config: &ProxyConfig, services: &[Service], slices: &[EndpointSli
                 local: usable(candidates.iter().filter(|c| c.local)),
                 internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
                 external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
+                affinity,
             });
         }
     }

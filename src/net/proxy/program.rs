@@ -6,13 +6,15 @@
 //! endpoints; `ext-` applies the externalTrafficPolicy. Traffic that needs masquerading
 //! (to a ClusterIP from outside the cluster CIDR, external traffic with policy Cluster, an
 //! endpoint reaching itself) is marked and masqueraded in `postrouting`. A port with no endpoints
-//! is rejected (TCP reset, or ICMP port unreachable) before DNAT in `endpoints-check`.
+//! is rejected (TCP reset, or ICMP port unreachable) before DNAT in `endpoints-check`. With
+//! `sessionAffinity: ClientIP` each endpoint has a set `aff-` of the clients it served recently
+//! (entries time out), and a client in one goes back to that endpoint.
 
 use ipnetwork::Ipv4Network;
 
 use super::model::{Endpoint, ServicePort};
 use crate::net::nft::expr;
-use crate::net::nft::{base_chain, regular_chain, replace_table, rule, Expr, Step};
+use crate::net::nft::{address_set, base_chain, regular_chain, replace_table, rule, Expr, Step};
 use crate::net::nft::{NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, PRIORITY_DSTNAT, PRIORITY_SRCNAT};
 
 /// The proxy's table (family `ip`), kube-proxy's is `kube-proxy`.
@@ -37,7 +39,7 @@ macro_rules! exprs {
 
 /// The steps that replace table `ip orch-proxy` with the rules for `ports`.
 pub(crate) fn steps(ports: &[ServicePort], cluster_cidr: Option<Ipv4Network>) -> Vec<Step> {
-    let mut p = Program { chains: replace_table(TABLE), rules: Vec::new() };
+    let mut p = Program { chains: replace_table(TABLE), rules: Vec::new(), sets: 0 };
     p.chains.extend([
         base_chain(TABLE, "nat-prerouting", "nat", NF_INET_PRE_ROUTING, PRIORITY_DSTNAT),
         base_chain(TABLE, "nat-output", "nat", NF_INET_LOCAL_OUT, PRIORITY_DSTNAT),
@@ -75,6 +77,8 @@ pub(crate) fn steps(ports: &[ServicePort], cluster_cidr: Option<Ipv4Network>) ->
 struct Program {
     chains: Vec<Step>,
     rules: Vec<Step>,
+    /// Sets created so far (their ids in the batch).
+    sets: u32,
 }
 
 impl Program {
@@ -103,6 +107,12 @@ impl Program {
             self.chain(&chain);
             let hairpin = exprs![expr::ip_addr_is(true, ep.ip), [expr::jump(MARK, false)]];
             self.rule(&chain, format!("hairpin {}", ep.ip), hairpin);
+            if let Some(timeout) = port.affinity {
+                let set = affinity_set(id, ep);
+                self.sets += 1;
+                self.chains.push(address_set(TABLE, &set, self.sets, timeout));
+                self.rule(&chain, "remember the client", expr::update_set_with_saddr(&set, timeout).into());
+            }
             let dnat = exprs![expr::ip_protocol(proto), expr::dnat_to(ep.ip, ep.port)];
             self.rule(&chain, format!("dnat to {}:{}", ep.ip, ep.port), dnat);
         }
@@ -114,12 +124,12 @@ impl Program {
             };
             outside.push(expr::jump(MARK, false));
             self.rule(&svc, "from outside the cluster", outside);
-            self.pick(&svc, id, &port.cluster);
+            self.pick(&svc, port, &port.cluster);
         }
         let local_chain = (port.internal_local || port.external_local) && !port.local.is_empty();
         if local_chain {
             self.chain(&svl);
-            self.pick(&svl, id, &port.local);
+            self.pick(&svl, port, &port.local);
         }
         if let Some(ip) = port.cluster_ip {
             if port.internal().is_empty() {
@@ -165,8 +175,16 @@ impl Program {
         }
     }
 
-    /// Rules of `chain` that go to one of `endpoints`, each with the same probability.
-    fn pick(&mut self, chain: &str, id: &str, endpoints: &[Endpoint]) {
+    /// Rules of `chain` that go to one of `endpoints`: with affinity back to the endpoint a
+    /// client used before, else each with the same probability.
+    fn pick(&mut self, chain: &str, port: &ServicePort, endpoints: &[Endpoint]) {
+        let id = &port.id;
+        if port.affinity.is_some() {
+            for ep in endpoints {
+                let back = exprs![expr::saddr_in_set(&affinity_set(id, ep)), [expr::jump(&ep_chain(id, ep), true)]];
+                self.rule(chain, format!("clients of {}:{}", ep.ip, ep.port), back);
+            }
+        }
         let n = endpoints.len();
         for (i, ep) in endpoints.iter().enumerate() {
             let mut exprs: Vec<Expr> = if i + 1 < n { expr::one_in((n - i) as u32).into() } else { Vec::new() };
@@ -178,4 +196,8 @@ impl Program {
 
 fn ep_chain(id: &str, ep: &Endpoint) -> String {
     format!("ep-{id}/{}:{}", ep.ip, ep.port)
+}
+
+fn affinity_set(id: &str, ep: &Endpoint) -> String {
+    format!("aff-{id}/{}:{}", ep.ip, ep.port)
 }

@@ -165,3 +165,31 @@ fn external_traffic_policy_local_without_local_endpoints_drops_external_traffic_
         "ClusterIP traffic still uses the remote endpoint"
     );
 }
+
+#[test]
+fn client_ip_affinity_sends_a_client_back_to_its_endpoint() {
+    let svc = service(
+        "web",
+        json!({"clusterIP": "10.43.0.20", "sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}},
+               "ports": [{"port": 80}]}),
+    );
+    let plain = service("plain", json!({"clusterIP": "10.43.0.21", "sessionAffinity": "ClientIP", "ports": [{"port": 80}]}));
+    let eps = slice("web", json!([{"port": 8080}]), &[("10.42.1.5", "node-1", json!({})), ("10.42.2.5", "node-2", json!({}))]);
+    let ports = desired(&config(), &[svc.clone(), plain], &[eps.clone()]);
+    assert_eq!(ports[0].affinity, Some(std::time::Duration::from_secs(10800)), "the default timeout");
+    assert_eq!(ports[1].affinity, Some(std::time::Duration::from_secs(60)));
+    let what = rules_of(&[svc], &[eps]);
+    let svc_chain: Vec<_> = what.iter().filter(|w| w.ends_with("in chain svc-default/web/tcp/")).map(String::as_str).collect();
+    assert_eq!(
+        svc_chain,
+        [
+            "rule from outside the cluster in chain svc-default/web/tcp/",
+            "rule clients of 10.42.1.5:8080 in chain svc-default/web/tcp/",
+            "rule clients of 10.42.2.5:8080 in chain svc-default/web/tcp/",
+            "rule to 10.42.1.5:8080 in chain svc-default/web/tcp/",
+            "rule to 10.42.2.5:8080 in chain svc-default/web/tcp/",
+        ]
+    );
+    assert!(what.iter().any(|w| w == "creating set aff-default/web/tcp//10.42.1.5:8080"));
+    assert!(what.iter().any(|w| w == "rule remember the client in chain ep-default/web/tcp//10.42.1.5:8080"));
+}
