@@ -70,7 +70,7 @@ fn without_ready_endpoints_serving_terminating_ones_are_used() {
             ("10.42.1.6", "node-1", json!({"ready": false, "serving": false, "terminating": true})),
         ],
     );
-    assert_eq!(desired(&config(), &[svc.clone()], &[eps])[0].cluster, [ep("10.42.1.5", 8080)]);
+    assert_eq!(desired(&config(), std::slice::from_ref(&svc), &[eps])[0].cluster, [ep("10.42.1.5", 8080)]);
     let ready = slice(
         "web",
         json!([{"port": 8080}]),
@@ -175,7 +175,7 @@ fn client_ip_affinity_sends_a_client_back_to_its_endpoint() {
     );
     let plain = service("plain", json!({"clusterIP": "10.43.0.21", "sessionAffinity": "ClientIP", "ports": [{"port": 80}]}));
     let eps = slice("web", json!([{"port": 8080}]), &[("10.42.1.5", "node-1", json!({})), ("10.42.2.5", "node-2", json!({}))]);
-    let ports = desired(&config(), &[svc.clone(), plain], &[eps.clone()]);
+    let ports = desired(&config(), &[svc.clone(), plain], std::slice::from_ref(&eps));
     assert_eq!(ports[0].affinity, Some(std::time::Duration::from_secs(10800)), "the default timeout");
     assert_eq!(ports[1].affinity, Some(std::time::Duration::from_secs(60)));
     let what = rules_of(&[svc], &[eps]);
