@@ -1,7 +1,8 @@
 //! The node's Service proxy ([`crate::net::proxy`]): follows Services and EndpointSlices and,
 //! once both are listed and ~100 ms after the last change, recomputes table `ip orch-proxy` and
 //! applies it when it differs from what is applied, then deletes the UDP conntrack flows of
-//! endpoints that are gone. A failed apply is retried. Off with `--disable-kube-proxy`.
+//! endpoints that are gone. A failed apply is retried. Off with `--disable-kube-proxy` (which
+//! removes a table an earlier run left).
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -28,7 +29,17 @@ const RETRY: Duration = Duration::from_secs(1);
 /// Starts the proxy of the node `config` describes, unless it is disabled.
 pub fn start(config: &Config, client: kube::Client, tasks: &Tasks) {
     if !config.service_proxy {
-        return tracing::info!("--disable-kube-proxy: this node forwards no Service traffic");
+        tracing::info!("--disable-kube-proxy: this node forwards no Service traffic");
+        // Rules an earlier run left would keep forwarding to endpoints that may be gone.
+        let netns = config.host_netns.clone();
+        tasks.spawn(async move {
+            match tokio::task::spawn_blocking(move || ProxyRules::remove(netns.as_deref())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot remove the service proxy's table"),
+                Err(e) => tracing::warn!(error = %e, "removing the service proxy's table failed"),
+            }
+        });
+        return;
     }
     let proxy = ProxyConfig { node_name: config.node_name.clone(), cluster_cidr: Some(config.cluster_cidr), served_locally: Vec::new() };
     tasks.spawn(run(client, proxy, config.host_netns.clone()));

@@ -114,6 +114,12 @@ async fn cluster_ip_node_port_hairpin_and_no_endpoints() {
     ProxyRules { cluster_cidr: rules.cluster_cidr, ports: vec![] }.apply(Some(&host.host_netns())).unwrap();
     let gone = run_in(Some(&c.netns), || TcpStream::connect_timeout(&service, Duration::from_millis(500))).unwrap();
     assert!(gone.is_err(), "a removed Service no longer forwards");
+    rules.apply(Some(&host.host_netns())).unwrap();
+    connect(&c.netns, service, &ls);
+    ProxyRules::remove(Some(&host.host_netns())).expect("removing the table");
+    ProxyRules::remove(Some(&host.host_netns())).expect("removing a table that is not there");
+    let removed = run_in(Some(&c.netns), || TcpStream::connect_timeout(&service, Duration::from_millis(500))).unwrap();
+    assert!(removed.is_err(), "without the table nothing forwards");
     for id in ["pod-a", "pod-b", "pod-c"] {
         net.teardown(id).await.unwrap();
     }

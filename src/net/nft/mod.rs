@@ -61,15 +61,21 @@ fn step(what: impl Into<String>, msg: u16, flags: u16, attrs: Attrs) -> Step {
     Step { what: what.into(), kind: (NFNL_SUBSYS_NFTABLES << 8) | msg, flags: NLM_F_REQUEST | flags, attrs }
 }
 
-/// The first steps of a transaction that replaces `table` (family `ip`) by an empty one.
-pub(crate) fn replace_table(table: &str) -> Vec<Step> {
+/// The steps that delete `table` (family `ip`) whether or not it exists.
+pub(crate) fn delete_table(table: &str) -> Vec<Step> {
     let attrs = Attrs::new().str(1, table);
     vec![
         // Create-if-missing then delete makes the delete safe when the table is not there.
         step(format!("creating table {table}"), NFT_MSG_NEWTABLE, NLM_F_CREATE, attrs.clone()),
-        step(format!("deleting the old table {table}"), NFT_MSG_DELTABLE, 0, attrs.clone()),
-        step(format!("creating table {table}"), NFT_MSG_NEWTABLE, NLM_F_CREATE, attrs),
+        step(format!("deleting the old table {table}"), NFT_MSG_DELTABLE, 0, attrs),
     ]
+}
+
+/// The first steps of a transaction that replaces `table` (family `ip`) by an empty one.
+pub(crate) fn replace_table(table: &str) -> Vec<Step> {
+    let mut steps = delete_table(table);
+    steps.push(step(format!("creating table {table}"), NFT_MSG_NEWTABLE, NLM_F_CREATE, Attrs::new().str(1, table)));
+    steps
 }
 
 /// A base chain `name` of `kind` ("nat", "filter") on `hook` at `priority`.

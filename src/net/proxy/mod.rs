@@ -29,6 +29,11 @@ impl ProxyRules {
         nft::transact(netns, program::steps(&self.ports, self.cluster_cidr))
     }
 
+    /// Deletes table `ip orch-proxy` (if there is one) from the namespace at `netns`.
+    pub fn remove(netns: Option<&Path>) -> Result<(), NftError> {
+        nft::transact(netns, nft::delete_table(TABLE))
+    }
+
     /// The UDP endpoints of `self` that `next` no longer sends to: their conntrack flows must
     /// go (see [`crate::net::conntrack`]).
     pub fn gone_udp_endpoints(&self, next: &ProxyRules) -> BTreeSet<(Ipv4Addr, u16)> {
