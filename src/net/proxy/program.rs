@@ -73,7 +73,7 @@ pub(crate) fn steps(ports: &[ServicePort], cluster_cidr: Option<Ipv4Network>) ->
     p.chains
 }
 
-/// Chains first (rules jump to them), then rules.
+/// Chains and sets first (rules refer to them), then rules.
 struct Program {
     chains: Vec<Step>,
     rules: Vec<Step>,
