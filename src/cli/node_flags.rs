@@ -61,6 +61,9 @@ pub struct NodeArgs {
     /// through public addresses)
     #[arg(long)]
     pub flannel_external_ip: bool,
+    /// Run no Service proxy on this node (k3s's flag; something else must carry Service traffic)
+    #[arg(long)]
+    pub disable_kube_proxy: bool,
     /// Label to register the node with (repeatable)
     #[arg(long, value_parser = parse_label, value_name = "KEY=VALUE")]
     pub node_label: Vec<(String, String)>,
@@ -147,6 +150,7 @@ impl NodeArgs {
             node_ip: self.node_ip.or(default_ip),
             node_external_ip: self.node_external_ip,
             flannel: Flannel { backend, iface: self.flannel_iface.clone(), use_external_ip: self.flannel_external_ip },
+            service_proxy: !self.disable_kube_proxy,
             labels: self.node_label.iter().cloned().collect(),
             taints: self.node_taint.clone(),
             runtime: match self.runtime {
@@ -206,6 +210,13 @@ mod tests {
         assert_eq!(agent.node_external_ip, Some("203.0.113.4".parse().unwrap()));
         let none = config(&node_args(&["orch", "agent", "--flannel-backend=none"], yaml)).unwrap();
         assert_eq!(none.flannel.backend, FlannelBackend::None, "the command line wins over the file");
+    }
+
+    #[test]
+    fn the_service_proxy_runs_unless_disabled() {
+        assert!(config(&node_args(&["orch", "server"], "")).unwrap().service_proxy);
+        assert!(!config(&node_args(&["orch", "agent", "--disable-kube-proxy"], "")).unwrap().service_proxy);
+        assert!(!config(&node_args(&["orch", "server"], "disable-kube-proxy: true\n")).unwrap().service_proxy);
     }
 
     #[test]

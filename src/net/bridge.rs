@@ -104,6 +104,11 @@ impl BridgeNetwork {
                 host.ensure_address(index, gateway(c.pod_cidr), c.pod_cidr.prefix()).await?;
                 host.set_up(index).await?;
                 self.write_sysctl("net/ipv4/ip_forward", "1")?;
+                // Pod-to-pod traffic on the bridge must pass nftables for a Service's DNAT to
+                // be undone on the way back (kube-proxy needs br_netfilter for the same reason).
+                if let Err(e) = self.write_sysctl("net/bridge/bridge-nf-call-iptables", "1") {
+                    tracing::warn!(error = %e, "bridged traffic skips nftables (load br_netfilter): a pod reaching a Service backed by a pod of the same node will fail");
+                }
                 self.apply_nat()?;
                 tracing::info!(bridge = %c.bridge, gateway = %gateway(c.pod_cidr), "pod network bridge ready");
                 Ok::<u32, NetError>(index)
@@ -183,6 +188,9 @@ impl PodNetwork for BridgeNetwork {
         if host.link_index(&host_veth).await?.is_none() {
             let ns_file = std::fs::File::open(&netns).map_err(|source| NetError::Io { what: "opening", path: netns.clone(), source })?;
             host.add_veth_into(&host_veth, Some(bridge), POD_IFNAME, std::os::fd::AsRawFd::as_raw_fd(&ns_file), self.config.mtu).await?;
+            if let Some(index) = host.link_index(&host_veth).await? {
+                host.set_hairpin(index).await?;
+            }
         }
         self.configure_pod_side(&netns, ip).await?;
         if self.host_ports.save(&pod.id, &pod.host_ports)? {

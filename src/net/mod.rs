@@ -3,6 +3,7 @@
 //! DNS needs, and nftables masquerade and hostPort rules — all through netlink, nothing shells out.
 
 pub mod bridge;
+pub mod conntrack;
 pub mod etc_files;
 pub mod fake;
 pub mod host_ports;
@@ -14,6 +15,7 @@ pub mod netns;
 pub mod nft;
 pub mod overlay;
 pub mod pod_network;
+pub mod proxy;
 pub mod resolv;
 
 pub use bridge::{BridgeConfig, BridgeNetwork};

@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::sys::protocols::NETLINK_ROUTE;
 use rtnetlink::sys::{Socket, TokioSocket};
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use tokio::task::JoinHandle;
 
 use super::netns::{self, NetnsError};
@@ -97,6 +97,13 @@ impl Netlink {
     pub async fn set_up(&self, index: u32) -> Result<(), NetlinkError> {
         let msg = LinkUnspec::new_with_index(index).up().build();
         self.handle.link().set(msg).execute().await.map_err(Self::fail(format!("setting link {index} up")))
+    }
+
+    /// Turns on hairpin mode of bridge port `index`: frames may leave by the port they came in
+    /// (a pod reaching itself through a Service is DNATed back out of its own port).
+    pub async fn set_hairpin(&self, index: u32) -> Result<(), NetlinkError> {
+        let msg = LinkBridgePort::new(index).hairpin(true).build();
+        self.handle.link().set_port(msg).execute().await.map_err(Self::fail(format!("setting hairpin mode on link {index}")))
     }
 
     /// Creates a veth pair: `host` (in this namespace, up, a port of `bridge` if given) and `peer`

@@ -67,6 +67,8 @@ pub struct Config {
     /// ExternalIP reported in the Node's addresses.
     pub node_external_ip: Option<IpAddr>,
     pub flannel: Flannel,
+    /// Whether the node runs the Service proxy ([`super::proxy`]); off with `--disable-kube-proxy`.
+    pub service_proxy: bool,
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
     pub runtime: RuntimeKind,

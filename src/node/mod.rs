@@ -12,6 +12,7 @@ pub mod node_object;
 pub mod overlay;
 mod password;
 pub mod preflight;
+pub mod proxy;
 pub mod runtime;
 
 use std::time::Duration;

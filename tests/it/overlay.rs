@@ -38,8 +38,8 @@ spec:
         command: ["sh", "-c", "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && echo serving on $(hostname) && exec httpd -f -v -p 0.0.0.0:8080 -h /www"]
 "#;
 
-struct Bed {
-    bed: ClusterBed,
+pub(crate) struct Bed {
+    pub(crate) bed: ClusterBed,
     kubeconfig: PathBuf,
     home: tempfile::TempDir,
     client: kube::Client,
@@ -48,7 +48,7 @@ struct Bed {
 impl Bed {
     /// A bed of `n` nodes with `flags`, every node Ready with a podCIDR; `None` (skipped) when
     /// real containers cannot run here.
-    async fn start(n: usize, flags: &[&str]) -> Option<Self> {
+    pub(crate) async fn start(n: usize, flags: &[&str]) -> Option<Self> {
         if skip_without_containers("the multi-node overlay tests") {
             return None;
         }
@@ -79,7 +79,7 @@ impl Bed {
     }
 
     /// Waits for `check`, failing with every node's log.
-    async fn wait<T, F, Fut>(&self, timeout: Duration, what: &str, mut check: F) -> T
+    pub(crate) async fn wait<T, F, Fut>(&self, timeout: Duration, what: &str, mut check: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
@@ -96,12 +96,12 @@ impl Bed {
         }
     }
 
-    async fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    pub(crate) async fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         kubectl(&self.kubeconfig, self.home.path(), args, stdin).await
     }
 
     /// The echo pods by node name, once one runs on each of `nodes` with an IP.
-    async fn echo_pods(&self, nodes: usize) -> BTreeMap<String, (String, String)> {
+    pub(crate) async fn echo_pods(&self, nodes: usize) -> BTreeMap<String, (String, String)> {
         let (ok, out, err) = self.kubectl(&["apply", "-f", "-"], Some(DAEMONSET)).await;
         assert!(ok, "applying the DaemonSet: {out}{err}");
         let pods: Api<Pod> = Api::default_namespaced(self.client.clone());

@@ -12,9 +12,9 @@ use orch::net::netlink::Netlink;
 use orch::net::netns::{run_in, NetnsDir};
 use orch::net::{BridgeConfig, BridgeNetwork, HostPort, PodAttachment, PodNetRequest, PodNetwork, Protocol};
 
-const TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     let root = orch::host::is_root();
     if !root {
         eprintln!("skipping: the pod network tests need root (network namespaces, bind mounts)");
@@ -24,14 +24,14 @@ fn is_root() -> bool {
 
 /// A test's private "host" namespace plus its pod namespace directory and state; everything is
 /// unmounted (so the kernel destroys the namespaces and their links) when dropped.
-struct TestHost {
+pub(crate) struct TestHost {
     dir: tempfile::TempDir,
     hosts: NetnsDir,
     host_name: String,
 }
 
 impl TestHost {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let hosts = NetnsDir::new(dir.path().join("hosts"));
         let host_name = format!("orch-test-{:08x}", rand::random::<u32>());
@@ -40,7 +40,7 @@ impl TestHost {
         Self { dir, hosts, host_name }
     }
 
-    fn host_netns(&self) -> PathBuf {
+    pub(crate) fn host_netns(&self) -> PathBuf {
         self.hosts.path_of(&self.host_name)
     }
 
@@ -48,7 +48,7 @@ impl TestHost {
         NetnsDir::new(self.dir.path().join("pods"))
     }
 
-    fn config(&self, pod_cidr: &str) -> BridgeConfig {
+    pub(crate) fn config(&self, pod_cidr: &str) -> BridgeConfig {
         let mut config = BridgeConfig::new(&self.dir.path().join("data"), pod_cidr.parse().unwrap(), "10.42.0.0/16".parse().unwrap());
         config.netns_dir = self.dir.path().join("pods");
         config.host_netns = Some(self.host_netns());
@@ -67,7 +67,7 @@ impl Drop for TestHost {
     }
 }
 
-fn request(id: &str) -> PodNetRequest {
+pub(crate) fn request(id: &str) -> PodNetRequest {
     PodNetRequest { id: id.to_string(), host_ports: vec![] }
 }
 
@@ -76,7 +76,7 @@ fn listen_in(netns: &Path, ip: Ipv4Addr) -> TcpListener {
     listen_on(netns, SocketAddr::from((ip, 0)))
 }
 
-fn listen_on(netns: &Path, addr: SocketAddr) -> TcpListener {
+pub(crate) fn listen_on(netns: &Path, addr: SocketAddr) -> TcpListener {
     run_in(Some(netns), || TcpListener::bind(addr)).unwrap().unwrap_or_else(|e| panic!("binding a listener on {addr}: {e}"))
 }
 
@@ -189,7 +189,7 @@ async fn addresses_survive_a_restart_and_gc_frees_gone_pods() {
 }
 
 /// An "outside" namespace linked to the test host: host `uplink` 192.0.2.1/24, outside `eth0` 192.0.2.2/24.
-async fn outside(host: &TestHost) -> PathBuf {
+pub(crate) async fn outside(host: &TestHost) -> PathBuf {
     let path = host.hosts.create(&format!("{}-out", host.host_name)).unwrap();
     let ns_file = std::fs::File::open(&path).unwrap();
     let nl = Netlink::open(Some(&host.host_netns())).unwrap();

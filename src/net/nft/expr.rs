@@ -1,5 +1,6 @@
-//! The nf_tables expressions orch's rules are made of (payload, bitwise, cmp, fib, immediate,
-//! nat, masq, accept), each encoded as an `NFTA_LIST_ELEM` of a rule's expression list.
+//! The nf_tables expressions orch's rules are made of (payload, bitwise, cmp, fib, ct, meta,
+//! numgen, immediate and verdicts, nat, masq, reject), each encoded as an `NFTA_LIST_ELEM` of a
+//! rule's expression list.
 
 use std::net::Ipv4Addr;
 
@@ -24,6 +25,7 @@ pub enum Base {
 }
 
 /// One expression of a rule.
+#[derive(Clone)]
 pub struct Expr(Attrs);
 
 fn expr(name: &str, data: Option<Attrs>) -> Expr {
@@ -45,8 +47,7 @@ pub fn payload(reg: u32, base: Base, offset: u32, len: u32) -> Expr {
 
 /// `reg = reg & mask` (xor 0) over `mask.len()` bytes.
 pub fn and_mask(reg: u32, mask: &[u8]) -> Expr {
-    let zeros = vec![0u8; mask.len()];
-    expr("bitwise", Some(Attrs::new().be32(1, reg).be32(2, reg).be32(3, mask.len() as u32).nested(4, data(mask)).nested(5, data(&zeros))))
+    expr("bitwise", Some(bitwise_attrs(reg, mask, &vec![0u8; mask.len()])))
 }
 
 /// Compares `reg` with `value`: equal (`eq`) or not equal; the rule stops when it fails.
@@ -56,9 +57,22 @@ pub fn cmp(reg: u32, eq: bool, value: &[u8]) -> Expr {
 
 /// Loads the route type of the destination address (`fib daddr type`) into `reg`.
 pub fn fib_daddr_type(reg: u32) -> Expr {
+    fib_type(reg, 1 << 1)
+}
+
+/// Loads the route type of the source address (`fib saddr type`) into `reg`.
+pub fn fib_saddr_type(reg: u32) -> Expr {
+    fib_type(reg, 1 << 0)
+}
+
+fn fib_type(reg: u32, flags: u32) -> Expr {
     const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
-    const NFTA_FIB_F_DADDR: u32 = 1 << 1;
-    expr("fib", Some(Attrs::new().be32(1, reg).be32(2, NFT_FIB_RESULT_ADDRTYPE).be32(3, NFTA_FIB_F_DADDR)))
+    expr("fib", Some(Attrs::new().be32(1, reg).be32(2, NFT_FIB_RESULT_ADDRTYPE).be32(3, flags)))
+}
+
+/// `fib daddr type local` (or `fib saddr type local` when not `daddr`).
+pub fn addr_is_local(daddr: bool) -> [Expr; 2] {
+    [if daddr { fib_daddr_type(REG1) } else { fib_saddr_type(REG1) }, cmp(REG1, true, &rtn_local())]
 }
 
 /// The value `fib ... type` leaves for a local address (RTN_LOCAL, in host byte order).
@@ -66,16 +80,63 @@ pub fn rtn_local() -> [u8; 4] {
     2u32.to_ne_bytes()
 }
 
-/// Whether the connection was destination-NATed: `ct status & dnat != 0` (status bits are in
-/// host byte order).
-pub fn ct_status_dnat(reg: u32) -> [Expr; 3] {
-    const NFT_CT_STATUS: u32 = 2;
-    const IPS_DST_NAT: u32 = 1 << 5;
+/// `ct state new` (state bits are in host byte order).
+pub fn ct_state_new() -> [Expr; 3] {
+    const NFT_CT_STATE: u32 = 0;
+    const NEW: u32 = 1 << 3;
     [
-        expr("ct", Some(Attrs::new().be32(1, reg).be32(2, NFT_CT_STATUS))),
-        and_mask(reg, &IPS_DST_NAT.to_ne_bytes()),
-        cmp(reg, false, &0u32.to_ne_bytes()),
+        expr("ct", Some(Attrs::new().be32(1, REG1).be32(2, NFT_CT_STATE))),
+        and_mask(REG1, &NEW.to_ne_bytes()),
+        cmp(REG1, false, &0u32.to_ne_bytes()),
     ]
+}
+
+const NFT_META_MARK: u32 = 3;
+
+fn meta_mark_load(reg: u32) -> Expr {
+    expr("meta", Some(Attrs::new().be32(1, reg).be32(2, NFT_META_MARK)))
+}
+
+/// `meta mark & bit != 0` (marks are in host byte order).
+pub fn mark_has(bit: u32) -> [Expr; 3] {
+    [meta_mark_load(REG1), and_mask(REG1, &bit.to_ne_bytes()), cmp(REG1, false, &0u32.to_ne_bytes())]
+}
+
+/// `meta mark & bit == 0`.
+pub fn mark_lacks(bit: u32) -> [Expr; 3] {
+    [meta_mark_load(REG1), and_mask(REG1, &bit.to_ne_bytes()), cmp(REG1, true, &0u32.to_ne_bytes())]
+}
+
+/// `meta mark set meta mark | bit` (`set`) or `meta mark set meta mark & ~bit`.
+pub fn mark_set(bit: u32, set: bool) -> [Expr; 3] {
+    let xor = if set { bit } else { 0 };
+    [
+        meta_mark_load(REG1),
+        expr("bitwise", Some(bitwise_attrs(REG1, &(!bit).to_ne_bytes(), &xor.to_ne_bytes()))),
+        expr("meta", Some(Attrs::new().be32(2, NFT_META_MARK).be32(3, REG1))),
+    ]
+}
+
+fn bitwise_attrs(reg: u32, mask: &[u8], xor: &[u8]) -> Attrs {
+    Attrs::new().be32(1, reg).be32(2, reg).be32(3, mask.len() as u32).nested(4, data(mask)).nested(5, data(xor))
+}
+
+/// `numgen random mod modulus == 0`: true with probability 1/`modulus`.
+pub fn one_in(modulus: u32) -> [Expr; 2] {
+    const NFT_NG_RANDOM: u32 = 1;
+    [expr("numgen", Some(Attrs::new().be32(1, REG1).be32(2, modulus).be32(3, NFT_NG_RANDOM))), cmp(REG1, true, &0u32.to_ne_bytes())]
+}
+
+/// `ip saddr @set`: the source address is in `set`.
+pub fn saddr_in_set(set: &str) -> [Expr; 2] {
+    [payload(REG1, Base::Network, 12, 4), expr("lookup", Some(Attrs::new().str(1, set).be32(2, REG1)))]
+}
+
+/// `update @set { ip saddr }`: adds the source address to `set` or refreshes its timeout.
+pub fn update_set_with_saddr(set: &str, timeout: std::time::Duration) -> [Expr; 2] {
+    const NFT_DYNSET_OP_UPDATE: u32 = 1;
+    let attrs = Attrs::new().str(1, set).be32(3, NFT_DYNSET_OP_UPDATE).be32(4, REG1).bytes(6, &(timeout.as_millis() as u64).to_be_bytes());
+    [payload(REG1, Base::Network, 12, 4), expr("dynset", Some(attrs))]
 }
 
 /// Puts `value` into `reg`.
@@ -83,14 +144,50 @@ pub fn immediate(reg: u32, value: &[u8]) -> Expr {
     expr("immediate", Some(Attrs::new().be32(1, reg).nested(2, data(value))))
 }
 
-/// The verdict `accept`.
-pub fn accept() -> Expr {
+const NFTA_VERDICT_CODE: u16 = 1;
+const NFTA_VERDICT_CHAIN: u16 = 2;
+
+fn verdict(code: i32, chain: Option<&str>) -> Expr {
     const NFT_REG_VERDICT: u32 = 0;
     const NFTA_DATA_VERDICT: u16 = 2;
-    const NFTA_VERDICT_CODE: u16 = 1;
-    const NF_ACCEPT: u32 = 1;
-    let verdict = Attrs::new().nested(NFTA_DATA_VERDICT, Attrs::new().be32(NFTA_VERDICT_CODE, NF_ACCEPT));
-    expr("immediate", Some(Attrs::new().be32(1, NFT_REG_VERDICT).nested(2, verdict)))
+    let mut v = Attrs::new().be32(NFTA_VERDICT_CODE, code as u32);
+    if let Some(chain) = chain {
+        v = v.str(NFTA_VERDICT_CHAIN, chain);
+    }
+    expr("immediate", Some(Attrs::new().be32(1, NFT_REG_VERDICT).nested(2, Attrs::new().nested(NFTA_DATA_VERDICT, v))))
+}
+
+/// The verdict `accept`.
+pub fn accept() -> Expr {
+    verdict(1, None)
+}
+
+/// The verdict `drop`.
+pub fn drop_packet() -> Expr {
+    verdict(0, None)
+}
+
+/// The verdict `return` (back to the calling chain).
+pub fn ret() -> Expr {
+    verdict(-5, None)
+}
+
+/// `jump chain` (comes back) or `goto chain` (does not).
+pub fn jump(chain: &str, goto: bool) -> Expr {
+    verdict(if goto { -4 } else { -3 }, Some(chain))
+}
+
+/// `reject with tcp reset` (`tcp`) or `reject with icmp type port-unreachable`.
+pub fn reject(tcp: bool) -> Expr {
+    const NFT_REJECT_ICMP_UNREACH: u32 = 0;
+    const NFT_REJECT_TCP_RST: u32 = 1;
+    const ICMP_PORT_UNREACH: u8 = 3;
+    let attrs = if tcp {
+        Attrs::new().be32(1, NFT_REJECT_TCP_RST)
+    } else {
+        Attrs::new().be32(1, NFT_REJECT_ICMP_UNREACH).bytes(2, &[ICMP_PORT_UNREACH])
+    };
+    expr("reject", Some(attrs))
 }
 
 /// Destination NAT to the IPv4 address in `addr_reg` and the port in `port_reg`.
@@ -108,6 +205,27 @@ pub fn masquerade() -> Expr {
 /// `ip saddr`/`ip daddr` (offset 12 / 16 of the IPv4 header) within (`inside`) or outside `net`.
 pub fn ip_addr_in(source: bool, network: Ipv4Addr, netmask: Ipv4Addr, inside: bool) -> [Expr; 3] {
     [payload(REG1, Base::Network, if source { 12 } else { 16 }, 4), and_mask(REG1, &netmask.octets()), cmp(REG1, inside, &network.octets())]
+}
+
+/// `ip protocol proto`.
+pub fn ip_protocol(proto: u8) -> [Expr; 2] {
+    [payload(REG1, Base::Network, 9, 1), cmp(REG1, true, &[proto])]
+}
+
+/// `ip protocol proto th dport port`.
+pub fn proto_port(proto: u8, port: u16) -> [Expr; 4] {
+    let [p, c] = ip_protocol(proto);
+    [p, c, payload(REG1, Base::Transport, 2, 2), cmp(REG1, true, &port.to_be_bytes())]
+}
+
+/// `ip saddr addr` / `ip daddr addr`.
+pub fn ip_addr_is(source: bool, addr: Ipv4Addr) -> [Expr; 2] {
+    [payload(REG1, Base::Network, if source { 12 } else { 16 }, 4), cmp(REG1, true, &addr.octets())]
+}
+
+/// `dnat to addr:port`.
+pub fn dnat_to(addr: Ipv4Addr, port: u16) -> [Expr; 3] {
+    [immediate(REG1, &addr.octets()), immediate(REG2, &port.to_be_bytes()), dnat(REG1, REG2)]
 }
 
 /// The expression list attribute of a rule.

@@ -5,6 +5,7 @@
 /// `NLM_F_*` flags.
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_ACK: u16 = 0x4;
+pub const NLM_F_DUMP: u16 = 0x300;
 pub const NLM_F_CREATE: u16 = 0x400;
 pub const NLM_F_APPEND: u16 = 0x800;
 
@@ -43,6 +44,11 @@ impl Attrs {
     pub fn nested(self, kind: u16, inner: Attrs) -> Self {
         self.bytes(kind | NLA_F_NESTED, &inner.0)
     }
+
+    /// A nested attribute whose content is already encoded (e.g. copied from a kernel reply).
+    pub fn nested_raw(self, kind: u16, inner: &[u8]) -> Self {
+        self.bytes(kind | NLA_F_NESTED, inner)
+    }
 }
 
 fn pad(len: usize) -> usize {
@@ -65,16 +71,32 @@ pub fn message(kind: u16, flags: u16, seq: u32, family: u8, res_id: u16, attrs: 
     m
 }
 
-/// A netlink message read back from the kernel: type, sequence number and, for
-/// `NLMSG_ERROR`, the (negative errno or 0) code.
+/// A netlink message read back from the kernel: type, sequence number, for `NLMSG_ERROR` the
+/// (negative errno or 0) code, and the attributes after the `nfgenmsg` header.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Reply {
     pub kind: u16,
     pub seq: u32,
     pub error: Option<i32>,
+    pub attrs: Vec<u8>,
 }
 
 pub const NLMSG_ERROR: u16 = 2;
+pub const NLMSG_DONE: u16 = 3;
+
+/// The attributes in `buf` as (type without the nested flag, value); stops at anything malformed.
+pub fn attributes(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while buf.len() >= 4 {
+        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
+        if len < 4 || len > buf.len() {
+            break;
+        }
+        out.push((u16::from_ne_bytes([buf[2], buf[3]]) & !NLA_F_NESTED, &buf[4..len]));
+        buf = &buf[(len + pad(len)).min(buf.len())..];
+    }
+    out
+}
 
 /// Splits a receive buffer into messages (stops at anything malformed).
 pub fn parse_replies(mut buf: &[u8]) -> Vec<Reply> {
@@ -87,7 +109,8 @@ pub fn parse_replies(mut buf: &[u8]) -> Vec<Reply> {
         let kind = u16::from_ne_bytes([buf[4], buf[5]]);
         let seq = u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]);
         let error = (kind == NLMSG_ERROR && len >= NLMSG_HDRLEN + 4).then(|| i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]));
-        out.push(Reply { kind, seq, error });
+        let attrs = if error.is_none() && len >= NLMSG_HDRLEN + 4 { buf[NLMSG_HDRLEN + 4..len].to_vec() } else { Vec::new() };
+        out.push(Reply { kind, seq, error, attrs });
         buf = &buf[(len + pad(len)).min(buf.len())..];
     }
     out
@@ -115,7 +138,11 @@ mod tests {
         err[0] = 36;
         err.extend_from_slice(&(-17i32).to_ne_bytes());
         err.extend_from_slice(&[0; 16]);
-        assert_eq!(parse_replies(&err), vec![Reply { kind: NLMSG_ERROR, seq: 42, error: Some(-17) }]);
+        assert_eq!(parse_replies(&err), vec![Reply { kind: NLMSG_ERROR, seq: 42, error: Some(-17), attrs: vec![] }]);
+        let parsed = parse_replies(&m);
+        assert_eq!(attributes(&parsed[0].attrs), vec![(1, &b"t\0"[..])]);
+        let nested = Attrs::new().nested_raw(2, &Attrs::new().be32(1, 7).0);
+        assert_eq!(attributes(&nested.0), vec![(2, &[8, 0, 1, 0, 0, 0, 0, 7][..])]);
         assert!(parse_replies(&[1, 2, 3]).is_empty());
     }
 }

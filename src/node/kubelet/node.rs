@@ -30,7 +30,7 @@ use crate::node::heartbeat::{self, Heartbeat};
 use crate::node::node_object::{NodeShape, Pressure};
 use crate::node::runtime::node::NodeRuntime;
 use crate::node::runtime::{ContainerInfo, ContainerRuntime};
-use crate::node::{overlay, Config, NodeError};
+use crate::node::{overlay, proxy, Config, NodeError};
 use crate::tasks::Tasks;
 
 /// How often containers and pod networks that belong to no pod are looked for.
@@ -212,6 +212,7 @@ impl NodeLoop {
         if !std::mem::replace(&mut self.overlay_started, true) {
             let ctx = &self.ctx;
             self.pod_mtu = overlay::start(&self.config, ctx.client.clone(), ctx.node_ip, cidr, &ctx.tasks).await;
+            proxy::start(&self.config, ctx.client.clone(), &ctx.tasks);
         }
         bridge.mtu = self.pod_mtu.unwrap_or(bridge.mtu);
         if let Some(ns) = &self.config.host_netns {
