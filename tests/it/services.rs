@@ -2,7 +2,8 @@
 //! VXLAN [`ClusterBed`](orch::testkit::cluster::ClusterBed) a NodePort Service in front of the
 //! echo DaemonSet (`overlay`) is reached by ClusterIP from a pod of every node with the pod's own
 //! address as source, by NodePort on every node's underlay address from another node and from
-//! the node itself, and once its pods are gone the node port refuses at once.
+//! the node itself; a LoadBalancer Service gets every node's address from ServiceLB and answers
+//! on them; and once its pods are gone the node port refuses at once.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -23,6 +24,16 @@ spec:
   ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
 "#;
 
+const LOAD_BALANCER: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: echo-lb}
+spec:
+  type: LoadBalancer
+  selector: {app: echo}
+  ports: [{port: 8081, targetPort: 8080}]
+"#;
+
 /// `GET /cgi-bin/ip` to `to` from inside `node`'s namespace: the body (the caller's address as
 /// the echo pod sees it), or the connection error.
 fn fetch_from(node: &BedNode, to: SocketAddr) -> std::io::Result<String> {
@@ -37,7 +48,7 @@ fn fetch_from(node: &BedNode, to: SocketAddr) -> std::io::Result<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_ip_and_node_port_reach_pods_across_nodes() {
+async fn cluster_ip_node_port_and_load_balancer_reach_pods_across_nodes() {
     let _one_bed = HEAVY.lock().await;
     let Some(t) = Bed::start(3, &[]).await else { return };
     let pods = t.echo_pods(3).await;
@@ -68,6 +79,26 @@ async fn cluster_ip_and_node_port_reach_pods_across_nodes() {
             t.wait(Duration::from_secs(30), &format!("{} reaching node port {to}", from.name), || async { fetch_from(from, to).ok() })
                 .await;
         }
+    }
+
+    let (ok, out, err) = t.kubectl(&["apply", "-f", "-"], Some(LOAD_BALANCER)).await;
+    assert!(ok, "applying the LoadBalancer Service: {out}{err}");
+    let mut want: Vec<String> = nodes.iter().map(|n| n.ip.to_string()).collect();
+    want.sort();
+    t.wait(Duration::from_secs(30), "ServiceLB giving the LoadBalancer every node's address", || async {
+        let (_, out, _) = t.kubectl(&["get", "service", "echo-lb", "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}"], None).await;
+        let mut got: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+        got.sort();
+        (got == want).then_some(())
+    })
+    .await;
+    for (i, target) in nodes.iter().enumerate() {
+        let to = SocketAddr::from((target.ip, 8081));
+        let from = &nodes[(i + 1) % nodes.len()];
+        t.wait(Duration::from_secs(30), &format!("{} reaching the load balancer at {to}", from.name), || async {
+            fetch_from(from, to).ok()
+        })
+        .await;
     }
 
     let (ok, out, err) = t.kubectl(&["delete", "daemonset", "echo", "--wait=false"], None).await;
