@@ -26,6 +26,7 @@ mod pod_watch;
 mod pods;
 mod probe;
 mod scheduler;
+mod services;
 mod workload;
 
 use std::path::{Path, PathBuf};
@@ -81,6 +82,9 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
+    /// Services (root; containerd, runc, busybox-static): proxy rule programming time for
+    /// 1,000 and 5,000 Services, and ClusterIP round-trip overhead against the pod directly
+    Services,
     /// Scheduling throughput: hollow nodes, Deployments x replicas, time until every pod runs
     Scheduler {
         /// Hollow nodes (all in one child process)
@@ -244,6 +248,11 @@ async fn main() -> anyhow::Result<()> {
             pods::run(&orch_binary()?, pods::Config { pods, singles, settle, timeout, server_log }).await
         }
         Bench::Net { seconds } => net::run(&orch_binary()?, seconds).await,
+        Bench::Services => {
+            let (rules_ms, overhead_us) = services::proxy(&orch_binary()?).await?;
+            println!("RESULT svc_rules_5000_ms={rules_ms:.0} svc_rr_overhead_p99_us={overhead_us:.0}");
+            Ok(())
+        }
         Bench::HollowNodes { count, join, token } => hollow::serve(count, &join, &token).await,
         Bench::Store { seconds, work_dir, nodes, clients, no_etcd } => {
             store_bench(StoreBench { seconds, work_dir, nodes, clients, no_etcd }).await

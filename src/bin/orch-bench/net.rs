@@ -7,7 +7,7 @@
 //! being reachable from a pod of another node.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -59,7 +59,13 @@ fn measure(client_ns: &Path, server_ns: &Path, server_ip: Ipv4Addr, seconds: u64
     bulk.shutdown(std::net::Shutdown::Write)?;
     let (received, listener) = sink.join().map_err(|_| anyhow::anyhow!("the receiver panicked"))??;
     let gbit_s = received as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e9;
+    let (rr_p50_us, rr_p99_us) = round_trips(client_ns, listener, to)?;
+    Ok(Numbers { gbit_s, rr_p50_us, rr_p99_us })
+}
 
+/// p50 and p99 in µs of 1-byte round trips from a socket in `client_ns` to `to`, which leads
+/// (directly or through a Service) to `listener`.
+pub fn round_trips(client_ns: &Path, listener: TcpListener, to: SocketAddr) -> anyhow::Result<(f64, f64)> {
     let echo = std::thread::spawn(move || -> std::io::Result<()> {
         let (mut conn, _) = listener.accept()?;
         conn.set_nodelay(true)?;
@@ -69,7 +75,8 @@ fn measure(client_ns: &Path, server_ns: &Path, server_ip: Ipv4Addr, seconds: u64
         }
         Ok(())
     });
-    let mut rr = connect()?;
+    let mut rr = run_in(Some(client_ns), || TcpStream::connect_timeout(&to, Duration::from_secs(5)))??;
+    rr.set_nodelay(true)?;
     let mut nanos = Vec::with_capacity(ROUND_TRIPS);
     let mut b = [7u8; 1];
     for _ in 0..ROUND_TRIPS {
@@ -82,14 +89,19 @@ fn measure(client_ns: &Path, server_ns: &Path, server_ip: Ipv4Addr, seconds: u64
     echo.join().map_err(|_| anyhow::anyhow!("the echo side panicked"))??;
     nanos.sort_unstable();
     let us = |p: f64| nanos[((nanos.len() as f64 * p).ceil() as usize).clamp(1, nanos.len()) - 1] as f64 / 1000.0;
-    Ok(Numbers { gbit_s, rr_p50_us: us(0.50), rr_p99_us: us(0.99) })
+    Ok((us(0.50), us(0.99)))
+}
+
+/// A client of a bed's cluster, as its admin.
+pub async fn bed_client(bed: &ClusterBed) -> anyhow::Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(bed.kubeconfig().await)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// The pods API of a bed's cluster.
 async fn pods_api(bed: &ClusterBed) -> anyhow::Result<Api<Pod>> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(bed.kubeconfig().await)?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-    Ok(Api::default_namespaced(kube::Client::try_from(config)?))
+    Ok(Api::default_namespaced(bed_client(bed).await?))
 }
 
 /// Creates pod `name` bound to `node`, running busybox `command` (retrying while the server
@@ -129,7 +141,7 @@ fn pod_netns(bed: &ClusterBed, node: usize, uid: &str) -> PathBuf {
 
 /// A two-node bed with `backend`, one sleeping pod on each node; returns the bed and each pod's
 /// (namespace path, IP).
-async fn bed_with_pods(binary: &Path, backend: &str) -> anyhow::Result<(ClusterBed, Vec<(PathBuf, Ipv4Addr)>)> {
+pub async fn bed_with_pods(binary: &Path, backend: &str) -> anyhow::Result<(ClusterBed, Vec<(PathBuf, Ipv4Addr)>)> {
     let mut bed = ClusterBed::new(binary, 2, &[format!("--flannel-backend={backend}")]).await.context("building the test bed")?;
     bed.start_agents().await;
     let pods = pods_api(&bed).await?;
