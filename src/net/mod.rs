@@ -3,6 +3,7 @@
 //! DNS needs, and nftables masquerade and hostPort rules — all through netlink, nothing shells out.
 
 pub mod bridge;
+pub mod dns;
 pub mod etc_files;
 pub mod fake;
 pub mod host_ports;
