@@ -14,8 +14,6 @@ use super::records::{Endpoint, Port, Records, ServiceKind, ServiceRecords};
 pub const TTL: u32 = 5;
 /// TTL of node names (k3s's `hosts /etc/coredns/NodeHosts { ttl 60 }`).
 const NODE_TTL: u32 = 60;
-/// The longest name answered (RFC 1035's 253 characters in text form).
-const MAX_NAME: usize = 253;
 /// The UDP payload size offered to EDNS clients.
 const EDNS_PAYLOAD: u16 = 1232;
 
@@ -42,9 +40,6 @@ pub fn answer(records: &Records, domain: &str, request: &Message) -> Outcome {
     let Some(question) = request.queries.first() else { return Outcome::Reply(reply(request, ResponseCode::FormErr)) };
     let text = question.name().to_lowercase().to_ascii();
     let name = text.trim_end_matches('.');
-    if name.len() > MAX_NAME {
-        return Outcome::Reply(reply(request, ResponseCode::Refused));
-    }
     let qtype = question.query_type();
     if let Some(ips) = records.nodes.get(name) {
         let found = addresses(ips.iter().copied(), qtype);

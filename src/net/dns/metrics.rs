@@ -21,9 +21,16 @@ const TYPES: [RecordType; 9] = [
     RecordType::TXT,
     RecordType::MX,
 ];
-/// Reply codes counted on their own; the rest count as "other".
-const CODES: [ResponseCode; 5] =
-    [ResponseCode::NoError, ResponseCode::NXDomain, ResponseCode::ServFail, ResponseCode::Refused, ResponseCode::FormErr];
+/// Reply codes counted on their own, with their names in CoreDNS's labels; the rest count as "other".
+const CODES: [ResponseCode; 6] = [
+    ResponseCode::NoError,
+    ResponseCode::NXDomain,
+    ResponseCode::ServFail,
+    ResponseCode::Refused,
+    ResponseCode::FormErr,
+    ResponseCode::NotImp,
+];
+const CODE_NAMES: [&str; 6] = ["NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "FORMERR", "NOTIMP"];
 /// Upper bounds of the latency buckets in seconds (CoreDNS's: 0.25 ms doubling 16 times).
 const BUCKETS: [f64; 16] =
     [0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192];
@@ -85,11 +92,6 @@ impl Metrics {
         .fetch_add(1, Relaxed);
     }
 
-    /// How many replies with `code` were sent.
-    pub fn replies_with(&self, code: ResponseCode) -> u64 {
-        self.replies[index(&CODES, &code)].load(Relaxed)
-    }
-
     /// The counters in Prometheus's text exposition format.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -110,7 +112,7 @@ impl Metrics {
             .replies
             .iter()
             .enumerate()
-            .map(|(i, c)| (format!("{{rcode=\"{}\"}}", CODES.get(i).map_or("other", |c| c.to_str())), c.load(Relaxed)))
+            .map(|(i, c)| (format!("{{rcode=\"{}\"}}", CODE_NAMES.get(i).unwrap_or(&"other")), c.load(Relaxed)))
             .collect();
         section(&mut text, "coredns_dns_responses_total", "counter", "Counter of response status codes.", codes);
         let one = |c: &AtomicU64| vec![(String::new(), c.load(Relaxed))];

@@ -17,5 +17,7 @@ pub mod upstream;
 
 #[cfg(test)]
 mod answer_tests;
+#[cfg(test)]
+mod server_tests;
 
 pub use records::Records;
