@@ -37,6 +37,21 @@ pub enum FlannelBackendArg {
     None,
 }
 
+/// A packaged component k3s's `--disable` turns off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Component {
+    /// Cluster DNS: the kube-dns Service (on a server) and this node's DNS on --cluster-dns
+    Coredns,
+    /// Accepted for k3s compatibility; orch packages no service load balancer
+    Servicelb,
+    /// Accepted for k3s compatibility; orch packages no ingress controller
+    Traefik,
+    /// Accepted for k3s compatibility; orch packages no storage provisioner
+    LocalStorage,
+    /// Accepted for k3s compatibility; orch packages no metrics server
+    MetricsServer,
+}
+
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Node")]
 pub struct NodeArgs {
@@ -92,6 +107,11 @@ pub struct NodeArgs {
     /// DNS domain of the cluster
     #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
     pub cluster_domain: String,
+    /// Turn off a packaged component (repeatable or comma-separated; k3s's --disable).
+    /// `coredns` stops this node answering DNS on --cluster-dns and, on a server, keeping the
+    /// kube-dns Service; give it to every node of a cluster that brings its own DNS
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "COMPONENT")]
+    pub disable: Vec<Component>,
     /// Build the pod network inside this network namespace instead of the host's (tests,
     /// benchmarks)
     #[arg(long, hide = true, value_name = "PATH")]
@@ -159,6 +179,7 @@ impl NodeArgs {
             cluster_cidr,
             cluster_dns: vec![self.cluster_dns],
             cluster_domain: self.cluster_domain.clone(),
+            dns_server: !self.disable.contains(&Component::Coredns),
             host_netns: self.netns.clone(),
             lease_renew_interval: self.node_lease_renew_interval,
             status_update_interval: self.node_status_update_frequency,

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use super::node_flags::NodeArgs;
+use super::node_flags::{Component, NodeArgs};
 use super::{duration, octal_mode};
 use crate::node::{self, Node};
 use crate::server::{self, Server};
@@ -125,6 +125,7 @@ impl ServerArgs {
             service_node_port_range: self.service_node_port_range.clone(),
             compaction_interval: self.compaction_interval,
             cluster_cidr: self.node.cluster_cidr.clone(),
+            cluster_dns: (!self.node.disable.contains(&Component::Coredns)).then_some(self.node.cluster_dns),
             node_monitor_grace_period: self.node_monitor_grace_period,
             disable_controllers: self.disable_controllers,
             max_requests_inflight: self.max_requests_inflight,

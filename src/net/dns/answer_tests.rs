@@ -51,7 +51,7 @@ static RECORDS: LazyLock<Records> = LazyLock::new(|| {
         "status": { "addresses": [{ "type": "InternalIP", "address": "192.0.2.11" }, { "type": "Hostname", "address": "pi-1" }] },
     }))
     .unwrap();
-    Records::build(DOMAIN, &services, &slices, &[node])
+    Records::build(DOMAIN, &services, &slices, [&node])
 });
 
 fn ask(name: &str, qtype: RecordType) -> Outcome {

@@ -72,7 +72,12 @@ pub fn dashed(ip: IpAddr) -> String {
 
 impl Records {
     /// Builds the index of `domain` (e.g. `cluster.local`) from the cluster's objects.
-    pub fn build(domain: &str, services: &[Service], slices: &[EndpointSlice], nodes: &[Node]) -> Self {
+    pub fn build<'a>(
+        domain: &str,
+        services: impl IntoIterator<Item = &'a Service>,
+        slices: impl IntoIterator<Item = &'a EndpointSlice>,
+        nodes: impl IntoIterator<Item = &'a Node>,
+    ) -> Self {
         let mut by_service: BTreeMap<(String, String), Vec<&EndpointSlice>> = BTreeMap::new();
         for slice in slices {
             let service = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));

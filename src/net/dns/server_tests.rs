@@ -29,7 +29,7 @@ fn records() -> Arc<Records> {
         "spec": { "clusterIP": "10.43.0.20", "ports": [{ "name": "http", "port": 80 }] },
     }))
     .unwrap();
-    Arc::new(Records::build("cluster.local", &[web], &[], &[]))
+    Arc::new(Records::build("cluster.local", [&web], [], []))
 }
 
 fn query(id: u16, name: &str, qtype: RecordType) -> Vec<u8> {

@@ -151,6 +151,7 @@ impl Kubelet {
             allocatable: NodeAllocatable { millicpu: millicpu as i64, memory: memory as i64 },
             tasks: self.tasks.clone(),
         });
+        crate::node::cluster_dns::start(&config, client.clone(), node_ip, &self.tasks).await;
         let mut node = NodeLoop {
             heartbeat: Heartbeat::new(client, &config.node_name, config.lease_renew_interval),
             since: Timestamp::now(),
