@@ -1,8 +1,8 @@
 //! The `kube-system/kube-dns` Service (ClusterIP: the cluster DNS address; ports dns 53/UDP,
 //! dns-tcp 53/TCP, metrics 9153/TCP; CoreDNS's labels) and its EndpointSlice listing every
 //! node's InternalIP, ready while the node is Ready: each node answers cluster DNS itself
-//! (`net::dns`), so the nodes are the endpoints. Checked at start and every ten seconds;
-//! missing or changed objects are put back. Off with `--disable coredns`.
+//! (`net::dns`), so the nodes are the endpoints. Checked at start, every ten seconds and when
+//! a node changes; missing or changed objects are put back. Off with `--disable coredns`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -12,7 +12,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ListParams, PostParams};
+use futures::StreamExt;
+use kube::api::{Api, PostParams};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -46,9 +47,9 @@ pub fn service(ip: IpAddr) -> Service {
 }
 
 /// The EndpointSlice listing `nodes`' InternalIPs (IPv4), ready when the node is Ready.
-pub fn slice(nodes: &[Node]) -> EndpointSlice {
+pub fn slice<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> EndpointSlice {
     let mut endpoints: Vec<Endpoint> = nodes
-        .iter()
+        .into_iter()
         .filter_map(|node| {
             let status = node.status.as_ref()?;
             let ip = status.addresses.iter().flatten().find(|a| a.type_ == "InternalIP" && a.address.parse::<std::net::Ipv4Addr>().is_ok())?;
@@ -85,30 +86,41 @@ pub fn slice(nodes: &[Node]) -> EndpointSlice {
     }
 }
 
-async fn reconcile(ctx: &Context, ip: IpAddr) -> Result<(), kube::Error> {
+/// Puts back the Service if it is missing and the EndpointSlice if it differs from `want`.
+async fn reconcile(ctx: &Context, ip: IpAddr, want: EndpointSlice) -> Result<(), kube::Error> {
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), NAMESPACE);
     if services.get_opt(NAME).await?.is_none() {
         services.create(&PostParams::default(), &service(ip)).await?;
         tracing::info!(%ip, "created the kube-dns service");
     }
-    let nodes = Api::<Node>::all(ctx.client.clone()).list(&ListParams::default()).await?.items;
-    let want = slice(&nodes);
     let (eps, ports) = (want.endpoints.clone(), want.ports.clone());
     ensure(&Api::<EndpointSlice>::namespaced(ctx.client.clone(), NAMESPACE), want, |have| have.endpoints != eps || have.ports != ports).await
 }
 
 /// Keeps the kube-dns Service and its EndpointSlice until `shutdown` (nothing with
-/// `--disable coredns`).
+/// `--disable coredns`): every ten seconds, and soon after the nodes' addresses or
+/// readiness change.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let Some(ip) = ctx.settings.cluster_dns else { return };
+    let informer = ctx.informers.get::<Node>();
+    let Some(nodes) = informer.ready(&shutdown).await else { return };
+    let mut touched = std::pin::pin!(informer.touched());
     let mut tick = tokio::time::interval(PERIOD);
+    let mut written: Option<Vec<Endpoint>> = None;
     loop {
-        tokio::select! {
+        let periodic = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = tick.tick() => true,
+            Some(_) = touched.next() => false,
+        };
+        let want = slice(nodes.state().iter().map(AsRef::as_ref));
+        if !periodic && written.as_ref() == Some(&want.endpoints) {
+            continue;
         }
-        if let Err(e) = reconcile(&ctx, ip).await {
-            tracing::warn!(error = %e, "cannot reconcile the kube-dns service; retrying");
+        let endpoints = want.endpoints.clone();
+        match reconcile(&ctx, ip, want).await {
+            Ok(()) => written = Some(endpoints),
+            Err(e) => tracing::warn!(error = %e, "cannot reconcile the kube-dns service; retrying"),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The node's cluster DNS: puts the `--cluster-dns` address on the dummy interface `orch-dns`
-//! in the node's network namespace, serves DNS there over UDP and TCP (and on the node IP, for
+//! The node's cluster DNS: puts the `--cluster-dns` address on a local interface (`orch-dns`,
+//! see [`iface`]) in the node's network namespace, serves DNS there over UDP and TCP (and on the node IP, for
 //! the kube-dns EndpointSlice, when it can), serves the counters on port 9153 `/metrics`, and
 //! keeps the records current from Service, EndpointSlice and Node watches.
 
@@ -45,8 +45,9 @@ pub async fn start(config: &Config, client: kube::Client, node_ip: IpAddr, tasks
         return tracing::warn!(cluster_dns = ?config.cluster_dns, "no cluster DNS on this node: --cluster-dns has no IPv4 address");
     };
     let netns = config.host_netns.as_deref();
-    if let Err(e) = iface::ensure(netns, address).await {
-        return tracing::error!("no cluster DNS on this node: cannot put {address} on {}: {e}", iface::DEVICE);
+    match iface::ensure(netns, address).await {
+        Ok(device) => tracing::info!(%address, device, "the cluster DNS address is on this node"),
+        Err(e) => return tracing::error!("no cluster DNS on this node: cannot put {address} on an interface: {e}"),
     }
     let (records_tx, records_rx) = watch::channel(Arc::new(Records::default()));
     let servers = upstreams(&ResolvPaths::default());
