@@ -5,7 +5,7 @@ RELEASE_BIN := target/release/orch
 # Debian packages the tests, benchmarks and runtime need.
 DEB_PACKAGES := protobuf-compiler containerd runc iproute2 nftables busybox-static docker-registry etcd-server curl ca-certificates
 
-.PHONY: build run test bench bench-store bench-api bench-scheduler bench-pods bench-net deps clean
+.PHONY: build run test bench bench-store bench-api bench-scheduler bench-pods bench-net bench-dns deps clean
 
 build:
 	$(CARGO) build --release --bin orch
@@ -16,7 +16,7 @@ run: deps build
 test:
 	$(CARGO) test --all-targets
 
-bench: bench-store bench-api bench-scheduler bench-pods bench-net
+bench: bench-store bench-api bench-scheduler bench-pods bench-net bench-dns
 
 bench-api:
 	$(CARGO) build --release --bins
@@ -44,6 +44,11 @@ bench-pods:
 bench-net:
 	$(CARGO) build --release --bins
 	target/release/orch-bench net $(NET_ARGS)
+
+# The node-local cluster DNS server on loopback: queries/s and p50/p99 over UDP and TCP.
+bench-dns:
+	$(CARGO) build --release --bins
+	target/release/orch-bench dns $(DNS_ARGS)
 
 # Installs missing Debian packages (only as root; otherwise says what is missing) and the
 # Python kubernetes client the integration tests drive the API with.

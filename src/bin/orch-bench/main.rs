@@ -11,6 +11,9 @@
 //! `orch-bench scheduler`: 1,000 hollow nodes, 300 Deployments x 100 replicas scheduled and
 //! run (see `scheduler`); `orch-bench hollow-nodes` is its node process.
 //!
+//! `orch-bench dns`: queries per second and latency of the node-local cluster DNS on loopback
+//! (see `dns`).
+//!
 //! `orch-bench store`: puts/s and p50/p99 latency with 1, 16 and 64 clients, 256-byte values,
 //! on a 1-node and a 3-node orch store (each node its own `orch server` process on loopback,
 //! driven through the store RPC) and on etcd (1 and 3 members, default durability, driven
@@ -18,6 +21,7 @@
 
 mod api;
 mod cluster;
+mod dns;
 mod etcd;
 mod harness;
 mod hollow;
@@ -78,6 +82,13 @@ enum Bench {
     /// underlay (root; containerd, runc, busybox-static)
     Net {
         /// Seconds of bulk transfer per path
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
+    /// The node-local cluster DNS on loopback: queries/s and latency over UDP and TCP with
+    /// 1 and 16 queries in flight
+    Dns {
+        /// Measured seconds per row (after one second of warm-up)
         #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
@@ -244,6 +255,7 @@ async fn main() -> anyhow::Result<()> {
             pods::run(&orch_binary()?, pods::Config { pods, singles, settle, timeout, server_log }).await
         }
         Bench::Net { seconds } => net::run(&orch_binary()?, seconds).await,
+        Bench::Dns { seconds } => dns::run(seconds).await,
         Bench::HollowNodes { count, join, token } => hollow::serve(count, &join, &token).await,
         Bench::Store { seconds, work_dir, nodes, clients, no_etcd } => {
             store_bench(StoreBench { seconds, work_dir, nodes, clients, no_etcd }).await
