@@ -80,21 +80,15 @@ fn listen(netns: Option<&Path>, ip: IpAddr) -> Result<(tokio::net::UdpSocket, to
         let udp = std::net::UdpSocket::bind((ip, DNS_PORT))?;
         let tcp = std::net::TcpListener::bind((ip, DNS_PORT))?;
         let metrics = std::net::TcpListener::bind((ip, METRICS_PORT))?;
+        udp.set_nonblocking(true)?;
+        tcp.set_nonblocking(true)?;
+        metrics.set_nonblocking(true)?;
         Ok((udp, tcp, metrics))
     };
-    let tokio_io = |e: std::io::Error| format!("binding {ip} ports {DNS_PORT} and {METRICS_PORT}: {e}");
-    let (udp, tcp, metrics) = netns::run_in(netns, bind).map_err(|e| e.to_string())?.map_err(tokio_io)?;
-    let convert = || -> std::io::Result<_> {
-        for fd in [udp.set_nonblocking(true), tcp.set_nonblocking(true), metrics.set_nonblocking(true)] {
-            fd?;
-        }
-        Ok((
-            tokio::net::UdpSocket::from_std(udp)?,
-            tokio::net::TcpListener::from_std(tcp)?,
-            tokio::net::TcpListener::from_std(metrics)?,
-        ))
-    };
-    convert().map_err(tokio_io)
+    let failed = |e: std::io::Error| format!("binding {ip} ports {DNS_PORT} and {METRICS_PORT}: {e}");
+    let (udp, tcp, metrics) = netns::run_in(netns, bind).map_err(|e| e.to_string())?.map_err(failed)?;
+    let converted = (|| Ok((tokio::net::UdpSocket::from_std(udp)?, tokio::net::TcpListener::from_std(tcp)?, tokio::net::TcpListener::from_std(metrics)?)))();
+    converted.map_err(failed)
 }
 
 /// Serves the DNS counters at `/metrics` in Prometheus's text format.

@@ -10,6 +10,7 @@ use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -23,13 +24,25 @@ use super::server::{serve_tcp, serve_udp, Handler};
 const WAIT: Duration = Duration::from_secs(3);
 const UPSTREAM_ANSWER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
 
+/// Endpoints of the headless Service `many`: more than a 512-byte UDP reply holds.
+const MANY: usize = 60;
+
 fn records() -> Arc<Records> {
     let web: Service = serde_json::from_value(json!({
         "metadata": { "name": "web", "namespace": "default" },
         "spec": { "clusterIP": "10.43.0.20", "ports": [{ "name": "http", "port": 80 }] },
     }))
     .unwrap();
-    Arc::new(Records::build("cluster.local", [&web], [], []))
+    let many: Service =
+        serde_json::from_value(json!({ "metadata": { "name": "many", "namespace": "default" }, "spec": { "clusterIP": "None" } })).unwrap();
+    let endpoints: Vec<_> = (0..MANY).map(|i| json!({ "addresses": [format!("10.42.0.{}", i + 2)] })).collect();
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": { "name": "many-x", "namespace": "default", "labels": { "kubernetes.io/service-name": "many" } },
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+    }))
+    .unwrap();
+    Arc::new(Records::build("cluster.local", [&web, &many], [&slice], []))
 }
 
 fn query(id: u16, name: &str, qtype: RecordType) -> Vec<u8> {
@@ -169,6 +182,29 @@ async fn answers_over_tcp_several_queries_per_connection() {
         let m = Message::from_vec(&buf).unwrap();
         assert_eq!((m.metadata.id, first_a(&m)), (id, Some(Ipv4Addr::new(10, 43, 0, 20))));
     }
+}
+
+/// Sends `packet` over a new TCP connection and reads one reply.
+async fn tcp_exchange(server: SocketAddr, packet: &[u8]) -> Message {
+    let mut stream = TcpStream::connect(server).await.unwrap();
+    stream.write_all(&(packet.len() as u16).to_be_bytes()).await.unwrap();
+    stream.write_all(packet).await.unwrap();
+    let len = tokio::time::timeout(WAIT, stream.read_u16()).await.expect("a TCP reply").unwrap();
+    let mut buf = vec![0; usize::from(len)];
+    stream.read_exact(&mut buf).await.unwrap();
+    Message::from_vec(&buf).unwrap()
+}
+
+#[tokio::test]
+async fn large_answers_are_truncated_over_udp_and_whole_over_tcp() {
+    let server = start(vec![], Limit::default()).await;
+    let socket = client(server.addr).await;
+    let q = query(5, "many.default.svc.cluster.local.", RecordType::A);
+    let m = exchange(&socket, &q).await.expect("a UDP reply");
+    assert!(m.metadata.truncation && m.answers.is_empty(), "{MANY} addresses do not fit 512 bytes: {m:?}");
+    assert_eq!(m.queries.len(), 1);
+    let m = tcp_exchange(server.addr, &q).await;
+    assert_eq!((m.metadata.truncation, m.answers.len()), (false, MANY));
 }
 
 #[tokio::test]
