@@ -236,4 +236,15 @@ mod tests {
         let ext = config(&node_args(&["orch", "server", "--flannel-external-ip"], "")).unwrap_err();
         assert!(ext.contains("--node-external-ip"), "{ext}");
     }
+
+    #[test]
+    fn disable_coredns_turns_off_the_node_dns_on_both_commands_and_in_the_config_file() {
+        assert!(config(&node_args(&["orch", "agent"], "")).unwrap().dns_server, "on by default");
+        let flags = config(&node_args(&["orch", "server", "--disable=traefik,coredns"], "")).unwrap();
+        assert!(!flags.dns_server);
+        let file = config(&node_args(&["orch", "agent"], "disable:\n  - servicelb\n  - coredns\n")).unwrap();
+        assert!(!file.dns_server);
+        let other = config(&node_args(&["orch", "agent", "--disable", "metrics-server"], "")).unwrap();
+        assert!(other.dns_server, "other components leave the DNS on");
+    }
 }
