@@ -42,6 +42,8 @@ pub enum Dropped {
     Malformed,
     /// Its source sent more than its rate allows.
     RateLimited,
+    /// Too many queries were already waiting on the upstreams.
+    Busy,
 }
 
 /// The counters; shared by the server's tasks.
@@ -54,6 +56,7 @@ pub struct Metrics {
     forwarded: AtomicU64,
     malformed: AtomicU64,
     rate_limited: AtomicU64,
+    busy: AtomicU64,
     latency: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_micros: AtomicU64,
 }
@@ -88,6 +91,7 @@ impl Metrics {
         match why {
             Dropped::Malformed => &self.malformed,
             Dropped::RateLimited => &self.rate_limited,
+            Dropped::Busy => &self.busy,
         }
         .fetch_add(1, Relaxed);
     }
@@ -122,6 +126,7 @@ impl Metrics {
         let drops = vec![
             ("{reason=\"malformed\"}".to_string(), self.malformed.load(Relaxed)),
             ("{reason=\"rate_limited\"}".to_string(), self.rate_limited.load(Relaxed)),
+            ("{reason=\"busy\"}".to_string(), self.busy.load(Relaxed)),
         ];
         section(&mut text, "orch_dns_dropped_total", "counter", "Packets dropped without an answer.", drops);
         let mut rows = Vec::new();

@@ -25,6 +25,8 @@ const HEADER_LEN: usize = 12;
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// The most TCP connections served at once.
 const MAX_TCP: usize = 256;
+/// The most UDP queries waiting on the upstreams at once; more are dropped.
+const MAX_FORWARDS: usize = 1024;
 
 /// What to do with one packet.
 pub enum Step {
@@ -121,6 +123,7 @@ impl Handler {
 /// Serves DNS over UDP on `socket` until `cancel` fires.
 pub async fn serve_udp(socket: UdpSocket, handler: Arc<Handler>, cancel: CancellationToken) {
     let socket = Arc::new(socket);
+    let forwards = Arc::new(Semaphore::new(MAX_FORWARDS));
     let mut buf = vec![0u8; 65_535];
     loop {
         let (n, from) = tokio::select! {
@@ -139,11 +142,16 @@ pub async fn serve_udp(socket: UdpSocket, handler: Arc<Handler>, cancel: Cancell
                 let _ = socket.send_to(&bytes, from).await;
             }
             Step::Forward(request, arrived) => {
+                let Ok(slot) = forwards.clone().try_acquire_owned() else {
+                    handler.metrics.dropped(Dropped::Busy);
+                    continue;
+                };
                 let (socket, handler) = (socket.clone(), handler.clone());
                 tokio::spawn(async move {
                     if let Step::Reply(bytes) = handler.forward(request, arrived, true).await {
                         let _ = socket.send_to(&bytes, from).await;
                     }
+                    drop(slot);
                 });
             }
             Step::Drop => {}
