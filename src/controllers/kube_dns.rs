@@ -9,10 +9,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use futures::StreamExt;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -32,8 +32,10 @@ const PORTS: [(&str, i32, &str); 3] = [("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"
 
 /// The kube-dns Service with ClusterIP `ip`.
 pub fn service(ip: IpAddr) -> Service {
-    let ports: Vec<_> =
-        PORTS.iter().map(|(name, port, protocol)| json!({ "name": name, "port": port, "protocol": protocol, "targetPort": port })).collect();
+    let ports: Vec<_> = PORTS
+        .iter()
+        .map(|(name, port, protocol)| json!({ "name": name, "port": port, "protocol": protocol, "targetPort": port }))
+        .collect();
     serde_json::from_value(json!({
         "metadata": {
             "name": NAME,
@@ -52,7 +54,8 @@ pub fn slice<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> EndpointSlice {
         .into_iter()
         .filter_map(|node| {
             let status = node.status.as_ref()?;
-            let ip = status.addresses.iter().flatten().find(|a| a.type_ == "InternalIP" && a.address.parse::<std::net::Ipv4Addr>().is_ok())?;
+            let ip =
+                status.addresses.iter().flatten().find(|a| a.type_ == "InternalIP" && a.address.parse::<std::net::Ipv4Addr>().is_ok())?;
             let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
             Some(Endpoint {
                 addresses: vec![ip.address.clone()],
@@ -94,7 +97,8 @@ async fn reconcile(ctx: &Context, ip: IpAddr, want: EndpointSlice) -> Result<(),
         tracing::info!(%ip, "created the kube-dns service");
     }
     let (eps, ports) = (want.endpoints.clone(), want.ports.clone());
-    ensure(&Api::<EndpointSlice>::namespaced(ctx.client.clone(), NAMESPACE), want, |have| have.endpoints != eps || have.ports != ports).await
+    ensure(&Api::<EndpointSlice>::namespaced(ctx.client.clone(), NAMESPACE), want, |have| have.endpoints != eps || have.ports != ports)
+        .await
 }
 
 /// Keeps the kube-dns Service and its EndpointSlice until `shutdown` (nothing with

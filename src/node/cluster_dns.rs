@@ -87,7 +87,9 @@ fn listen(netns: Option<&Path>, ip: IpAddr) -> Result<(tokio::net::UdpSocket, to
     };
     let failed = |e: std::io::Error| format!("binding {ip} ports {DNS_PORT} and {METRICS_PORT}: {e}");
     let (udp, tcp, metrics) = netns::run_in(netns, bind).map_err(|e| e.to_string())?.map_err(failed)?;
-    let converted = (|| Ok((tokio::net::UdpSocket::from_std(udp)?, tokio::net::TcpListener::from_std(tcp)?, tokio::net::TcpListener::from_std(metrics)?)))();
+    let converted = (|| {
+        Ok((tokio::net::UdpSocket::from_std(udp)?, tokio::net::TcpListener::from_std(tcp)?, tokio::net::TcpListener::from_std(metrics)?))
+    })();
     converted.map_err(failed)
 }
 

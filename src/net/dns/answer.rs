@@ -219,4 +219,3 @@ fn srv(svc: &ServiceRecords, ports: &[&Port], fqdn_text: &str) -> Found {
         .collect();
     Found::Records(answers, additionals)
 }
-

@@ -29,21 +29,34 @@ fn slice(ns: &str, service: &str, endpoints: serde_json::Value, ports: serde_jso
 
 static RECORDS: LazyLock<Records> = LazyLock::new(|| {
     let services = vec![
-        service("default", "kubernetes", json!({ "clusterIP": "10.43.0.1", "ports": [{ "name": "https", "port": 443, "protocol": "TCP" }] })),
-        service("default", "web", json!({ "clusterIP": "10.43.0.20", "clusterIPs": ["10.43.0.20"], "ports": [
-            { "name": "http", "port": 80, "protocol": "TCP" }, { "name": "dns", "port": 53, "protocol": "UDP" }, { "port": 9000 }] })),
+        service(
+            "default",
+            "kubernetes",
+            json!({ "clusterIP": "10.43.0.1", "ports": [{ "name": "https", "port": 443, "protocol": "TCP" }] }),
+        ),
+        service(
+            "default",
+            "web",
+            json!({ "clusterIP": "10.43.0.20", "clusterIPs": ["10.43.0.20"], "ports": [
+            { "name": "http", "port": 80, "protocol": "TCP" }, { "name": "dns", "port": 53, "protocol": "UDP" }, { "port": 9000 }] }),
+        ),
         service("db", "pg", json!({ "clusterIP": "None", "ports": [{ "name": "pg", "port": 5432 }] })),
         service("db", "late", json!({ "clusterIP": "None", "publishNotReadyAddresses": true })),
         service("db", "empty", json!({ "clusterIP": "None" })),
         service("default", "ext", json!({ "type": "ExternalName", "externalName": "Example.COM." })),
     ];
     let slices = vec![
-        slice("db", "pg", json!([
-            { "addresses": ["10.42.0.5"], "hostname": "pg-0", "conditions": { "ready": true } },
-            { "addresses": ["10.42.1.6"], "hostname": "pg-1", "conditions": { "ready": true } },
-            { "addresses": ["10.42.1.7"], "hostname": "pg-2", "conditions": { "ready": false } },
-            { "addresses": ["10.42.1.8"], "conditions": { "ready": true } },
-        ]), json!([{ "name": "pg", "port": 5432, "protocol": "TCP" }])),
+        slice(
+            "db",
+            "pg",
+            json!([
+                { "addresses": ["10.42.0.5"], "hostname": "pg-0", "conditions": { "ready": true } },
+                { "addresses": ["10.42.1.6"], "hostname": "pg-1", "conditions": { "ready": true } },
+                { "addresses": ["10.42.1.7"], "hostname": "pg-2", "conditions": { "ready": false } },
+                { "addresses": ["10.42.1.8"], "conditions": { "ready": true } },
+            ]),
+            json!([{ "name": "pg", "port": 5432, "protocol": "TCP" }]),
+        ),
         slice("db", "late", json!([{ "addresses": ["10.42.2.9"], "hostname": "late-0", "conditions": { "ready": false } }]), json!([])),
     ];
     let node: Node = serde_json::from_value(json!({
@@ -90,15 +103,26 @@ fn the_naming_scheme() {
         ("_http._tcp.web.default.svc.cluster.local.", SRV, ok, &["SRV 0 100 80 web.default.svc.cluster.local."]),
         ("_dns._udp.web.default.svc.cluster.local.", SRV, ok, &["SRV 0 100 53 web.default.svc.cluster.local."]),
         ("_http._udp.web.default.svc.cluster.local.", SRV, nx, &[]),
-        ("web.default.svc.cluster.local.", SRV, ok, &[
-            "SRV 0 50 53 web.default.svc.cluster.local.", "SRV 0 50 80 web.default.svc.cluster.local."]),
+        (
+            "web.default.svc.cluster.local.",
+            SRV,
+            ok,
+            &["SRV 0 50 53 web.default.svc.cluster.local.", "SRV 0 50 80 web.default.svc.cluster.local."],
+        ),
         ("pg.db.svc.cluster.local.", A, ok, &["A 10.42.0.5", "A 10.42.1.6", "A 10.42.1.8"]),
         ("pg-1.pg.db.svc.cluster.local.", A, ok, &["A 10.42.1.6"]),
         ("10-42-1-8.pg.db.svc.cluster.local.", A, ok, &["A 10.42.1.8"]),
         ("pg-2.pg.db.svc.cluster.local.", A, nx, &[]),
-        ("_pg._tcp.pg.db.svc.cluster.local.", SRV, ok, &[
-            "SRV 0 33 5432 10-42-1-8.pg.db.svc.cluster.local.", "SRV 0 33 5432 pg-0.pg.db.svc.cluster.local.",
-            "SRV 0 33 5432 pg-1.pg.db.svc.cluster.local."]),
+        (
+            "_pg._tcp.pg.db.svc.cluster.local.",
+            SRV,
+            ok,
+            &[
+                "SRV 0 33 5432 10-42-1-8.pg.db.svc.cluster.local.",
+                "SRV 0 33 5432 pg-0.pg.db.svc.cluster.local.",
+                "SRV 0 33 5432 pg-1.pg.db.svc.cluster.local.",
+            ],
+        ),
         ("late.db.svc.cluster.local.", A, ok, &["A 10.42.2.9"]),
         ("empty.db.svc.cluster.local.", A, nx, &[]),
         ("ext.default.svc.cluster.local.", A, ok, &["CNAME example.com."]),
@@ -141,12 +165,21 @@ fn cluster_records_have_ttl_5_and_srv_targets_come_with_addresses() {
     assert!(m.answers.iter().all(|r| r.ttl == TTL));
     let mut extra: Vec<String> = m.additionals.iter().map(|r| format!("{} {}", r.name, r.data)).collect();
     extra.sort();
-    assert_eq!(extra, ["10-42-1-8.pg.db.svc.cluster.local. 10.42.1.8", "pg-0.pg.db.svc.cluster.local. 10.42.0.5", "pg-1.pg.db.svc.cluster.local. 10.42.1.6"]);
+    assert_eq!(
+        extra,
+        [
+            "10-42-1-8.pg.db.svc.cluster.local. 10.42.1.8",
+            "pg-0.pg.db.svc.cluster.local. 10.42.0.5",
+            "pg-1.pg.db.svc.cluster.local. 10.42.1.6"
+        ]
+    );
 }
 
 #[test]
 fn other_names_and_unknown_addresses_are_forwarded() {
-    for (name, qtype) in [("example.org.", RecordType::A), ("local.", RecordType::A), ("9.9.9.9.in-addr.arpa.", RecordType::PTR), ("pi-2.", RecordType::A)] {
+    for (name, qtype) in
+        [("example.org.", RecordType::A), ("local.", RecordType::A), ("9.9.9.9.in-addr.arpa.", RecordType::PTR), ("pi-2.", RecordType::A)]
+    {
         assert_eq!(ask(name, qtype), Outcome::Forward, "{name}");
     }
 }

@@ -81,7 +81,12 @@ impl Handler {
             }
         };
         if request.metadata.op_code != OpCode::Query {
-            return self.encode(&Message::error_msg(request.metadata.id, request.metadata.op_code, ResponseCode::NotImp), Some(&request), now, udp);
+            return self.encode(
+                &Message::error_msg(request.metadata.id, request.metadata.op_code, ResponseCode::NotImp),
+                Some(&request),
+                now,
+                udp,
+            );
         }
         if request.queries.len() != 1 {
             return self.encode(&Message::error_msg(request.metadata.id, OpCode::Query, ResponseCode::FormErr), Some(&request), now, udp);
