@@ -8,7 +8,8 @@ DEB_PACKAGES := protobuf-compiler containerd runc iproute2 nftables busybox-stat
 DIST_PACKAGES := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static file
 ARM64 := aarch64-unknown-linux-gnu
 
-.PHONY: build run test bench bench-store bench-api bench-scheduler bench-pods bench-net deps dist-deps dist dist-smoke clean
+
+.PHONY: build run test bench bench-store bench-api bench-scheduler bench-pods bench-net bench-services bench-dns deps dist-deps dist dist-smoke clean
 
 build:
 	$(CARGO) build --release --bin orch
@@ -19,7 +20,7 @@ run: deps build
 test:
 	$(CARGO) test --all-targets
 
-bench: bench-store bench-api bench-scheduler bench-pods bench-net
+bench: bench-store bench-api bench-scheduler bench-pods bench-net bench-services
 
 bench-api:
 	$(CARGO) build --release --bins
@@ -66,6 +67,17 @@ dist-smoke: dist
 
 dist-deps:
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(DIST_PACKAGES)"
+
+# Services (root; containerd, runc, busybox-static): proxy rule programming for 1,000 and 5,000
+# Services, ClusterIP round-trip overhead on two real nodes, and the cluster DNS (below).
+bench-services:
+	$(CARGO) build --release --bins
+	target/release/orch-bench services
+
+# The node-local cluster DNS server on loopback: queries/s and p50/p99 over UDP and TCP.
+bench-dns:
+	$(CARGO) build --release --bins
+	target/release/orch-bench dns $(DNS_ARGS)
 
 # Installs missing Debian packages (only as root; otherwise says what is missing) and the
 # Python kubernetes client the integration tests drive the API with.

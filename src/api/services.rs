@@ -52,9 +52,23 @@ impl ServiceNetwork {
         self.range.contains(ip) && ip != self.range.network() && ip != self.range.broadcast()
     }
 
+    /// How many addresses at the bottom of the range are kept for ClusterIPs chosen by hand
+    /// (kube-apiserver's static subrange, KEP-3070: `min(max(16, size/16), 256)`), such as
+    /// the cluster DNS address 10.43.0.10; random picks come from above it unless the range is
+    /// too small to have one.
+    fn static_band(&self) -> u32 {
+        let band = (self.range.size() / 16).clamp(16, 256);
+        if self.range.size() > band + 16 {
+            band
+        } else {
+            2
+        }
+    }
+
     fn random_ip(&self) -> Ipv4Addr {
-        // Skip the network address, the kubernetes address and the broadcast address.
-        self.range.nth(2 + rand::random::<u32>() % (self.range.size() - 3)).expect("inside the range")
+        // Skip the static band (which holds the network and kubernetes addresses) and the broadcast address.
+        let band = self.static_band();
+        self.range.nth(band + rand::random::<u32>() % (self.range.size() - band - 1)).expect("inside the range")
     }
 
     fn random_port(&self) -> u16 {
@@ -250,5 +264,19 @@ mod tests {
             "spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false, "ports": [{"port": 80}, {"port": 81, "nodePort": 30081}]}});
         assert_eq!(admit_create(&net, &mut bare).unwrap().len(), 2, "the ClusterIP and the chosen NodePort only");
         assert!(bare["spec"]["ports"][0].get("nodePort").is_none());
+    }
+
+    #[test]
+    fn random_cluster_ips_leave_the_static_band_to_fixed_ones() {
+        let net = ServiceNetwork::default();
+        for _ in 0..2000 {
+            let ip = net.random_ip();
+            assert!(ip >= Ipv4Addr::new(10, 43, 1, 0) && ip < Ipv4Addr::new(10, 43, 255, 255), "{ip} is outside 10.43.1.0-10.43.255.254");
+        }
+        let small = ServiceNetwork::parse("10.43.0.0/28", "30000-32767").unwrap();
+        for _ in 0..200 {
+            let ip = small.random_ip();
+            assert!(small.contains(ip) && ip != small.kubernetes_ip(), "{ip}");
+        }
     }
 }

@@ -13,6 +13,7 @@ use crate::k8s::labels::{parse_label, parse_taint};
 use crate::node::kubelet::host::Reserved;
 use crate::node::runtime::log_rotation::LogRotation;
 use crate::node::{self, Flannel, FlannelBackend, HollowShape, RuntimeKind};
+use crate::server::Component;
 
 /// The container runtime of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -95,6 +96,13 @@ pub struct NodeArgs {
     /// DNS domain of the cluster
     #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
     pub cluster_domain: String,
+    /// Do not run these packaged components (repeatable or comma-separated; k3s's --disable):
+    /// `coredns` stops this node answering DNS on --cluster-dns and, on a server, keeping the
+    /// kube-dns Service (give it to every node of a cluster that brings its own DNS);
+    /// `servicelb` stops a server's ServiceLB; k3s's traefik, local-storage and metrics-server
+    /// are accepted and, as orch does not package them, change nothing
+    #[arg(long, value_delimiter = ',', value_name = "COMPONENT")]
+    pub disable: Vec<Component>,
     /// Build the pod network inside this network namespace instead of the host's (tests,
     /// benchmarks)
     #[arg(long, hide = true, value_name = "PATH")]
@@ -163,6 +171,7 @@ impl NodeArgs {
             cluster_cidr,
             cluster_dns: vec![self.cluster_dns],
             cluster_domain: self.cluster_domain.clone(),
+            dns_server: !self.disable.contains(&Component::CoreDns),
             host_netns: self.netns.clone(),
             lease_renew_interval: self.node_lease_renew_interval,
             status_update_interval: self.node_status_update_frequency,
@@ -225,5 +234,16 @@ mod tests {
         assert!(wg.contains("not supported yet"), "{wg}");
         let ext = config(&node_args(&["orch", "server", "--flannel-external-ip"], "")).unwrap_err();
         assert!(ext.contains("--node-external-ip"), "{ext}");
+    }
+
+    #[test]
+    fn disable_coredns_turns_off_the_node_dns_on_both_commands_and_in_the_config_file() {
+        assert!(config(&node_args(&["orch", "agent"], "")).unwrap().dns_server, "on by default");
+        let flags = config(&node_args(&["orch", "server", "--disable=traefik,coredns"], "")).unwrap();
+        assert!(!flags.dns_server);
+        let file = config(&node_args(&["orch", "agent"], "disable:\n  - servicelb\n  - coredns\n")).unwrap();
+        assert!(!file.dns_server);
+        let other = config(&node_args(&["orch", "agent", "--disable", "metrics-server"], "")).unwrap();
+        assert!(other.dns_server, "other components leave the DNS on");
     }
 }

@@ -90,11 +90,6 @@ pub struct ServerArgs {
     /// How long Events are kept
     #[arg(long, default_value = "1h", value_parser = duration, value_name = "DURATION")]
     pub event_ttl: Duration,
-    /// Do not run these packaged components (repeatable or comma-separated): servicelb,
-    /// coredns; k3s's traefik, local-storage and metrics-server are accepted and, as orch does
-    /// not package them, change nothing
-    #[arg(long, value_delimiter = ',', value_name = "COMPONENT")]
-    pub disable: Vec<Component>,
     /// Do not run the controllers and the scheduler on this server
     #[arg(long)]
     pub disable_controllers: bool,
@@ -130,13 +125,14 @@ impl ServerArgs {
             service_node_port_range: self.service_node_port_range.clone(),
             compaction_interval: self.compaction_interval,
             cluster_cidr: self.node.cluster_cidr.clone(),
+            cluster_dns: (!self.node.disable.contains(&Component::CoreDns)).then_some(self.node.cluster_dns),
             node_monitor_grace_period: self.node_monitor_grace_period,
             disable_controllers: self.disable_controllers,
             max_requests_inflight: self.max_requests_inflight,
             max_mutating_requests_inflight: self.max_mutating_requests_inflight,
             min_request_timeout: self.min_request_timeout,
             event_ttl: self.event_ttl,
-            disable: self.disable.iter().copied().collect(),
+            disable: self.node.disable.iter().copied().collect(),
         }
     }
 
@@ -155,7 +151,7 @@ impl ServerArgs {
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> anyhow::Result<()> {
     let cancel = super::signals::shutdown_token().context("installing the signal handler")?;
-    for c in args.disable.iter().filter(|c| !c.packaged()) {
+    for c in args.node.disable.iter().filter(|c| !c.packaged()) {
         tracing::info!(component = %c, "--disable {c}: not packaged with orch, nothing to disable");
     }
     let server = Server::start(args.config(data_dir, default_data_dir)).await?;

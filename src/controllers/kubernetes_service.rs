@@ -69,20 +69,21 @@ pub fn slice(servers: &[SocketAddr]) -> EndpointSlice {
     }
 }
 
-/// Creates `want` if missing, or replaces it when `differs(existing)`.
-async fn ensure<K>(api: &Api<K>, mut want: K, differs: impl Fn(&K) -> bool) -> Result<(), kube::Error>
+/// Creates `want` (named by its metadata) if missing, or replaces it when `differs(existing)`.
+pub(super) async fn ensure<K>(api: &Api<K>, mut want: K, differs: impl Fn(&K) -> bool) -> Result<(), kube::Error>
 where
     K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    match api.get_opt(NAME).await? {
+    let name = want.name_any();
+    match api.get_opt(&name).await? {
         None => {
             api.create(&PostParams::default(), &want).await?;
-            tracing::info!(kind = %K::kind(&Default::default()), "created the kubernetes service's object");
+            tracing::info!(kind = %K::kind(&Default::default()), %name, "created a service's object");
         }
         Some(have) if differs(&have) => {
             want.meta_mut().resource_version = have.resource_version();
-            api.replace(NAME, &PostParams::default(), &want).await?;
+            api.replace(&name, &PostParams::default(), &want).await?;
         }
         Some(_) => {}
     }

@@ -4,7 +4,7 @@
 //! exposes `run(ctx, shutdown)`.
 
 mod api_resources;
-mod cache;
+pub(crate) mod cache;
 mod common;
 mod cronjob;
 mod daemonset;
@@ -15,6 +15,7 @@ mod event_ttl;
 mod gc;
 pub(crate) mod informer;
 mod job;
+pub mod kube_dns;
 pub mod kubernetes_service;
 mod leader;
 mod namespace;
@@ -58,6 +59,9 @@ pub struct Settings {
     /// Where the API servers are reached (their advertised address and port), for the
     /// `kubernetes` Service's endpoints.
     pub api_servers: Vec<std::net::SocketAddr>,
+    /// ClusterIP of the `kube-system/kube-dns` Service (`--cluster-dns`); `None` with
+    /// `--disable coredns`, when the controller keeps no such Service.
+    pub cluster_dns: Option<std::net::IpAddr>,
     /// The cluster CA certificate (PEM), published in every namespace as `kube-root-ca.crt`.
     pub ca_pem: String,
     /// How long Events are kept after their last write (`--event-ttl`).
@@ -80,6 +84,7 @@ impl Default for Settings {
             node_monitor_grace_period: std::time::Duration::from_secs(40),
             kubernetes_service_ip: std::net::Ipv4Addr::new(10, 43, 0, 1).into(),
             api_servers: Vec::new(),
+            cluster_dns: Some(std::net::Ipv4Addr::new(10, 43, 0, 10).into()),
             ca_pem: String::new(),
             event_ttl: Duration::from_secs(3600),
             servicelb: true,
@@ -99,6 +104,7 @@ const CONTROLLERS: &[(&str, RunFn)] = &[
     ("pod-gc", |c, s| Box::pin(pod_gc::run(c, s))),
     ("endpoints", |c, s| Box::pin(endpoints::run(c, s))),
     ("kubernetes-service", |c, s| Box::pin(kubernetes_service::run(c, s))),
+    ("kube-dns", |c, s| Box::pin(kube_dns::run(c, s))),
     ("job", |c, s| Box::pin(job::run(c, s))),
     ("cronjob", |c, s| Box::pin(cronjob::run(c, s))),
     ("namespace", |c, s| Box::pin(namespace::run(c, s))),

@@ -4,6 +4,7 @@
 
 pub mod bridge;
 pub mod conntrack;
+pub mod dns;
 pub mod etc_files;
 pub mod fake;
 pub mod host_ports;

@@ -1,5 +1,5 @@
 //! A small rtnetlink client bound to one network namespace: links (bridge, veth pair, up,
-//! delete), addresses and routes — the only link/address/route operations the pod network needs.
+//! delete, dummy), addresses and routes — the only link/address/route operations the pod network needs.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{IntoRawFd, RawFd};
@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::sys::protocols::NETLINK_ROUTE;
 use rtnetlink::sys::{Socket, TokioSocket};
-use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkDummy, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use tokio::task::JoinHandle;
 
 use super::netns::{self, NetnsError};
@@ -89,6 +89,19 @@ impl Netlink {
             Ok(()) => {}
             Err(e) if is_errno(&e, libc::EEXIST) => {}
             Err(e) => return Err(Self::fail(format!("creating bridge {name}"))(e)),
+        }
+        self.require_index(name).await
+    }
+
+    /// Creates dummy interface `name` unless it exists; returns its index.
+    pub async fn ensure_dummy(&self, name: &str) -> Result<u32, NetlinkError> {
+        if let Some(index) = self.link_index(name).await? {
+            return Ok(index);
+        }
+        match self.handle.link().add(LinkDummy::new(name).build()).execute().await {
+            Ok(()) => {}
+            Err(e) if is_errno(&e, libc::EEXIST) => {}
+            Err(e) => return Err(Self::fail(format!("creating dummy interface {name}"))(e)),
         }
         self.require_index(name).await
     }

@@ -81,6 +81,9 @@ pub struct Config {
     pub cluster_cidr: Ipv4Network,
     pub cluster_dns: Vec<IpAddr>,
     pub cluster_domain: String,
+    /// Answer cluster DNS on the first IPv4 `cluster_dns` address on this node
+    /// ([`crate::net::dns`]); off with `--disable coredns`.
+    pub dns_server: bool,
     /// A network namespace to build the pod network in instead of this process's (tests).
     pub host_netns: Option<PathBuf>,
     pub lease_renew_interval: Duration,

@@ -4,6 +4,7 @@
 //! ([`hollow`]). Set up by a plain [`Config`]; the command line builds it and owns signals.
 
 pub mod client;
+pub mod cluster_dns;
 pub mod config;
 pub mod heartbeat;
 pub mod hollow;

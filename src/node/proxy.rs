@@ -41,7 +41,14 @@ pub fn start(config: &Config, client: kube::Client, tasks: &Tasks) {
         });
         return;
     }
-    let proxy = ProxyConfig { node_name: config.node_name.clone(), cluster_cidr: Some(config.cluster_cidr), served_locally: Vec::new() };
+    // The node answers DNS on the cluster DNS address itself (`node::cluster_dns`): the
+    // kube-dns Service's ClusterIP must reach that, not be DNATed to the node IPs it lists.
+    let served_locally = if config.dns_server {
+        config.cluster_dns.iter().filter_map(|ip| if let std::net::IpAddr::V4(v4) = ip { Some(*v4) } else { None }).collect()
+    } else {
+        Vec::new()
+    };
+    let proxy = ProxyConfig { node_name: config.node_name.clone(), cluster_cidr: Some(config.cluster_cidr), served_locally };
     tasks.spawn(run(client, proxy, config.host_netns.clone()));
 }
 

@@ -45,6 +45,8 @@ pub struct Config {
     pub compaction_interval: Duration,
     /// Address range of pod IPs; every node gets one /24 of it.
     pub cluster_cidr: String,
+    /// ClusterIP of the kube-dns Service the controllers keep; `None` with `--disable coredns`.
+    pub cluster_dns: Option<IpAddr>,
     pub node_monitor_grace_period: Duration,
     /// Run no controllers and no scheduler on this server.
     pub disable_controllers: bool,

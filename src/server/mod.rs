@@ -211,6 +211,7 @@ impl Server {
                 node_monitor_grace_period: config.node_monitor_grace_period,
                 kubernetes_service_ip: net.kubernetes_ip().into(),
                 api_servers: vec![SocketAddr::new(advertise_ip, port)],
+                cluster_dns: config.cluster_dns,
                 ca_pem,
                 event_ttl: config.event_ttl,
                 servicelb: !config.disable.contains(&Component::ServiceLb),

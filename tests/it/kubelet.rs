@@ -38,6 +38,11 @@ impl TestNode {
         self.sandbox.root().join("node")
     }
 
+    /// The node's network namespace (its "host").
+    pub(crate) fn netns(&self) -> PathBuf {
+        self.sandbox.netns()
+    }
+
     /// Starts the agent with `extra` flags besides the test node's own.
     pub(crate) fn start_agent_with(&mut self, server: &ServerProc, kubelet_port: u16, extra: &[&str]) {
         let images = self.data_dir().join("agent/images");
@@ -79,7 +84,7 @@ impl TestNode {
         self.agent.as_mut().expect("the agent was started")
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.agent.as_ref().map(AgentProc::log).unwrap_or_default()
     }
 }

@@ -484,7 +484,7 @@ async fn sub_paths_do_not_follow_planted_symlinks_on_a_real_node() {
 }
 
 /// Waits until the default ServiceAccount exists (the ServiceAccount admission needs it).
-async fn wait_for_default_service_account(server: &crate::support::ServerProc, home: &std::path::Path) {
+pub(crate) async fn wait_for_default_service_account(server: &crate::support::ServerProc, home: &std::path::Path) {
     wait_for(Duration::from_secs(30), "the default ServiceAccount", || async {
         let (ok, _, _) = kubectl(server, home, &["get", "serviceaccount", "default"], None).await;
         ok.then_some(())

@@ -7,6 +7,7 @@ mod api_basics;
 mod api_deletion;
 mod api_patch;
 mod cli;
+mod cluster_dns;
 mod containerd_runtime;
 mod custom_resources;
 mod examples;

@@ -11,6 +11,9 @@
 //! `orch-bench scheduler`: 1,000 hollow nodes, 300 Deployments x 100 replicas scheduled and
 //! run (see `scheduler`); `orch-bench hollow-nodes` is its node process.
 //!
+//! `orch-bench dns`: queries per second and latency of the node-local cluster DNS on loopback
+//! (see `dns`).
+//!
 //! `orch-bench store`: puts/s and p50/p99 latency with 1, 16 and 64 clients, 256-byte values,
 //! on a 1-node and a 3-node orch store (each node its own `orch server` process on loopback,
 //! driven through the store RPC) and on etcd (1 and 3 members, default durability, driven
@@ -18,6 +21,7 @@
 
 mod api;
 mod cluster;
+mod dns;
 mod etcd;
 mod harness;
 mod hollow;
@@ -83,8 +87,16 @@ enum Bench {
         seconds: u64,
     },
     /// Services (root; containerd, runc, busybox-static): proxy rule programming time for
-    /// 1,000 and 5,000 Services, and ClusterIP round-trip overhead against the pod directly
+    /// 1,000 and 5,000 Services, ClusterIP round-trip overhead against the pod directly, and
+    /// the cluster DNS (as `dns`)
     Services,
+    /// The node-local cluster DNS on loopback: queries/s and latency over UDP and TCP with
+    /// 1 and 16 queries in flight
+    Dns {
+        /// Measured seconds per row (after one second of warm-up)
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
     /// Scheduling throughput: hollow nodes, Deployments x replicas, time until every pod runs
     Scheduler {
         /// Hollow nodes (all in one child process)
@@ -250,7 +262,15 @@ async fn main() -> anyhow::Result<()> {
         Bench::Net { seconds } => net::run(&orch_binary()?, seconds).await,
         Bench::Services => {
             let (rules_ms, overhead_us) = services::proxy(&orch_binary()?).await?;
-            println!("RESULT svc_rules_5000_ms={rules_ms:.0} svc_rr_overhead_p99_us={overhead_us:.0}");
+            let (qps, p99_ms) = dns::run(3).await?;
+            println!(
+                "RESULT svc_rules_5000_ms={rules_ms:.0} svc_rr_overhead_p99_us={overhead_us:.0} dns_qps={qps:.0} dns_p99_ms={p99_ms:.2}"
+            );
+            Ok(())
+        }
+        Bench::Dns { seconds } => {
+            let (qps, p99_ms) = dns::run(seconds).await?;
+            println!("RESULT dns_udp_16_qps={qps:.0} p99_ms={p99_ms:.3}");
             Ok(())
         }
         Bench::HollowNodes { count, join, token } => hollow::serve(count, &join, &token).await,

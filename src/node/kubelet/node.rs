@@ -153,6 +153,7 @@ impl Kubelet {
             services: ServiceCache::start(client.clone(), &self.tasks),
             tasks: self.tasks.clone(),
         });
+        crate::node::cluster_dns::start(&config, client.clone(), node_ip, &self.tasks).await;
         let mut node = NodeLoop {
             heartbeat: Heartbeat::new(client, &config.node_name, config.lease_renew_interval),
             since: Timestamp::now(),
