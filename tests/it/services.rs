@@ -1,7 +1,7 @@
 //! Services across real nodes (root only; containerd, runc, busybox-static): on a three-node
 //! VXLAN [`ClusterBed`](orch::testkit::cluster::ClusterBed) a NodePort Service in front of the
 //! echo DaemonSet (`overlay`) is reached by ClusterIP from a pod of every node with the pod's own
-//! address as source, by NodePort on every node's underlay address from another node and from
+//! address as source and by name through each node's cluster DNS, by NodePort on every node's underlay address from another node and from
 //! the node itself; a LoadBalancer Service gets every node's address from ServiceLB and answers
 //! on them; and once its pods are gone the node port refuses at once.
 
@@ -70,6 +70,16 @@ async fn cluster_ip_node_port_and_load_balancer_reach_pods_across_nodes() {
             let gateway = from_ip.rsplit_once('.').map(|(net, _)| format!("{net}.1")).unwrap_or_default();
             assert!(body == *from_ip || body == gateway, "the endpoint sees {body}, not the pod's own address {from_ip}");
         }
+    }
+
+    // Every node answers cluster DNS on the cluster DNS address itself (the proxy leaves it
+    // alone): the Service's name resolves from a pod of every node.
+    for (from, _) in pods.values() {
+        t.wait(Duration::from_secs(30), &format!("{from} resolving echo.default.svc.cluster.local"), || async {
+            let (ok, out, _) = t.kubectl(&["exec", from, "--", "nslookup", "echo.default.svc.cluster.local"], None).await;
+            (ok && out.contains(&format!("Address: {cluster_ip}"))).then_some(())
+        })
+        .await;
     }
 
     let nodes = &t.bed.nodes;
