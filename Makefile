@@ -9,7 +9,7 @@ DIST_PACKAGES := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static fi
 ARM64 := aarch64-unknown-linux-gnu
 
 
-.PHONY: build run test bench bench-store bench-api bench-scheduler bench-pods bench-net bench-services bench-dns deps dist-deps dist dist-smoke clean
+.PHONY: build run test bench bench-store bench-api bench-scheduler bench-pods bench-net bench-services bench-dns deps dist-deps dist dist-arm64 dist-smoke clean
 
 build:
 	$(CARGO) build --release --bin orch
@@ -51,18 +51,20 @@ bench-net:
 
 # Stripped release binaries for amd64 and arm64 (Raspberry Pi 3/4/5 with a 64-bit OS) in
 # dist/, with sha256sum.txt.
-dist: dist-deps
-	rustup target add $(ARM64)
+dist: dist-arm64
 	$(CARGO) build --release --bin orch
-	$(CARGO) build --release --bin orch --target $(ARM64)
-	mkdir -p dist
 	cp target/release/orch dist/orch-amd64
-	cp target/$(ARM64)/release/orch dist/orch-arm64
 	cd dist && sha256sum orch-amd64 orch-arm64 > sha256sum.txt
 	ls -l dist
 
+dist-arm64: dist-deps
+	rustup target add $(ARM64)
+	$(CARGO) build --release --bin orch --target $(ARM64)
+	mkdir -p dist
+	cp target/$(ARM64)/release/orch dist/orch-arm64
+
 # The arm64 binary under qemu: `orch version`, then a server answering /readyz.
-dist-smoke: dist
+dist-smoke: dist-arm64
 	tools/smoke-arm64.sh dist/orch-arm64
 
 dist-deps:
