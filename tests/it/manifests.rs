@@ -109,7 +109,10 @@ async fn manifests_in_the_data_dir_are_deployed() {
     wait_for(WAIT, "Deployment default/web", || async { deployments.get_opt("web").await.ok()? }).await;
     addon_records(&client, "web", &web_path, &web).await;
     let managers = deployments.get("web").await.unwrap().metadata.managed_fields.unwrap_or_default();
-    assert!(managers.iter().any(|m| m.manager.as_deref() == Some("orch-deploy") && m.operation.as_deref() == Some("Apply")), "{managers:?}");
+    assert!(
+        managers.iter().any(|m| m.manager.as_deref() == Some("orch-deploy") && m.operation.as_deref() == Some("Apply")),
+        "{managers:?}"
+    );
     let (ok, out, err) = kubectl(&server, &home, &["get", "addons", "-A"], None).await;
     assert!(ok, "kubectl get addons -A: {err}");
     assert!(out.contains("web") && out.contains(&web_path.display().to_string()) && out.contains(&sha256(&web)), "{out}");
@@ -126,8 +129,10 @@ async fn manifests_in_the_data_dir_are_deployed() {
     write(&manifests, "bad.yaml", "apiVersion: v1\nkind: [unclosed\n");
     let rejected = format!("{}---\n{}", config_map("Not_A_Name", None, "x"), config_map("beside-rejected", None, "ok"));
     write(&manifests, "rejected.yaml", &rejected);
-    let extra = format!("{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: extra, namespace: default}}\nstringData: {{k: v}}\n",
-        config_map("extra", Some("default"), "e"));
+    let extra = format!(
+        "{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: extra, namespace: default}}\nstringData: {{k: v}}\n",
+        config_map("extra", Some("default"), "e")
+    );
     let extra_path = write(&manifests, "extra.json.yaml", &extra);
     config_map_becomes(&client, "default", "extra", Some("e")).await;
     config_map_becomes(&client, "kube-system", "beside-rejected", Some("ok")).await;
@@ -154,7 +159,8 @@ async fn manifests_in_the_data_dir_are_deployed() {
     config_map_becomes(&client, "default", "extra", None).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     wait_for(WAIT, "Secret default/extra deleted", || async { secrets.get_opt("extra").await.ok()?.is_none().then_some(()) }).await;
-    wait_for(WAIT, "Addon extra.json deleted", || async { addons(&client).get_opt("extra.json").await.ok()?.is_none().then_some(()) }).await;
+    wait_for(WAIT, "Addon extra.json deleted", || async { addons(&client).get_opt("extra.json").await.ok()?.is_none().then_some(()) })
+        .await;
     config_map_becomes(&client, "default", "web-config", Some("two")).await;
     config_map_becomes(&client, "kube-system", "boot", Some("at-start")).await;
 }

@@ -118,7 +118,10 @@ mod tests {
         assert_eq!(parse(b"- a\n- b\n"), Err(DocumentError::Object { index: 1, what: "is not an object" }));
         let no_name = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ConfigMap\n";
         assert_eq!(parse(no_name.as_bytes()), Err(DocumentError::Object { index: 2, what: "metadata.name is missing" }));
-        assert_eq!(parse(b"kind: ConfigMap\nmetadata: {name: a}\n"), Err(DocumentError::Object { index: 1, what: "apiVersion is missing" }));
+        assert_eq!(
+            parse(b"kind: ConfigMap\nmetadata: {name: a}\n"),
+            Err(DocumentError::Object { index: 1, what: "apiVersion is missing" })
+        );
     }
 
     #[test]

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::addon::{self, Addon};
+use super::apply;
 use super::discover::{self, Manifest};
 use super::documents;
 use super::events::{self, Kind};
-use super::apply;
 
 /// How long a manifest whose objects were rejected waits before it is applied again (one with
 /// bad syntax waits for its content to change).
