@@ -98,8 +98,8 @@ async fn manifests_in_the_data_dir_are_deployed() {
     let client = kube_client(&server).await;
     let home = root.path().join("home");
 
-    // Applied at start; a namespaced object without a namespace lands in kube-system.
-    config_map_becomes(&client, "kube-system", "boot", Some("at-start")).await;
+    // Applied at start; a namespaced object without a namespace lands in default.
+    config_map_becomes(&client, "default", "boot", Some("at-start")).await;
 
     // A ConfigMap + Deployment manifest dropped in.
     let web = format!("{}---\n{DEPLOYMENT}", config_map("web-config", Some("default"), "one"));
@@ -135,12 +135,15 @@ async fn manifests_in_the_data_dir_are_deployed() {
     );
     let extra_path = write(&manifests, "extra.json.yaml", &extra);
     config_map_becomes(&client, "default", "extra", Some("e")).await;
-    config_map_becomes(&client, "kube-system", "beside-rejected", Some("ok")).await;
-    warning_on(&client, "bad", "not valid YAML").await;
+    config_map_becomes(&client, "default", "beside-rejected", Some("ok")).await;
+    warning_on(&client, "bad", "Parse manifest at").await;
     warning_on(&client, "rejected", "Not_A_Name").await;
-    addon_records(&client, "extra.json", &extra_path, &extra).await;
+    addon_records(&client, "extra", &extra_path, &extra).await;
     let (ok, out, err) = kubectl(&server, &home, &["get", "events", "-n", "kube-system"], None).await;
-    assert!(ok && out.contains("ApplyManifestFailed") && out.contains("addon/bad"), "kubectl get events: {out}{err}");
+    assert!(
+        ok && out.contains("ParseManifestFailed") && out.contains("ApplyManifestFailed") && out.contains("addon/bad"),
+        "kubectl get events: {out}{err}"
+    );
     // A rejected object leaves the checksum unset, so the file is tried again later.
     let recorded = addons(&client).get("rejected").await.unwrap();
     assert_eq!(recorded.data["spec"]["checksum"], "", "{recorded:?}");
@@ -150,7 +153,7 @@ async fn manifests_in_the_data_dir_are_deployed() {
     write(&manifests, "web.yaml.skip", "");
     write(&manifests, "web.yaml", &config_map("web-config", Some("default"), "three"));
     write(&manifests, "zz-marker.yaml", &config_map("marker", None, "m"));
-    config_map_becomes(&client, "kube-system", "marker", Some("m")).await;
+    config_map_becomes(&client, "default", "marker", Some("m")).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     config_map_becomes(&client, "default", "web-config", Some("two")).await;
 
@@ -159,8 +162,7 @@ async fn manifests_in_the_data_dir_are_deployed() {
     config_map_becomes(&client, "default", "extra", None).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     wait_for(WAIT, "Secret default/extra deleted", || async { secrets.get_opt("extra").await.ok()?.is_none().then_some(()) }).await;
-    wait_for(WAIT, "Addon extra.json deleted", || async { addons(&client).get_opt("extra.json").await.ok()?.is_none().then_some(()) })
-        .await;
+    wait_for(WAIT, "Addon extra deleted", || async { addons(&client).get_opt("extra").await.ok()?.is_none().then_some(()) }).await;
     config_map_becomes(&client, "default", "web-config", Some("two")).await;
-    config_map_becomes(&client, "kube-system", "boot", Some("at-start")).await;
+    config_map_becomes(&client, "default", "boot", Some("at-start")).await;
 }

@@ -13,8 +13,8 @@ use crate::controllers::common::ok_if_gone;
 /// The field manager of everything the manifests declare.
 pub const FIELD_MANAGER: &str = "orch-deploy";
 
-/// The namespace of namespaced objects a manifest leaves without one (k3s: the Addon's).
-pub const DEFAULT_NAMESPACE: &str = crate::k8s::names::KUBE_SYSTEM;
+/// The namespace of namespaced objects a manifest leaves without one (as kubectl and k3s).
+pub const DEFAULT_NAMESPACE: &str = "default";
 
 fn gvk(api_version: &str, kind: &str) -> GroupVersionKind {
     match api_version.split_once('/') {

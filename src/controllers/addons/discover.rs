@@ -1,6 +1,6 @@
 //! Which files of the manifests directory are deployed: every `*.yaml`, `*.yml` and `*.json`
-//! (not hidden), except those with a `<file>.skip` beside them (k3s's rule), each named after
-//! its file without the extension.
+//! (any case, not hidden), except those with a `<file>.skip` beside them, each named after its
+//! file up to the first dot (`web.v2.yaml` → `web`): k3s's rules.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// One manifest file to deploy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
-    /// The Addon's name: the file name without its extension.
+    /// The Addon's name: the file name up to its first dot.
     pub name: String,
     pub path: PathBuf,
 }
@@ -20,8 +20,9 @@ fn addon_name(file: &str) -> Option<&str> {
     if file.starts_with('.') {
         return None;
     }
-    let (stem, ext) = file.rsplit_once('.')?;
-    (EXTENSIONS.contains(&ext) && !stem.is_empty()).then_some(stem)
+    let (_, ext) = file.rsplit_once('.')?;
+    let (name, _) = file.split_once('.')?;
+    EXTENSIONS.iter().any(|e| ext.eq_ignore_ascii_case(e)).then_some(name)
 }
 
 /// The manifests among `files` (names inside one directory), sorted by file name. A name
@@ -72,8 +73,8 @@ mod tests {
 
     #[test]
     fn picks_yaml_yml_and_json_files() {
-        let (chosen, clashes) = names(&["b.yml", "a.yaml", "c.json", "notes.txt", ".hidden.yaml", "yaml", ".yaml", "d.yaml.bak"]);
-        assert_eq!(chosen, ["a=/m/a.yaml", "b=/m/b.yml", "c=/m/c.json"]);
+        let (chosen, clashes) = names(&["b.yml", "a.yaml", "c.json", "E.YAML", "notes.txt", ".hidden.yaml", "yaml", ".yaml", "d.yaml.bak"]);
+        assert_eq!(chosen, ["E=/m/E.YAML", "a=/m/a.yaml", "b=/m/b.yml", "c=/m/c.json"]);
         assert!(clashes.is_empty());
     }
 
@@ -84,10 +85,10 @@ mod tests {
     }
 
     #[test]
-    fn keeps_dots_inside_names_and_reports_clashes() {
-        let (chosen, clashes) = names(&["my.app.yaml", "web.json", "web.yaml"]);
-        assert_eq!(chosen, ["my.app=/m/my.app.yaml", "web=/m/web.json"]);
-        assert_eq!(clashes, [PathBuf::from("/m/web.yaml")]);
+    fn names_end_at_the_first_dot_and_clashes_are_reported() {
+        let (chosen, clashes) = names(&["my.app.yaml", "web.json", "web.v2.yaml"]);
+        assert_eq!(chosen, ["my=/m/my.app.yaml", "web=/m/web.json"]);
+        assert_eq!(clashes, [PathBuf::from("/m/web.v2.yaml")]);
     }
 
     #[test]

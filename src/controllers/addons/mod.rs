@@ -37,8 +37,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = deployer.sync().await {
-            tracing::warn!(error = %e, "cannot deploy the manifests; retrying");
+        match deployer.sync().await {
+            Ok(()) => {}
+            // Right after the first start, before the built-in CRDs are created.
+            Err(sync::SyncError::Api(e)) if super::common::is_not_found(&e) => tracing::debug!("Addons not served yet"),
+            Err(e) => tracing::warn!(error = %e, "cannot deploy the manifests; retrying"),
         }
     }
 }

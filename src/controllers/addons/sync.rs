@@ -105,7 +105,8 @@ impl Deployer {
             Ok(objects) => objects,
             Err(e) => {
                 let stored = addon::write(&self.client, &addon).await?;
-                self.report_failure(&stored, checksum, None, vec![e.to_string()]).await;
+                let message = format!("Parse manifest at {:?} failed: {e}", stored.source);
+                self.report_failure(&stored, checksum, None, "ParseManifestFailed", vec![message]).await;
                 return Ok(());
             }
         };
@@ -130,20 +131,21 @@ impl Deployer {
         if errors.is_empty() {
             self.failed.remove(&manifest.path);
             tracing::info!(file = %manifest.path.display(), objects = stored.objects.len(), "applied manifest");
-            let message = format!("Applied manifest at {:?} with checksum {}", stored.source, stored.checksum);
+            let message = format!("Applied manifest at {:?}", stored.source);
             events::record(&self.client, &stored, Kind::Normal, "AppliedManifest", &message).await;
         } else {
-            self.report_failure(&stored, checksum, Some(Instant::now() + RETRY), errors).await;
+            let messages = errors.iter().map(|e| format!("Applying manifest at {:?} failed: {e}", stored.source)).collect();
+            self.report_failure(&stored, checksum, Some(Instant::now() + RETRY), "ApplyManifestFailed", messages).await;
         }
         Ok(())
     }
 
-    /// Reports `errors` of applying `addon`'s file (content `checksum`) and remembers them.
-    async fn report_failure(&mut self, addon: &Addon, checksum: String, retry_at: Option<Instant>, errors: Vec<String>) {
-        for error in &errors {
-            tracing::warn!(file = %addon.source, %error, "cannot apply manifest");
-            let message = format!("Failed to apply manifest at {:?}: {error}", addon.source);
-            events::record(&self.client, addon, Kind::Warning, "ApplyManifestFailed", &message).await;
+    /// Reports the failures of applying `addon`'s file (content `checksum`) as Warning Events
+    /// with `reason`, and remembers them.
+    async fn report_failure(&mut self, addon: &Addon, checksum: String, retry_at: Option<Instant>, reason: &str, messages: Vec<String>) {
+        for message in &messages {
+            tracing::warn!(%reason, "{message}");
+            events::record(&self.client, addon, Kind::Warning, reason, message).await;
         }
         self.failed.insert(PathBuf::from(&addon.source), Failure { checksum, retry_at });
     }
@@ -151,6 +153,8 @@ impl Deployer {
     /// Deletes the objects of a removed file, then its Addon (or, when some deletes failed,
     /// records those left to retry).
     async fn remove(&mut self, gone: &Addon) -> Result<(), SyncError> {
+        let message = format!("Deleting manifest at {:?}", gone.source);
+        events::record(&self.client, gone, Kind::Normal, "DeletingManifest", &message).await;
         let mut left = Vec::new();
         for reference in gone.objects.iter().rev() {
             if let Err(e) = apply::delete(&self.client, reference).await {
