@@ -1,7 +1,8 @@
 //! Auto-deployed manifests against a real server (no node): a file already in
 //! `<data-dir>/server/manifests` at start is applied; a ConfigMap + Deployment manifest
 //! dropped in is created and recorded as an Addon (source, sha256 checksum) that kubectl
-//! lists; an edit is applied and what the file stopped declaring is deleted; a bad file and a
+//! lists; an edit is applied and what the file stopped declaring is deleted, an unchanged
+//! file is not applied again; a bad file and a
 //! rejected object are Warning Events while the other files still apply; a `.skip` file
 //! freezes its manifest; a removed file's objects and Addon are deleted.
 
@@ -10,8 +11,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::ApiResource;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::support::{kube_client, kubectl, ready_server, wait_for};
@@ -123,6 +125,10 @@ async fn manifests_in_the_data_dir_are_deployed() {
     config_map_becomes(&client, "default", "web-config", Some("two")).await;
     wait_for(WAIT, "Deployment default/web deleted", || async { deployments.get_opt("web").await.ok()?.is_none().then_some(()) }).await;
     addon_records(&client, "web", &web_path, &web).await;
+    // An unchanged file is not applied again: a change by hand stays.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let by_hand = json!({ "data": { "value": "by-hand" } });
+    config_maps.patch("web-config", &PatchParams::default(), &Patch::Merge(&by_hand)).await.unwrap();
 
     // A file that is not YAML and one with a rejected object: Warning Events, and the other
     // files (and the good object of the same file) still apply.
@@ -147,6 +153,7 @@ async fn manifests_in_the_data_dir_are_deployed() {
     // A rejected object leaves the checksum unset, so the file is tried again later.
     let recorded = addons(&client).get("rejected").await.unwrap();
     assert_eq!(recorded.data["spec"]["checksum"], "", "{recorded:?}");
+    config_map_becomes(&client, "default", "web-config", Some("by-hand")).await;
 
     // `.skip` freezes web.yaml: its edit is not applied (a later file's change is, in the
     // same pass or before), and its objects stay.
@@ -155,7 +162,7 @@ async fn manifests_in_the_data_dir_are_deployed() {
     write(&manifests, "zz-marker.yaml", &config_map("marker", None, "m"));
     config_map_becomes(&client, "default", "marker", Some("m")).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    config_map_becomes(&client, "default", "web-config", Some("two")).await;
+    config_map_becomes(&client, "default", "web-config", Some("by-hand")).await;
 
     // A removed file: its objects and its Addon are deleted; the others stay.
     std::fs::remove_file(&extra_path).unwrap();
@@ -163,6 +170,6 @@ async fn manifests_in_the_data_dir_are_deployed() {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     wait_for(WAIT, "Secret default/extra deleted", || async { secrets.get_opt("extra").await.ok()?.is_none().then_some(()) }).await;
     wait_for(WAIT, "Addon extra deleted", || async { addons(&client).get_opt("extra").await.ok()?.is_none().then_some(()) }).await;
-    config_map_becomes(&client, "default", "web-config", Some("two")).await;
+    config_map_becomes(&client, "default", "web-config", Some("by-hand")).await;
     config_map_becomes(&client, "default", "boot", Some("at-start")).await;
 }
