@@ -2,9 +2,9 @@
 //! `<data-dir>/server/manifests` at start is applied; a ConfigMap + Deployment manifest
 //! dropped in is created and recorded as an Addon (source, sha256 checksum) that kubectl
 //! lists; an edit is applied and what the file stopped declaring is deleted, an unchanged
-//! file is not applied again; a bad file and a
-//! rejected object are Warning Events while the other files still apply; a `.skip` file
-//! freezes its manifest; a removed file's objects and Addon are deleted.
+//! file is not applied again; a bad file and a rejected object are Warning Events while the
+//! other files still apply; a `.skip` file freezes its manifest; a removed file's objects
+//! and Addon are deleted.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

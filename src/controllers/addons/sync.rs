@@ -72,12 +72,17 @@ impl Deployer {
             if waiting.is_some_and(|f| f.retry_at.is_none_or(|at| Instant::now() < at)) {
                 continue;
             }
-            self.deploy(manifest, &content, checksum, existing).await?;
+            // One file's trouble does not hold up the others; it is tried again next pass.
+            if let Err(e) = self.deploy(manifest, &content, checksum, existing).await {
+                tracing::warn!(file = %manifest.path.display(), error = %e, "cannot deploy manifest");
+            }
         }
         let current: BTreeSet<&str> = manifests.iter().map(|m| m.name.as_str()).collect();
         let removed: Vec<&Addon> = addons.values().filter(|a| !current.contains(a.name.as_str()) && self.file_removed(a, &files)).collect();
         for gone in removed {
-            self.remove(gone).await?;
+            if let Err(e) = self.remove(gone).await {
+                tracing::warn!(file = %gone.source, error = %e, "cannot remove a deleted manifest's Addon");
+            }
         }
         Ok(())
     }
