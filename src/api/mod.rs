@@ -147,8 +147,8 @@ async fn openapi_document(
     }
 }
 
-/// Creates the system namespaces that do not exist yet and the default RBAC roles and
-/// bindings (reconciling those already there).
+/// Creates the system namespaces that do not exist yet, the default RBAC roles and
+/// bindings (reconciling those already there) and the built-in CRDs.
 pub async fn ensure_system_namespaces(store: &dyn crate::store::Store) -> Result<(), ApiError> {
     let namespaces = registry::lookup("", "v1", "namespaces").expect("namespaces are built in");
     let scope = Scope::new(namespaces, None, ServiceNetwork::default());
@@ -160,7 +160,8 @@ pub async fn ensure_system_namespaces(store: &dyn crate::store::Store) -> Result
         }
     }
     // After the namespaces: joining nodes need kube-system first.
-    rbac::bootstrap::ensure(store).await
+    rbac::bootstrap::ensure(store).await?;
+    crd::builtin::ensure(store).await
 }
 
 /// What a request path addresses.

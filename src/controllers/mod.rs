@@ -3,6 +3,7 @@
 //! server runs them at a time (see `leader`); each controller lives in its own module and
 //! exposes `run(ctx, shutdown)`.
 
+mod addons;
 mod api_resources;
 pub(crate) mod cache;
 mod common;
@@ -68,12 +69,19 @@ pub struct Settings {
     pub event_ttl: Duration,
     /// Run ServiceLB (off with `--disable servicelb`).
     pub servicelb: bool,
+    /// The auto-deployed manifests' directory (`<data-dir>/server/manifests`); none: no
+    /// manifests are deployed.
+    pub manifests_dir: Option<std::path::PathBuf>,
 }
 
 impl Settings {
     /// Whether controller `name` runs with these settings.
     fn runs(&self, name: &str) -> bool {
-        name != "servicelb" || self.servicelb
+        match name {
+            "servicelb" => self.servicelb,
+            "deploy" => self.manifests_dir.is_some(),
+            _ => true,
+        }
     }
 }
 
@@ -88,6 +96,7 @@ impl Default for Settings {
             ca_pem: String::new(),
             event_ttl: Duration::from_secs(3600),
             servicelb: true,
+            manifests_dir: None,
         }
     }
 }
@@ -119,6 +128,7 @@ const CONTROLLERS: &[(&str, RunFn)] = &[
     ("statefulset", |c, s| Box::pin(statefulset::run(c, s))),
     ("event-ttl", |c, s| Box::pin(event_ttl::run(c, s))),
     ("servicelb", |c, s| Box::pin(servicelb::run(c, s))),
+    ("deploy", |c, s| Box::pin(addons::run(c, s))),
 ];
 
 /// How long controllers get to finish their reconciles once leadership ends.

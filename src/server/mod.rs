@@ -119,6 +119,8 @@ impl Server {
         pki::private_dir(data_dir)?;
         pki::private_dir(&data_dir.join("server"))?;
         pki::restrict_tree(&data_dir.join("server"))?;
+        // Where users drop manifests to deploy (see `controllers::addons`).
+        std::fs::create_dir_all(data_dir.join("server").join("manifests"))?;
         let net = crate::api::ServiceNetwork::parse(&config.service_cidr, &config.service_node_port_range)
             .map_err(|e| ServerError::Flag(format!("--service-cidr/--service-node-port-range: {e}")))?;
         let addr = SocketAddr::new(config.bind_address, config.https_listen_port);
@@ -215,6 +217,7 @@ impl Server {
                 ca_pem,
                 event_ttl: config.event_ttl,
                 servicelb: !config.disable.contains(&Component::ServiceLb),
+                manifests_dir: Some(data_dir.join("server").join("manifests")),
             };
             controller_task = Some(tasks.tracker.spawn(crate::controllers::run_all(controller_client, settings, controllers.clone())));
         }

@@ -7,6 +7,7 @@
 //! of the process (`&'static`), like the built-ins; a changed definition gets a new entry, and
 //! identical reloads reuse the old one, so only real CRD changes cost memory.
 
+pub mod builtin;
 pub mod definition;
 pub mod schema;
 
