@@ -1,7 +1,8 @@
 //! Services across real nodes (root only; containerd, runc, busybox-static): on a three-node
 //! VXLAN [`ClusterBed`](orch::testkit::cluster::ClusterBed) a NodePort Service in front of the
 //! echo DaemonSet (`overlay`) is reached by ClusterIP from a pod of every node with the pod's own
-//! address as source and by name through each node's cluster DNS, by NodePort on every node's underlay address from another node and from
+//! address as source and by name through each node's cluster DNS, the API through the
+//! `kubernetes` Service from every pod, by NodePort on every node's underlay address from another node and from
 //! the node itself; a LoadBalancer Service gets every node's address from ServiceLB and answers
 //! on them; and once its pods are gone the node port refuses at once.
 
@@ -70,6 +71,17 @@ async fn cluster_ip_node_port_and_load_balancer_reach_pods_across_nodes() {
             let gateway = from_ip.rsplit_once('.').map(|(net, _)| format!("{net}.1")).unwrap_or_default();
             assert!(body == *from_ip || body == gateway, "the endpoint sees {body}, not the pod's own address {from_ip}");
         }
+    }
+
+    // In-cluster clients reach the API at the `kubernetes` Service (10.43.0.1:443 → the
+    // server's 6443): a plain HTTP line to the TLS port gets some answer back (a TLS alert).
+    for (from, _) in pods.values() {
+        t.wait(Duration::from_secs(30), &format!("{from} reaching the API at 10.43.0.1:443"), || async {
+            let script = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 10.43.0.1 443 | wc -c";
+            let (ok, out, _) = t.kubectl(&["exec", from, "--", "sh", "-c", script], None).await;
+            (ok && out.trim().parse::<usize>().is_ok_and(|n| n > 0)).then_some(())
+        })
+        .await;
     }
 
     // Every node answers cluster DNS on the cluster DNS address itself (the proxy leaves it
