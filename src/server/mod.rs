@@ -119,8 +119,9 @@ impl Server {
         pki::private_dir(data_dir)?;
         pki::private_dir(&data_dir.join("server"))?;
         pki::restrict_tree(&data_dir.join("server"))?;
-        // Where users drop manifests to deploy (see `controllers::addons`).
-        std::fs::create_dir_all(data_dir.join("server").join("manifests"))?;
+        // Where users drop manifests to deploy (see `controllers::addons`); they may hold
+        // Secrets, so owner-only like the rest of `server/`.
+        pki::private_dir(&data_dir.join("server").join("manifests"))?;
         let net = crate::api::ServiceNetwork::parse(&config.service_cidr, &config.service_node_port_range)
             .map_err(|e| ServerError::Flag(format!("--service-cidr/--service-node-port-range: {e}")))?;
         let addr = SocketAddr::new(config.bind_address, config.https_listen_port);
