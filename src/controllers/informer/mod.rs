@@ -450,8 +450,11 @@ mod tests {
         }
         feed.apply(watcher::Event::Delete(cm("o0", "99")));
         let last = 3 * LIMIT - 1;
+        let mut got = drain(&mut slow);
+        // The cache lists in no particular order.
+        got[1..3].sort();
         assert_eq!(
-            drain(&mut slow),
+            got,
             ["init".to_string(), format!("list o1@{} new=true", last - 1), format!("list o2@{last} new=true"), "listed".into()],
             "the old versions are gone; the list is the cache now",
         );
