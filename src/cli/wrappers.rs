@@ -8,6 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use crate::node::runtime::config::ContainerdPaths;
+use crate::node::runtime::supervisor::is_executable;
 
 /// A program orch wraps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,11 +60,10 @@ pub enum WrapperError {
 /// `name` in the directories of `path`, skipping `myself` (a symlink to orch named like the
 /// program must not run orch again).
 fn find_program(name: &str, path: &str, myself: Option<&Path>) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(name)).find(|p| {
-        let executable = std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-        executable && (myself.is_none() || std::fs::canonicalize(p).ok().as_deref() != myself)
-    })
+    std::env::split_paths(path)
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p) && (myself.is_none() || std::fs::canonicalize(p).ok().as_deref() != myself))
 }
 
 /// The kubeconfig to give kubectl: none when the user has one (`KUBECONFIG` or

@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::runtime::supervisor::{is_executable, search_dirs};
+
 /// How bad a failed check is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -184,11 +186,11 @@ impl Machine {
 
     fn program(&self, name: &str, package: &str) -> Finding {
         let check = format!("program {name}");
-        let found = self.path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(name)).find(|p| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::metadata(self.root.join(p.strip_prefix("/").unwrap_or(p)))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        });
+        // Where the node itself will look (`runtime::supervisor::find_binary`), below the root.
+        let found = search_dirs(self.path.as_ref())
+            .into_iter()
+            .map(|d| d.join(name))
+            .find(|p| is_executable(&self.root.join(p.strip_prefix("/").unwrap_or(p))));
         match found {
             Some(p) => Finding::pass(&check, p.display().to_string()),
             None => Finding::fail(

@@ -19,14 +19,20 @@ const STABLE_RUN: Duration = Duration::from_secs(60);
 
 /// Finds `binary` in PATH (and the sbin directories, which a non-login PATH may lack).
 pub fn find_binary(binary: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
-        .map(|d| d.join(binary))
-        .find(|p| is_executable(p))
+    search_dirs(&std::env::var_os("PATH").unwrap_or_default()).into_iter().map(|d| d.join(binary)).find(|p| is_executable(p))
 }
 
-fn is_executable(p: &Path) -> bool {
+/// Where [`find_binary`] looks: the directories of `path`, then the usual system ones (a
+/// service's PATH may lack the sbin directories runc lives in).
+pub fn search_dirs(path: &std::ffi::OsStr) -> Vec<PathBuf> {
+    std::env::split_paths(path)
+        .filter(|d| !d.as_os_str().is_empty())
+        .chain(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
+        .collect()
+}
+
+/// Whether `p` is a file someone may execute.
+pub fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
