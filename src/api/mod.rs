@@ -304,6 +304,18 @@ struct Incoming {
     min_request_timeout: MinRequestTimeout,
 }
 
+/// An aggregated discovery document with kube's media type and an `ETag`; a client that
+/// already holds it (`If-None-Match`) gets 304.
+fn aggregated_discovery(headers: &HeaderMap, document: &Value) -> Response {
+    let body = serde_json::to_vec(document).expect("a JSON value always serialises");
+    let etag = format!("\"{}\"", openapi::hash(&body));
+    let vary = [(header::VARY, "Accept"), (header::ETAG, etag.as_str())];
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return (StatusCode::NOT_MODIFIED, vary).into_response();
+    }
+    (vary, [(header::CONTENT_TYPE, discovery::AGGREGATED)], body).into_response()
+}
+
 async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> Result<Response, ApiError> {
     let Incoming { method, uri, query, mut headers, upgrade, min_request_timeout } = incoming;
     let store = state.store.clone();
@@ -319,7 +331,12 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
     if discovery {
         non_resource_access(&state, &Peer(Some(identity.clone())), path)?;
     }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     match path.trim_end_matches('/') {
+        root @ ("/api" | "/apis") if discovery::wants_aggregated(accept) => {
+            let document = discovery::aggregated(root == "/api", &state.crds.all());
+            return Ok(aggregated_discovery(&headers, &document));
+        }
         "/api" => return Ok(Json(discovery::core_versions()).into_response()),
         "/apis" => return Ok(Json(discovery::groups(&state.crds.all())).into_response()),
         _ => {}

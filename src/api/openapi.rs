@@ -50,7 +50,8 @@ fn serialise(paths: Map<String, Value>, schemas: Map<String, Value>) -> bytes::B
     serde_json::to_vec(&doc).expect("a JSON value always serialises").into()
 }
 
-fn hash(doc: &[u8]) -> String {
+/// A short content hash (OpenAPI's `?hash=`, discovery's `ETag`).
+pub(super) fn hash(doc: &[u8]) -> String {
     Sha256::digest(doc).iter().take(16).map(|b| format!("{b:02X}")).collect()
 }
 

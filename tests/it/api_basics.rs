@@ -625,3 +625,40 @@ async fn service_account_tokens_authenticate_for_their_audience_only() {
     kubectl(&server, &home, &["delete", "serviceaccount", "robot"], None).await;
     assert_eq!(as_token(token).await.0, 401);
 }
+
+/// kubectl 1.33 asks for aggregated discovery: two requests (`/api`, `/apis`) map every
+/// resource, and an unchanged document is not sent again (`ETag`, 304).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_discovers_through_aggregated_discovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ready_server(dir.path()).await;
+    let home = dir.path().join("fresh-home");
+    let (ok, out, err) = kubectl(&server, &home, &["api-resources", "-v=6"], None).await;
+    assert!(ok && out.contains("deployments") && out.contains("customresourcedefinitions"), "{out}{err}");
+    let discovery: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.split("url=\"").nth(1))
+        .filter_map(|u| u.split('"').next())
+        .map(|u| u.split('?').next().unwrap_or(u))
+        .collect();
+    let roots: Vec<String> = ["/api", "/apis"].iter().map(|p| format!("{}{p}", server.url())).collect();
+    assert_eq!(discovery, roots, "kubectl should need only the two aggregated documents:\n{err}");
+
+    const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+    let client = server.admin_client().expect("admin credentials");
+    let get = |etag: Option<&str>| {
+        let mut req = http::Request::builder().uri(format!("{}/apis", server.url())).header("accept", AGGREGATED);
+        if let Some(etag) = etag {
+            req = req.header("if-none-match", etag);
+        }
+        req.body(Full::new(Bytes::new())).unwrap()
+    };
+    let resp = client.send(get(None), Duration::from_secs(10)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers().get("content-type").unwrap(), AGGREGATED);
+    let etag = resp.headers().get("etag").expect("an ETag").to_str().unwrap().to_string();
+    let doc: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(doc["kind"], "APIGroupDiscoveryList", "{doc}");
+    let resp = client.send(get(Some(&etag)), Duration::from_secs(10)).await.unwrap();
+    assert_eq!(resp.status(), 304);
+}
