@@ -38,6 +38,7 @@ pub fn apply_defaults(r: &Resource, obj: &mut Value) {
     }
     match (r.group, r.kind) {
         ("", "Pod") => default_pod_spec(&mut obj["spec"]),
+        ("", "LimitRange") => super::limit_ranger::default_limit_range(obj),
         ("apps", "Deployment") => {
             set(&mut obj["spec"], "replicas", json!(1));
             set(&mut obj["spec"], "revisionHistoryLimit", json!(10));

@@ -13,8 +13,10 @@ mod crd;
 mod discovery;
 mod fields;
 mod inflight;
+mod limit_ranger;
 mod limits;
 mod mirror;
+mod namespace_policies;
 pub mod node_addresses;
 pub mod node_authz;
 pub mod node_password;
@@ -26,6 +28,8 @@ mod params;
 mod patch;
 mod pod_security;
 mod protobuf;
+mod quantities;
+mod quota;
 mod ranges;
 mod raw_json;
 mod rbac;
@@ -83,6 +87,8 @@ struct ApiState {
     tokens: TokenKeys,
     watch_caches: Arc<watch_cache::WatchCaches>,
     crds: Arc<crd::Crds>,
+    /// Namespaces' ResourceQuotas and LimitRanges, for admission.
+    policies: Arc<namespace_policies::NamespacePolicies>,
     /// TLS (with this server's client certificate) for the proxy to kubelets.
     kubelet_tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -103,8 +109,9 @@ pub fn router(
     mirror::follow(store.clone(), &[node_authz::graph::PODS.into(), node_authz::graph::CLAIMS.into()], &graph, &tasks);
     let crds = Arc::new(crd::Crds::default());
     tasks.spawn(crds.clone().follow(store.clone()));
+    let policies = namespace_policies::NamespacePolicies::start(store.clone(), &tasks);
     let watch_caches = Arc::new(watch_cache::WatchCaches::new(tasks));
-    let state = ApiState { store, openapi: OpenApi::shared(), net, rbac, graph, tokens, watch_caches, crds, kubelet_tls };
+    let state = ApiState { store, openapi: OpenApi::shared(), net, rbac, graph, tokens, watch_caches, crds, policies, kubelet_tls };
     Router::new()
         .route("/api", any(handle))
         .route("/api/{*rest}", any(handle))
@@ -393,6 +400,7 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
     let mut scope = Scope::new(resource, target.namespace, state.net);
     scope.subresource = target.subresource;
     scope.pod_security = pod_security.as_ref();
+    scope.policies = Some(&state.policies);
     let node_request = authz::NodeRequest { decision: &decision, identity: &identity, attributes: &attributes, scope: &scope };
     let (owner, body) = authz::node_restriction(&state, node_request, &mut headers, body).await?;
     let not_owned = |node: &str| authz::not_owned(node, &attributes);
@@ -417,6 +425,7 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
                 None => openapi.prune(resource, obj),
             };
             ranges::integers(&openapi, resource, obj)?;
+            quantities::canonicalise(&openapi, resource, obj)?;
             match validation {
                 FieldValidation::Strict if !unknown.is_empty() => {
                     let fields: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();

@@ -26,11 +26,14 @@ pub struct Scope<'a> {
     pub pod_security: Option<&'a super::pod_security::Admission>,
     /// `dryRun=All`: every check runs, nothing is stored.
     pub dry_run: bool,
+    /// The namespaces' ResourceQuotas and LimitRanges, for admission of creates (`None`: not
+    /// enforced, as for writes the API makes of its own).
+    pub policies: Option<&'a super::namespace_policies::NamespacePolicies>,
 }
 
 impl<'a> Scope<'a> {
     pub fn new(resource: &'static Resource, namespace: Option<&'a str>, net: super::services::ServiceNetwork) -> Self {
-        Self { resource, namespace, net, subresource: None, pod_security: None, dry_run: false }
+        Self { resource, namespace, net, subresource: None, pod_security: None, dry_run: false, policies: None }
     }
 
     fn key(&self, name: &str) -> String {
@@ -226,9 +229,20 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
         }
     }
     super::admission::default_on_create(r, &mut obj);
+    let limit_ranges = match (scope.policies, scope.namespace) {
+        (Some(policies), Some(ns)) if scope.subresource.is_none() => policies.limit_ranges(ns),
+        _ => Vec::new(),
+    };
+    super::limit_ranger::default(&limit_ranges, r, &mut obj);
     drop_nulls(r, &mut obj);
     super::admission::validate(r, &obj, None)?;
     super::pod_security::admit(scope, &obj, None)?;
+    if let Some(why) = super::limit_ranger::check(&limit_ranges, r, &obj) {
+        return Err(ApiError::forbidden(r.group, r.plural, Some(&name), &why));
+    }
+    if let Some(policies) = scope.policies {
+        super::quota::charge(store, policies, scope, &obj).await?;
+    }
     if let Some(manager) = manager {
         super::apply::record_update(None, &mut obj, OpenApi::shared().schema(r), manager, &r.api_version(), &now_rfc3339());
     }

@@ -23,7 +23,6 @@ mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod pod_gc;
-mod quota_usage;
 mod replicaset;
 mod resourcequota;
 pub mod scheduler;

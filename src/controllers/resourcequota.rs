@@ -1,5 +1,5 @@
 //! The resource quota controller: keeps each ResourceQuota's status (`hard` as in the spec,
-//! `used` from `quota_usage`) current as pods, services, configmaps, secrets and
+//! `used` from `k8s::quota`) current as pods, services, configmaps, secrets and
 //! PersistentVolumeClaims of its namespace come and go. Admission enforces the quota.
 
 use std::sync::Arc;
@@ -15,8 +15,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::common::{backoff, ok_if_gone};
-use super::quota_usage::{used, Objects};
 use super::Context;
+use crate::k8s::quota::{used, Objects};
 
 /// How often usage is recounted even without changes (as kube-controller-manager's resync).
 const RESYNC: Duration = Duration::from_secs(300);

@@ -1,5 +1,5 @@
 //! Kubernetes vocabulary shared by every part of orch: resource quantities, well-known names,
-//! label and taint syntax, QoS classes and the version orch reports. A leaf: it imports
+//! label and taint syntax, QoS classes, quota usage and the version orch reports. A leaf: it imports
 //! nothing else of the crate.
 
 pub mod cidr;
@@ -7,5 +7,6 @@ pub mod labels;
 pub mod names;
 pub mod qos;
 pub mod quantity;
+pub mod quota;
 pub mod time;
 pub mod version;

@@ -57,6 +57,70 @@ fn scaled(text: &str, factor: i128) -> Option<i64> {
     Some(value.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
 }
 
+/// The canonical text of a quantity, as kube-apiserver stores and returns it (`1000m` → `1`,
+/// `1000` → `1k`, `0.5Gi` → `512Mi`, `1.5Ki` → `1536`, `1E3` → `1e3`): the suffix family kept
+/// (binary only for whole numbers of at least 1024), the largest exponent that leaves an
+/// integer, precision below `1n` rounded up. `None` if malformed or beyond 38 digits.
+pub fn canonical(text: &str) -> Option<String> {
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let number_end = body.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(body.len());
+    let (number, suffix) = body.split_at(number_end);
+    if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+        return None;
+    }
+    let (mut exp10, pow2) = suffix_exponents(suffix)?;
+    let exponent_form = suffix.starts_with(['e', 'E']);
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    let digits = format!("{whole}{frac}");
+    let digits = digits.trim_start_matches('0');
+    if digits.len() > 38 {
+        return None;
+    }
+    let mut mantissa: i128 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+    exp10 -= frac.len() as i32;
+    mantissa = mantissa.checked_mul(1i128.checked_shl(pow2)?)?;
+    if exp10 < -9 {
+        // Below nano precision: rounded up to the next nano.
+        let divisor = 10i128.checked_pow((-9 - exp10) as u32)?;
+        mantissa = mantissa / divisor + i128::from(mantissa % divisor != 0);
+        exp10 = -9;
+    }
+    while mantissa != 0 && mantissa % 10 == 0 {
+        mantissa /= 10;
+        exp10 += 1;
+    }
+    if mantissa == 0 {
+        return Some("0".into());
+    }
+    let sign = if negative { "-" } else { "" };
+    if pow2 > 0 && exp10 >= 0 {
+        let whole = mantissa.checked_mul(10i128.checked_pow(exp10 as u32)?)?;
+        if whole >= 1024 {
+            let (mut n, mut unit) = (whole, 0);
+            while n % 1024 == 0 && unit < 6 {
+                n /= 1024;
+                unit += 1;
+            }
+            return Some(format!("{sign}{n}{}", ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][unit]));
+        }
+    }
+    // Decimal: the exponent a multiple of three, SI suffixes from n to E.
+    let mut exponent = exp10.div_euclid(3) * 3;
+    if !exponent_form {
+        exponent = exponent.min(18);
+    }
+    mantissa = mantissa.checked_mul(10i128.checked_pow((exp10 - exponent) as u32)?)?;
+    let suffix = match (exponent_form, exponent) {
+        (_, 0) => String::new(),
+        (true, e) => format!("e{e}"),
+        (false, e) => ["n", "u", "m", "", "k", "M", "G", "T", "P", "E"][((e + 9) / 3) as usize].to_string(),
+    };
+    Some(format!("{sign}{mantissa}{suffix}"))
+}
+
 /// (power of ten, power of two) a quantity suffix stands for.
 fn suffix_exponents(suffix: &str) -> Option<(i32, u32)> {
     Some(match suffix {
@@ -108,6 +172,40 @@ mod tests {
         assert_eq!(value(&q("110")), Some(110));
         assert_eq!(value(&q("1m")), Some(1), "rounded up");
         assert_eq!(value(&q("-1")), Some(-1));
+    }
+
+    #[test]
+    fn canonical_as_kube_apiserver_stores_them() {
+        for (given, stored) in [
+            ("2", "2"),
+            ("1000m", "1"),
+            ("1500m", "1500m"),
+            ("0.5", "500m"),
+            ("1000", "1k"),
+            ("1500", "1500"),
+            ("128Mi", "128Mi"),
+            ("2048Ki", "2Mi"),
+            ("0.5Gi", "512Mi"),
+            ("1.5Ki", "1536"),
+            ("512Ki", "512Ki"),
+            ("0.5Ki", "512"),
+            ("1e3", "1e3"),
+            ("1E3", "1e3"),
+            ("1.5e3", "1500"),
+            ("0", "0"),
+            ("0Mi", "0"),
+            ("0.1n", "1n"),
+            ("-1", "-1"),
+            ("1G", "1G"),
+            ("1000M", "1G"),
+            ("100u", "100u"),
+            ("+5", "5"),
+        ] {
+            assert_eq!(canonical(given).as_deref(), Some(stored), "{given}");
+        }
+        for bad in ["", "abc", "1.2.3", "5Xi", ".", "1e", "1 Gi"] {
+            assert_eq!(canonical(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod admission_policies;
 mod adversarial;
 mod api_basics;
 mod api_deletion;

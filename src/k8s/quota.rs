@@ -24,7 +24,7 @@ pub fn milli(q: &Quantity) -> Option<i128> {
 
 /// Formats a usage: cpu in cores or millicores, other resources in whole units with a binary
 /// suffix when exact.
-fn format(resource: &str, millis: i128) -> Quantity {
+pub fn format(resource: &str, millis: i128) -> Quantity {
     if resource.ends_with("cpu") {
         return Quantity(if millis % 1000 == 0 { (millis / 1000).to_string() } else { format!("{millis}m") });
     }
