@@ -42,6 +42,14 @@ impl std::str::FromStr for ProviderKind {
 }
 
 impl ProviderKind {
+    /// The flag's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Aescbc => "aescbc",
+            ProviderKind::Secretbox => "secretbox",
+        }
+    }
+
     fn key_name(self) -> &'static str {
         match self {
             ProviderKind::Aescbc => "aescbckey",

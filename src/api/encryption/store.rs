@@ -148,3 +148,57 @@ impl Store for EncryptingStore {
         self.inner.current_revision().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::config::{EncryptionConfiguration, Key, Keys, ProviderConfiguration};
+    use super::*;
+    use crate::store::{LocalStore, StoreConfig};
+
+    fn aescbc(keys: Vec<Key>) -> EncryptionConfiguration {
+        let p = ProviderConfiguration { aescbc: Some(Keys { keys }), ..Default::default() };
+        EncryptionConfiguration::new(&["secrets"], vec![p, ProviderConfiguration::identity()])
+    }
+
+    async fn raw(store: &dyn Store, key: &str) -> Vec<u8> {
+        store.range(RangeRequest { range: KeyRange::single(key), ..Default::default() }).await.unwrap().kvs.remove(0).value
+    }
+
+    #[tokio::test]
+    async fn encrypts_configured_resources_only_and_reencrypts_with_a_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: Arc<dyn Store> = Arc::new(LocalStore::open(&dir.path().join("db"), &StoreConfig::default()).unwrap());
+        let path = dir.path().join("encryption-config.json");
+        let old = Key::random("old", 32);
+        aescbc(vec![old.clone()]).write(&path).unwrap();
+        let store = EncryptingStore::new(inner.clone(), Encryption::load(&path).unwrap());
+        let mut events = store.watch(WatchRequest { range: KeyRange::prefix("/registry/"), start_revision: 0 }).await.unwrap();
+
+        let (secret, cm) = ("/registry/core/secrets/default/s", "/registry/core/configmaps/default/c");
+        store.txn(TxnRequest::put(secret, "{\"data\":\"hunter2\"}")).await.unwrap();
+        store.txn(TxnRequest::put(cm, "{\"data\":\"open\"}")).await.unwrap();
+        let stored = raw(inner.as_ref(), secret).await;
+        assert!(stored.starts_with(b"k8s:enc:aescbc:v1:old:"));
+        assert!(!stored.windows(7).any(|w| w == b"hunter2"), "the plain value reached the store");
+        assert_eq!(raw(inner.as_ref(), cm).await, b"{\"data\":\"open\"}", "other resources are stored as they are");
+        assert_eq!(raw(store.as_ref(), secret).await, b"{\"data\":\"hunter2\"}");
+        let first = futures::StreamExt::next(&mut events).await.unwrap().unwrap();
+        assert_eq!(first[0].kv.value, b"{\"data\":\"hunter2\"}", "watchers see plain values");
+
+        let value_compare = Compare { key: secret.into(), op: crate::store::CompareOp::Equal, target: CompareTarget::Value(vec![]) };
+        assert!(store.txn(TxnRequest { compare: vec![value_compare], ..Default::default() }).await.is_err());
+
+        aescbc(vec![Key::random("new", 32), old]).write(&path).unwrap();
+        store.encryption().reload().unwrap();
+        assert_eq!(store.reencrypt().await.unwrap(), 1);
+        assert!(raw(inner.as_ref(), secret).await.starts_with(b"k8s:enc:aescbc:v1:new:"));
+
+        aescbc(vec![Key::random("other", 32)]).write(&path).unwrap();
+        store.encryption().reload().unwrap();
+        let err = store.range(RangeRequest { range: KeyRange::single(secret), ..Default::default() }).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unable to transform key \"/registry/core/secrets/default/s\": no matching key was found for the provided AES transformer"
+        );
+    }
+}
