@@ -203,6 +203,10 @@ impl Server {
             kind: config.secrets_encryption_provider,
             stage_file: encryption_config::stage_path(data_dir),
             busy: Default::default(),
+            servers: Box::new({
+                let store = store.clone();
+                move || store.raft().metrics().borrow().membership_config.membership().nodes().count()
+            }),
         }));
         let app = public.merge(encrypt).merge(routes::internal(internal)).merge(api);
         tasks.tracker.spawn(crate::rpc::https::serve(listener, tls, app, cancel.clone(), tasks.tracker.clone()));

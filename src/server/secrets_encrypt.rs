@@ -47,6 +47,9 @@ pub struct EncryptState {
     pub stage_file: PathBuf,
     /// One change at a time.
     pub busy: tokio::sync::Mutex<()>,
+    /// How many servers the cluster has now: new keys reach only this server's file, so
+    /// rotations are refused while there are others.
+    pub servers: Box<dyn Fn() -> usize + Send + Sync>,
 }
 
 /// The recorded stage and configuration hash (`start` and none when nothing is recorded).
@@ -127,6 +130,14 @@ async fn apply(s: &EncryptState, req: &Request) -> Result<(), EncryptError> {
         false => Err(EncryptError::Stage(stage.clone())),
     };
     let managed = || ManagedKeys::from_config(&EncryptionConfiguration::read(&path)?).map_err(EncryptError::Refused);
+    let single_server = || {
+        match (s.servers)() {
+        1 => Ok(()),
+        n => Err(EncryptError::Refused(format!(
+            "this cluster has {n} servers and a new key would reach this one only: rotate with the same --encryption-provider-config file on every server instead (docs/security.md)"
+        ))),
+    }
+    };
     let aescbc_only = |what: &str| match s.kind {
         ProviderKind::Aescbc => Ok(()),
         ProviderKind::Secretbox => {
@@ -137,6 +148,7 @@ async fn apply(s: &EncryptState, req: &Request) -> Result<(), EncryptError> {
         (Some(k3s::STAGE_PREPARE), _) => {
             expect(&[k3s::STAGE_START, k3s::STAGE_REENCRYPT_FINISHED])?;
             aescbc_only("prepare")?;
+            single_server()?;
             let mut keys = managed()?;
             keys.append_new(s.kind);
             save(store, &keys, s.kind)?;
@@ -145,6 +157,7 @@ async fn apply(s: &EncryptState, req: &Request) -> Result<(), EncryptError> {
         (Some(k3s::STAGE_ROTATE), _) => {
             expect(&[k3s::STAGE_PREPARE])?;
             aescbc_only("rotate")?;
+            single_server()?;
             let mut keys = managed()?;
             keys.rotate(s.kind);
             save(store, &keys, s.kind)?;
@@ -168,6 +181,7 @@ async fn apply(s: &EncryptState, req: &Request) -> Result<(), EncryptError> {
         }
         (Some(k3s::STAGE_ROTATE_KEYS), _) => {
             expect(&[k3s::STAGE_START, k3s::STAGE_REENCRYPT_FINISHED])?;
+            single_server()?;
             let mut keys = managed()?;
             set_stage(k3s::STAGE_REENCRYPT_ACTIVE)?;
             keys.append_new(s.kind);

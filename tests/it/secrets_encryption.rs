@@ -2,7 +2,7 @@
 //! every file of the data dir finds neither a Secret's value nor its base64 while kubectl reads
 //! it back, also after `rotate-keys` (which moves the stored value to the new key) and a
 //! restart; without encryption the same scan finds it (the scan works); a joining server
-//! receives the key and reads what the first wrote.
+//! receives the key and reads what the first wrote (and rotations are refused there).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -146,4 +146,14 @@ async fn a_joining_server_receives_the_key() {
     .await;
     assert_eq!(read_canary(&servers[1], &home).await, VALUE);
     assert_eq!(plaintext_files(&servers[1]).await, Vec::<PathBuf>::new(), "plain text on the second server's disk");
+
+    // A new key would reach one server only: refused until rotation travels between servers.
+    let out = std::process::Command::new(crate::support::orch_binary())
+        .arg("--data-dir")
+        .arg(&servers[0].data_dir)
+        .args(["secrets-encrypt", "--server", &servers[0].url(), "rotate-keys"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("this cluster has 2 servers"), "{err}");
 }
