@@ -2,7 +2,6 @@
 //! `deployments.apps`, `*.apps`, `*.` for the core group, `*.*` for everything), built from an
 //! [`EncryptionConfiguration`]. Keys of resources not configured get no chain at all.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::chain::Chain;
@@ -11,9 +10,10 @@ use super::config::{ConfigError, EncryptionConfiguration};
 /// A group and resource; `*` is the wildcard, `""` the core group.
 type GroupResource = (String, String);
 
-/// The chains of one configuration, by resource.
+/// The chains of one configuration, by resource (a handful: searched in place, no allocation
+/// per lookup).
 pub struct Table {
-    chains: HashMap<GroupResource, Arc<Chain>>,
+    chains: Vec<(GroupResource, Arc<Chain>)>,
 }
 
 /// kube's `schema.ParseGroupResource`: the resource before the first dot, the group after.
@@ -34,18 +34,20 @@ fn yaml(gr: &GroupResource) -> String {
 
 impl Table {
     pub fn new(config: &EncryptionConfiguration) -> Result<Table, ConfigError> {
-        let mut chains: HashMap<GroupResource, Arc<Chain>> = HashMap::new();
+        let mut chains: Vec<(GroupResource, Arc<Chain>)> = Vec::new();
         for entry in &config.resources {
             let chain = Chain::new(&entry.providers)?;
             for resource in &entry.resources {
                 let gr = parse(resource);
                 for mask in [(gr.0.clone(), "*".to_string()), ("*".to_string(), "*".to_string())] {
-                    if chains.contains_key(&mask) {
+                    if chains.iter().any(|(gr, _)| *gr == mask) {
                         return Err(ConfigError::Invalid(format!("resource {:?} is masked by earlier rule {:?}", yaml(&gr), yaml(&mask))));
                     }
                 }
                 // A resource listed twice keeps its first entry (kube appends; the first wins).
-                chains.entry(gr).or_insert_with(|| chain.clone());
+                if !chains.iter().any(|(known, _)| *known == gr) {
+                    chains.push((gr, chain.clone()));
+                }
             }
         }
         Ok(Table { chains })
@@ -57,7 +59,7 @@ impl Table {
         let group = std::str::from_utf8(parts.next()?).ok()?;
         let resource = std::str::from_utf8(parts.next()?).ok()?;
         let group = if group == "core" { "" } else { group };
-        let get = |g: &str, r: &str| self.chains.get(&(g.to_string(), r.to_string()));
+        let get = |g: &str, r: &str| self.chains.iter().find(|((cg, cr), _)| cg == g && cr == r).map(|(_, c)| c);
         get(group, resource).or_else(|| get(group, "*")).or_else(|| get("*", "*"))
     }
 
@@ -65,8 +67,8 @@ impl Table {
     pub fn prefixes(&self) -> Vec<String> {
         let mut prefixes: Vec<String> = self
             .chains
-            .keys()
-            .map(|(g, r)| match (g.as_str(), r.as_str()) {
+            .iter()
+            .map(|((g, r), _)| match (g.as_str(), r.as_str()) {
                 ("*", _) => "/registry/".to_string(),
                 ("", "*") => "/registry/core/".to_string(),
                 (g, "*") => format!("/registry/{g}/"),
