@@ -125,6 +125,14 @@ async fn without_encryption_the_scan_finds_the_value() {
     assert_eq!(read_canary(&server, &home).await, VALUE);
     assert!(!plaintext_files(&server).await.is_empty(), "the scan must find an unencrypted Secret");
     assert!(secrets_encrypt(&server, &["status"]).await.contains("Encryption Status: Disabled, no configuration file found"));
+
+    // Only cluster admins reach the encryption endpoints.
+    let (ca, _) = orch::server::admin_credentials(&server.data_dir).unwrap();
+    let anonymous = orch::rpc::HttpClient::new(orch::pki::client_config(&ca, None).unwrap());
+    let url = format!("{}{}", server.url(), orch::server::ENCRYPT_STATUS_PATH);
+    let req = http::Request::get(url).body(http_body_util::Full::default()).unwrap();
+    let (status, _) = anonymous.fetch(req, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(status.as_u16(), 401);
 }
 
 #[tokio::test]
