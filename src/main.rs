@@ -61,6 +61,10 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(cli::token::run(&data_dir, args))
         }
+        Command::SecretsEncrypt(args) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(cli::secrets_encrypt::run(&data_dir, args))
+        }
         Command::Images(args) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(cli::images::run(&data_dir, args))

@@ -11,6 +11,7 @@ pub mod bootstrap_tokens;
 mod client;
 mod crd;
 mod discovery;
+pub mod encryption;
 mod fields;
 mod inflight;
 mod limit_ranger;

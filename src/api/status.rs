@@ -277,6 +277,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Compacted { .. } => ApiError::gone(format!("too old resource version: {e}")),
             StoreError::Unavailable(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string()),
+            StoreError::Transform { .. } => ApiError::internal(format!("Internal error occurred: {e}")),
             other => ApiError::internal(other.to_string()),
         }
     }

@@ -1,4 +1,4 @@
-//! The command line: `orch server`, `orch agent`, `orch token`, `orch images`, `orch
+//! The command line: `orch server`, `orch agent`, `orch token`, `orch secrets-encrypt`, `orch images`, `orch
 //! check-config`, `orch certificate`, the `kubectl`/`ctr`/`crictl` wrappers, `orch version`, global flags and the
 //! YAML config file. It builds the plain configs of
 //! [`crate::server`] and [`crate::node`], starts them and is the only place that handles
@@ -10,6 +10,7 @@ pub mod check_config;
 pub mod config_file;
 pub mod images;
 pub mod node_flags;
+pub mod secrets_encrypt;
 pub mod server;
 mod signals;
 pub mod token;
@@ -54,6 +55,8 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Manage the node's container images (import tarballs, list, remove, pull)
     Images(images::ImagesArgs),
+    /// Report or change the encryption of Secrets at rest (k3s's secrets-encrypt; run on a server)
+    SecretsEncrypt(secrets_encrypt::SecretsEncryptArgs),
     /// Check or rotate the certificates in the data dir (expiry table; leaves renew at start)
     Certificate(certificate::CertificateArgs),
     /// Check this machine for what a node needs (cgroups, kernel modules, containerd, runc,

@@ -96,6 +96,18 @@ pub struct ServerArgs {
     /// Run only the control plane, no local node
     #[arg(long)]
     pub disable_agent: bool,
+    /// Encrypt Secrets at rest, with a key generated on first start in
+    /// <data-dir>/server/cred/encryption-config.json (manage it with `orch secrets-encrypt`)
+    #[arg(long)]
+    pub secrets_encryption: bool,
+    /// Provider of the generated and rotated keys: aescbc or secretbox
+    #[arg(long, default_value = "aescbc", value_name = "PROVIDER")]
+    pub secrets_encryption_provider: crate::api::encryption::k3s::ProviderKind,
+    /// kube-apiserver's EncryptionConfiguration file (apiserver.config.k8s.io/v1): which
+    /// resources are encrypted at rest and with which providers and keys; give every server
+    /// the same file
+    #[arg(long, value_name = "FILE")]
+    pub encryption_provider_config: Option<PathBuf>,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -133,6 +145,9 @@ impl ServerArgs {
             min_request_timeout: self.min_request_timeout,
             event_ttl: self.event_ttl,
             disable: self.node.disable.iter().copied().collect(),
+            secrets_encryption: self.secrets_encryption,
+            encryption_provider_config: self.encryption_provider_config.clone(),
+            secrets_encryption_provider: self.secrets_encryption_provider,
         }
     }
 

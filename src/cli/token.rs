@@ -17,6 +17,9 @@ use crate::api::bootstrap_tokens::{self, SECRET_TYPE};
 use crate::pki;
 use crate::rpc::HttpClient;
 
+/// How long a token request may take.
+const TIMEOUT: Duration = Duration::from_secs(15);
+
 #[derive(Debug, Args)]
 pub struct TokenArgs {
     /// The server's URL
@@ -43,13 +46,15 @@ pub enum TokenCommand {
     Delete { id: String },
 }
 
-async fn call(http: &HttpClient, method: &str, url: &str, body: Option<Value>) -> anyhow::Result<Value> {
+/// Sends a JSON request to the server and returns its JSON answer (`null` when it has none);
+/// an error answer becomes its Status message or body.
+pub(super) async fn call(http: &HttpClient, method: &str, url: &str, body: Option<Value>, timeout: Duration) -> anyhow::Result<Value> {
     let req = http::Request::builder()
         .method(method)
         .uri(url)
         .header("content-type", "application/json")
         .body(Full::new(body.map(|b| Bytes::from(b.to_string())).unwrap_or_default()))?;
-    let (status, bytes) = http.fetch(req, Duration::from_secs(15)).await.with_context(|| format!("is `orch server` running at {url}?"))?;
+    let (status, bytes) = http.fetch(req, timeout).await.with_context(|| format!("is `orch server` running at {url}?"))?;
     let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if !status.is_success() {
         bail!("{}", value["message"].as_str().unwrap_or(&String::from_utf8_lossy(&bytes)));
@@ -57,11 +62,17 @@ async fn call(http: &HttpClient, method: &str, url: &str, body: Option<Value>) -
     Ok(value)
 }
 
-pub async fn run(data_dir: &Path, args: TokenArgs) -> anyhow::Result<()> {
+/// The CA certificate and an HTTPS client presenting the data dir's admin certificate.
+pub(super) fn admin_client(data_dir: &Path) -> anyhow::Result<(String, HttpClient)> {
     let (ca, admin) = crate::server::admin_credentials(data_dir).with_context(|| {
         format!("no server credentials in {} (run this where orch server runs, with its --data-dir)", data_dir.display())
     })?;
     let http = HttpClient::new(pki::client_config(&ca, Some(&admin))?);
+    Ok((ca, http))
+}
+
+pub async fn run(data_dir: &Path, args: TokenArgs) -> anyhow::Result<()> {
+    let (ca, http) = admin_client(data_dir)?;
     let secrets = format!("{}/api/v1/namespaces/kube-system/secrets", args.server.trim_end_matches('/'));
     match args.command {
         TokenCommand::Create { ttl, description } => {
@@ -71,11 +82,12 @@ pub async fn run(data_dir: &Path, args: TokenArgs) -> anyhow::Result<()> {
                 let at = time::OffsetDateTime::now_utc() + ttl;
                 at.format(&time::format_description::well_known::Rfc3339).expect("a timestamp always formats")
             });
-            call(&http, "POST", &secrets, Some(bootstrap_tokens::secret_for(id, secret, expiration.as_deref(), &description))).await?;
+            call(&http, "POST", &secrets, Some(bootstrap_tokens::secret_for(id, secret, expiration.as_deref(), &description)), TIMEOUT)
+                .await?;
             println!("{token}");
         }
         TokenCommand::List => {
-            let list = call(&http, "GET", &secrets, None).await?;
+            let list = call(&http, "GET", &secrets, None, TIMEOUT).await?;
             println!("{:<8} {:<22} DESCRIPTION", "ID", "EXPIRES");
             for s in list["items"].as_array().into_iter().flatten().filter(|s| s["type"] == SECRET_TYPE) {
                 let get = |k| bootstrap_tokens::field(s, k).unwrap_or_default();
@@ -84,7 +96,7 @@ pub async fn run(data_dir: &Path, args: TokenArgs) -> anyhow::Result<()> {
             }
         }
         TokenCommand::Delete { id } => {
-            call(&http, "DELETE", &format!("{secrets}/bootstrap-token-{id}"), None).await?;
+            call(&http, "DELETE", &format!("{secrets}/bootstrap-token-{id}"), None, TIMEOUT).await?;
             println!("token {id} deleted");
         }
     }

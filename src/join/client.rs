@@ -75,8 +75,9 @@ pub async fn join_as_agent(server: &str, token: &JoinToken, name: &str, password
     }
 }
 
-/// Fetches and verifies the cluster CA from the server at `seed`, returning it with its key.
-pub async fn fetch_cluster_ca(seed: &str, token: &JoinToken) -> Result<PemPair, JoinError> {
+/// Fetches and verifies the cluster CA from the server at `seed`, returning it with its key (and
+/// the cluster's encryption configuration, if any).
+pub async fn fetch_cluster_ca(seed: &str, token: &JoinToken) -> Result<ServerBootstrap, JoinError> {
     let seed = seed.trim_end_matches('/');
     let ca_pem = verified_ca(seed, token).await?;
     let verified = HttpClient::new(pki::client_config(&ca_pem, None)?);
@@ -97,7 +98,7 @@ pub async fn fetch_cluster_ca(seed: &str, token: &JoinToken) -> Result<PemPair, 
     if boot.ca.cert != ca_pem {
         return Err(JoinError::CaMismatch { url, expected: pki::ca_hash(&ca_pem), got: pki::ca_hash(&boot.ca.cert) });
     }
-    Ok(boot.ca)
+    Ok(boot)
 }
 
 /// Asks the server at `server` to sign a serving certificate for this node's kubelet port

@@ -30,10 +30,13 @@ pub struct AgentCredentials {
     pub client: PemPair,
 }
 
-/// What a joining server receives from [`SERVER_BOOTSTRAP_PATH`]: the CA and its key.
+/// What a joining server receives from [`SERVER_BOOTSTRAP_PATH`]: the CA and its key, and the
+/// cluster's encryption configuration (its keys) when Secrets are encrypted at rest.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ServerBootstrap {
     pub ca: PemPair,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_config: Option<String>,
 }
 
 /// What a node asks its serving certificate for at [`NODE_SERVING_CERT_PATH`].

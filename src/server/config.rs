@@ -61,4 +61,10 @@ pub struct Config {
     pub event_ttl: Duration,
     /// Packaged components not to run (`--disable`).
     pub disable: BTreeSet<Component>,
+    /// Encrypt Secrets at rest with a generated key (k3s's `--secrets-encryption`).
+    pub secrets_encryption: bool,
+    /// kube-apiserver's EncryptionConfiguration file; overrides the generated one.
+    pub encryption_provider_config: Option<PathBuf>,
+    /// The provider generated and rotated keys are for.
+    pub secrets_encryption_provider: crate::api::encryption::k3s::ProviderKind,
 }

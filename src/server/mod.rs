@@ -8,8 +8,10 @@
 mod components;
 mod config;
 mod credentials;
+mod encryption_config;
 mod kubeconfig;
 mod routes;
+mod secrets_encrypt;
 mod serving_sans;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -22,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 pub use components::Component;
 pub use config::Config;
 pub use credentials::{admin_credentials, read_agent_token, read_token, tls_dir};
+pub use secrets_encrypt::{CONFIG_PATH as ENCRYPT_CONFIG_PATH, STATUS_PATH as ENCRYPT_STATUS_PATH};
 
 use crate::join::JoinError;
 use crate::pki::{self, JoinToken, PkiError};
@@ -52,6 +55,8 @@ pub enum ServerError {
     Pki(#[from] PkiError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("secrets encryption: {0}")]
+    Encryption(#[from] crate::api::encryption::ConfigError),
     #[error("server I/O: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -135,9 +140,13 @@ impl Server {
         if let Some(seed) = joining {
             let token = JoinToken::parse(config.token.as_deref().ok_or(ServerError::JoinWithoutToken)?)?;
             tracing::info!(%seed, "fetching the cluster CA");
-            let ca = crate::join::fetch_cluster_ca(seed, &token).await?;
-            credentials::store_received_ca(data_dir, &ca)?;
+            let boot = crate::join::fetch_cluster_ca(seed, &token).await?;
+            credentials::store_received_ca(data_dir, &boot.ca)?;
+            if let Some(received) = &boot.encryption_config {
+                encryption_config::store_received(data_dir, &config, received)?;
+            }
         }
+        let encryption = encryption_config::load(data_dir, &config)?;
         let (dns, ips) = sans(&config, &host, advertise_ip);
         let flags = credentials::TokenFlags { server: config.token.as_deref(), agent: config.agent_token.as_deref() };
         let creds = credentials::load_or_create(data_dir, &host, &dns, &ips, flags)?;
@@ -157,13 +166,20 @@ impl Server {
             store: StoreConfig { cache_capacity: config.store_cache_mb << 20, watch_history: config.watch_history },
         };
         let store = RaftStore::open(&data_dir.join("server").join("raft"), settings).await?;
+        // Everything that reads or writes objects goes through the encryption; raft, the peer
+        // store RPC and the compactor move the stored (encrypted) bytes as they are.
+        let encrypting = encryption.map(|e| crate::api::encryption::EncryptingStore::new(store.clone(), e));
+        let api_store: Arc<dyn Store> = match &encrypting {
+            Some(e) => e.clone(),
+            None => store.clone(),
+        };
 
         let tasks = Tasks::default();
         let (cancel, controllers) = (tasks.cancel.clone(), tasks.cancel.child_token());
         let internal = crate::raft::router(store.clone()).merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
         let tokens = crate::api::TokenKeys::derive(creds.ca.pem().key.as_bytes());
         let kubelet_tls = Arc::new(pki::client_config(&creds.ca.pem().cert, Some(&creds.kubelet_client))?);
-        let api = crate::api::router(store.clone() as Arc<dyn Store>, net, tokens, Some(kubelet_tls), tasks.clone());
+        let api = crate::api::router(api_store.clone(), net, tokens, Some(kubelet_tls), tasks.clone());
         let controller_client = crate::api::in_process_client(api.clone(), controller_identity(), "default");
         let api = crate::api::limit_in_flight(api, config.max_requests_inflight, config.max_mutating_requests_inflight)
             .layer(axum::Extension(crate::api::MinRequestTimeout(config.min_request_timeout)));
@@ -179,9 +195,20 @@ impl Server {
                 local_node: config.local_node.clone(),
             },
             ca: creds.ca,
-            store: store.clone(),
+            store: api_store.clone(),
+            encryption_config: encrypting.as_ref().map(|e| e.encryption().path().to_path_buf()),
         }));
-        let app = public.merge(routes::internal(internal)).merge(api);
+        let encrypt = secrets_encrypt::routes(Arc::new(secrets_encrypt::EncryptState {
+            store: encrypting,
+            kind: config.secrets_encryption_provider,
+            stage_file: encryption_config::stage_path(data_dir),
+            busy: Default::default(),
+            servers: Box::new({
+                let store = store.clone();
+                move || store.raft().metrics().borrow().membership_config.membership().nodes().count()
+            }),
+        }));
+        let app = public.merge(encrypt).merge(routes::internal(internal)).merge(api);
         tasks.tracker.spawn(crate::rpc::https::serve(listener, tls, app, cancel.clone(), tasks.tracker.clone()));
         tracing::info!(%url, node_id = store.id(), "orch server listening");
 
@@ -197,7 +224,7 @@ impl Server {
                  and agents with:\n  orch agent --join {url} --token {agent_token}"
             );
         }
-        let ns_store = store.clone();
+        let ns_store = api_store.clone();
         tasks.spawn(async move {
             // Every server tries (creation is idempotent); retried until the cluster has a leader.
             while let Err(e) = crate::api::ensure_system_namespaces(ns_store.as_ref()).await {

@@ -30,6 +30,8 @@ pub struct PublicState {
     /// Names and addresses no other node's serving certificate may carry.
     pub control_plane: super::serving_sans::ControlPlane,
     pub store: std::sync::Arc<dyn crate::store::Store>,
+    /// The encryption configuration file in force, handed to joining servers with the CA.
+    pub encryption_config: Option<std::path::PathBuf>,
 }
 
 pub fn public(state: Arc<PublicState>) -> Router {
@@ -170,5 +172,12 @@ async fn server_bootstrap(State(s): State<Arc<PublicState>>, headers: HeaderMap)
     if !authorised(&headers, &s.token) {
         return (StatusCode::UNAUTHORIZED, "invalid server token").into_response();
     }
-    Json(ServerBootstrap { ca: s.ca.pem().clone() }).into_response()
+    let encryption_config = match &s.encryption_config {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text),
+            Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("reading the encryption configuration: {e}")).into_response(),
+        },
+        None => None,
+    };
+    Json(ServerBootstrap { ca: s.ca.pem().clone(), encryption_config }).into_response()
 }

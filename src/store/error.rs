@@ -20,6 +20,9 @@ pub enum StoreError {
     Storage(String),
     #[error("corrupt data in store: {0}")]
     Corrupt(String),
+    /// A stored value could not be decrypted (kube-apiserver's wording; the API answers 500).
+    #[error("unable to transform key {key:?}: {message}")]
+    Transform { key: String, message: String },
     #[error("store is shut down")]
     Closed,
 }

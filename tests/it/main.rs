@@ -28,6 +28,7 @@ mod raft_cluster;
 mod raft_crash;
 mod scheduler;
 mod scheduler_scale;
+mod secrets_encryption;
 mod server_tls;
 mod service_proxy;
 mod servicelb;
