@@ -33,5 +33,6 @@ mod servicelb;
 mod services;
 mod store_conformance;
 mod tables;
+mod webhooks;
 mod workload_api;
 mod workloads;

@@ -251,3 +251,132 @@ fn attributes<'a>(scope: &'a Scope<'_>, call: &'a Call<'_>, object: Option<&'a V
         old,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use base64::Engine;
+    use bytes::Bytes;
+    use parking_lot::Mutex;
+
+    use super::super::client::{CallError, Resolved, Transport};
+    use super::super::{configuration, Context, Hooks};
+    use super::*;
+
+    /// Answers each review by the webhook's URL path; records the paths called.
+    struct Fake {
+        called: Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Transport for Fake {
+        async fn post(&self, to: &Resolved, body: Vec<u8>) -> Result<Bytes, CallError> {
+            let path = to.path.split('?').next().unwrap_or_default().to_string();
+            self.called.lock().push(path.clone());
+            let review: Value = serde_json::from_slice(&body).unwrap();
+            let labels = &review["request"]["object"]["metadata"]["labels"];
+            let mut response = json!({ "uid": review["request"]["uid"], "allowed": true });
+            let patch = |ops: Value| base64::engine::general_purpose::STANDARD.encode(ops.to_string());
+            match path.as_str() {
+                "/down" => return Err(CallError::Post { url: to.url.clone(), reason: "connection refused".into() }),
+                "/deny" => response = json!({ "uid": response["uid"], "allowed": false, "status": { "message": "no", "code": 403 } }),
+                // Labels `a` once; unchanged the second time.
+                "/a" if labels.get("a").is_none() => {
+                    response["patchType"] = json!("JSONPatch");
+                    response["patch"] = json!(patch(json!([{ "op": "add", "path": "/metadata/labels/a", "value": "1" }])));
+                }
+                "/b" => {
+                    response["patchType"] = json!("JSONPatch");
+                    response["patch"] = json!(patch(json!([{ "op": "add", "path": "/metadata/labels/b", "value": "1" }])));
+                }
+                _ => {}
+            }
+            Ok(Bytes::from(json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response }).to_string()))
+        }
+    }
+
+    fn hook(path: &str, mutating: bool, extra: Value) -> Hook {
+        let mut config = json!({ "webhooks": [{ "name": format!("{}.example.com", path.trim_start_matches('/')), "sideEffects": "None",
+            "admissionReviewVersions": ["v1"], "clientConfig": { "url": format!("https://127.0.0.1:1{path}") },
+            "rules": [{ "operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"] }] }] });
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            config["webhooks"][0][k] = v.clone();
+        }
+        configuration::apply_defaults(&mut config, mutating);
+        Hook::compile(&config["webhooks"][0], mutating).unwrap()
+    }
+
+    fn admission(hooks: Hooks, store: crate::api::objects::SharedStore) -> (Admission, Arc<Fake>) {
+        let fake = Arc::new(Fake { called: Mutex::default() });
+        let context = Context { store, user: Default::default(), warnings: Default::default(), field_manager: None };
+        (Admission { hooks: Arc::new(hooks), transport: fake.clone(), context }, fake)
+    }
+
+    fn store() -> (tempfile::TempDir, crate::api::objects::SharedStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::store::LocalStore::open(dir.path(), &Default::default()).unwrap());
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn mutations_apply_in_order_and_reinvoke_when_needed() {
+        let (_dir, store) = store();
+        let hooks = Hooks {
+            mutating: vec![hook("/a", true, json!({ "reinvocationPolicy": "IfNeeded" })), hook("/b", true, json!({}))],
+            validating: vec![],
+        };
+        let (admission, fake) = admission(hooks, store);
+        let cm = registry::lookup("", "v1", "configmaps").unwrap();
+        let scope = Scope::new(cm, Some("default"), Default::default());
+        let mut obj = json!({ "metadata": { "name": "x", "labels": {} } });
+        let call = Call { operation: Operation::Create, name: "x", dry_run: false };
+        assert!(admission.mutate(&scope, &call, Some(&mut obj), None).await.unwrap());
+        assert_eq!(obj["metadata"]["labels"], json!({ "a": "1", "b": "1" }));
+        assert_eq!(*fake.called.lock(), ["/a", "/b", "/a"], "`a` (IfNeeded) runs again after `b` changed the object");
+
+        let err =
+            admission.mutate(&scope, &Call { operation: Operation::Delete, name: "x", dry_run: false }, None, None).await.unwrap_err();
+        assert_eq!(err.code, 500);
+        assert!(
+            err.message
+                .ends_with("admission webhook \"a.example.com\" attempted to modify the object, which is not supported for this operation"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[tokio::test]
+    async fn validation_follows_failure_policies_and_dry_run() {
+        let (_dir, store) = store();
+        let cm = registry::lookup("", "v1", "configmaps").unwrap();
+        let scope = Scope::new(cm, Some("default"), Default::default());
+        let obj = json!({ "metadata": { "name": "x" } });
+        let call = Call { operation: Operation::Create, name: "x", dry_run: false };
+        let validating = |hooks| Hooks { mutating: vec![], validating: hooks };
+
+        let (ignoring, _) = admission(
+            validating(vec![hook("/down", false, json!({ "failurePolicy": "Ignore" })), hook("/ok", false, json!({}))]),
+            store.clone(),
+        );
+        ignoring.validate(&scope, &call, Some(&obj), None).await.unwrap();
+
+        let (failing, _) = admission(validating(vec![hook("/down", false, json!({}))]), store.clone());
+        let err = failing.validate(&scope, &call, Some(&obj), None).await.unwrap_err();
+        assert_eq!((err.code.as_u16(), err.reason), (500, "InternalError"));
+        assert_eq!(
+            err.message,
+            "Internal error occurred: failed calling webhook \"down.example.com\": failed to call webhook: Post \"https://127.0.0.1:1/down?timeout=10s\": connection refused"
+        );
+
+        let (denying, _) = admission(validating(vec![hook("/ok", false, json!({})), hook("/deny", false, json!({}))]), store.clone());
+        let err = denying.validate(&scope, &call, Some(&obj), None).await.unwrap_err();
+        assert_eq!((err.code.as_u16(), err.message.as_str()), (403, "admission webhook \"deny.example.com\" denied the request: no"));
+
+        let (effects, fake) = admission(validating(vec![hook("/ok", false, json!({ "sideEffects": "Some" }))]), store);
+        let dry = Call { operation: Operation::Create, name: "x", dry_run: true };
+        let err = effects.validate(&scope, &dry, Some(&obj), None).await.unwrap_err();
+        assert_eq!((err.code.as_u16(), err.message.as_str()), (400, "admission webhook \"ok.example.com\" does not support dry run"));
+        assert!(fake.called.lock().is_empty());
+    }
+}

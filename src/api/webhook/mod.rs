@@ -187,8 +187,8 @@ mod tests {
     use super::super::mirror::Mirror;
     use super::*;
 
-    #[test]
-    fn the_cache_follows_configurations_in_name_order() {
+    #[tokio::test]
+    async fn the_cache_follows_configurations_in_name_order() {
         let webhooks = Webhooks::new(Arc::new(Https));
         let dir = tempfile::tempdir().unwrap();
         let store: SharedStore = Arc::new(crate::store::LocalStore::open(dir.path(), &Default::default()).unwrap());
