@@ -218,4 +218,19 @@ async fn webhooks_deny_mutate_and_follow_their_policies() {
     // Configurations themselves never go to webhooks, so a broken one can be removed.
     let (ok, out, err) = kubectl(&server, &home, &["delete", "validatingwebhookconfiguration", "down"], None).await;
     assert!(ok, "{out}{err}");
+
+    // The example blocks nothing: even in a namespace it selects, its missing Service fails open.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/validating-webhook.yaml");
+    let (ok, out, err) = kubectl(&server, &home, &["apply", "-f", example], None).await;
+    assert!(ok, "{out}{err}");
+    let (ok, out) = apply(
+        &server,
+        &home,
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: enforced\n  labels: {policy.orch.example/enforce: \"true\"}\n",
+    )
+    .await;
+    assert!(ok, "{out}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (ok, out) = apply(&server, &home, &config_map("plain", "enforced", "{}")).await;
+    assert!(ok, "{out}");
 }
