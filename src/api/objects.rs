@@ -245,8 +245,9 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
     if let Some(manager) = manager {
         super::apply::record_update(None, &mut obj, OpenApi::shared().schema(r), manager, &r.api_version(), &now_rfc3339());
     }
-    // Objects with a desired state (spec) count its changes in `generation`.
-    if obj.get("spec").is_some() {
+    // Objects with a desired state (spec, or a webhook configuration's webhooks) count its
+    // changes in `generation`.
+    if obj.get("spec").is_some() || super::webhook::configuration::mutating(r.kind).is_some() {
         obj["metadata"]["generation"] = json!(1);
     }
     if r.plural == "namespaces" {

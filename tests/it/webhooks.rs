@@ -144,6 +144,7 @@ async fn webhooks_deny_mutate_and_follow_their_policies() {
     assert!(ok && rows[0] == ["NAME", "WEBHOOKS"] && rows[1] == ["deny-blue", "1"], "{out}");
     let (_, stored, _) = kubectl(&server, &home, &["get", "validatingwebhookconfiguration", "deny-blue", "-o", "json"], None).await;
     let stored: Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored["metadata"]["generation"], 1, "{stored}");
     let hook = &stored["webhooks"][0];
     assert_eq!((&hook["failurePolicy"], &hook["timeoutSeconds"], &hook["matchPolicy"]), (&json!("Fail"), &json!(10), &json!("Equivalent")));
 
