@@ -76,9 +76,11 @@ impl Endpoint {
                 let url = format!("https://{host}:{port}{path}{timeout}");
                 let services = registry::lookup("", "v1", "services").expect("services are built in");
                 let scope = Scope::new(services, Some(namespace), Default::default());
-                let service = objects::get(store.as_ref(), &scope, name)
-                    .await
-                    .map_err(|e| CallError::Post { url: url.clone(), reason: e.message })?;
+                let service = objects::get(store.as_ref(), &scope, name).await.map_err(|e| {
+                    // Worded as kube-apiserver's service lister words it.
+                    let reason = if e.reason == "NotFound" { format!("service \"{name}\" not found") } else { e.message };
+                    CallError::Post { url: url.clone(), reason }
+                })?;
                 let ip = service["spec"]["clusterIP"].as_str().filter(|ip| !ip.is_empty() && *ip != "None");
                 let ip = ip.ok_or_else(|| CallError::Post { url: url.clone(), reason: format!("service \"{name}\" has no cluster IP") })?;
                 Ok(Resolved { tls: tls(&url)?, server_name: host, connect: (ip.to_string(), *port), path: format!("{path}{timeout}"), url })
@@ -153,5 +155,45 @@ impl Transport for Https {
             return Err(CallError::Status { code: code.as_u16() });
         }
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn services_resolve_to_their_cluster_ip_under_their_dns_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(crate::store::LocalStore::open(dir.path(), &Default::default()).unwrap());
+        let service = json!({ "metadata": { "name": "checker", "namespace": "policy" }, "spec": { "clusterIP": "10.43.0.50" } });
+        let key = registry::lookup("", "v1", "services").unwrap().key(Some("policy"), "checker");
+        store.txn(crate::store::TxnRequest::put(key, serde_json::to_vec(&service).unwrap())).await.unwrap();
+        let endpoint =
+            Endpoint::from_json(&json!({ "service": { "name": "checker", "namespace": "policy", "port": 8443, "path": "/v" } })).unwrap();
+        let to = endpoint.resolve(&store, std::time::Duration::from_secs(5)).await.unwrap();
+        assert_eq!(
+            (to.url.as_str(), to.server_name.as_str(), to.path.as_str()),
+            ("https://checker.policy.svc:8443/v?timeout=5s", "checker.policy.svc", "/v?timeout=5s")
+        );
+        assert_eq!(to.connect, ("10.43.0.50".to_string(), 8443));
+
+        let missing = Endpoint::from_json(&json!({ "service": { "name": "gone", "namespace": "policy" } })).unwrap();
+        let err = missing.resolve(&store, std::time::Duration::from_secs(10)).await.err().unwrap();
+        assert_eq!(err.to_string(), "Post \"https://gone.policy.svc:443/?timeout=10s\": service \"gone\" not found");
+
+        let url = Endpoint::from_json(&json!({ "url": "https://[::1]:9443/hook" })).unwrap();
+        let to = url.resolve(&store, std::time::Duration::from_secs(10)).await.unwrap();
+        assert_eq!((to.connect.0.as_str(), to.connect.1, to.path.as_str()), ("::1", 9443, "/hook?timeout=10s"));
+        let bad_bundle = Endpoint::from_json(&json!({ "url": "https://127.0.0.1/", "caBundle": "!!" })).unwrap();
+        assert!(bad_bundle
+            .resolve(&store, std::time::Duration::from_secs(1))
+            .await
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("caBundle is not base64"));
     }
 }

@@ -106,11 +106,11 @@ impl Webhooks {
     /// (none configured, or the request is on a configuration itself: kube-apiserver never
     /// sends those to webhooks, so a broken webhook cannot lock its own configuration in).
     pub fn admission(&self, resource: &Resource, context: impl FnOnce() -> Context) -> Option<Admission> {
-        let hooks = self.hooks.read().clone();
+        let hooks = self.hooks.read();
         if (hooks.mutating.is_empty() && hooks.validating.is_empty()) || resource.group == GROUP {
             return None;
         }
-        Some(Admission { hooks, transport: self.transport.clone(), context: context() })
+        Some(Admission { hooks: hooks.clone(), transport: self.transport.clone(), context: context() })
     }
 
     fn rebuild(&self, objects: &BTreeMap<String, Value>) {
