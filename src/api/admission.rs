@@ -95,6 +95,11 @@ pub fn apply_defaults(r: &Resource, obj: &mut Value) {
             set(&mut obj["spec"], "volumeMode", json!("Filesystem"));
         }
         ("scheduling.k8s.io", "PriorityClass") => set(obj, "preemptionPolicy", json!("PreemptLowerPriority")),
+        ("admissionregistration.k8s.io", kind) => {
+            if let Some(mutating) = super::webhook::configuration::mutating(kind) {
+                super::webhook::configuration::apply_defaults(obj, mutating);
+            }
+        }
         _ => {}
     }
 }
@@ -299,6 +304,11 @@ pub fn validate(r: &Resource, obj: &Value, before: Option<&Value>) -> Result<(),
             validate_job_spec(&obj["spec"]["jobTemplate"]["spec"], "spec.jobTemplate.spec", &mut errs);
         }
         ("", "ConfigMap") => super::volume_validation::config_map(obj, &mut errs),
+        ("admissionregistration.k8s.io", kind) => {
+            if let Some(mutating) = super::webhook::configuration::mutating(kind) {
+                super::webhook::configuration::validate(obj, mutating, &mut errs);
+            }
+        }
         ("", "Namespace") => super::pod_security::validate_namespace(obj, before, &mut errs),
         ("", "Secret") => super::volume_validation::secret(obj, &mut errs),
         ("", "Node") => {

@@ -1,6 +1,7 @@
-//! In-memory mirrors of store prefixes for the authorizers: a task per prefix lists it, then
-//! follows its watch, and hands every object (parsed JSON) to a [`Mirror`]; on a lost watch it
-//! lists again. Authorisation then costs a lookup, never a store read.
+//! In-memory mirrors of store prefixes for the authorizers and the admission webhooks: a task
+//! per prefix lists it, then follows its watch, and hands every object (parsed JSON) to a
+//! [`Mirror`]; on a lost watch it lists again. Authorisation (or finding a request's webhooks)
+//! then costs a lookup, never a store read.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub fn follow<M: Mirror>(store: Arc<dyn Store>, prefixes: &[String], mirror: &Ar
         tasks.spawn(async move {
             loop {
                 if let Err(e) = follow_once(store.as_ref(), &prefix, &weak).await {
-                    tracing::warn!(error = %e, prefix, "an authorizer's mirror lost its watch; reloading");
+                    tracing::warn!(error = %e, prefix, "a mirror of the store lost its watch; reloading");
                 }
                 if weak.strong_count() == 0 {
                     return;

@@ -45,6 +45,7 @@ mod tokens;
 mod volume_validation;
 mod watch;
 mod watch_cache;
+mod webhook;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -92,6 +93,7 @@ struct ApiState {
     policies: Arc<namespace_policies::NamespacePolicies>,
     /// TLS (with this server's client certificate) for the proxy to kubelets.
     kubelet_tls: Option<Arc<rustls::ClientConfig>>,
+    webhooks: Arc<webhook::Webhooks>,
 }
 
 /// The API served from `store`; Services get addresses and node ports from `net`;
@@ -111,8 +113,10 @@ pub fn router(
     let crds = Arc::new(crd::Crds::default());
     tasks.spawn(crds.clone().follow(store.clone()));
     let policies = namespace_policies::NamespacePolicies::start(store.clone(), &tasks);
+    let webhooks = webhook::Webhooks::start(store.clone(), Arc::new(webhook::Https), &tasks);
     let watch_caches = Arc::new(watch_cache::WatchCaches::new(tasks));
-    let state = ApiState { store, openapi: OpenApi::shared(), net, rbac, graph, tokens, watch_caches, crds, policies, kubelet_tls };
+    let state =
+        ApiState { store, openapi: OpenApi::shared(), net, rbac, graph, tokens, watch_caches, crds, policies, kubelet_tls, webhooks };
     Router::new()
         .route("/api", any(handle))
         .route("/api/{*rest}", any(handle))
@@ -407,6 +411,19 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
     let not_owned = |node: &str| authz::not_owned(node, &attributes);
     let rbac_write = resource.group == rbac::GROUP && !matches!(verb, "get" | "list" | "watch" | "delete");
     scope.dry_run = query.get("dryRun").is_some_and(|d| d == "All");
+    // Webhooks see writes of objects and their status; other subresources carry other kinds.
+    let writes = !matches!(verb, "get" | "list" | "watch") && matches!(target.subresource, None | Some("status" | "finalize"));
+    let webhooks = writes
+        .then(|| {
+            state.webhooks.admission(resource, || webhook::Context {
+                store: state.store.clone(),
+                user: identity.clone(),
+                warnings: warnings.clone(),
+                field_manager: query.get("fieldManager").cloned(),
+            })
+        })
+        .flatten();
+    scope.webhooks = webhooks.as_ref();
     let as_table = table::wanted(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or(""));
     let validation = FieldValidation::parse(query.get("fieldValidation").map(String::as_str)).map_err(ApiError::bad_request)?;
     let check = {
@@ -421,10 +438,7 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
             if rbac_write {
                 rbac::escalation::check(&rbac, &identity, resource.plural, namespace, obj)?;
             }
-            let unknown = match resource.custom {
-                Some(custom) => crd::schema::prune(&custom.schema, obj),
-                None => openapi.prune(resource, obj),
-            };
+            let unknown = objects::prune(resource, obj);
             ranges::integers(&openapi, resource, obj)?;
             quantities::canonicalise(&openapi, resource, obj)?;
             match validation {

@@ -10,6 +10,7 @@ use super::openapi::OpenApi;
 use super::patch::PatchType;
 use super::registry::Resource;
 use super::status::ApiError;
+use super::webhook::{Call, Operation};
 use crate::k8s::time::{now_rfc3339, rfc3339_after};
 use crate::store::{Compare, KeyRange, KeyValue, Op, OpResponse, RangeRequest, Revision, Store, TxnRequest};
 
@@ -29,11 +30,13 @@ pub struct Scope<'a> {
     /// The namespaces' ResourceQuotas and LimitRanges, for admission of creates (`None`: not
     /// enforced, as for writes the API makes of its own).
     pub policies: Option<&'a super::namespace_policies::NamespacePolicies>,
+    /// The admission webhooks the write may call (`None`: there are none to call).
+    pub webhooks: Option<&'a super::webhook::Admission>,
 }
 
 impl<'a> Scope<'a> {
     pub fn new(resource: &'static Resource, namespace: Option<&'a str>, net: super::services::ServiceNetwork) -> Self {
-        Self { resource, namespace, net, subresource: None, pod_security: None, dry_run: false, policies: None }
+        Self { resource, namespace, net, subresource: None, pod_security: None, dry_run: false, policies: None, webhooks: None }
     }
 
     fn key(&self, name: &str) -> String {
@@ -122,7 +125,7 @@ fn check_name_of(r: &Resource, name: &str) -> Result<(), &'static str> {
     }
 }
 
-fn new_uid() -> String {
+pub(super) fn new_uid() -> String {
     let b: [u8; 16] = rand::random();
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     // RFC 4122 version 4: the version nibble is 4, the variant nibble one of 8, 9, a, b.
@@ -235,10 +238,20 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
     };
     super::limit_ranger::default(&limit_ranges, r, &mut obj);
     drop_nulls(r, &mut obj);
+    let call = Call { operation: Operation::Create, name: &name, dry_run: scope.dry_run };
+    if let Some(hooks) = scope.webhooks {
+        let snapshot = obj.clone();
+        if hooks.mutate(scope, &call, Some(&mut obj), None).await? {
+            after_mutation(r, &snapshot, &mut obj);
+        }
+    }
     super::admission::validate(r, &obj, None)?;
     super::pod_security::admit(scope, &obj, None)?;
     if let Some(why) = super::limit_ranger::check(&limit_ranges, r, &obj) {
         return Err(ApiError::forbidden(r.group, r.plural, Some(&name), &why));
+    }
+    if let Some(hooks) = scope.webhooks {
+        hooks.validate(scope, &call, Some(&obj), None).await?;
     }
     if let Some(policies) = scope.policies {
         super::quota::charge(store, policies, scope, &obj).await?;
@@ -246,8 +259,9 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
     if let Some(manager) = manager {
         super::apply::record_update(None, &mut obj, OpenApi::shared().schema(r), manager, &r.api_version(), &now_rfc3339());
     }
-    // Objects with a desired state (spec) count its changes in `generation`.
-    if obj.get("spec").is_some() {
+    // Objects with a desired state (spec, or a webhook configuration's webhooks) count its
+    // changes in `generation`.
+    if obj.get("spec").is_some() || super::webhook::configuration::mutating(r.kind).is_some() {
         obj["metadata"]["generation"] = json!(1);
     }
     if r.plural == "namespaces" {
@@ -363,10 +377,70 @@ fn carry_over(scope: &Scope<'_>, before: &Value, obj: &mut Value) -> Result<(), 
     if scope.subresource.is_none() {
         super::admission::apply_defaults(r, obj);
         drop_nulls(r, obj);
-        super::admission::validate(r, obj, Some(before))?;
-        super::pod_security::admit(scope, obj, Some(before))?;
     }
     Ok(())
+}
+
+/// The admission of an update of `before` (called `name`) to `obj`: carry-over and defaults,
+/// mutating webhooks, validation, validating webhooks.
+async fn admit_update(scope: &Scope<'_>, name: &str, before: &Value, obj: &mut Value) -> Result<(), ApiError> {
+    carry_over(scope, before, obj)?;
+    let call = Call { operation: Operation::Update, name, dry_run: scope.dry_run };
+    if let Some(hooks) = scope.webhooks {
+        let snapshot = obj.clone();
+        if hooks.mutate(scope, &call, Some(obj), Some(before)).await? {
+            after_mutation(scope.resource, &snapshot, obj);
+            carry_over(scope, before, obj)?;
+        }
+    }
+    if scope.subresource.is_none() {
+        super::admission::validate(scope.resource, obj, Some(before))?;
+        super::pod_security::admit(scope, obj, Some(before))?;
+    }
+    if let Some(hooks) = scope.webhooks {
+        hooks.validate(scope, &call, Some(obj), Some(before)).await?;
+    }
+    Ok(())
+}
+
+/// After mutating webhooks changed `obj` (`snapshot` before they ran): the server-owned
+/// metadata, kind and apiVersion are put back, and unknown fields pruned and defaults applied
+/// again, as kube-apiserver decodes a patched object.
+fn after_mutation(r: &Resource, snapshot: &Value, obj: &mut Value) {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "resourceVersion",
+        "generation",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
+        match snapshot["metadata"].get(field) {
+            Some(v) => obj["metadata"][field] = v.clone(),
+            None => {
+                obj["metadata"].as_object_mut().map(|m| m.remove(field));
+            }
+        }
+    }
+    for field in ["kind", "apiVersion"] {
+        obj[field] = snapshot[field].clone();
+    }
+    prune(r, obj);
+    super::admission::apply_defaults(r, obj);
+    drop_nulls(r, obj);
+}
+
+/// Drops the fields a resource's schema does not know; returns their paths.
+pub fn prune(r: &Resource, obj: &mut Value) -> Vec<String> {
+    match r.custom {
+        Some(custom) => super::crd::schema::prune(&custom.schema, obj),
+        None => OpenApi::shared().prune(r, obj),
+    }
 }
 
 /// Everything of an object but its metadata and status: what `generation` counts changes of.
@@ -516,7 +590,7 @@ pub async fn modify(
             Some(rv) if pinned => rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
             _ => current.mod_revision,
         };
-        carry_over(scope, &before, &mut obj)?;
+        admit_update(scope, name, &before, &mut obj).await?;
         super::apply::record_update(Some(&before), &mut obj, OpenApi::shared().schema(r), manager, &r.api_version(), &now_rfc3339());
         if expected == current.mod_revision && unchanged(&mut obj, &before) {
             return Ok(Written::new(before, Some(&current.value), current.mod_revision));
@@ -575,7 +649,7 @@ pub async fn apply_config(
                 other => return other.map(|o| (o, true)),
             }
         };
-        carry_over(scope, &before, &mut obj)?;
+        admit_update(scope, name, &before, &mut obj).await?;
         if unchanged(&mut obj, &before) {
             return Ok((Written::new(before, Some(&current.value), current.mod_revision), false));
         }
@@ -632,6 +706,10 @@ pub enum Deleted {
 pub async fn delete(store: &dyn Store, scope: &Scope<'_>, name: &str, options: &DeleteOptions) -> Result<Deleted, ApiError> {
     let r = scope.resource;
     let key = scope.key(name);
+    let call = Call { operation: Operation::Delete, name, dry_run: options.dry_run || scope.dry_run };
+    if let Some(hooks) = scope.webhooks {
+        hooks.mutate(scope, &call, None, None).await?;
+    }
     for _ in 0..PATCH_RETRIES {
         let current = get_kv(store, &key).await?.ok_or_else(|| scope.not_found(name))?;
         let mut obj = decode(&current)?;
@@ -639,6 +717,9 @@ pub async fn delete(store: &dyn Store, scope: &Scope<'_>, name: &str, options: &
         let rv_mismatch = options.precondition_resource_version.as_deref().is_some_and(|v| obj["metadata"]["resourceVersion"] != v);
         if uid_mismatch || rv_mismatch {
             return Err(ApiError::conflict(r.group, r.plural, name));
+        }
+        if let Some(hooks) = scope.webhooks {
+            hooks.validate(scope, &call, None, Some(&obj)).await?;
         }
         let finalizer = match options.propagation_policy.as_deref() {
             Some("Foreground") => Some("foregroundDeletion"),

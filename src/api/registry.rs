@@ -73,6 +73,7 @@ const fn review(r: Resource) -> Resource {
 
 /// The built-in resources.
 pub const BUILTIN: &[Resource] = {
+    use k8s_openapi::api::admissionregistration::v1 as admission;
     use k8s_openapi::api::apps::v1 as apps;
     use k8s_openapi::api::authentication::v1 as authn;
     use k8s_openapi::api::authorization::v1 as authz;
@@ -90,6 +91,7 @@ pub const BUILTIN: &[Resource] = {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as ext;
     const RBAC: &str = "rbac.authorization.k8s.io";
     const AUTHZ: &str = "authorization.k8s.io";
+    const ADMISSION: &str = "admissionregistration.k8s.io";
     const POD_SUBRESOURCES: &[&str] =
         &["status", "binding", "eviction", "log", "exec", "attach", "portforward", "proxy", "ephemeralcontainers"];
     &[
@@ -281,6 +283,30 @@ pub const BUILTIN: &[Resource] = {
                 schema_of::<k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService>,
             ),
             STATUS,
+            &["api-extensions"],
+        ),
+        with(
+            res(
+                ADMISSION,
+                "v1",
+                ("ValidatingWebhookConfiguration", "validatingwebhookconfigurations", "validatingwebhookconfiguration"),
+                &[],
+                false,
+                schema_of::<admission::ValidatingWebhookConfiguration>,
+            ),
+            &[],
+            &["api-extensions"],
+        ),
+        with(
+            res(
+                ADMISSION,
+                "v1",
+                ("MutatingWebhookConfiguration", "mutatingwebhookconfigurations", "mutatingwebhookconfiguration"),
+                &[],
+                false,
+                schema_of::<admission::MutatingWebhookConfiguration>,
+            ),
+            &[],
             &["api-extensions"],
         ),
         review(res(

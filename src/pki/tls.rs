@@ -60,6 +60,28 @@ pub fn client_config(ca_pem: &str, identity: Option<&PemPair>) -> Result<ClientC
     })
 }
 
+/// The system's trusted roots (Debian's bundle; an unreadable bundle trusts nothing).
+pub fn system_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    if let Ok(certs) = CertificateDer::pem_file_iter(SYSTEM_BUNDLE) {
+        for cert in certs.flatten() {
+            let _ = roots.add(cert);
+        }
+    }
+    roots
+}
+
+/// Where the system keeps its trusted roots.
+const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A client trusting `roots`, presenting no certificate.
+pub fn roots_client_config(roots: RootCertStore) -> Result<ClientConfig, PkiError> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// A client that accepts any server certificate. Only for fetching `/cacerts`, whose answer
 /// is then checked against the hash in the join token before anything is trusted.
 pub fn insecure_client_config() -> ClientConfig {

@@ -2,7 +2,8 @@
 //! with its local node (pod network in a test-made namespace), the image built by
 //! `examples/build-busybox-image.sh` dropped into the airgap dir, then `kubectl apply -f
 //! examples/`: the web Deployment's pods turn Ready and serve the ConfigMap's page, the Job
-//! completes, the DaemonSet runs a pod on the node and the CronJob exists.
+//! completes, the DaemonSet runs a pod on the node, the CronJob and the (inert) validating webhook
+//! configuration exist.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -93,6 +94,8 @@ async fn the_examples_run_on_a_real_node() {
     .await;
     let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), "default");
     assert_eq!(cronjobs.get("clock").await.unwrap().spec.unwrap().schedule, "* * * * *");
+    let (ok, out, _) = kubectl(&server, &home, &["get", "validatingwebhookconfigurations", "-o", "name"], None).await;
+    assert!(ok && out.contains("require-team-label"), "the example webhook configuration: {out}");
 
     let (ok, _, err) = kubectl(&server, &home, &["delete", "-f", EXAMPLES, "--wait=false"], None).await;
     assert!(ok, "kubectl delete -f examples/: {err}");

@@ -35,5 +35,6 @@ mod servicelb;
 mod services;
 mod store_conformance;
 mod tables;
+mod webhooks;
 mod workload_api;
 mod workloads;

@@ -1,5 +1,6 @@
 //! Printers of the cluster plumbing kinds: RBAC bindings, leases, endpoint slices, ingresses and
-//! ingress classes, network policies, storage and priority classes, API services.
+//! ingress classes, network policies, storage and priority classes, API services, admission
+//! webhook configurations.
 
 use serde_json::{json, Value};
 
@@ -46,6 +47,11 @@ pub(super) fn columns(resource: &Resource) -> Option<Vec<Column>> {
             col("Hosts", "string", "Hosts that incoming requests are matched against before the ingress rule", ingress_hosts),
             col("Address", "string", "Address is a list containing ingress points for the load-balancer", ingress_address),
             col("Ports", "string", "Ports of TLS configurations that open", |o| json!(if items(&o["spec"]["tls"]).next().is_some() { "80, 443" } else { "80" })),
+            AGE,
+        ],
+        "validatingwebhookconfigurations" | "mutatingwebhookconfigurations" => vec![
+            NAME,
+            col("Webhooks", "integer", "Webhooks indicates the number of webhooks in the configuration", |o| json!(items(&o["webhooks"]).count())),
             AGE,
         ],
         "apiservices" => vec![

@@ -5,7 +5,6 @@
 //! the realm the registry's `WWW-Authenticate` names. Errors carry the registry's message.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -56,21 +55,15 @@ pub async fn pull(client: &Client, registries: &Registries, image: &str, auth: O
 /// The TLS settings of a registry client: the system's roots plus an extra CA file.
 fn tls_config(ca_file: Option<&str>) -> Result<rustls::ClientConfig> {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for file in ["/etc/ssl/certs/ca-certificates.crt"].into_iter().chain(ca_file) {
-        if let Ok(certs) = CertificateDer::pem_file_iter(file) {
-            for cert in certs.flatten() {
-                let _ = roots.add(cert);
-            }
-        } else if Some(file) == ca_file {
-            return Err(RuntimeError::Invalid(format!("cannot read the registry CA file {file}")));
+    let mut roots = crate::pki::system_roots();
+    if let Some(file) = ca_file {
+        let certs =
+            CertificateDer::pem_file_iter(file).map_err(|_| RuntimeError::Invalid(format!("cannot read the registry CA file {file}")))?;
+        for cert in certs.flatten() {
+            let _ = roots.add(cert);
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    crate::pki::roots_client_config(roots).map_err(|e| RuntimeError::Invalid(e.to_string()))
 }
 
 /// One endpoint and repository, with the token it earned.
