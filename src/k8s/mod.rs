@@ -4,6 +4,7 @@
 
 pub mod cidr;
 pub mod labels;
+pub mod local_path;
 pub mod names;
 pub mod qos;
 pub mod quantity;

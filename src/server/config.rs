@@ -61,4 +61,6 @@ pub struct Config {
     pub event_ttl: Duration,
     /// Packaged components not to run (`--disable`).
     pub disable: BTreeSet<Component>,
+    /// Where local-path volumes are made on their nodes (`--default-local-storage-path`).
+    pub default_local_storage_path: PathBuf,
 }
