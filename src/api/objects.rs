@@ -226,6 +226,9 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
         }
     }
     super::admission::default_on_create(r, &mut obj);
+    if (r.group, r.kind) == ("", "PersistentVolumeClaim") {
+        super::default_storage_class::admit(store, &mut obj).await?;
+    }
     drop_nulls(r, &mut obj);
     super::admission::validate(r, &obj, None)?;
     super::pod_security::admit(scope, &obj, None)?;

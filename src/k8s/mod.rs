@@ -8,5 +8,6 @@ pub mod local_path;
 pub mod names;
 pub mod qos;
 pub mod quantity;
+pub mod storage_class;
 pub mod time;
 pub mod version;

@@ -47,6 +47,14 @@ async fn stateful_set_volumes_are_provisioned_on_their_nodes_and_survive_pod_del
     })
     .await;
 
+    // A claim created without a class gets the default one at once (DefaultStorageClass admission).
+    let claims: Api<PersistentVolumeClaim> = Api::default_namespaced(client.clone());
+    let plain: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({"metadata": {"name": "plain"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}))
+    .unwrap();
+    let created = claims.create(&Default::default(), &plain).await.unwrap();
+    assert_eq!(created.spec.unwrap().storage_class_name.as_deref(), Some("local-path"));
+
     let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  replicas: 2\n  serviceName: db\n  \
                selector:\n    matchLabels: {app: db}\n  template:\n    metadata:\n      labels: {app: db}\n    spec:\n      \
                containers:\n      - name: db\n        image: busybox\n        volumeMounts:\n        - {name: data, mountPath: /data}\n  \
@@ -55,7 +63,6 @@ async fn stateful_set_volumes_are_provisioned_on_their_nodes_and_survive_pod_del
     let (ok, out, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(sts)).await;
     assert!(ok, "{out}{err}");
 
-    let claims: Api<PersistentVolumeClaim> = Api::default_namespaced(client.clone());
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
     let mut placed = Vec::new();

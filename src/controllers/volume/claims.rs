@@ -1,5 +1,5 @@
 //! One claim's sync (kube's `syncClaim`): a claim without a class gets the default one
-//! (retroactive default StorageClass assignment); an unbound claim binds to a matching volume,
+//! (retroactive default StorageClass assignment, for claims created before there was one); an unbound claim binds to a matching volume,
 //! waits for its first consumer (WaitForFirstConsumer), or is provisioned on the node the
 //! scheduler chose; a bound claim whose volume is gone is Lost.
 
@@ -60,7 +60,7 @@ impl State {
     async fn sync_unbound(&mut self, claim: &PersistentVolumeClaim) -> Result<(), kube::Error> {
         if claim.spec.as_ref().is_none_or(|s| s.storage_class_name.is_none()) {
             let classes = self.classes.state();
-            if let Some(default) = matching::default_class(classes.iter().map(|c| &**c)) {
+            if let Some(default) = crate::k8s::storage_class::default_class(classes.iter().map(|c| &**c)) {
                 tracing::info!(claim = %claim.name_any(), class = %default.name_any(), "assigning the default storage class");
                 let patch = json!({ "metadata": { "resourceVersion": claim.resource_version() },
                     "spec": { "storageClassName": default.name_any() } });

@@ -2,7 +2,7 @@
 //! volume pre-bound to the claim wins; otherwise the smallest Available volume of the claim's
 //! storage class whose capacity, access modes, volume mode, labels (the claim's selector) and
 //! node affinity (for a claim waiting on a chosen node) fit. Pure functions, shared with the
-//! scheduler's volume binding.
+//! scheduler's volume binding. (The default class is `k8s::storage_class`'s.)
 
 use std::collections::BTreeMap;
 
@@ -11,10 +11,6 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::core::{Selector, SelectorExt};
 
 use crate::controllers::scheduler::plugins::node_affinity::term_matches;
-
-/// The annotation a default StorageClass carries (and its beta spelling).
-const DEFAULT_CLASS_ANNOTATIONS: [&str; 2] =
-    ["storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class"];
 
 /// The storage class a claim asks for ("" = none).
 pub fn claim_class(claim: &PersistentVolumeClaim) -> &str {
@@ -125,21 +121,6 @@ pub fn find_match<'a>(
     best
 }
 
-/// The default StorageClass among `classes`: the newest of those marked default (kube's
-/// admission and retroactive assignment pick the same one).
-pub fn default_class<'a>(classes: impl IntoIterator<Item = &'a StorageClass>) -> Option<&'a StorageClass> {
-    classes
-        .into_iter()
-        .filter(|c| {
-            let annotations = c.metadata.annotations.as_ref();
-            DEFAULT_CLASS_ANNOTATIONS.iter().any(|a| annotations.and_then(|m| m.get(*a)).is_some_and(|v| v == "true"))
-        })
-        .max_by(|a, b| {
-            let created = |c: &StorageClass| c.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            created(a).cmp(&created(b)).then_with(|| b.metadata.name.cmp(&a.metadata.name))
-        })
-}
-
 /// Whether a class binds on first consumer (`volumeBindingMode: WaitForFirstConsumer`).
 pub fn waits_for_consumer(class: &StorageClass) -> bool {
     class.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer")
@@ -214,21 +195,9 @@ mod tests {
     }
 
     #[test]
-    fn unsatisfied_says_why_and_the_newest_default_class_wins() {
+    fn unsatisfied_says_why() {
         let c = claim("2Gi", json!({}));
         assert_eq!(unsatisfied(&pv("p", "1Gi", json!({})), &c).as_deref(), Some("requested PV is too small"));
         assert_eq!(unsatisfied(&pv("p", "2Gi", json!({})), &c), None);
-        let class = |name: &str, default: &str, created: &str| -> StorageClass {
-            serde_json::from_value(json!({"metadata": {"name": name, "creationTimestamp": created,
-                "annotations": {"storageclass.kubernetes.io/is-default-class": default}}, "provisioner": "p"}))
-            .unwrap()
-        };
-        let classes = [
-            class("a", "true", "2024-01-01T00:00:00Z"),
-            class("b", "true", "2024-02-01T00:00:00Z"),
-            class("c", "false", "2025-01-01T00:00:00Z"),
-        ];
-        assert_eq!(default_class(&classes).and_then(|c| c.metadata.name.as_deref()), Some("b"));
-        assert!(default_class(&classes[2..]).is_none());
     }
 }
