@@ -103,12 +103,28 @@ async fn stateful_set_volumes_are_provisioned_on_their_nodes_and_survive_pod_del
     assert_eq!(node, placed[0].1);
     assert_eq!(claims.get("data-db-0").await.unwrap().spec.unwrap().volume_name.as_deref(), Some(placed[0].0.as_str()));
 
+    // A pod held to another node than its claim's volume is not scheduled, with kube's message.
+    let other = if placed[0].1 == "h0" { "h1" } else { "h0" };
+    let misplaced = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: misplaced\nspec:\n  nodeSelector: {{kubernetes.io/hostname: {other}}}\n  \
+         containers:\n  - {{name: c, image: busybox}}\n  volumes:\n  - name: v\n    persistentVolumeClaim: {{claimName: data-db-0}}\n"
+    );
+    let (ok, out, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(&misplaced)).await;
+    assert!(ok, "{out}{err}");
+    let events: Api<Event> = Api::default_namespaced(client.clone());
+    wait_for(WAIT, "FailedScheduling for the volume on another node", || async {
+        let list = events.list(&ListParams::default().fields("involvedObject.name=misplaced")).await.ok()?;
+        let want =
+            "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had volume node affinity conflict.";
+        list.items.iter().any(|e| e.message.as_deref().is_some_and(|m| m.starts_with(want))).then_some(())
+    })
+    .await;
+
     // A pod of a missing claim is unschedulable with kube's message.
     let orphan = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: orphan\nspec:\n  containers:\n  - {name: c, image: busybox}\n  \
                   volumes:\n  - name: v\n    persistentVolumeClaim: {claimName: nope}\n";
     let (ok, out, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(orphan)).await;
     assert!(ok, "{out}{err}");
-    let events: Api<Event> = Api::default_namespaced(client.clone());
     wait_for(WAIT, "FailedScheduling for the missing claim", || async {
         let list = events.list(&ListParams::default().fields("involvedObject.name=orphan")).await.ok()?;
         list.items
