@@ -10,6 +10,7 @@ mod authz;
 pub mod bootstrap_tokens;
 mod client;
 mod crd;
+mod default_storage_class;
 mod discovery;
 pub mod encryption;
 mod fields;

@@ -237,6 +237,9 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
         _ => Vec::new(),
     };
     super::limit_ranger::default(&limit_ranges, r, &mut obj);
+    if (r.group, r.kind) == ("", "PersistentVolumeClaim") {
+        super::default_storage_class::admit(store, &mut obj).await?;
+    }
     drop_nulls(r, &mut obj);
     let call = Call { operation: Operation::Create, name: &name, dry_run: scope.dry_run };
     if let Some(hooks) = scope.webhooks {

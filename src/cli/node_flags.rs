@@ -99,8 +99,9 @@ pub struct NodeArgs {
     /// Do not run these packaged components (repeatable or comma-separated; k3s's --disable):
     /// `coredns` stops this node answering DNS on --cluster-dns and, on a server, keeping the
     /// kube-dns Service (give it to every node of a cluster that brings its own DNS);
-    /// `servicelb` stops a server's ServiceLB; k3s's traefik, local-storage and metrics-server
-    /// are accepted and, as orch does not package them, change nothing
+    /// `servicelb` stops a server's ServiceLB; `local-storage` stops a server's local-path
+    /// StorageClass and provisioner; k3s's traefik and metrics-server are accepted and, as
+    /// orch does not package them, change nothing
     #[arg(long, value_delimiter = ',', value_name = "COMPONENT")]
     pub disable: Vec<Component>,
     /// Build the pod network inside this network namespace instead of the host's (tests,

@@ -90,6 +90,9 @@ pub struct ServerArgs {
     /// How long Events are kept
     #[arg(long, default_value = "1h", value_parser = duration, value_name = "DURATION")]
     pub event_ttl: Duration,
+    /// Where local-path volumes are made on their nodes [default: <data-dir>/storage]
+    #[arg(long, value_name = "PATH")]
+    pub default_local_storage_path: Option<PathBuf>,
     /// Do not run the controllers and the scheduler on this server
     #[arg(long)]
     pub disable_controllers: bool,
@@ -148,6 +151,7 @@ impl ServerArgs {
             secrets_encryption: self.secrets_encryption,
             encryption_provider_config: self.encryption_provider_config.clone(),
             secrets_encryption_provider: self.secrets_encryption_provider,
+            default_local_storage_path: self.default_local_storage_path.clone().unwrap_or_else(|| data_dir.join("storage")),
         }
     }
 

@@ -30,6 +30,7 @@ mod serviceaccount;
 mod servicelb;
 mod statefulset;
 pub mod taint_eviction;
+pub(crate) mod volume;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +72,9 @@ pub struct Settings {
     /// The auto-deployed manifests' directory (`<data-dir>/server/manifests`); none: no
     /// manifests are deployed.
     pub manifests_dir: Option<std::path::PathBuf>,
+    /// Where local-path volumes are made on their nodes (`--default-local-storage-path`);
+    /// none with `--disable local-storage` (no local-path provisioning).
+    pub local_storage_path: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -96,6 +100,7 @@ impl Default for Settings {
             event_ttl: Duration::from_secs(3600),
             servicelb: true,
             manifests_dir: None,
+            local_storage_path: None,
         }
     }
 }
@@ -125,6 +130,7 @@ const CONTROLLERS: &[(&str, RunFn)] = &[
     ("replicaset", |c, s| Box::pin(replicaset::run(c, s))),
     ("replicationcontroller", |c, s| Box::pin(replicaset::run_replication_controllers(c, s))),
     ("statefulset", |c, s| Box::pin(statefulset::run(c, s))),
+    ("persistentvolume-binder", |c, s| Box::pin(volume::run(c, s))),
     ("event-ttl", |c, s| Box::pin(event_ttl::run(c, s))),
     ("servicelb", |c, s| Box::pin(servicelb::run(c, s))),
     ("deploy", |c, s| Box::pin(addons::run(c, s))),

@@ -4,9 +4,11 @@
 
 pub mod cidr;
 pub mod labels;
+pub mod local_path;
 pub mod names;
 pub mod qos;
 pub mod quantity;
 pub mod quota;
+pub mod storage_class;
 pub mod time;
 pub mod version;

@@ -1,6 +1,6 @@
 //! The packaged components `orch server --disable` names, with k3s's names so that k3s
-//! command lines and config files work unchanged. `servicelb` and `coredns` are orch's own;
-//! `traefik`, `local-storage` and `metrics-server` are not packaged with orch, so disabling
+//! command lines and config files work unchanged. `servicelb`, `coredns` and `local-storage`
+//! are orch's own; `traefik` and `metrics-server` are not packaged with orch, so disabling
 //! them is accepted and changes nothing.
 
 use std::fmt;
@@ -33,7 +33,7 @@ impl Component {
 
     /// Whether orch ships this component (disabling one it does not ship changes nothing).
     pub fn packaged(self) -> bool {
-        matches!(self, Component::CoreDns | Component::ServiceLb)
+        matches!(self, Component::CoreDns | Component::ServiceLb | Component::LocalStorage)
     }
 }
 

@@ -67,4 +67,6 @@ pub struct Config {
     pub encryption_provider_config: Option<PathBuf>,
     /// The provider generated and rotated keys are for.
     pub secrets_encryption_provider: crate::api::encryption::k3s::ProviderKind,
+    /// Where local-path volumes are made on their nodes (`--default-local-storage-path`).
+    pub default_local_storage_path: PathBuf,
 }

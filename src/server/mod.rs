@@ -10,6 +10,7 @@ mod config;
 mod credentials;
 mod encryption_config;
 mod kubeconfig;
+mod local_storage;
 mod routes;
 mod secrets_encrypt;
 mod serving_sans;
@@ -127,6 +128,8 @@ impl Server {
         // Where users drop manifests to deploy (see `controllers::addons`); they may hold
         // Secrets, so owner-only like the rest of `server/`.
         pki::private_dir(&data_dir.join("server").join("manifests"))?;
+        let local_storage = !config.disable.contains(&Component::LocalStorage);
+        local_storage::stage(&data_dir.join("server").join("manifests"), local_storage)?;
         let net = crate::api::ServiceNetwork::parse(&config.service_cidr, &config.service_node_port_range)
             .map_err(|e| ServerError::Flag(format!("--service-cidr/--service-node-port-range: {e}")))?;
         let addr = SocketAddr::new(config.bind_address, config.https_listen_port);
@@ -246,6 +249,7 @@ impl Server {
                 event_ttl: config.event_ttl,
                 servicelb: !config.disable.contains(&Component::ServiceLb),
                 manifests_dir: Some(data_dir.join("server").join("manifests")),
+                local_storage_path: local_storage.then(|| config.default_local_storage_path.clone()),
             };
             controller_task = Some(tasks.tracker.spawn(crate::controllers::run_all(controller_client, settings, controllers.clone())));
         }

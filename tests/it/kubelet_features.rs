@@ -326,7 +326,7 @@ fn volume_objects(pv_dir: &Path) -> String {
          hostPath:\n    path: {}\n    type: DirectoryOrCreate\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  \
          volumeName: host-pv\n  storageClassName: \"\"\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n---\n\
          apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: live\ndata:\n  value: one\n---\n{}---\n{}---\n\
-         apiVersion: v1\nkind: Pod\nmetadata:\n  name: unclaimed\nspec:\n  containers:\n  - name: main\n    image: busybox\n    \
+         apiVersion: v1\nkind: Pod\nmetadata:\n  name: unclaimed\nspec:\n  nodeName: kubelet-test\n  containers:\n  - name: main\n    image: busybox\n    \
          imagePullPolicy: Never\n    command: [\"sleep\", \"3600\"]\n    volumeMounts:\n    - name: data\n      mountPath: /data\n  volumes:\n  \
          - name: data\n    persistentVolumeClaim:\n      claimName: missing\n",
         pv_dir.display(),
@@ -367,7 +367,8 @@ async fn memory_volumes_claims_and_refreshed_files_on_a_real_node() {
     exec(&server, &home, "mem", &["sh", "-c", "echo kept > /data/file"]).await;
     assert_eq!(std::fs::read_to_string(pv_dir.join("file")).unwrap(), "kept\n");
 
-    // A pod whose claim does not exist waits and says why.
+    // A pod whose claim does not exist waits and says why (given its node: the scheduler would
+    // not place it, see `local_storage`).
     pod_where(&pods, "unclaimed", "FailedMount for the missing claim", &node, |p| {
         let s = p.status.as_ref();
         s.and_then(|s| s.reason.as_deref()) == Some("FailedMount")

@@ -20,6 +20,7 @@ mod kubelet_features;
 mod kubelet_proxy;
 mod kubelet_streams;
 mod lifecycle;
+mod local_storage;
 mod manifests;
 mod overlay;
 mod pod_network;

@@ -5,6 +5,7 @@
 
 pub mod backoff;
 pub mod batch;
+pub mod events;
 pub mod expectations;
 pub mod hash;
 pub mod intstr;

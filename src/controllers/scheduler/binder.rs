@@ -1,5 +1,5 @@
 //! Writes the scheduler's decisions back through the API without holding up the scheduling
-//! loop: bindings (`pods/<name>/binding`) and PodScheduled=False conditions run as tasks,
+//! loop: bindings (`pods/<name>/binding`, after the pod's volumes, see `prebind`) and PodScheduled=False conditions run as tasks,
 //! at most `IN_FLIGHT` at once, and report back over a channel.
 
 use std::sync::Arc;
@@ -17,12 +17,21 @@ use super::queue::QueuedPod;
 /// API writes the binder keeps in flight.
 pub const IN_FLIGHT: usize = 64;
 
+/// Why a binding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error(transparent)]
+    Volumes(#[from] super::prebind::PreBindError),
+}
+
 /// How a binding ended.
 #[derive(Debug)]
 pub struct BindOutcome {
     pub pod: QueuedPod,
     pub node: String,
-    pub result: Result<(), kube::Error>,
+    pub result: Result<(), BindError>,
 }
 
 pub struct Binder {
@@ -46,12 +55,17 @@ impl Binder {
         let Ok(permit) = self.permits.clone().acquire_owned().await else { return };
         let api = self.pods(&pod.info);
         let done = self.done.clone();
+        let client = self.client.clone();
         self.tracker.spawn(async move {
             let binding = binding(&pod.info, &node);
-            let result = api
-                .create_subresource::<_, serde_json::Value>("binding", pod.info.name(), &PostParams::default(), &binding)
-                .await
-                .map(drop);
+            let result = match super::prebind::prebind(&client, &pod.info.pod, &node).await {
+                Ok(()) => api
+                    .create_subresource::<_, serde_json::Value>("binding", pod.info.name(), &PostParams::default(), &binding)
+                    .await
+                    .map(drop)
+                    .map_err(BindError::from),
+                Err(e) => Err(e.into()),
+            };
             drop(permit);
             let _ = done.send(BindOutcome { pod, node, result });
         });

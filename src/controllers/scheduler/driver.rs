@@ -11,7 +11,7 @@ use kube::runtime::watcher::Event;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::binder::{BindOutcome, Binder};
+use super::binder::{BindError, BindOutcome, Binder};
 use super::cache::{Cache, NodeChange};
 use super::events::{Record, Recorder};
 use super::framework::{Algorithm, Decision};
@@ -47,11 +47,11 @@ fn terminated(pod: &Pod) -> bool {
 }
 
 impl Driver {
-    pub fn new(binder: Binder, events: Recorder) -> Self {
+    pub fn new(binder: Binder, events: Recorder, algorithm: Algorithm) -> Self {
         Self {
             cache: Cache::default(),
             queue: SchedulingQueue::default(),
-            algorithm: Algorithm::default(),
+            algorithm,
             binder,
             events,
             pod_relist: None,
@@ -130,7 +130,7 @@ impl Driver {
             }),
             Err(e) => {
                 self.cache.forget(&pod.info.key);
-                let gone_or_bound = matches!(&e, kube::Error::Api(s) if s.code == 404 || s.code == 409);
+                let gone_or_bound = matches!(&e, BindError::Api(kube::Error::Api(s)) if s.code == 404 || s.code == 409);
                 if gone_or_bound {
                     tracing::debug!(pod = %pod.info.key, "binding skipped: {e}");
                 } else {
@@ -177,6 +177,7 @@ impl Driver {
             }
             Update::Node(Event::Apply(node)) => self.node_changed(node),
             Update::Node(Event::Delete(node)) => self.cache.remove_node(node.metadata.name.as_deref().unwrap_or_default()),
+            Update::Volumes => self.queue.move_all_unschedulable(Instant::now()),
         }
     }
 

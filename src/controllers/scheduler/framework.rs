@@ -11,6 +11,7 @@ use super::diagnosis;
 use super::node_info::NodeInfo;
 use super::plugins::interpod::{self, InterPodScore};
 use super::plugins::spread::{self, SpreadScore};
+use super::plugins::volume_binding::{self, PodVolumes, VolumeStores};
 use super::plugins::{self, fit, node_affinity, taints, Rejection};
 use super::pod_info::PodInfo;
 use super::prepared::Prepared;
@@ -45,22 +46,36 @@ pub fn nodes_to_find(all: usize) -> usize {
 pub struct Algorithm {
     next_start: usize,
     rng: StdRng,
+    /// Claims, volumes and classes for VolumeBinding (none: pods' claims are not looked at).
+    volumes: Option<VolumeStores>,
 }
 
 impl Default for Algorithm {
     fn default() -> Self {
-        Self { next_start: 0, rng: StdRng::from_entropy() }
+        Self { next_start: 0, rng: StdRng::from_entropy(), volumes: None }
     }
 }
 
 impl Algorithm {
+    /// An algorithm that weighs pods' persistentVolumeClaims with these caches.
+    pub fn with_volumes(volumes: VolumeStores) -> Self {
+        Self { volumes: Some(volumes), ..Self::default() }
+    }
+
     pub fn schedule(&mut self, pod: &PodInfo, cache: &Cache) -> Decision {
         let nodes = cache.nodes();
         let all = cache.node_count();
         if all == 0 {
             return Decision::Unschedulable(diagnosis::NO_NODES.to_string());
         }
-        let prepared = Prepared::new(pod, nodes);
+        let pod_volumes = match &self.volumes {
+            Some(stores) => match stores.prefilter(&pod.pod) {
+                Ok(v) => v,
+                Err(message) => return Decision::Unschedulable(volume_binding::prefilter_message(all, &message)),
+            },
+            None => PodVolumes::default(),
+        };
+        let prepared = Prepared::new(pod, nodes).with_volumes(&pod_volumes);
         let want = nodes_to_find(all);
         let mut feasible = Vec::with_capacity(want);
         let mut rejected: Vec<(usize, Rejection)> = Vec::new();

@@ -5,7 +5,8 @@
 //!
 //! Layout: `driver` (the loop owning cache + queue) ← `informers` (watches); `framework`
 //! (one decision) over `plugins` with `cache`/`node_info`/`pod_info`/`resources`; `binder` and
-//! `events` (API writes off the loop); `diagnosis` (failure messages).
+//! `events` (API writes off the loop), `prebind` (claims bound before the pod); `diagnosis`
+//! (failure messages).
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub mod informers;
 pub mod node_info;
 pub mod plugins;
 pub mod pod_info;
+pub mod prebind;
 pub mod prepared;
 pub mod queue;
 pub mod resources;
@@ -43,7 +45,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let events = events::Recorder::start(ctx.client.clone(), &tracker, shutdown.clone());
     let binder = binder::Binder::new(ctx.client.clone(), tracker.clone(), outcome_tx);
     tracing::info!("scheduler started");
-    driver::Driver::new(binder, events).run(update_rx, outcome_rx, shutdown).await;
+    let volumes = plugins::volume_binding::VolumeStores {
+        claims: ctx.informers.get().store(),
+        volumes: ctx.informers.get().store(),
+        classes: ctx.informers.get().store(),
+    };
+    let algorithm = framework::Algorithm::with_volumes(volumes);
+    driver::Driver::new(binder, events, algorithm).run(update_rx, outcome_rx, shutdown).await;
     tracker.close();
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
         tracing::warn!("scheduler tasks still running after {DRAIN:?}; leaving them");

@@ -5,6 +5,7 @@
 use super::node_info::NodeInfo;
 use super::plugins::interpod::InterPodFilter;
 use super::plugins::spread::SpreadFilter;
+use super::plugins::volume_binding::PodVolumes;
 use super::plugins::{fit, node_affinity, ports, taints, Filtered};
 use super::pod_info::PodInfo;
 
@@ -13,11 +14,18 @@ pub struct Prepared<'a> {
     pod: &'a PodInfo,
     spread: Option<SpreadFilter>,
     interpod: Option<InterPodFilter>,
+    volumes: Option<&'a PodVolumes>,
 }
 
 impl<'a> Prepared<'a> {
     pub fn new(pod: &'a PodInfo, nodes: &[NodeInfo]) -> Self {
-        Self { pod, spread: SpreadFilter::new(pod, nodes), interpod: InterPodFilter::new(pod, nodes) }
+        Self { pod, spread: SpreadFilter::new(pod, nodes), interpod: InterPodFilter::new(pod, nodes), volumes: None }
+    }
+
+    /// Adds VolumeBinding's filter over the pod's claims (looked up by its PreFilter).
+    pub fn with_volumes(mut self, volumes: &'a PodVolumes) -> Self {
+        self.volumes = Some(volumes).filter(|v| !v.is_empty());
+        self
     }
 
     /// Every default filter plugin in kube-scheduler's order; the first rejection wins.
@@ -31,6 +39,9 @@ impl<'a> Prepared<'a> {
         node_affinity::node_affinity(spec, node)?;
         ports::node_ports(pod, node)?;
         fit::fits(pod, node)?;
+        if let Some(v) = self.volumes {
+            v.filter(node)?;
+        }
         if let Some(s) = &self.spread {
             s.filter(pod, node)?;
         }

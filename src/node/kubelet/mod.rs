@@ -21,6 +21,7 @@ mod host_path;
 mod image_gc;
 mod layout;
 mod lifecycle;
+mod local_path;
 mod logs;
 mod node;
 mod objects;

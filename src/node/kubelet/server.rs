@@ -2,7 +2,8 @@
 //! certificates of API servers (`system:orch-kubelet-clients`, which the API's node proxy presents) and
 //! cluster admins (`system:masters`). It serves `/containerLogs/{ns}/{pod}/{container}` from
 //! the CRI log files (a followed log carries on into the new file when it is rotated), and
-//! exec, attach and port-forward (see `streaming`).
+//! exec, attach and port-forward (see `streaming`), and removes released local-path volumes'
+//! directories (see `local_path`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, delete, get};
 use axum::{Extension, Router};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -44,6 +45,7 @@ pub fn router(state: Arc<KubeletApi>) -> Router {
         .route("/attach/{namespace}/{pod}/{container}", any(streaming::attach))
         .route("/portForward/{namespace}/{pod}", any(streaming::port_forward))
         .route("/healthz", get(|| async { "ok" }))
+        .route(crate::k8s::local_path::KUBELET_REMOVE_ROUTE, delete(super::local_path::handle))
         .route_layer(axum::middleware::from_fn(plain_segments))
         .layer(axum::middleware::from_fn(require_api_server))
         .with_state(state)

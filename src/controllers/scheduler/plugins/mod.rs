@@ -10,6 +10,7 @@ pub mod node_affinity;
 pub mod ports;
 pub mod spread;
 pub mod taints;
+pub mod volume_binding;
 
 /// The best score a node can get from one plugin.
 pub const MAX_NODE_SCORE: i64 = 100;
