@@ -13,9 +13,8 @@ pub fn value(q: &Quantity) -> Option<i64> {
     scaled(&q.0, 1)
 }
 
-/// `text * factor`, rounded towards +infinity and saturated to the i64 range.
-fn scaled(text: &str, factor: i128) -> Option<i64> {
-    let text = text.trim();
+/// A quantity's sign (negative?), number (digits with at most one dot) and suffix.
+fn split(text: &str) -> Option<(bool, &str, &str)> {
     let (negative, body) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
@@ -25,6 +24,13 @@ fn scaled(text: &str, factor: i128) -> Option<i64> {
     if number.is_empty() || number == "." || number.matches('.').count() > 1 {
         return None;
     }
+    Some((negative, number, suffix))
+}
+
+/// `text * factor`, rounded towards +infinity and saturated to the i64 range.
+fn scaled(text: &str, factor: i128) -> Option<i64> {
+    let text = text.trim();
+    let (negative, number, suffix) = split(text)?;
     let (pow10, pow2) = suffix_exponents(suffix)?;
     let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
     let mut mantissa: i128 = 0;
@@ -62,15 +68,7 @@ fn scaled(text: &str, factor: i128) -> Option<i64> {
 /// (binary only for whole numbers of at least 1024), the largest exponent that leaves an
 /// integer, precision below `1n` rounded up. `None` if malformed or beyond 38 digits.
 pub fn canonical(text: &str) -> Option<String> {
-    let (negative, body) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    let number_end = body.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(body.len());
-    let (number, suffix) = body.split_at(number_end);
-    if number.is_empty() || number == "." || number.matches('.').count() > 1 {
-        return None;
-    }
+    let (negative, number, suffix) = split(text)?;
     let (mut exp10, pow2) = suffix_exponents(suffix)?;
     let exponent_form = suffix.starts_with(['e', 'E']);
     let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
