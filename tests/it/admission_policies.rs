@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{kubectl, ready_server};
+use crate::support::{kubectl, ready_server, wait_for};
 
 const MANIFEST: &str = r#"
 apiVersion: v1
@@ -46,16 +46,12 @@ async fn quotas_and_limit_ranges_are_enforced_at_admission() {
     assert!(ok, "{out}{err}");
 
     // The quota controller fills in the quota's status; until then kube refuses creates.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_for(Duration::from_secs(30), "the quota's usage", || async {
         let (_, out, _) =
             kubectl(&server, &home, &["get", "quota", "compute", "-n", "team", "-o", "jsonpath={.status.used.pods}"], None).await;
-        if out == "0" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the quota never got its usage");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        (out == "0").then_some(())
+    })
+    .await;
 
     // A pod naming nothing gets the LimitRange's defaults, noted as kube notes them.
     let (ok, out, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(&pod("a", None))).await;
@@ -94,13 +90,10 @@ async fn quotas_and_limit_ranges_are_enforced_at_admission() {
     // Deleting a pod frees its room once the controller recounts.
     let (ok, _, err) = kubectl(&server, &home, &["delete", "pod", "a", "-n", "team", "--grace-period=0", "--force"], None).await;
     assert!(ok, "{err}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_for(Duration::from_secs(30), "room in the quota after the delete", || async {
         let (ok, _, err) = kubectl(&server, &home, &["apply", "-f", "-"], Some(&pod("c", Some("100m")))).await;
-        if ok {
-            break;
-        }
-        assert!(err.contains("exceeded quota") && tokio::time::Instant::now() < deadline, "{err}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+        assert!(ok || err.contains("exceeded quota"), "{err}");
+        ok.then_some(())
+    })
+    .await;
 }
