@@ -237,3 +237,128 @@ fn legacy_limited(bounds: &Bounds<'_>, desired: i32) -> (i32, (&'static str, &'s
     }
     (desired, WITHIN_RANGE)
 }
+
+/// Examples from kube's HPA documentation ("Configurable scaling behavior") and
+/// `horizontal_test.go`.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn t(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    fn rules(value: serde_json::Value) -> HPAScalingRules {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn behavior(value: serde_json::Value) -> (HPAScalingRules, HPAScalingRules) {
+        defaulted(&serde_json::from_value(value).unwrap())
+    }
+
+    fn normalize(
+        history: &mut History,
+        rules: &(HPAScalingRules, HPAScalingRules),
+        current: i32,
+        desired: i32,
+        now: Timestamp,
+    ) -> Normalized {
+        let bounds = Bounds { current, min: 1, max: 100, rules: Some((&rules.0, &rules.1)) };
+        history.normalize(&bounds, desired, now)
+    }
+
+    #[test]
+    fn default_scale_up_adds_4_pods_or_doubles_per_15_seconds() {
+        let defaults = behavior(json!({}));
+        let mut history = History::default();
+        history.start(1, t(0));
+        let n = normalize(&mut history, &defaults, 1, 20, t(0));
+        assert_eq!(n.replicas, 5);
+        assert_eq!((n.scaling_limited.status, n.scaling_limited.reason), (true, "ScaleUpLimit"));
+        history.record_scale(Some((&defaults.0, &defaults.1)), 1, 5, t(0));
+        // Within the same 15 s period the 4 pods are spent (1 + 4, or 1 doubled).
+        assert_eq!(normalize(&mut history, &defaults, 5, 20, t(10)).replicas, 5);
+        // A period later: 5 doubled is more than 5 + 4.
+        assert_eq!(normalize(&mut history, &defaults, 5, 20, t(16)).replicas, 10);
+    }
+
+    #[test]
+    fn the_documented_scale_down_policies_remove_at_most_10_percent_or_5_pods_per_minute() {
+        let down = rules(json!({ "stabilizationWindowSeconds": 0, "policies": [
+            { "type": "Percent", "value": 10, "periodSeconds": 60 }, { "type": "Pods", "value": 5, "periodSeconds": 60 }] }));
+        let both = behavior(json!({ "scaleDown": down }));
+        let mut history = History::default();
+        history.start(80, t(0));
+        let n = normalize(&mut history, &both, 80, 10, t(0));
+        assert_eq!((n.replicas, n.scaling_limited.reason), (72, "ScaleDownLimit"));
+        history.record_scale(Some((&both.0, &both.1)), 80, 72, t(0));
+        assert_eq!(normalize(&mut history, &both, 72, 10, t(30)).replicas, 72, "the minute's 8 pods are spent");
+        // A minute later 10 % of 72 is 7.2: 64 remain (kube truncates the scaled-down count).
+        assert_eq!(normalize(&mut history, &both, 72, 10, t(61)).replicas, 64);
+        // With selectPolicy Min the smaller change wins: 5 pods.
+        let min = behavior(json!({ "scaleDown": { "stabilizationWindowSeconds": 0, "selectPolicy": "Min", "policies": [
+            { "type": "Percent", "value": 10, "periodSeconds": 60 }, { "type": "Pods", "value": 5, "periodSeconds": 60 }] } }));
+        assert_eq!(normalize(&mut History::default(), &min, 80, 10, t(0)).replicas, 75);
+    }
+
+    #[test]
+    fn a_900_percent_policy_grows_tenfold() {
+        let fast = behavior(json!({ "scaleUp": { "policies": [{ "type": "Percent", "value": 900, "periodSeconds": 60 }] } }));
+        assert_eq!(normalize(&mut History::default(), &fast, 1, 50, t(0)).replicas, 10);
+    }
+
+    #[test]
+    fn disabled_scale_down_keeps_the_size() {
+        let off = behavior(json!({ "scaleDown": { "selectPolicy": "Disabled" } }));
+        let n = normalize(&mut History::default(), &off, 10, 2, t(0));
+        assert_eq!((n.replicas, n.scaling_limited.reason), (10, "ScaleDownLimit"));
+    }
+
+    #[test]
+    fn the_scale_down_window_applies_the_highest_recent_recommendation() {
+        let defaults = behavior(json!({}));
+        let mut history = History::default();
+        history.start(5, t(0));
+        // 5 minutes of recommendations: the highest within the 300 s window holds.
+        assert_eq!(normalize(&mut history, &defaults, 5, 4, t(60)).replicas, 5);
+        let n = normalize(&mut history, &defaults, 5, 3, t(120));
+        assert_eq!((n.replicas, n.able_to_scale.reason), (5, "ScaleDownStabilized"));
+        // Once the 5 and the 4 are older than 300 s, the 3 is the highest left.
+        assert_eq!(normalize(&mut history, &defaults, 5, 3, t(301)).replicas, 4);
+        assert_eq!(normalize(&mut history, &defaults, 5, 3, t(361)).replicas, 3);
+    }
+
+    #[test]
+    fn a_scale_up_window_applies_the_lowest_recent_recommendation() {
+        let slow = behavior(json!({ "scaleUp": { "stabilizationWindowSeconds": 60 } }));
+        let mut history = History::default();
+        history.start(2, t(0));
+        let n = normalize(&mut history, &slow, 2, 6, t(10));
+        assert_eq!((n.replicas, n.able_to_scale.reason), (2, "ScaleUpStabilized"));
+        assert_eq!(normalize(&mut history, &slow, 2, 6, t(61)).replicas, 6);
+    }
+
+    #[test]
+    fn min_and_max_bound_the_result() {
+        let defaults = behavior(json!({}));
+        let bounds = Bounds { current: 4, min: 1, max: 5, rules: Some((&defaults.0, &defaults.1)) };
+        let n = History::default().normalize(&bounds, 9, t(0));
+        assert_eq!((n.replicas, n.scaling_limited.reason, n.scaling_limited.status), (5, "TooManyReplicas", true));
+        let n = History::default().normalize(&bounds, 4, t(0));
+        assert_eq!((n.replicas, n.scaling_limited.reason, n.scaling_limited.status), (4, "DesiredWithinRange", false));
+    }
+
+    #[test]
+    fn without_a_behavior_kube_doubles_at_most_and_stabilizes_down_for_5_minutes() {
+        let bounds = |current| Bounds { current, min: 2, max: 20, rules: None };
+        let mut history = History::default();
+        history.start(3, t(0));
+        let n = history.normalize(&bounds(3), 10, t(0));
+        assert_eq!((n.replicas, n.scaling_limited.reason), (6, "ScaleUpLimit"));
+        let n = history.normalize(&bounds(6), 1, t(60));
+        assert_eq!((n.replicas, n.able_to_scale.reason), (10, "ScaleDownStabilized"), "the 10 recommended a minute ago holds");
+        let n = history.normalize(&bounds(6), 1, t(400));
+        assert_eq!((n.replicas, n.scaling_limited.reason), (2, "TooFewReplicas"));
+    }
+}

@@ -213,3 +213,142 @@ pub fn propose(inputs: &Inputs<'_>, mut usages: Usages) -> Result<Proposal, Stri
     }
     Ok(proposal(replicas))
 }
+
+/// Cases from kube's `replica_calculator_test.go` (3 pods requesting 1 CPU each unless said).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> Timestamp {
+        "2026-01-01T12:00:00Z".parse().unwrap()
+    }
+
+    /// A Running pod started 10 minutes ago, Ready (or not) since then, requesting `request` CPU.
+    fn pod(name: &str, request: &str, ready: bool) -> Pod {
+        let started = (now() - SignedDuration::from_mins(10)).to_string();
+        serde_json::from_value(json!({
+            "metadata": { "name": name },
+            "spec": { "containers": [{ "name": "c", "image": "i", "resources": { "requests": { "cpu": request } } }] },
+            "status": { "phase": "Running", "startTime": started,
+                        "conditions": [{ "type": "Ready", "status": if ready { "True" } else { "False" }, "lastTransitionTime": started }] },
+        }))
+        .unwrap()
+    }
+
+    fn ready_pods(n: usize) -> Vec<Pod> {
+        (0..n).map(|i| pod(&format!("p{i}"), "1", true)).collect()
+    }
+
+    fn usage_of(levels: &[(usize, i64)]) -> Usages {
+        let at = |milli| Usage { milli, timestamp: now(), window: SignedDuration::from_secs(60) };
+        levels.iter().map(|&(i, milli)| (format!("p{i}"), at(milli))).collect()
+    }
+
+    fn levels(values: &[i64]) -> Usages {
+        usage_of(&values.iter().copied().enumerate().collect::<Vec<_>>())
+    }
+
+    fn run(current: i32, target: Target, pods: &[Pod], usages: Usages) -> Result<Proposal, String> {
+        propose(&Inputs { current, target, resource: "cpu", container: None, pods, now: now() }, usages)
+    }
+
+    #[test]
+    fn scale_up() {
+        let p = run(3, Target::Utilization(30), &ready_pods(3), levels(&[300, 500, 700])).unwrap();
+        assert_eq!((p.replicas, p.utilization, p.average_milli), (5, Some(50), 500));
+    }
+
+    #[test]
+    fn scale_up_with_an_unready_pod_scales_less() {
+        let pods = vec![pod("p0", "1", false), pod("p1", "1", true), pod("p2", "1", true)];
+        let p = run(3, Target::Utilization(30), &pods, levels(&[300, 500, 700])).unwrap();
+        assert_eq!((p.replicas, p.utilization), (4, Some(60)));
+    }
+
+    #[test]
+    fn scale_up_held_back_entirely_by_unready_pods() {
+        let pods = vec![pod("p0", "1", true), pod("p1", "1", false), pod("p2", "1", false)];
+        let p = run(3, Target::Utilization(30), &pods, levels(&[400, 500, 700])).unwrap();
+        assert_eq!((p.replicas, p.utilization), (3, Some(40)));
+    }
+
+    #[test]
+    fn scale_down() {
+        let p = run(5, Target::Utilization(50), &ready_pods(5), levels(&[100, 300, 500, 250, 250])).unwrap();
+        assert_eq!((p.replicas, p.utilization), (3, Some(28)));
+    }
+
+    #[test]
+    fn scale_down_ignores_unready_and_deleted_pods() {
+        let mut pods = ready_pods(3);
+        pods.extend([pod("p3", "1", false), pod("p4", "1", false)]);
+        let p = run(5, Target::Utilization(50), &pods, levels(&[100, 300, 500, 250, 250])).unwrap();
+        assert_eq!((p.replicas, p.utilization), (2, Some(30)));
+        let mut pods = ready_pods(5);
+        for doomed in &mut pods[3..] {
+            doomed.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+        }
+        assert_eq!(run(5, Target::Utilization(50), &pods, levels(&[100, 300, 500, 250, 250])).unwrap().replicas, 2);
+    }
+
+    #[test]
+    fn usage_within_the_tolerance_keeps_the_size() {
+        let pods = vec![pod("p0", "900m", true), pod("p1", "1", true), pod("p2", "1100m", true)];
+        let p = run(3, Target::Utilization(100), &pods, levels(&[1010, 1030, 1020])).unwrap();
+        assert_eq!((p.replicas, p.utilization), (3, Some(102)));
+    }
+
+    #[test]
+    fn missing_metrics_dampen_the_change() {
+        // At target: no change.
+        assert_eq!(run(2, Target::Utilization(100), &ready_pods(2), usage_of(&[(0, 1000)])).unwrap().replicas, 2);
+        // Above target: the missing pod counts as idle, 95 % is within the tolerance.
+        let p = run(2, Target::Utilization(100), &ready_pods(2), usage_of(&[(0, 1900)])).unwrap();
+        assert_eq!((p.replicas, p.utilization), (2, Some(190)));
+        // Below target: the missing pod counts as using its whole request, 80 % needs 2.
+        let p = run(2, Target::Utilization(100), &ready_pods(2), usage_of(&[(0, 600)])).unwrap();
+        assert_eq!((p.replicas, p.utilization), (2, Some(60)));
+        // Far below: 4 pods, one missing (counted at 100 %): (100+100+100+1000)/4000 = 32.5 % → 2.
+        assert_eq!(run(4, Target::Utilization(100), &ready_pods(4), usage_of(&[(0, 100), (1, 100), (2, 100)])).unwrap().replicas, 2);
+    }
+
+    #[test]
+    fn a_warming_up_pod_sampled_before_it_was_ready_counts_as_unready() {
+        let mut young = pod("p0", "1", true);
+        let status = young.status.as_mut().unwrap();
+        status.start_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now() - SignedDuration::from_mins(1)));
+        status.conditions.as_mut().unwrap()[0].last_transition_time =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now() - SignedDuration::from_secs(10)));
+        let pods = vec![young, pod("p1", "1", true), pod("p2", "1", true)];
+        // p0 burns 1 CPU since its start, the others are at target: p0 is left out, then counted as idle.
+        let p = run(3, Target::Utilization(50), &pods, levels(&[1000, 500, 500])).unwrap();
+        assert_eq!((p.replicas, p.utilization), (3, Some(50)));
+    }
+
+    #[test]
+    fn average_value_targets_ignore_requests() {
+        let pods: Vec<Pod> = (0..3).map(|i| pod(&format!("p{i}"), "0", true)).collect();
+        let p = run(3, Target::AverageValue(250), &pods, levels(&[300, 500, 700])).unwrap();
+        assert_eq!((p.replicas, p.utilization, p.average_milli), (6, None, 500));
+    }
+
+    #[test]
+    fn errors_are_kubes() {
+        assert_eq!(
+            run(3, Target::Utilization(50), &[], levels(&[1])).unwrap_err(),
+            "no pods returned by selector while calculating replica count"
+        );
+        let unready = vec![pod("p0", "1", false)];
+        assert_eq!(
+            run(1, Target::Utilization(50), &unready, levels(&[1])).unwrap_err(),
+            "did not receive metrics for targeted pods (pods might be unready)"
+        );
+        let mut no_request = ready_pods(1);
+        no_request[0].spec.as_mut().unwrap().containers[0].resources = None;
+        assert_eq!(
+            run(1, Target::Utilization(50), &no_request, levels(&[1])).unwrap_err(),
+            "missing request for cpu in container c of Pod p0"
+        );
+    }
+}
