@@ -36,8 +36,8 @@ pub struct OpenApi {
     docs: BTreeMap<String, (String, bytes::Bytes)>,
     /// Every schema, by name.
     schemas: Map<String, Value>,
-    /// Resource plural and group → its schema name.
-    roots: BTreeMap<(String, String), String>,
+    /// Resource group, version and plural → its schema name.
+    roots: BTreeMap<(String, String, String), String>,
 }
 
 fn serialise(paths: Map<String, Value>, schemas: Map<String, Value>) -> bytes::Bytes {
@@ -150,7 +150,7 @@ impl OpenApi {
             let reference = schema(&mut generator);
             let reference = reference.get("$ref").and_then(Value::as_str).unwrap_or_default().to_string();
             let name = reference.rsplit('/').next().unwrap_or_default().to_string();
-            roots.insert((r.group.to_string(), r.plural.to_string()), name);
+            roots.insert((r.group.to_string(), r.version.to_string(), r.plural.to_string()), name);
             per_gv.entry(gv_path(r.group, r.version)).or_default().push((r, reference));
         }
         let mut schemas = generator.take_definitions(true);
@@ -159,7 +159,9 @@ impl OpenApi {
             tracing::warn!(?missing, "patch strategy markers name fields the schemas do not have");
         }
         for r in registry::BUILTIN {
-            if let Some(schema) = roots.get(&(r.group.to_string(), r.plural.to_string())).and_then(|n| schemas.get_mut(n)) {
+            if let Some(schema) =
+                roots.get(&(r.group.to_string(), r.version.to_string(), r.plural.to_string())).and_then(|n| schemas.get_mut(n))
+            {
                 schema["x-kubernetes-group-version-kind"] = json!([{ "group": r.group, "version": r.version, "kind": r.kind }]);
             }
         }
@@ -244,7 +246,10 @@ impl OpenApi {
     pub fn schema(&self, r: &'static Resource) -> Schema<'_> {
         match r.custom {
             Some(custom) => Schema::new(self, Some(&custom.schema)),
-            None => Schema::new(self, self.roots.get(&(r.group.to_string(), r.plural.to_string())).and_then(|n| self.schemas.get(n))),
+            None => Schema::new(
+                self,
+                self.roots.get(&(r.group.to_string(), r.version.to_string(), r.plural.to_string())).and_then(|n| self.schemas.get(n)),
+            ),
         }
     }
 
@@ -313,7 +318,7 @@ impl OpenApi {
 
     /// The schema of a built-in resource's objects.
     pub(super) fn schema_of(&self, r: &Resource) -> Option<&Value> {
-        self.roots.get(&(r.group.to_string(), r.plural.to_string())).and_then(|n| self.schemas.get(n))
+        self.roots.get(&(r.group.to_string(), r.version.to_string(), r.plural.to_string())).and_then(|n| self.schemas.get(n))
     }
 }
 

@@ -13,6 +13,7 @@ mod containerd_runtime;
 mod custom_resources;
 mod examples;
 mod hollow_nodes;
+mod hpa;
 mod installer;
 mod kube_client;
 mod kubelet;

@@ -2,10 +2,11 @@
 //! commands send them: the `k8s\0` envelope around a `runtime.Unknown`, decoded with k8s-pb and
 //! turned into the JSON the rest of the API works on. The kinds live in [`core`] (`kubectl
 //! create configmap|secret|namespace|serviceaccount|service|role|rolebinding|…`, `kubectl auth
-//! can-i`) and [`workloads`] (`kubectl create deployment|job|cronjob`); [`meta`] holds what
-//! they share. Bodies are at most the API's 3 MiB and prost refuses messages nested more than
+//! can-i`), [`workloads`] (`kubectl create deployment|job|cronjob`) and [`autoscaling`]
+//! (`kubectl autoscale`); [`meta`] holds what they share. Bodies are at most the API's 3 MiB and prost refuses messages nested more than
 //! 100 levels deep (its recursion limit, kept on), so no body can exhaust the stack.
 
+mod autoscaling;
 mod core;
 mod meta;
 mod workloads;
@@ -39,7 +40,10 @@ pub fn decode(resource: &Resource, body: &[u8]) -> Result<Value, ApiError> {
     obj.insert("apiVersion".into(), json!(resource.api_version()));
     obj.insert("kind".into(), json!(resource.kind));
     let plural = resource.plural;
-    match core::decode(plural, &raw, &mut obj).or_else(|| workloads::decode(plural, &raw, &mut obj)) {
+    let decoded = core::decode(plural, &raw, &mut obj)
+        .or_else(|| workloads::decode(plural, &raw, &mut obj))
+        .or_else(|| autoscaling::decode(plural, resource.version, &raw, &mut obj));
+    match decoded {
         Some(result) => result?,
         None => return Err(ApiError::unsupported_media_type(CONTENT_TYPE)),
     }
