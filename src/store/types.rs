@@ -176,6 +176,20 @@ impl TxnRequest {
     pub fn delete(key: impl Into<Vec<u8>>) -> Self {
         Self { success: vec![Op::Delete { key: key.into() }], ..Default::default() }
     }
+
+    /// Its size: the bytes of its keys and values plus 32 per compare and operation (more than
+    /// bincode spends on each), computed without encoding it.
+    pub fn size(&self) -> u64 {
+        let compares = self.compare.iter().map(|c| {
+            let value = if let CompareTarget::Value(v) = &c.target { v.len() } else { 0 };
+            32 + c.key.len() + value
+        });
+        let ops = self.success.iter().chain(&self.failure).map(|op| match op {
+            Op::Put { key, value } => 32 + key.len() + value.len(),
+            Op::Delete { key } | Op::Get { key } => 32 + key.len(),
+        });
+        compares.chain(ops).map(|n| n as u64).sum()
+    }
 }
 
 /// The result of one [`Op`].
