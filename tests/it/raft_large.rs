@@ -18,13 +18,22 @@ fn value(len: usize, seed: u8) -> Vec<u8> {
 async fn large_objects_and_multi_mib_snapshots_replicate() {
     let _alone = crate::support::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let flags = vec!["--raft-snapshot-entries=20".to_string(), "--disable-controllers".to_string()];
+    // openraft 0.9 times an AppendEntries out after one heartbeat interval. An unoptimised
+    // build on a loaded 2-core machine spends over a second on a 3 MiB entry (bincode walks
+    // values byte by byte), so at the default 150 ms it never reaches a follower; the heartbeat
+    // is raised here (a known limit, see issue 14's notes in docs/benchmarks.md).
+    let flags: Vec<String> =
+        ["--raft-snapshot-entries=20", "--disable-controllers", "--raft-heartbeat-interval=5s", "--raft-election-timeout=15s"]
+            .map(String::from)
+            .to_vec();
     let mut nodes = start_cluster(dir.path(), 3, &flags).await;
     let li = leader_index(&nodes).await;
     let (follower, lagger) = ((li + 1) % 3, (li + 2) % 3);
 
     let big = value(3 << 20, 0);
-    nodes[follower].store().txn(TxnRequest::put("/big/0", big.clone())).await.expect("a 3 MiB write through a follower");
+    if let Err(e) = nodes[follower].store().txn(TxnRequest::put("/big/0", big.clone())).await {
+        panic!("a 3 MiB write through a follower: {e}\nfollower:\n{}\nleader:\n{}", nodes[follower].log(), nodes[li].log());
+    }
     for (i, n) in nodes.iter().enumerate() {
         assert!(get(&n.store(), "/big/0").await == Some(big.clone()), "member {i} serves the 3 MiB object");
     }
@@ -45,7 +54,8 @@ async fn large_objects_and_multi_mib_snapshots_replicate() {
     let want = leader.range(RangeRequest { range: KeyRange::prefix("/"), ..Default::default() }).await.unwrap();
     let got = back.range(RangeRequest { range: KeyRange::prefix("/"), ..Default::default() }).await.unwrap();
     assert_eq!(got.revision, want.revision, "the restarted member serves the latest revision");
-    assert_eq!(got.kvs.len(), 49);
+    let ours = got.kvs.iter().filter(|kv| kv.key.starts_with(b"/big/") || kv.key.starts_with(b"/small/")).count();
+    assert_eq!(ours, 49, "9 large and 40 small values");
     assert!(got.kvs == want.kvs, "the restarted member holds the same keys, values and revisions");
     assert!(
         nodes[lagger].log().contains("installing raft snapshot"),
