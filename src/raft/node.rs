@@ -31,6 +31,9 @@ const PROPOSER_IN_FLIGHT: usize = 1;
 /// applying the previous one.
 const COMBINER_IN_FLIGHT: usize = 2;
 
+/// Bytes of a snapshot per InstallSnapshot request.
+const SNAPSHOT_CHUNK_BYTES: u64 = 4 << 20;
+
 /// Tunables of a raft node.
 #[derive(Clone)]
 pub struct RaftSettings {
@@ -70,6 +73,8 @@ impl RaftSettings {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
             max_in_snapshot_log_to_keep: (self.snapshot_logs / 10).max(1),
             max_payload_entries: 1000,
+            // Below the RPC body limit (`crate::rpc::MAX_BODY_BYTES`) with room to spare.
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
             ..Default::default()
         }
         .validate()
@@ -108,9 +113,9 @@ impl RaftStore {
     /// unless it already was one before a restart.
     pub async fn open(dir: &Path, settings: RaftSettings) -> Result<Arc<Self>, StoreError> {
         crate::pki::private_dir(dir).map_err(|e| StoreError::Storage(format!("{}: {e}", dir.display())))?;
-        let db = open_db(&dir.join("db"), &settings.store)?;
+        let db = DurableDb::open(&dir.join("db"), &settings.store)?;
         let id = node_id(&db)?;
-        let engine = Arc::new(MvccEngine::open(db.open_tree("kv")?)?);
+        let engine = Arc::new(MvccEngine::open(db.db().open_tree("kv")?)?);
         let hub = WatchHub::new(engine.revision(), settings.store.watch_history);
         let sm = StateMachine::open(db.clone(), engine.clone(), hub.clone(), dir)?;
         let log = LogStore::open(db)?;
@@ -358,8 +363,8 @@ impl RaftStore {
 }
 
 /// This node's raft id: random on first start, then kept in the database.
-fn node_id(db: &sled::Db) -> Result<NodeId, StoreError> {
-    let tree = db.open_tree("node")?;
+fn node_id(db: &DurableDb) -> Result<NodeId, StoreError> {
+    let tree = db.db().open_tree("node")?;
     if let Some(raw) = tree.get("id")? {
         let bytes: [u8; 8] = raw.as_ref().try_into().map_err(|_| StoreError::Corrupt("node id".into()))?;
         return Ok(u64::from_be_bytes(bytes));

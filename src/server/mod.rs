@@ -60,6 +60,11 @@ pub enum ServerError {
     Encryption(#[from] crate::api::encryption::ConfigError),
     #[error("server I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "{store} holds this server's store but the cluster CA ({ca}) is missing: restore it from a backup \
+         (a new CA would not be trusted by the cluster's members, agents and clients), or remove {store} too to start afresh"
+    )]
+    MissingCa { store: String, ca: String },
 }
 
 /// The address peers use to reach this server: `--advertise-address`, else the bind address,
@@ -139,6 +144,11 @@ impl Server {
         let url = https_url(advertise_ip, port);
         let host = crate::host::hostname();
 
+        let raft_dir = data_dir.join("server").join("raft");
+        if raft_dir.exists() && !credentials::has_ca(data_dir) {
+            let ca = credentials::tls_dir(data_dir).display().to_string();
+            return Err(ServerError::MissingCa { store: raft_dir.display().to_string(), ca });
+        }
         let joining = config.join.as_deref().filter(|_| !credentials::has_ca(data_dir));
         if let Some(seed) = joining {
             let token = JoinToken::parse(config.token.as_deref().ok_or(ServerError::JoinWithoutToken)?)?;
@@ -168,7 +178,7 @@ impl Server {
             snapshot_logs: config.raft_snapshot_entries,
             store: StoreConfig { cache_capacity: config.store_cache_mb << 20, watch_history: config.watch_history },
         };
-        let store = RaftStore::open(&data_dir.join("server").join("raft"), settings).await?;
+        let store = RaftStore::open(&raft_dir, settings).await?;
         // Everything that reads or writes objects goes through the encryption; raft, the peer
         // store RPC and the compactor move the stored (encrypted) bytes as they are.
         let encrypting = encryption.map(|e| crate::api::encryption::EncryptingStore::new(store.clone(), e));
