@@ -15,7 +15,7 @@ pub use durable::{sync_parent, write_durably, write_durably_with};
 pub use identity::{Identity, Peer};
 pub use private::{private_dir, restrict_tree};
 pub use tls::{client_config, insecure_client_config, roots_client_config, server_config, system_roots};
-pub use token::{ca_hash, constant_time_eq, derived_agent_secret, is_bootstrap, new_bootstrap, JoinToken};
+pub use token::{ca_hash, constant_time_eq, derived_agent_secret, hex, is_bootstrap, new_bootstrap, JoinToken};
 
 /// Group of the certificates orch servers use towards each other (raft, store RPC).
 pub const SERVERS_GROUP: &str = "system:orch-servers";

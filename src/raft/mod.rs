@@ -3,6 +3,7 @@
 //!
 //! [`RaftStore`] implements [`crate::store::Store`]; a single server is a one-voter cluster.
 
+pub mod backup;
 mod log_store;
 mod network;
 mod node;

@@ -3,7 +3,7 @@
 //! read index obtained from the leader; watches are served from the local replica.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -101,6 +101,8 @@ pub struct RaftStore {
     engine: Arc<MvccEngine>,
     hub: Arc<WatchHub>,
     http: HttpClient,
+    /// The replica's directory (the snapshot file lives there).
+    dir: PathBuf,
 }
 
 fn raft_down(e: impl std::fmt::Display) -> StoreError {
@@ -131,6 +133,7 @@ impl RaftStore {
             engine,
             hub,
             http: settings.peer_client,
+            dir: dir.to_path_buf(),
         });
         let weak = Arc::downgrade(&store);
         let proposer = Batcher::start(PROPOSER_IN_FLIGHT, move |txns| {
@@ -169,6 +172,11 @@ impl RaftStore {
 
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// The current raft snapshot's file.
+    pub(super) fn snapshot_path(&self) -> PathBuf {
+        self.dir.join(super::state_machine::SNAPSHOT_FILE)
     }
 
     pub fn is_leader(&self) -> bool {

@@ -22,10 +22,10 @@ use crate::pki::write_durably;
 use crate::store::mvcc::MvccEngine;
 use crate::store::{DurableDb, StoreError, WatchHub};
 
-const APPLIED: &str = "raft_applied";
-const MEMBERSHIP: &str = "raft_membership";
+pub(super) const APPLIED: &str = "raft_applied";
+pub(super) const MEMBERSHIP: &str = "raft_membership";
 /// The current snapshot.
-const SNAPSHOT_FILE: &str = "snapshot.v2";
+pub(super) const SNAPSHOT_FILE: &str = "snapshot.v2";
 /// The snapshot as earlier releases wrote it (converted at open).
 const OLD_SNAPSHOT_FILE: &str = "snapshot.bin";
 /// Where a snapshot from the leader is received before it is installed.

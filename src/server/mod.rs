@@ -5,6 +5,7 @@
 //! Set up by a plain [`Config`]; the command line builds it, owns signals and starts the
 //! server's own node from the started [`Server`].
 
+mod cluster_reset;
 mod components;
 mod config;
 mod credentials;
@@ -14,6 +15,7 @@ mod local_storage;
 mod routes;
 mod secrets_encrypt;
 mod serving_sans;
+pub mod snapshots;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use cluster_reset::cluster_reset;
 pub use components::Component;
 pub use config::Config;
 pub use credentials::{admin_credentials, read_agent_token, read_token, tls_dir};
@@ -65,6 +68,23 @@ pub enum ServerError {
          (a new CA would not be trusted by the cluster's members, agents and clients), or remove {store} too to start afresh"
     )]
     MissingCa { store: String, ca: String },
+}
+
+/// The embedded store's settings.
+fn store_config(config: &Config) -> StoreConfig {
+    StoreConfig { cache_capacity: config.store_cache_mb << 20, watch_history: config.watch_history }
+}
+
+/// The replica's settings: reached at `url`, calling peers with `peer_client`.
+fn raft_settings(config: &Config, url: &str, peer_client: HttpClient) -> RaftSettings {
+    RaftSettings {
+        advertise_url: url.to_string(),
+        peer_client,
+        heartbeat: config.raft_heartbeat_interval,
+        election_timeout: config.raft_election_timeout,
+        snapshot_logs: config.raft_snapshot_entries,
+        store: store_config(config),
+    }
 }
 
 /// The address peers use to reach this server: `--advertise-address`, else the bind address,
@@ -170,14 +190,7 @@ impl Server {
         }
 
         let peer_client = HttpClient::new(pki::client_config(&creds.ca.pem().cert, Some(&creds.peer))?);
-        let settings = RaftSettings {
-            advertise_url: url.clone(),
-            peer_client,
-            heartbeat: config.raft_heartbeat_interval,
-            election_timeout: config.raft_election_timeout,
-            snapshot_logs: config.raft_snapshot_entries,
-            store: StoreConfig { cache_capacity: config.store_cache_mb << 20, watch_history: config.watch_history },
-        };
+        let settings = raft_settings(&config, &url, peer_client);
         let store = RaftStore::open(&raft_dir, settings).await?;
         // Everything that reads or writes objects goes through the encryption; raft, the peer
         // store RPC and the compactor move the stored (encrypted) bytes as they are.
@@ -221,7 +234,15 @@ impl Server {
                 move || store.raft().metrics().borrow().membership_config.membership().nodes().count()
             }),
         }));
-        let app = public.merge(encrypt).merge(routes::internal(internal)).merge(api);
+        let snapshots = Arc::new(snapshots::Snapshots {
+            store: store.clone(),
+            dir: config.snapshot_dir.clone(),
+            data_dir: data_dir.to_path_buf(),
+            node: config.local_node.clone().unwrap_or_else(|| host.clone()),
+            token_secret: token.secret.clone(),
+            busy: Default::default(),
+        });
+        let app = public.merge(encrypt).merge(snapshots::routes(snapshots.clone())).merge(routes::internal(internal)).merge(api);
         tasks.tracker.spawn(crate::rpc::https::serve(listener, tls, app, cancel.clone(), tasks.tracker.clone()));
         tracing::info!(%url, node_id = store.id(), "orch server listening");
 
@@ -262,6 +283,9 @@ impl Server {
                 local_storage_path: local_storage.then(|| config.default_local_storage_path.clone()),
             };
             controller_task = Some(tasks.tracker.spawn(crate::controllers::run_all(controller_client, settings, controllers.clone())));
+        }
+        if let Some(schedule) = config.snapshot_schedule.clone() {
+            tasks.tracker.spawn(snapshots.run_schedule(schedule, config.snapshot_retention, cancel.clone()));
         }
         let leader_store = store.clone();
         tasks.tracker.spawn(compactor::run(store.clone(), config.compaction_interval, move || leader_store.is_leader(), cancel));

@@ -220,6 +220,11 @@ impl MvccEngine {
         (keys::meta_key(name), encode(value))
     }
 
+    /// The revision recorded by a dumped entry, if it is the entry recording it.
+    pub fn revision_entry(key: &[u8], value: &[u8]) -> Option<Revision> {
+        (key == keys::meta_key(META_REVISION).as_slice()).then(|| decode(value).ok()).flatten()
+    }
+
     /// Writes metadata only (no revision change).
     pub fn put_meta(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();

@@ -8,8 +8,10 @@ pub type Revision = i64;
 /// One key with its value and etcd-style revision bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
-    #[serde(with = "serde_bytes")] pub key: Vec<u8>,
-    #[serde(with = "serde_bytes")] pub value: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
     /// Revision of the write that created this key (since its last deletion).
     pub create_revision: Revision,
     /// Revision of the last write to this key.
@@ -21,8 +23,10 @@ pub struct KeyValue {
 /// A key range: one key when `range_end` is empty, else `[key, range_end)`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct KeyRange {
-    #[serde(with = "serde_bytes")] pub key: Vec<u8>,
-    #[serde(with = "serde_bytes")] pub range_end: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub range_end: Vec<u8>,
 }
 
 impl KeyRange {
@@ -120,7 +124,8 @@ pub enum CompareOp {
 /// One guard of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compare {
-    #[serde(with = "serde_bytes")] pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
     pub op: CompareOp,
     pub target: CompareTarget,
 }
@@ -146,15 +151,19 @@ impl Compare {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     Put {
-        #[serde(with = "serde_bytes")] key: Vec<u8>,
-        #[serde(with = "serde_bytes")] value: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
     },
     Delete {
-        #[serde(with = "serde_bytes")] key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
     },
     /// Read a key as of the transaction (after earlier ops of the same branch).
     Get {
-        #[serde(with = "serde_bytes")] key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
     },
 }
 

@@ -36,6 +36,7 @@ mod server_tls;
 mod service_proxy;
 mod servicelb;
 mod services;
+mod snapshots;
 mod store_conformance;
 mod tables;
 mod webhooks;
