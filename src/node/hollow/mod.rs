@@ -240,7 +240,8 @@ impl NodeAgent {
                 _ = cancel.cancelled() => break,
                 _ = lease_tick.tick() => {
                     if let Err(e) = self.renew_lease().await {
-                        tracing::warn!(node = self.name(), error = %e, "cannot renew the node lease");
+                        tracing::warn!(node = self.name(), error = %e, "cannot renew the node lease; retrying in {:?}", heartbeat::LEASE_RETRY);
+                        lease_tick.reset_after(heartbeat::LEASE_RETRY);
                     }
                 }
                 _ = status_tick.tick() => {

@@ -258,7 +258,10 @@ impl NodeLoop {
                 _ = lease_tick.tick() => match self.heartbeat.renew_lease().await {
                     Ok(true) => self.post_status_logged().await,
                     Ok(false) => {}
-                    Err(e) => tracing::warn!(node = self.name(), error = %e, "cannot renew the node lease"),
+                    Err(e) => {
+                        tracing::warn!(node = self.name(), error = %e, "cannot renew the node lease; retrying in {:?}", heartbeat::LEASE_RETRY);
+                        lease_tick.reset_after(heartbeat::LEASE_RETRY);
+                    }
                 },
                 _ = status_tick.tick() => self.post_status_logged().await,
                 _ = pressure_tick.tick() => {
