@@ -77,7 +77,7 @@ async fn agents_and_writes_survive_the_leader_being_killed() {
     // The agent joins through the leader and learns the two others.
     let agent_dir = dir.path().join("agent");
     let flags = ["--runtime=fake".to_string(), "--node-lease-renew-interval=2s".to_string()];
-    let agent = AgentProc::start(orch_binary(), &servers[first_leader].url(), &servers[0].agent_token(), &agent_dir, NODE, &flags);
+    let mut agent = AgentProc::start(orch_binary(), &servers[first_leader].url(), &servers[0].agent_token(), &agent_dir, NODE, &flags);
     let learned = agent_dir.join(orch::node::servers::FILE);
     wait_for(Duration::from_secs(30), "the agent to learn the two other servers", || async {
         let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&learned).ok()?).ok()?;
@@ -155,6 +155,18 @@ async fn agents_and_writes_survive_the_leader_being_killed() {
     let restarts: i32 = status.container_statuses.iter().flatten().map(|c| c.restart_count).sum();
     assert_eq!(restarts, 0, "no container restarted");
     assert!(agent.log().contains("moving to another"), "the agent moved off the killed server:\n{}", agent.log());
+
+    // Restarted while the server it joined through is down, the agent joins through a server
+    // it learned.
+    agent.kill();
+    servers[first_leader].kill();
+    let (restarted, survivor) = (Timestamp::now(), (first_leader + 1) % 3);
+    agent.restart();
+    let leases: Api<Lease> = Api::namespaced(clients[survivor].clone(), "kube-node-lease");
+    wait_for(Duration::from_secs(30), "the restarted agent to renew its lease through a learned server", || async {
+        (leases.get(NODE).await.ok()?.spec?.renew_time?.0 > restarted).then_some(())
+    })
+    .await;
 
     let p99 = percentile(&api_failover, 99.0);
     println!("RESULT api_failover_p99_s={p99:.2} kills={kills} heartbeat_resume_max_s={:.2}", percentile(&heartbeat_gap, 100.0));
