@@ -274,7 +274,7 @@ impl Server {
                 cluster_cidr: config.cluster_cidr.clone(),
                 node_monitor_grace_period: config.node_monitor_grace_period,
                 kubernetes_service_ip: net.kubernetes_ip().into(),
-                api_servers: vec![SocketAddr::new(advertise_ip, port)],
+                api_server_port: port,
                 cluster_dns: config.cluster_dns,
                 ca_pem,
                 event_ttl: config.event_ttl,
@@ -282,6 +282,8 @@ impl Server {
                 manifests_dir: Some(data_dir.join("server").join("manifests")),
                 local_storage_path: local_storage.then(|| config.default_local_storage_path.clone()),
             };
+            let address = SocketAddr::new(advertise_ip, port);
+            tasks.tracker.spawn(crate::controllers::apiserver_leases::run(controller_client.clone(), address, controllers.clone()));
             controller_task = Some(tasks.tracker.spawn(crate::controllers::run_all(controller_client, settings, controllers.clone())));
         }
         if let Some(schedule) = config.snapshot_schedule.clone() {

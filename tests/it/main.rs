@@ -4,6 +4,7 @@ mod support;
 
 mod admission_policies;
 mod adversarial;
+mod agent_failover;
 mod api_basics;
 mod api_deletion;
 mod api_patch;

@@ -29,6 +29,7 @@ use self::pod_ips::PodIps;
 use self::pod_status::PodFacts;
 use crate::node::heartbeat::{self, is_status, Heartbeat};
 use crate::node::node_object::{self, NodeShape, Pressure, SystemInfo};
+use crate::node::servers::ApiServers;
 use crate::node::NodeError;
 use crate::tasks::Tasks;
 
@@ -37,6 +38,8 @@ use crate::tasks::Tasks;
 pub struct HollowConfig {
     /// URL of an API server, e.g. `https://127.0.0.1:6443`.
     pub server: String,
+    /// Where the node keeps the API servers it learned (`None`: in memory only).
+    pub servers_file: Option<std::path::PathBuf>,
     /// A join token (the server token or an agent bootstrap token).
     pub token: String,
     /// The node password proving this machine owns the node name (at least 8 characters).
@@ -53,6 +56,7 @@ impl HollowConfig {
     pub fn new(server: &str, token: &str, name: &str, password: &str) -> Self {
         Self {
             server: server.into(),
+            servers_file: None,
             token: token.into(),
             password: password.into(),
             shape: NodeShape {
@@ -86,11 +90,14 @@ impl HollowNode {
     pub async fn start(config: HollowConfig) -> Result<Self, NodeError> {
         let token = crate::pki::JoinToken::parse(&config.token)?;
         let name = config.shape.name.clone();
-        let creds = crate::join::join_as_agent(&config.server, &token, &name, &config.password).await?;
-        let client = crate::node::client::node_client(&config.server, &creds)?;
+        let servers = ApiServers::new(&config.server, config.servers_file.clone())?;
+        let (token, name_ref, password) = (&token, &name, &config.password);
+        let creds = servers.try_in_turn(|url| async move { crate::join::join_as_agent(&url, token, name_ref, password).await }).await?;
+        let (client, upkeep) = crate::node::client::node_client(&servers, &creds)?;
         let mut agent = NodeAgent::new(client, config);
         agent.register().await?;
         let tasks = Tasks::default();
+        tasks.tracker.spawn(upkeep.run(tasks.cancel.clone()));
         tasks.tracker.spawn(agent.run(tasks.cancel.clone()));
         Ok(Self { name, tasks })
     }
@@ -233,7 +240,8 @@ impl NodeAgent {
                 _ = cancel.cancelled() => break,
                 _ = lease_tick.tick() => {
                     if let Err(e) = self.renew_lease().await {
-                        tracing::warn!(node = self.name(), error = %e, "cannot renew the node lease");
+                        tracing::warn!(node = self.name(), error = %e, "cannot renew the node lease; retrying in {:?}", heartbeat::LEASE_RETRY);
+                        lease_tick.reset_after(heartbeat::LEASE_RETRY);
                     }
                 }
                 _ = status_tick.tick() => {
