@@ -15,6 +15,7 @@ mod password;
 pub mod preflight;
 pub mod proxy;
 pub mod runtime;
+pub mod stats;
 
 use std::time::Duration;
 
