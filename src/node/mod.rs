@@ -16,6 +16,7 @@ pub mod preflight;
 pub mod proxy;
 pub mod runtime;
 pub mod servers;
+pub mod stats;
 
 use std::time::Duration;
 

@@ -205,7 +205,8 @@ impl Server {
         let internal = crate::raft::router(store.clone()).merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
         let tokens = crate::api::TokenKeys::derive(creds.ca.pem().key.as_bytes());
         let kubelet_tls = Arc::new(pki::client_config(&creds.ca.pem().cert, Some(&creds.kubelet_client))?);
-        let api = crate::api::router(api_store.clone(), net, tokens, Some(kubelet_tls), tasks.clone());
+        let metrics_api = !config.disable.contains(&Component::MetricsServer);
+        let api = crate::api::router(api_store.clone(), net, tokens, Some(kubelet_tls), metrics_api, tasks.clone());
         let controller_client = crate::api::in_process_client(api.clone(), controller_identity(), "default");
         let api = crate::api::limit_in_flight(api, config.max_requests_inflight, config.max_mutating_requests_inflight)
             .layer(axum::Extension(crate::api::MinRequestTimeout(config.min_request_timeout)));

@@ -22,7 +22,7 @@ use super::layout::{self, Layout};
 use super::server;
 use super::service_env::ServiceCache;
 use super::worker::PodWorker;
-use super::{host, image_gc, sandbox, NodeContext};
+use super::{host, image_gc, sandbox, stats_sampler, NodeContext};
 use crate::net::etc_files::NodeEtc;
 use crate::net::resolv::{DnsSettings, ResolvConf};
 use crate::net::{BridgeConfig, BridgeNetwork, PodNetwork};
@@ -123,7 +123,10 @@ impl Kubelet {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| NodeError::Io { path: format!("kubelet port {addr}"), source })?;
-            let api = KubeletApi { logs_dir: layout.logs_dir(), runtime: runtime.clone(), tasks: self.tasks.clone() };
+            let (sampler, stats) = stats_sampler::Sampler::new(runtime.clone(), &config.node_name);
+            self.tasks.spawn(sampler.run(self.tasks.cancel.clone()));
+            let api =
+                KubeletApi { logs_dir: layout.logs_dir(), runtime: runtime.clone(), tasks: self.tasks.clone(), stats: Arc::new(stats) };
             let app = server::router(Arc::new(api));
             let (cancel, tracker) = (self.tasks.cancel.clone(), self.tasks.tracker.clone());
             self.tasks.tracker.spawn(crate::rpc::https::serve(listener, tls, app, cancel, tracker));
