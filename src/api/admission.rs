@@ -95,6 +95,8 @@ pub fn apply_defaults(r: &Resource, obj: &mut Value) {
             set(&mut obj["spec"], "volumeMode", json!("Filesystem"));
         }
         ("scheduling.k8s.io", "PriorityClass") => set(obj, "preemptionPolicy", json!("PreemptLowerPriority")),
+        ("autoscaling", "HorizontalPodAutoscaler") if r.version == "v2" => super::hpa::apply_defaults(obj),
+        ("autoscaling", "HorizontalPodAutoscaler") => set(&mut obj["spec"], "minReplicas", json!(1)),
         ("admissionregistration.k8s.io", kind) => {
             if let Some(mutating) = super::webhook::configuration::mutating(kind) {
                 super::webhook::configuration::apply_defaults(obj, mutating);

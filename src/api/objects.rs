@@ -55,13 +55,29 @@ pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
     Ok(obj)
 }
 
-/// The stored form of an object: its JSON without `metadata.resourceVersion` (removed from
-/// `obj`, whose caller stamps the new one after the write).
-fn encode(obj: &mut Value) -> Vec<u8> {
+/// A stored value as an object of `r`'s version (see [`super::conversion`]).
+pub fn decode_as(r: &Resource, kv: &KeyValue) -> Result<Value, ApiError> {
+    Ok(super::conversion::from_storage(r, decode(kv)?))
+}
+
+/// The stored form of an object of `r`: its JSON in the stored version, without
+/// `metadata.resourceVersion` (removed from `obj`, whose caller stamps the new one after the
+/// write).
+fn encode(r: &Resource, obj: &mut Value) -> Vec<u8> {
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }
+    if super::conversion::converts(r) {
+        let stored = super::conversion::to_storage(r, obj.clone());
+        return serde_json::to_vec(&stored).expect("a JSON value always serialises");
+    }
     serde_json::to_vec(obj).expect("a JSON value always serialises")
+}
+
+/// The stored bytes of an object of `r` when they are also its answer: not when they are in
+/// another version than `r`'s.
+fn answer_bytes<'b>(r: &Resource, stored: Option<&'b [u8]>) -> Option<&'b [u8]> {
+    stored.filter(|_| !super::conversion::converts(r))
 }
 
 /// An object as written, with the JSON its response carries: the stored bytes with the new
@@ -145,7 +161,7 @@ async fn get_kv(store: &dyn Store, key: &str) -> Result<Option<KeyValue>, ApiErr
 
 pub async fn get(store: &dyn Store, scope: &Scope<'_>, name: &str) -> Result<Value, ApiError> {
     match get_kv(store, &scope.key(name)).await? {
-        Some(kv) => decode(&kv),
+        Some(kv) => decode_as(scope.resource, &kv),
         None => Err(scope.not_found(name)),
     }
 }
@@ -279,7 +295,7 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
     for _ in 0..ALLOCATION_ATTEMPTS {
         let mut candidate = if allocates { obj.clone() } else { std::mem::take(&mut obj) };
         let held = if allocates { super::services::admit_create(&scope.net, &mut candidate)? } else { Vec::new() };
-        let stored = encode(&mut candidate);
+        let stored = encode(r, &mut candidate);
         let mut compare = vec![Compare::absent(key.clone())];
         let mut success = vec![Op::Put { key: key.clone().into_bytes(), value: stored.clone() }];
         let mut failure = vec![Op::Get { key: key.clone().into_bytes() }];
@@ -307,7 +323,7 @@ pub async fn create(store: &dyn Store, scope: &Scope<'_>, mut obj: Value, manage
             return Ok(Written::unsaved(candidate));
         }
         if resp.succeeded {
-            return Ok(Written::new(candidate, Some(&stored), resp.revision));
+            return Ok(Written::new(candidate, answer_bytes(r, Some(&stored)), resp.revision));
         }
         let found = |i: usize| matches!(resp.responses.get(i), Some(OpResponse::Get { kv: Some(_) }));
         if found(0) {
@@ -476,10 +492,10 @@ fn deletion(key: &str, obj: &Value) -> Vec<Op> {
 /// Writes `obj` over the version at revision `expected`; an object being deleted whose grace
 /// period is over and whose last finalizer is gone is deleted instead. `None`: the object
 /// changed meanwhile.
-async fn write_over(store: &dyn Store, key: &str, expected: Revision, mut obj: Value) -> Result<Option<Written>, ApiError> {
+async fn write_over(store: &dyn Store, r: &Resource, key: &str, expected: Revision, mut obj: Value) -> Result<Option<Written>, ApiError> {
     let deleting = obj["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null());
     let finished = deleting && obj["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) == 0 && !has_finalizers(&obj);
-    let stored = (!finished).then(|| encode(&mut obj));
+    let stored = (!finished).then(|| encode(r, &mut obj));
     let mut success = match &stored {
         Some(bytes) => vec![Op::Put { key: key.as_bytes().to_vec(), value: bytes.clone() }],
         None => deletion(key, &obj),
@@ -492,7 +508,7 @@ async fn write_over(store: &dyn Store, key: &str, expected: Revision, mut obj: V
     if !resp.succeeded {
         return Ok(None);
     }
-    Ok(Some(Written::new(obj, stored.as_deref(), resp.revision)))
+    Ok(Some(Written::new(obj, answer_bytes(r, stored.as_deref()), resp.revision)))
 }
 
 /// Replaces an object (`PUT`): pinned to the body's resourceVersion when it has one.
@@ -581,7 +597,7 @@ pub async fn modify(
     let key = scope.key(name);
     for _ in 0..PATCH_RETRIES {
         let current = get_kv(store, &key).await?.ok_or_else(|| scope.not_found(name))?;
-        let before = decode(&current)?;
+        let before = decode_as(r, &current)?;
         let mut obj = edit(&before)?;
         check(&mut obj)?;
         check_body(scope, &mut obj)?;
@@ -596,12 +612,12 @@ pub async fn modify(
         admit_update(scope, name, &before, &mut obj).await?;
         super::apply::record_update(Some(&before), &mut obj, OpenApi::shared().schema(r), manager, &r.api_version(), &now_rfc3339());
         if expected == current.mod_revision && unchanged(&mut obj, &before) {
-            return Ok(Written::new(before, Some(&current.value), current.mod_revision));
+            return Ok(Written::new(before, answer_bytes(r, Some(&current.value)), current.mod_revision));
         }
         if scope.dry_run {
             return Ok(Written::unsaved(obj));
         }
-        match write_over(store, &key, expected, obj).await? {
+        match write_over(store, r, &key, expected, obj).await? {
             Some(done) => return Ok(done),
             None if pinned => return Err(ApiError::conflict(r.group, r.plural, name)),
             None => {}
@@ -635,7 +651,7 @@ pub async fn apply_config(
     let schema = OpenApi::shared().schema(r);
     for _ in 0..PATCH_RETRIES {
         let current = get_kv(store, &key).await?;
-        let before = current.as_ref().map(decode).transpose()?;
+        let before = current.as_ref().map(|kv| decode_as(r, kv)).transpose()?;
         let mut obj = super::apply::apply(
             before.as_ref(),
             &config,
@@ -654,12 +670,12 @@ pub async fn apply_config(
         };
         admit_update(scope, name, &before, &mut obj).await?;
         if unchanged(&mut obj, &before) {
-            return Ok((Written::new(before, Some(&current.value), current.mod_revision), false));
+            return Ok((Written::new(before, answer_bytes(r, Some(&current.value)), current.mod_revision), false));
         }
         if scope.dry_run {
             return Ok((Written::unsaved(obj), false));
         }
-        if let Some(done) = write_over(store, &key, current.mod_revision, obj).await? {
+        if let Some(done) = write_over(store, r, &key, current.mod_revision, obj).await? {
             return Ok((done, false));
         }
     }
@@ -715,7 +731,7 @@ pub async fn delete(store: &dyn Store, scope: &Scope<'_>, name: &str, options: &
     }
     for _ in 0..PATCH_RETRIES {
         let current = get_kv(store, &key).await?.ok_or_else(|| scope.not_found(name))?;
-        let mut obj = decode(&current)?;
+        let mut obj = decode_as(r, &current)?;
         let uid_mismatch = options.precondition_uid.as_deref().is_some_and(|u| obj["metadata"]["uid"] != u);
         let rv_mismatch = options.precondition_resource_version.as_deref().is_some_and(|v| obj["metadata"]["resourceVersion"] != v);
         if uid_mismatch || rv_mismatch {
@@ -769,7 +785,7 @@ pub async fn delete(store: &dyn Store, scope: &Scope<'_>, name: &str, options: &
         if options.dry_run {
             return Ok(Deleted::Terminating(obj));
         }
-        if let Some(done) = write_over(store, &key, current.mod_revision, obj).await? {
+        if let Some(done) = write_over(store, r, &key, current.mod_revision, obj).await? {
             return Ok(Deleted::Terminating(done.object));
         }
     }
@@ -850,7 +866,7 @@ pub async fn list(
         let mut last_key = None;
         for kv in &resp.kvs {
             last_key = Some(kv.key.clone());
-            let obj = decode(kv)?;
+            let obj = decode_as(scope.resource, kv)?;
             if selector.matches(&obj) {
                 items.push(obj);
                 if limit > 0 && items.len() as u64 == limit {

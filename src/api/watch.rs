@@ -12,6 +12,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use super::conversion;
 use super::objects::{self, Scope, SharedStore};
 use super::registry::Resource;
 use super::status::ApiError;
@@ -95,7 +96,7 @@ pub async fn watch(
     let node = selector.fields.equals("spec.nodeName").filter(|n| index_nodes && !n.is_empty()).map(str::to_string);
     let namespace = scope.namespace.filter(|_| resource.namespaced).map(str::to_string);
     let cache = caches.get(&store, resource).await;
-    let feed = Feed { namespace, selector, shape, index_nodes, node };
+    let feed = Feed { resource, namespace, selector, shape, index_nodes, node };
     let live: Lines = match cache.as_ref().and_then(|c| c.subscribe(from, feed.node.clone())) {
         Some(sub) => feed.cached_lines(sub, from),
         None => match catch_up(&store, &scope, feed, from, cache).await? {
@@ -114,6 +115,8 @@ type Lines = BoxStream<'static, (Revision, bytes::Bytes)>;
 
 /// What one watcher selects and how its events are shaped.
 struct Feed {
+    /// The resource (and so the version) the events are served as.
+    resource: &'static Resource,
     /// Only objects of this namespace (a namespaced watch).
     namespace: Option<String>,
     selector: objects::Selection,
@@ -137,10 +140,11 @@ impl Feed {
                     .then(|| {
                         let (now, before) = change.selected_by(&self.selector, self.index_nodes);
                         match self.shape {
-                            Shape::Object => change.line(now, before),
-                            Shape::Table(_) => {
+                            Shape::Object if !conversion::converts(self.resource) => change.line(now, before),
+                            _ => {
                                 let kind = change.event_type(now, before)?;
-                                Some(line(kind, &self.shape.apply(change.object()?.clone())))
+                                let obj = conversion::from_storage(self.resource, change.object()?.clone());
+                                Some(line(kind, &self.shape.apply(obj)))
                             }
                         }
                     })
@@ -161,7 +165,7 @@ impl Feed {
                     EventKind::Put => ("MODIFIED", &ev.kv),
                     EventKind::Delete => ("DELETED", ev.prev_kv.as_ref()?),
                 };
-                let mut obj = objects::decode(kv).ok()?;
+                let mut obj = objects::decode_as(self.resource, kv).ok()?;
                 if ev.kind == EventKind::Delete {
                     obj["metadata"]["resourceVersion"] = json!(ev.kv.mod_revision.to_string());
                 }

@@ -15,6 +15,7 @@ mod disruption;
 pub mod endpoints;
 mod event_ttl;
 mod gc;
+mod hpa;
 pub(crate) mod informer;
 mod job;
 pub mod kube_dns;
@@ -127,6 +128,7 @@ const CONTROLLERS: &[(&str, RunFn)] = &[
     ("resourcequota", |c, s| Box::pin(resourcequota::run(c, s))),
     ("daemonset", |c, s| Box::pin(daemonset::run(c, s))),
     ("deployment", |c, s| Box::pin(deployment::run(c, s))),
+    ("horizontalpodautoscaling", |c, s| Box::pin(hpa::run(c, s))),
     ("replicaset", |c, s| Box::pin(replicaset::run(c, s))),
     ("replicationcontroller", |c, s| Box::pin(replicaset::run_replication_controllers(c, s))),
     ("statefulset", |c, s| Box::pin(statefulset::run(c, s))),
