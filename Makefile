@@ -9,7 +9,7 @@ DIST_PACKAGES := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static fi
 ARM64 := aarch64-unknown-linux-gnu
 
 
-.PHONY: build run test bench bench-store bench-api bench-scheduler bench-pods bench-net bench-services bench-dns deps dist-deps dist dist-arm64 dist-smoke clean
+.PHONY: build run test bench bench-store bench-api bench-scheduler bench-pods bench-net bench-services bench-dns bench-failover deps dist-deps dist dist-arm64 dist-smoke clean
 
 build:
 	$(CARGO) build --release --bin orch
@@ -75,6 +75,11 @@ dist-deps:
 bench-services:
 	$(CARGO) build --release --bins
 	target/release/orch-bench services
+
+# Three servers and an agent; the leader is SIGKILLed 20 times: how soon writes through a
+# survivor succeed again (p99) and the agent's heartbeat resumes.
+bench-failover:
+	ORCH_FAILOVER_KILLS=20 $(CARGO) test --test it agent_failover -- --nocapture
 
 # The node-local cluster DNS server on loopback: queries/s and p50/p99 over UDP and TCP.
 bench-dns:

@@ -65,6 +65,10 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(cli::secrets_encrypt::run(&data_dir, args))
         }
+        Command::Snapshot(args) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(cli::snapshot::run(&data_dir, args))
+        }
         Command::Images(args) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(cli::images::run(&data_dir, args))

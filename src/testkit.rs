@@ -58,9 +58,15 @@ impl ServerProc {
         Self::spawn(binary, data_dir, extra, true)
     }
 
-    fn spawn(binary: &Path, data_dir: &Path, extra: &[String], local_node: bool) -> Self {
+    /// A server not started yet (its port chosen): [`Self::restart`] starts it.
+    pub fn stopped(binary: &Path, data_dir: &Path, extra: &[String]) -> Self {
         let (binary, data_dir, extra) = (binary.to_path_buf(), data_dir.to_path_buf(), extra.to_vec());
-        let mut s = Self { binary, port: free_port(), data_dir, extra, local_node, child: None };
+        Self { binary, port: free_port(), data_dir, extra, local_node: false, child: None }
+    }
+
+    fn spawn(binary: &Path, data_dir: &Path, extra: &[String], local_node: bool) -> Self {
+        let mut s = Self::stopped(binary, data_dir, extra);
+        s.local_node = local_node;
         s.restart();
         s
     }

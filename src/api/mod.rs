@@ -19,6 +19,7 @@ pub mod hpa;
 mod inflight;
 mod limit_ranger;
 mod limits;
+mod metrics;
 mod mirror;
 mod namespace_policies;
 pub mod node_addresses;
@@ -97,17 +98,31 @@ struct ApiState {
     /// TLS (with this server's client certificate) for the proxy to kubelets.
     kubelet_tls: Option<Arc<rustls::ClientConfig>>,
     webhooks: Arc<webhook::Webhooks>,
+    /// `metrics.k8s.io` (none when metrics-server is disabled).
+    metrics: Option<Arc<metrics::MetricsApi>>,
+}
+
+impl ApiState {
+    /// The resources served besides the built-in ones: custom resources, and the metrics API's.
+    fn extra_resources(&self) -> Vec<&'static Resource> {
+        let mut all = self.crds.all();
+        if self.metrics.is_some() {
+            all.extend(metrics::RESOURCES.iter());
+        }
+        all
+    }
 }
 
 /// The API served from `store`; Services get addresses and node ports from `net`;
 /// ServiceAccount tokens are signed and checked with `tokens`; pod streams reach kubelets
-/// with `kubelet_tls` (none: they are answered 503). Its followers of the store run in
-/// `tasks`.
+/// with `kubelet_tls` (none: they are answered 503); `metrics_api` serves `metrics.k8s.io`
+/// from the kubelets' figures. Its followers of the store run in `tasks`.
 pub fn router(
     store: SharedStore,
     net: ServiceNetwork,
     tokens: TokenKeys,
     kubelet_tls: Option<Arc<rustls::ClientConfig>>,
+    metrics_api: bool,
     tasks: Tasks,
 ) -> Router {
     let rbac = rbac::Rbac::start(store.clone(), &tasks);
@@ -118,8 +133,21 @@ pub fn router(
     let policies = namespace_policies::NamespacePolicies::start(store.clone(), &tasks);
     let webhooks = webhook::Webhooks::start(store.clone(), Arc::new(webhook::Https), &tasks);
     let watch_caches = Arc::new(watch_cache::WatchCaches::new(tasks));
-    let state =
-        ApiState { store, openapi: OpenApi::shared(), net, rbac, graph, tokens, watch_caches, crds, policies, kubelet_tls, webhooks };
+    let metrics = metrics_api.then(|| Arc::new(metrics::MetricsApi::new(kubelet_tls.clone())));
+    let state = ApiState {
+        store,
+        openapi: OpenApi::shared(),
+        net,
+        rbac,
+        graph,
+        tokens,
+        watch_caches,
+        crds,
+        policies,
+        kubelet_tls,
+        webhooks,
+        metrics,
+    };
     Router::new()
         .route("/api", any(handle))
         .route("/api/{*rest}", any(handle))
@@ -349,19 +377,22 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     match path.trim_end_matches('/') {
         root @ ("/api" | "/apis") if discovery::wants_aggregated(accept) => {
-            let document = discovery::aggregated(root == "/api", &state.crds.all());
+            let document = discovery::aggregated(root == "/api", &state.extra_resources());
             return Ok(aggregated_discovery(&headers, &document));
         }
         "/api" => return Ok(Json(discovery::core_versions()).into_response()),
-        "/apis" => return Ok(Json(discovery::groups(&state.crds.all())).into_response()),
+        "/apis" => return Ok(Json(discovery::groups(&state.extra_resources())).into_response()),
         _ => {}
     }
     let target = parse_path(path).ok_or_else(|| ApiError::not_found("", "", path))?;
     let Some(plural) = target.plural else {
-        return discovery::resources(target.group, target.version, &state.crds.all())
+        return discovery::resources(target.group, target.version, &state.extra_resources())
             .map(|d| Json(d).into_response())
             .ok_or_else(|| ApiError::not_found("", "", path));
     };
+    if let (metrics::GROUP, Some(api)) = (target.group, &state.metrics) {
+        return serve_metrics(&state, api, &identity, &target, plural, &method, &query).await;
+    }
     let resource = registry::lookup(target.group, target.version, plural)
         .or_else(|| state.crds.lookup(target.group, target.version, plural))
         .ok_or_else(|| ApiError::not_found(target.group, plural, target.name.unwrap_or("")))?;
@@ -491,6 +522,33 @@ async fn serve(state: ApiState, peer: Peer, incoming: Incoming, body: Body) -> R
     }
     let warnings = std::mem::take(&mut *warnings.lock());
     Ok(with_warnings(response, &warnings))
+}
+
+/// A read of `metrics.k8s.io`, authorised like any resource (get or list of `nodes` or `pods`
+/// in the group).
+async fn serve_metrics(
+    state: &ApiState,
+    api: &metrics::MetricsApi,
+    identity: &crate::pki::Identity,
+    target: &Target<'_>,
+    plural: &str,
+    method: &Method,
+    query: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let resource = metrics::RESOURCES.iter().find(|r| r.version == target.version && r.plural == plural);
+    let resource = resource.ok_or_else(|| ApiError::not_found(target.group, plural, target.name.unwrap_or("")))?;
+    let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    let verb = verb(method, target.name.is_some(), watching);
+    if target.subresource.is_some() || (!resource.namespaced && target.namespace.is_some()) {
+        return Err(no_route());
+    }
+    if !resource.verbs.contains(&verb) {
+        return Err(ApiError::method_not_allowed());
+    }
+    let attributes = rbac::Attributes { verb, group: resource.group, resource: plural, namespace: target.namespace, name: target.name };
+    authz::authorize(&state.rbac, &state.graph, identity, &attributes)?;
+    let request = metrics::Query { plural, namespace: target.namespace, name: target.name, query };
+    Ok(Json(api.serve(state.store.as_ref(), state.net, request).await?).into_response())
 }
 
 /// kube-apiserver registers cluster-scoped resources only outside `namespaces/{ns}/`, and

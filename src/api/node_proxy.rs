@@ -75,6 +75,24 @@ pub async fn forward(
     send(tls, &target, request.method, &format!("{path}{query}"), request.headers, request.upgrade, body).await
 }
 
+/// GETs `path` from the kubelet of the Node object `node` (the API's own reads, such as
+/// `metrics.k8s.io` gathering `/stats/summary`), refusing any answer but 200.
+pub async fn kubelet_get(tls: &Arc<rustls::ClientConfig>, node: &Value, path: &str) -> Result<bytes::Bytes, ApiError> {
+    let name = node["metadata"]["name"].as_str().unwrap_or_default();
+    let (ip, port) = kubelet_address(node).ok_or_else(|| ApiError::service_unavailable(format!("node {name:?} has no InternalIP address")))?;
+    let target = Kubelet { node: name, ip, port };
+    let response = send(tls, &target, Method::GET, path, &HeaderMap::new(), None, Body::empty()).await?;
+    let status = response.status();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .map_err(|e| ApiError::service_unavailable(format!("reading {path} from node {name:?}: {e}")))?
+        .to_bytes();
+    if status != StatusCode::OK {
+        return Err(ApiError::service_unavailable(format!("node {name:?} answered {path} with {status}")));
+    }
+    Ok(body)
+}
+
 /// Server-internal routes a node proxy path may never name, even on a kubelet.
 const INTERNAL_PREFIXES: [&str; 2] = ["raft", "store"];
 

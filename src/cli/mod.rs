@@ -1,4 +1,4 @@
-//! The command line: `orch server`, `orch agent`, `orch token`, `orch secrets-encrypt`, `orch images`, `orch
+//! The command line: `orch server`, `orch agent`, `orch token`, `orch secrets-encrypt`, `orch snapshot`, `orch images`, `orch
 //! check-config`, `orch certificate`, the `kubectl`/`ctr`/`crictl` wrappers, `orch version`, global flags and the
 //! YAML config file. It builds the plain configs of
 //! [`crate::server`] and [`crate::node`], starts them and is the only place that handles
@@ -13,6 +13,7 @@ pub mod node_flags;
 pub mod secrets_encrypt;
 pub mod server;
 mod signals;
+pub mod snapshot;
 pub mod token;
 pub mod wrappers;
 
@@ -57,6 +58,10 @@ pub enum Command {
     Images(images::ImagesArgs),
     /// Report or change the encryption of Secrets at rest (k3s's secrets-encrypt; run on a server)
     SecretsEncrypt(secrets_encrypt::SecretsEncryptArgs),
+    /// Save, list, delete and prune snapshots of the store (k3s's etcd-snapshot); restore one
+    /// with `orch server --cluster-reset --cluster-reset-restore-path FILE`
+    #[command(alias = "etcd-snapshot")]
+    Snapshot(snapshot::SnapshotArgs),
     /// Check or rotate the certificates in the data dir (expiry table; leaves renew at start)
     Certificate(certificate::CertificateArgs),
     /// Check this machine for what a node needs (cgroups, kernel modules, containerd, runc,

@@ -111,8 +111,35 @@ pub struct ServerArgs {
     /// the same file
     #[arg(long, value_name = "FILE")]
     pub encryption_provider_config: Option<PathBuf>,
+    /// When to save a snapshot of the store, as cron's five fields in UTC (k3s's
+    /// --etcd-snapshot-schedule-cron)
+    #[arg(long, alias = "etcd-snapshot-schedule-cron", default_value = "0 */12 * * *", value_parser = cron_schedule, value_name = "CRON")]
+    pub snapshot_schedule_cron: crate::server::snapshots::cron::Schedule,
+    /// How many scheduled snapshots to keep (k3s's --etcd-snapshot-retention)
+    #[arg(long, alias = "etcd-snapshot-retention", default_value_t = 5, value_name = "N")]
+    pub snapshot_retention: usize,
+    /// Where snapshots are saved [default: <data-dir>/server/db/snapshots]
+    #[arg(long, alias = "etcd-snapshot-dir", value_name = "DIR")]
+    pub snapshot_dir: Option<PathBuf>,
+    /// Take no scheduled snapshots (k3s's --etcd-disable-snapshots)
+    #[arg(long, alias = "etcd-disable-snapshots")]
+    pub disable_snapshots: bool,
+    /// Make this server's store (or, with --cluster-reset-restore-path, a snapshot) a new
+    /// one-server cluster, then exit: the way back when quorum is lost for good. The old store
+    /// is kept beside it; other servers re-join with an empty store
+    #[arg(long)]
+    pub cluster_reset: bool,
+    /// The snapshot file --cluster-reset restores (on another machine, give the snapshot's
+    /// cluster's server token with --token)
+    #[arg(long, requires = "cluster_reset", value_name = "FILE")]
+    pub cluster_reset_restore_path: Option<PathBuf>,
     #[command(flatten)]
     pub node: NodeArgs,
+}
+
+/// Parses a `--snapshot-schedule-cron` value.
+fn cron_schedule(spec: &str) -> Result<crate::server::snapshots::cron::Schedule, String> {
+    crate::server::snapshots::cron::Schedule::parse(spec)
 }
 
 impl ServerArgs {
@@ -152,6 +179,9 @@ impl ServerArgs {
             encryption_provider_config: self.encryption_provider_config.clone(),
             secrets_encryption_provider: self.secrets_encryption_provider,
             default_local_storage_path: self.default_local_storage_path.clone().unwrap_or_else(|| data_dir.join("storage")),
+            snapshot_dir: self.snapshot_dir.clone().unwrap_or_else(|| crate::server::snapshots::default_dir(data_dir)),
+            snapshot_schedule: (!self.disable_snapshots).then(|| self.snapshot_schedule_cron.clone()),
+            snapshot_retention: self.snapshot_retention,
         }
     }
 
@@ -172,6 +202,11 @@ pub async fn run(data_dir: &Path, default_data_dir: bool, args: ServerArgs) -> a
     let cancel = super::signals::shutdown_token().context("installing the signal handler")?;
     for c in args.node.disable.iter().filter(|c| !c.packaged()) {
         tracing::info!(component = %c, "--disable {c}: not packaged with orch, nothing to disable");
+    }
+    if args.cluster_reset {
+        let done = server::cluster_reset(&args.config(data_dir, default_data_dir), args.cluster_reset_restore_path.as_deref()).await?;
+        println!("{done}");
+        return Ok(());
     }
     let server = Server::start(args.config(data_dir, default_data_dir)).await?;
     crate::host::notify_ready();

@@ -1,7 +1,7 @@
 //! The `kubernetes` Service in `default` (ClusterIP: the first address of the service range,
-//! port 443 → the API servers' port, "https") and its Endpoints and EndpointSlice listing the
-//! API servers, as kube-apiserver's own reconciler keeps them. Checked at start and every
-//! ten seconds; anything missing or changed is put back.
+//! port 443 → the API servers' port, "https"), checked at start and every ten seconds, and
+//! the shape of its Endpoints and EndpointSlice listing the API servers (which every server
+//! keeps itself, see `apiserver_leases`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,7 +20,7 @@ use super::endpoints::SERVICE_NAME_LABEL;
 use super::Context;
 
 const NAME: &str = "kubernetes";
-const NAMESPACE: &str = "default";
+pub(super) const NAMESPACE: &str = "default";
 const PERIOD: Duration = Duration::from_secs(10);
 
 fn meta(labels: BTreeMap<String, String>) -> ObjectMeta {
@@ -91,8 +91,7 @@ where
 }
 
 async fn reconcile(ctx: &Context) -> Result<(), kube::Error> {
-    let servers = &ctx.settings.api_servers;
-    let target = servers.first().map(|s| s.port()).unwrap_or(6443);
+    let target = ctx.settings.api_server_port;
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), NAMESPACE);
     if services.get_opt(NAME).await?.is_none() {
         let service: Service = serde_json::from_value(json!({
@@ -108,19 +107,10 @@ async fn reconcile(ctx: &Context) -> Result<(), kube::Error> {
         services.create(&PostParams::default(), &service).await?;
         tracing::info!(ip = %ctx.settings.kubernetes_service_ip, "created the kubernetes service");
     }
-    if servers.is_empty() {
-        return Ok(());
-    }
-    let want = endpoints(servers);
-    let subsets = want.subsets.clone();
-    ensure(&Api::<Endpoints>::namespaced(ctx.client.clone(), NAMESPACE), want, |have| have.subsets != subsets).await?;
-    let want = slice(servers);
-    let (eps, ports) = (want.endpoints.clone(), want.ports.clone());
-    ensure(&Api::<EndpointSlice>::namespaced(ctx.client.clone(), NAMESPACE), want, |have| have.endpoints != eps || have.ports != ports)
-        .await
+    Ok(())
 }
 
-/// Keeps the kubernetes service and its endpoints until `shutdown`.
+/// Keeps the kubernetes service until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(PERIOD);
     loop {

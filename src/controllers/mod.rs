@@ -5,6 +5,7 @@
 
 mod addons;
 mod api_resources;
+pub mod apiserver_leases;
 pub(crate) mod cache;
 mod common;
 mod cronjob;
@@ -58,9 +59,8 @@ pub struct Settings {
     pub node_monitor_grace_period: std::time::Duration,
     /// ClusterIP of the `kubernetes` Service (the first address of `--service-cidr`).
     pub kubernetes_service_ip: std::net::IpAddr,
-    /// Where the API servers are reached (their advertised address and port), for the
-    /// `kubernetes` Service's endpoints.
-    pub api_servers: Vec<std::net::SocketAddr>,
+    /// The API servers' port, the `kubernetes` Service's targetPort.
+    pub api_server_port: u16,
     /// ClusterIP of the `kube-system/kube-dns` Service (`--cluster-dns`); `None` with
     /// `--disable coredns`, when the controller keeps no such Service.
     pub cluster_dns: Option<std::net::IpAddr>,
@@ -95,7 +95,7 @@ impl Default for Settings {
             cluster_cidr: "10.42.0.0/16".into(),
             node_monitor_grace_period: std::time::Duration::from_secs(40),
             kubernetes_service_ip: std::net::Ipv4Addr::new(10, 43, 0, 1).into(),
-            api_servers: Vec::new(),
+            api_server_port: 6443,
             cluster_dns: Some(std::net::Ipv4Addr::new(10, 43, 0, 10).into()),
             ca_pem: String::new(),
             event_ttl: Duration::from_secs(3600),

@@ -9,6 +9,7 @@ pub mod names;
 pub mod qos;
 pub mod quantity;
 pub mod quota;
+pub mod stats;
 pub mod storage_class;
 pub mod time;
 pub mod version;

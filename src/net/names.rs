@@ -1,5 +1,6 @@
 //! Stable names derived from a pod's id: the host side of its veth pair and its state files.
 
+use crate::pki::hex;
 use sha2::{Digest, Sha256};
 
 /// Linux limits interface names to 15 bytes (IFNAMSIZ - 1).
@@ -19,10 +20,6 @@ pub fn valid_pod_id(id: &str) -> bool {
         && id != "."
         && id != ".."
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -13,6 +13,10 @@ use super::node_object;
 use super::NodeError;
 use crate::k8s::names::NODE_LEASE_NAMESPACE;
 
+/// How soon a failed Lease renewal is tried again (the kubelet retries at once, a few times):
+/// after a server dies the next one answers within a few seconds.
+pub const LEASE_RETRY: Duration = Duration::from_secs(1);
+
 /// Whether `e` is an API answer with HTTP status `code`.
 pub fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)

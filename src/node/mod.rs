@@ -15,6 +15,8 @@ mod password;
 pub mod preflight;
 pub mod proxy;
 pub mod runtime;
+pub mod servers;
+pub mod stats;
 
 use std::time::Duration;
 
@@ -180,6 +182,7 @@ impl Node {
 fn hollow_config(config: &Config) -> Result<hollow::HollowConfig, NodeError> {
     let password = node_password(&config.data_dir)?;
     let mut hollow = hollow::HollowConfig::new(&config.server, &config.token, &config.node_name, &password);
+    hollow.servers_file = Some(config.data_dir.join(servers::FILE));
     let shape = &mut hollow.shape;
     shape.labels.extend(config.labels.clone());
     shape.taints = config.taints.clone();

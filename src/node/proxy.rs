@@ -1,13 +1,14 @@
 //! The node's Service proxy ([`crate::net::proxy`]): follows Services and EndpointSlices and,
 //! once both are listed and ~100 ms after the last change, recomputes table `ip orch-proxy` and
-//! applies it when it differs from what is applied, then deletes the UDP conntrack flows of
-//! endpoints that are gone. A failed apply is retried. Off with `--disable-kube-proxy` (which
-//! removes a table an earlier run left).
+//! when it differs from what is applied sends the difference (only the changed Service chains
+//! and map elements), then deletes the UDP conntrack flows of endpoints that are gone. The whole
+//! table is replaced at start, after a failed update (retried) and at the first resync an hour
+//! after the last whole replacement (kube-proxy's full sync). Off with `--disable-kube-proxy` (which removes a table an earlier run left).
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Service;
@@ -25,6 +26,8 @@ use crate::tasks::Tasks;
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// How long it waits before retrying a failed apply.
 const RETRY: Duration = Duration::from_secs(1);
+/// How often the whole table is replaced even when updates succeed (kube-proxy's full sync).
+const FULL_RESYNC: Duration = Duration::from_secs(3600);
 
 /// Starts the proxy of the node `config` describes, unless it is disabled.
 pub fn start(config: &Config, client: kube::Client, tasks: &Tasks) {
@@ -73,7 +76,8 @@ async fn run(client: kube::Client, config: ProxyConfig, netns: Option<PathBuf>) 
     let (services, service_changes) = follow::<Service>(&client);
     let (slices, slice_changes) = follow::<EndpointSlice>(&client);
     let mut changes = std::pin::pin!(futures::stream::select(service_changes, slice_changes));
-    let mut applied: Option<ProxyRules> = None;
+    // What the table holds and when it was last replaced whole; `None` when unknown.
+    let mut applied: Option<(ProxyRules, Instant)> = None;
     let mut retry = false;
     loop {
         if !retry {
@@ -96,18 +100,28 @@ async fn run(client: kube::Client, config: ProxyConfig, netns: Option<PathBuf>) 
         let svcs: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
         let eps: Vec<EndpointSlice> = slices.state().iter().map(|s| (**s).clone()).collect();
         let rules = ProxyRules { cluster_cidr: config.cluster_cidr, ports: desired(&config, &svcs, &eps) };
-        if applied.as_ref() == Some(&rules) {
+        let last = applied.take();
+        if last.as_ref().is_some_and(|(before, full)| *before == rules && full.elapsed() < FULL_RESYNC) {
+            applied = last;
             continue;
         }
+        let gone = last.as_ref().map(|(a, _)| a.gone_udp_endpoints(&rules)).unwrap_or_default();
+        let previous = last.filter(|(_, full)| full.elapsed() < FULL_RESYNC);
         let (to_apply, ns) = (rules.clone(), netns.clone());
-        let gone = applied.as_ref().map(|a| a.gone_udp_endpoints(&rules)).unwrap_or_default();
-        match tokio::task::spawn_blocking(move || to_apply.apply(ns.as_deref())).await {
+        let full_since = previous.as_ref().map_or_else(Instant::now, |(_, full)| *full);
+        let result = tokio::task::spawn_blocking(move || match &previous {
+            Some((before, _)) => to_apply.update(before, ns.as_deref()),
+            None => to_apply.apply(ns.as_deref()),
+        })
+        .await;
+        match result {
             Ok(Ok(())) => {
                 tracing::debug!(ports = rules.ports.len(), "service proxy rules applied");
-                applied = Some(rules);
+                applied = Some((rules, full_since));
                 forget_flows(netns.clone(), gone).await;
             }
             Ok(Err(e)) => {
+                // The table's state is unknown now: the retry replaces it whole.
                 tracing::warn!(error = %e, "service proxy: cannot program nftables; retrying");
                 retry = true;
             }

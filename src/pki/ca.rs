@@ -35,16 +35,9 @@ impl PemPair {
     }
 }
 
-/// Writes a file readable by its owner only, atomically (temp file + rename).
+/// Writes a file readable by its owner only, atomically and durably (see [`super::write_durably`]).
 pub fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let err = |source| PkiError::Write { path: path.display().to_string(), source };
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
-    f.write_all(contents.as_bytes()).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    super::write_durably(path, contents.as_bytes()).map_err(|source| PkiError::Write { path: path.display().to_string(), source })
 }
 
 /// What a leaf certificate is for.
@@ -93,10 +86,14 @@ impl ClusterCa {
         Ok(Self { pem, cert, key })
     }
 
-    /// Loads the CA stored in `dir`, or creates and stores a new one.
+    /// Loads the CA stored in `dir`, or creates and stores a new one when neither its
+    /// certificate nor its key is there (half a CA is an error, never replaced).
     pub fn load_or_create(dir: &Path, stem: &str, name: &str) -> Result<Self, PkiError> {
         if let Some(pem) = PemPair::read(dir, stem)? {
             return Self::from_pem(pem);
+        }
+        if ["crt", "key"].iter().any(|ext| dir.join(format!("{stem}.{ext}")).exists()) {
+            return Err(PkiError::CaIncomplete(dir.join(stem).display().to_string()));
         }
         let ca = Self::create(name)?;
         ca.pem.write(dir, stem)?;
@@ -159,5 +156,16 @@ mod tests {
         let (_, ca_cert) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
         cert.verify_signature(Some(ca_cert.public_key())).expect("a leaf of the reloaded CA verifies against the original");
         assert_eq!(crate::pki::Identity::from_der(&der).unwrap(), crate::pki::Identity { user: "x".into(), groups: vec!["g".into()] });
+    }
+
+    #[test]
+    fn half_a_ca_is_an_error_not_a_new_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ClusterCa::load_or_create(dir.path(), "ca", "test").unwrap();
+        assert_eq!(ClusterCa::load_or_create(dir.path(), "ca", "test").unwrap().pem(), ca.pem(), "a stored CA is reused");
+        std::fs::remove_file(dir.path().join("ca.key")).unwrap();
+        let err = ClusterCa::load_or_create(dir.path(), "ca", "test").err().expect("a CA without its key must not be replaced");
+        assert!(matches!(err, PkiError::CaIncomplete(_)), "{err}");
+        assert_eq!(std::fs::read_to_string(dir.path().join("ca.crt")).unwrap(), ca.pem().cert, "the certificate is left alone");
     }
 }

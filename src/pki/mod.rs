@@ -3,6 +3,7 @@
 //! client certificate carries (CN = user, O = groups).
 
 mod ca;
+mod durable;
 pub mod expiry;
 mod identity;
 mod private;
@@ -10,10 +11,11 @@ mod tls;
 mod token;
 
 pub use ca::{write_private, CertSpec, ClusterCa, PemPair};
+pub use durable::{sync_parent, write_durably, write_durably_with};
 pub use identity::{Identity, Peer};
 pub use private::{private_dir, restrict_tree};
 pub use tls::{client_config, insecure_client_config, roots_client_config, server_config, system_roots};
-pub use token::{ca_hash, constant_time_eq, derived_agent_secret, is_bootstrap, new_bootstrap, JoinToken};
+pub use token::{ca_hash, constant_time_eq, derived_agent_secret, hex, is_bootstrap, new_bootstrap, JoinToken};
 
 /// Group of the certificates orch servers use towards each other (raft, store RPC).
 pub const SERVERS_GROUP: &str = "system:orch-servers";
@@ -37,4 +39,6 @@ pub enum PkiError {
     Tls(#[from] rustls::Error),
     #[error("invalid join token: {0}")]
     Token(String),
+    #[error("{0}: only one of the CA's certificate and key is there; restore both from a backup (a new CA would lock out every member, node and client)")]
+    CaIncomplete(String),
 }

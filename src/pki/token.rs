@@ -8,7 +8,12 @@ use super::PkiError;
 
 /// SHA-256 of the CA certificate as served (PEM), in lowercase hex.
 pub fn ca_hash(ca_pem: &str) -> String {
-    Sha256::digest(ca_pem.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(ca_pem.as_bytes()))
+}
+
+/// `bytes` in lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether `s` is a bootstrap token `<6 chars>.<16 chars>` of `[a-z0-9]`.

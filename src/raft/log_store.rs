@@ -1,18 +1,22 @@
 //! The raft log on sled, with group commit.
 //!
 //! Contract (openraft storage v2): `append` returns once the entries are written to sled's
-//! memory; their `LogFlushed` callback fires only after a flush made them durable. One flusher
-//! task serves every pending callback with a single flush, so concurrent writes share fsyncs
-//! instead of paying one each. The vote is flushed before `save_vote` returns.
+//! memory; their `LogFlushed` callback fires only after a flush made them durable (a
+//! [`DurableDb::flush`]: fdatasync, not just sled's `sync_file_range`). One flusher task serves
+//! every pending callback with a single flush, so concurrent writes share fsyncs instead of
+//! paying one each. The vote, and a truncation, are durable before `save_vote` and `truncate`
+//! return.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
 use tokio::sync::mpsc;
 
 use super::{NodeId, TypeConfig};
+use crate::store::DurableDb;
 
 const ENTRY: u8 = b'e';
 const VOTE: &[u8] = b"mvote";
@@ -39,15 +43,15 @@ fn vote_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
 
 #[derive(Clone)]
 pub struct LogStore {
-    db: sled::Db,
+    db: Arc<DurableDb>,
     tree: sled::Tree,
     flusher: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
 }
 
 impl LogStore {
     /// Opens the log in `db` and starts its flusher task (needs a tokio runtime).
-    pub fn open(db: sled::Db) -> Result<Self, sled::Error> {
-        let tree = db.open_tree("raft-log")?;
+    pub fn open(db: Arc<DurableDb>) -> Result<Self, sled::Error> {
+        let tree = db.db().open_tree("raft-log")?;
         let (flusher, rx) = mpsc::unbounded_channel();
         tokio::spawn(flush_loop(db.clone(), rx));
         Ok(Self { db, tree, flusher })
@@ -62,10 +66,10 @@ impl LogStore {
 }
 
 /// Waits for callbacks, then flushes once for all that are queued and completes them.
-async fn flush_loop(db: sled::Db, mut rx: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
+async fn flush_loop(db: Arc<DurableDb>, mut rx: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
     let mut pending = Vec::new();
     while rx.recv_many(&mut pending, 4096).await > 0 {
-        let result = db.flush_async().await.map(|_| ()).map_err(std::io::Error::other);
+        let result = db.flush_async().await.map_err(std::io::Error::other);
         for cb in pending.drain(..) {
             cb.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
         }
@@ -168,5 +172,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         self.tree.apply_batch(batch).map_err(write_err)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{RecordingFs, StoreConfig};
+
+    #[tokio::test]
+    async fn a_vote_is_synced_before_save_vote_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Arc::new(RecordingFs::default());
+        let db = DurableDb::open_with(&dir.path().join("db"), &StoreConfig::default(), fs.clone()).unwrap();
+        let mut log = LogStore::open(db).unwrap();
+        fs.take();
+        log.save_vote(&Vote::new(3, 7)).await.unwrap();
+        assert_eq!(fs.take().last().map(String::as_str), Some("file db/db"), "the log file is synced after the vote is written");
+        assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(3, 7)));
     }
 }

@@ -1,16 +1,30 @@
 //! The client half of peer RPC: how this node's raft reaches the others (`/raft/*` over
 //! HTTP/2 with mutual TLS).
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
+use openraft::{BasicNode, EntryPayload};
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{NodeId, TypeConfig};
 use crate::rpc::{HttpClient, RpcError};
+
+/// Most bytes of entries in one AppendEntries request (openraft caps only their number): a
+/// quarter of the body limit ([`crate::rpc::MAX_BODY_BYTES`]); a single larger entry (at most
+/// about [`crate::store::MAX_TXN_BYTES`], see `proposer`) goes alone. A longer request is
+/// refused with [`PayloadTooLarge`], on which openraft retries with as many entries as fit.
+const MAX_APPEND_BYTES: u64 = 16 << 20;
+
+/// About the encoded size of an entry's payload.
+fn entry_size(payload: &EntryPayload<TypeConfig>) -> u64 {
+    match payload {
+        EntryPayload::Normal(cmd) => 64 + cmd.size(),
+        _ => 64,
+    }
+}
 
 #[derive(Clone)]
 pub struct Network {
@@ -65,6 +79,10 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let fit = super::prefix_within(rpc.entries.iter().map(|e| entry_size(&e.payload)), MAX_APPEND_BYTES);
+        if fit < rpc.entries.len() {
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(fit as u64)));
+        }
         self.call("/raft/append", &rpc, &option).await
     }
 

@@ -3,7 +3,7 @@
 //! read index obtained from the leader; watches are served from the local replica.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,9 @@ const PROPOSER_IN_FLIGHT: usize = 1;
 /// Raft entries the leader's combiner keeps in flight: replication of one overlaps with
 /// applying the previous one.
 const COMBINER_IN_FLIGHT: usize = 2;
+
+/// Bytes of a snapshot per InstallSnapshot request.
+const SNAPSHOT_CHUNK_BYTES: u64 = 4 << 20;
 
 /// Tunables of a raft node.
 #[derive(Clone)]
@@ -70,6 +73,8 @@ impl RaftSettings {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
             max_in_snapshot_log_to_keep: (self.snapshot_logs / 10).max(1),
             max_payload_entries: 1000,
+            // Below the RPC body limit (`crate::rpc::MAX_BODY_BYTES`) with room to spare.
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
             ..Default::default()
         }
         .validate()
@@ -96,6 +101,8 @@ pub struct RaftStore {
     engine: Arc<MvccEngine>,
     hub: Arc<WatchHub>,
     http: HttpClient,
+    /// The replica's directory (the snapshot file lives there).
+    dir: PathBuf,
 }
 
 fn raft_down(e: impl std::fmt::Display) -> StoreError {
@@ -108,9 +115,9 @@ impl RaftStore {
     /// unless it already was one before a restart.
     pub async fn open(dir: &Path, settings: RaftSettings) -> Result<Arc<Self>, StoreError> {
         crate::pki::private_dir(dir).map_err(|e| StoreError::Storage(format!("{}: {e}", dir.display())))?;
-        let db = open_db(&dir.join("db"), &settings.store)?;
+        let db = DurableDb::open(&dir.join("db"), &settings.store)?;
         let id = node_id(&db)?;
-        let engine = Arc::new(MvccEngine::open(db.open_tree("kv")?)?);
+        let engine = Arc::new(MvccEngine::open(db.db().open_tree("kv")?)?);
         let hub = WatchHub::new(engine.revision(), settings.store.watch_history);
         let sm = StateMachine::open(db.clone(), engine.clone(), hub.clone(), dir)?;
         let log = LogStore::open(db)?;
@@ -126,6 +133,7 @@ impl RaftStore {
             engine,
             hub,
             http: settings.peer_client,
+            dir: dir.to_path_buf(),
         });
         let weak = Arc::downgrade(&store);
         let proposer = Batcher::start(PROPOSER_IN_FLIGHT, move |txns| {
@@ -164,6 +172,11 @@ impl RaftStore {
 
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// The current raft snapshot's file.
+    pub(super) fn snapshot_path(&self) -> PathBuf {
+        self.dir.join(super::state_machine::SNAPSHOT_FILE)
     }
 
     pub fn is_leader(&self) -> bool {
@@ -358,8 +371,8 @@ impl RaftStore {
 }
 
 /// This node's raft id: random on first start, then kept in the database.
-fn node_id(db: &sled::Db) -> Result<NodeId, StoreError> {
-    let tree = db.open_tree("node")?;
+fn node_id(db: &DurableDb) -> Result<NodeId, StoreError> {
+    let tree = db.db().open_tree("node")?;
     if let Some(raw) = tree.get("id")? {
         let bytes: [u8; 8] = raw.as_ref().try_into().map_err(|_| StoreError::Corrupt("node id".into()))?;
         return Ok(u64::from_be_bytes(bytes));

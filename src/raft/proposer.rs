@@ -18,6 +18,11 @@ use crate::store::{StoreError, TxnRequest, TxnResponse};
 
 /// Most transactions in one batch.
 const MAX_BATCH: usize = 512;
+/// Most bytes of transactions ([`TxnRequest::size`]) in one batch, unless a single group is
+/// larger (a group is itself such a batch or one transaction of at most
+/// [`crate::store::MAX_TXN_BYTES`]): a raft entry stays below the RPC body limit
+/// ([`crate::rpc::MAX_BODY_BYTES`]) whatever the mix of object sizes.
+const MAX_BATCH_BYTES: u64 = 8 << 20;
 
 pub(crate) type TxnResults = Vec<Result<TxnResponse, StoreError>>;
 type Reply<E> = oneshot::Sender<Result<TxnResults, E>>;
@@ -60,12 +65,20 @@ where
     let mut queued = Vec::new();
     loop {
         let permit = slots.clone().acquire_owned().await.expect("semaphore is never closed");
-        if rx.recv_many(&mut queued, MAX_BATCH).await == 0 {
+        // What a byte-capped batch left behind goes first, with whatever has arrived since.
+        if queued.is_empty() && rx.recv_many(&mut queued, MAX_BATCH).await == 0 {
             break;
         }
+        while queued.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(item) => queued.push(item),
+                Err(_) => break,
+            }
+        }
+        let take = super::prefix_within(queued.iter().map(|(txns, _)| txns.iter().map(TxnRequest::size).sum()), MAX_BATCH_BYTES);
         let mut merged = Vec::new();
-        let mut groups = Vec::with_capacity(queued.len());
-        for (txns, reply) in queued.drain(..) {
+        let mut groups = Vec::with_capacity(take);
+        for (txns, reply) in queued.drain(..take) {
             groups.push((txns.len(), reply));
             merged.extend(txns);
         }
@@ -90,5 +103,33 @@ where
                 Err(e) => groups.into_iter().for_each(|(_, reply)| drop(reply.send(Err(e.clone())))),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_byte_capped_batch_leaves_the_rest_for_the_next() {
+        let sizes = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let batcher = Batcher::start(1, move |txns: Vec<TxnRequest>| {
+            seen.lock().push(txns.len());
+            async move { Ok::<_, StoreError>(txns.iter().map(|_| Ok(TxnResponse::default())).collect()) }
+        });
+        let batcher = Arc::new(batcher);
+        let writes: Vec<_> = (0..6)
+            .map(|i| {
+                let b = batcher.clone();
+                tokio::spawn(async move { b.submit(vec![TxnRequest::put(format!("/k{i}"), vec![0u8; 3 << 20])], StoreError::Closed).await })
+            })
+            .collect();
+        for w in writes {
+            assert_eq!(w.await.unwrap().unwrap().len(), 1);
+        }
+        let sizes = sizes.lock().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 6);
+        assert!(sizes.iter().all(|n| *n <= 3), "no batch holds more than three 3 MiB writes: {sizes:?}");
     }
 }

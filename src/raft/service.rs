@@ -25,6 +25,7 @@ pub fn router(store: Shared) -> Router {
         .route("/raft/leave", post(leave))
         .route("/raft/remove", post(remove))
         .route("/raft/status", get(status))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::rpc::MAX_BODY_BYTES))
         .with_state(store)
 }
 

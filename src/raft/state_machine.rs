@@ -1,5 +1,5 @@
 //! The raft state machine: applies committed [`Command`]s to the MVCC engine, publishes their
-//! events to the watch hub, and builds and installs snapshots.
+//! events to the watch hub, and builds and installs snapshots (see `snapshot_file`).
 //!
 //! Contract: the applied log id and membership are written in the same sled batch as the
 //! change they record, so after a crash the engine is at a consistent applied point and openraft
@@ -7,7 +7,6 @@
 //! durable record. Snapshot install is made atomic by a marker file: a crash part-way through
 //! loading is repaired at the next open by loading the saved snapshot again.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,25 +14,25 @@ use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
-use serde::{Deserialize, Serialize};
+use tokio::fs::File;
 
+use super::snapshot_file::{self, Meta};
 use super::{Command, CommandOutput, CommandResult, NodeId, TypeConfig};
+use crate::pki::write_durably;
 use crate::store::mvcc::MvccEngine;
-use crate::store::{StoreError, WatchHub};
+use crate::store::{DurableDb, StoreError, WatchHub};
 
-const APPLIED: &str = "raft_applied";
-const MEMBERSHIP: &str = "raft_membership";
-const SNAPSHOT_FILE: &str = "snapshot.bin";
+pub(super) const APPLIED: &str = "raft_applied";
+pub(super) const MEMBERSHIP: &str = "raft_membership";
+/// The current snapshot.
+pub(super) const SNAPSHOT_FILE: &str = "snapshot.v2";
+/// The snapshot as earlier releases wrote it (converted at open).
+const OLD_SNAPSHOT_FILE: &str = "snapshot.bin";
+/// Where a snapshot from the leader is received before it is installed.
+const RECEIVING_FILE: &str = "snapshot.receiving";
 const INSTALLING_MARKER: &str = "snapshot.installing";
 
 type Membership = StoredMembership<NodeId, BasicNode>;
-
-/// What a snapshot file holds: the snapshot's metadata and every entry of the engine's tree.
-#[derive(Serialize, Deserialize)]
-struct SnapshotFile {
-    meta: SnapshotMeta<NodeId, BasicNode>,
-    data: Vec<u8>,
-}
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
     StorageIOError::write_state_machine(AnyError::error(e.to_string())).into()
@@ -46,41 +45,39 @@ fn snap_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
 pub struct StateMachine {
     engine: Arc<MvccEngine>,
     hub: Arc<WatchHub>,
-    db: sled::Db,
+    db: Arc<DurableDb>,
     dir: PathBuf,
 }
 
 impl StateMachine {
     /// Opens the state machine over `engine`, finishing a snapshot install a crash interrupted.
-    pub fn open(db: sled::Db, engine: Arc<MvccEngine>, hub: Arc<WatchHub>, dir: &Path) -> Result<Self, StoreError> {
+    pub fn open(db: Arc<DurableDb>, engine: Arc<MvccEngine>, hub: Arc<WatchHub>, dir: &Path) -> Result<Self, StoreError> {
         let sm = Self { engine, hub, db, dir: dir.to_path_buf() };
+        snapshot_file::upgrade(&dir.join(OLD_SNAPSHOT_FILE), &dir.join(SNAPSHOT_FILE))
+            .map_err(|e| StoreError::Storage(format!("converting the snapshot of an earlier release: {e}")))?;
         if dir.join(INSTALLING_MARKER).exists() {
             tracing::warn!("finishing a snapshot install interrupted by a crash");
-            let file = sm
-                .read_snapshot_file()
-                .map_err(|e| StoreError::Storage(e.to_string()))?
-                .ok_or_else(|| StoreError::Corrupt("install marker without snapshot".into()))?;
-            sm.load(&file).map_err(|e| StoreError::Storage(e.to_string()))?;
+            sm.load().map_err(|e| StoreError::Storage(e.to_string()))?;
         }
         Ok(sm)
     }
 
-    fn read_snapshot_file(&self) -> Result<Option<SnapshotFile>, StorageError<NodeId>> {
-        match std::fs::read(self.dir.join(SNAPSHOT_FILE)) {
-            Ok(raw) => Ok(Some(bincode::deserialize(&raw).map_err(snap_err)?)),
+    /// The current snapshot file, opened, with its meta; `None` when there is none yet.
+    fn open_snapshot(&self) -> std::io::Result<Option<snapshot_file::Reader<std::fs::File>>> {
+        match std::fs::File::open(self.dir.join(SNAPSHOT_FILE)) {
+            Ok(f) => Ok(Some(snapshot_file::Reader::new(f)?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(snap_err(e)),
+            Err(e) => Err(e),
         }
     }
 
-    fn load(&self, file: &SnapshotFile) -> Result<(), StorageError<NodeId>> {
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = bincode::deserialize(&file.data).map_err(snap_err)?;
-        self.engine.load(entries).map_err(sm_err)?;
+    /// Replaces the engine's content with the current snapshot file's, streaming it.
+    fn load(&self) -> Result<(), StorageError<NodeId>> {
+        let mut reader = self.open_snapshot().map_err(snap_err)?.ok_or_else(|| snap_err("install marker without a snapshot"))?;
+        let meta = reader.meta.clone();
+        self.engine.load(reader.by_ref().map(|e| e.map_err(|e| StoreError::Storage(e.to_string())))).map_err(sm_err)?;
         self.engine
-            .put_meta(vec![
-                MvccEngine::meta_entry(APPLIED, &file.meta.last_log_id),
-                MvccEngine::meta_entry(MEMBERSHIP, &file.meta.last_membership),
-            ])
+            .put_meta(vec![MvccEngine::meta_entry(APPLIED, &meta.last_log_id), MvccEngine::meta_entry(MEMBERSHIP, &meta.last_membership)])
             .map_err(sm_err)?;
         self.db.flush().map_err(sm_err)?;
         std::fs::remove_file(self.dir.join(INSTALLING_MARKER))
@@ -118,22 +115,6 @@ impl StateMachine {
     }
 }
 
-/// Writes `bytes` to `path` durably: temp file, fsync, rename.
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    // A snapshot holds every Secret: owner-only.
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(parent) = path.parent() {
-        std::fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(())
-}
-
 pub struct SnapshotBuilder {
     /// The engine's content, or why it could not be read.
     entries: Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>,
@@ -142,21 +123,27 @@ pub struct SnapshotBuilder {
     dir: PathBuf,
 }
 
+/// Opens the snapshot file at `path` for openraft to send.
+async fn open_for_sending(path: &Path) -> Result<Box<File>, StorageError<NodeId>> {
+    Ok(Box::new(File::open(path).await.map_err(snap_err)?))
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let entries = self.entries.as_ref().map_err(snap_err)?;
-        let data = bincode::serialize(entries).map_err(snap_err)?;
+        let entries = std::mem::replace(&mut self.entries, Ok(Vec::new())).map_err(snap_err)?;
         let snapshot_id = match &self.applied {
             Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, rand::random::<u32>()),
             None => format!("empty-{}", rand::random::<u32>()),
         };
         let meta = SnapshotMeta { last_log_id: self.applied, last_membership: self.membership.clone(), snapshot_id };
-        let file = SnapshotFile { meta: meta.clone(), data };
-        let raw = bincode::serialize(&file).map_err(snap_err)?;
         let path = self.dir.join(SNAPSHOT_FILE);
-        tokio::task::spawn_blocking(move || write_durably(&path, &raw)).await.map_err(snap_err)?.map_err(snap_err)?;
-        tracing::info!(snapshot = %meta.snapshot_id, bytes = file.data.len(), "built raft snapshot");
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(file.data)) })
+        let (write_meta, write_path, count) = (meta.clone(), path.clone(), entries.len());
+        tokio::task::spawn_blocking(move || snapshot_file::write(&write_path, &write_meta, &entries))
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)?;
+        tracing::info!(snapshot = %meta.snapshot_id, entries = count, "built raft snapshot");
+        Ok(Snapshot { meta, snapshot: open_for_sending(&path).await? })
     }
 }
 
@@ -205,24 +192,28 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder { entries, applied, membership, dir: self.dir.clone() }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<File>, StorageError<NodeId>> {
+        let path = self.dir.join(RECEIVING_FILE);
+        let file = tokio::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).mode(0o600).open(&path).await;
+        Ok(Box::new(file.map_err(snap_err)?))
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError<NodeId>> {
+    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<File>) -> Result<(), StorageError<NodeId>> {
         tracing::info!(snapshot = %meta.snapshot_id, "installing raft snapshot from the leader");
-        let file = SnapshotFile { meta: meta.clone(), data: snapshot.into_inner() };
-        let raw = bincode::serialize(&file).map_err(snap_err)?;
-        write_durably(&self.dir.join(SNAPSHOT_FILE), &raw).map_err(snap_err)?;
+        snapshot.sync_all().await.map_err(snap_err)?;
+        drop(snapshot);
+        let received =
+            snapshot_file::Reader::new(std::fs::File::open(self.dir.join(RECEIVING_FILE)).map_err(snap_err)?).map_err(snap_err)?;
+        if received.meta != *meta {
+            return Err(snap_err(format!("received snapshot describes itself as {:?}, not {meta:?}", received.meta)));
+        }
+        std::fs::rename(self.dir.join(RECEIVING_FILE), self.dir.join(SNAPSHOT_FILE)).map_err(snap_err)?;
         write_durably(&self.dir.join(INSTALLING_MARKER), b"").map_err(snap_err)?;
-        self.load(&file)
+        self.load()
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        Ok(self.read_snapshot_file()?.map(|f| Snapshot { meta: f.meta, snapshot: Box::new(Cursor::new(f.data)) }))
+        let Some(reader) = self.open_snapshot().map_err(snap_err)? else { return Ok(None) };
+        Ok(Some(Snapshot { meta: reader.meta, snapshot: open_for_sending(&self.dir.join(SNAPSHOT_FILE)).await? }))
     }
 }

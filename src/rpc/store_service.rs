@@ -23,6 +23,7 @@ pub fn router(store: Shared) -> Router {
         .route("/store/compact", post(compact))
         .route("/store/revision", post(revision))
         .route("/store/watch", post(watch))
+        .layer(axum::extract::DefaultBodyLimit::max(super::MAX_BODY_BYTES))
         .with_state(store)
 }
 

@@ -1,7 +1,7 @@
 //! The packaged components `orch server --disable` names, with k3s's names so that k3s
-//! command lines and config files work unchanged. `servicelb`, `coredns` and `local-storage`
-//! are orch's own; `traefik` and `metrics-server` are not packaged with orch, so disabling
-//! them is accepted and changes nothing.
+//! command lines and config files work unchanged. `servicelb`, `coredns`, `local-storage` and
+//! `metrics-server` (`metrics.k8s.io` served by the API server itself) are orch's own;
+//! `traefik` is not packaged with orch, so disabling it is accepted and changes nothing.
 
 use std::fmt;
 use std::str::FromStr;
@@ -33,7 +33,7 @@ impl Component {
 
     /// Whether orch ships this component (disabling one it does not ship changes nothing).
     pub fn packaged(self) -> bool {
-        matches!(self, Component::CoreDns | Component::ServiceLb | Component::LocalStorage)
+        matches!(self, Component::CoreDns | Component::ServiceLb | Component::LocalStorage | Component::MetricsServer)
     }
 }
 

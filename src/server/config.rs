@@ -69,4 +69,10 @@ pub struct Config {
     pub secrets_encryption_provider: crate::api::encryption::k3s::ProviderKind,
     /// Where local-path volumes are made on their nodes (`--default-local-storage-path`).
     pub default_local_storage_path: PathBuf,
+    /// Where snapshots are saved (`--snapshot-dir`).
+    pub snapshot_dir: PathBuf,
+    /// When scheduled snapshots are taken; `None` with `--disable-snapshots`.
+    pub snapshot_schedule: Option<super::snapshots::cron::Schedule>,
+    /// How many scheduled snapshots are kept.
+    pub snapshot_retention: usize,
 }

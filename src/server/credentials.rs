@@ -76,7 +76,12 @@ pub fn store_received_ca(data_dir: &Path, ca: &PemPair) -> Result<(), PkiError> 
 
 /// Whether this data dir already has a cluster CA.
 pub fn has_ca(data_dir: &Path) -> bool {
-    tls_dir(data_dir).join(format!("{CA_STEM}.crt")).exists()
+    ca_cert_path(data_dir).exists()
+}
+
+/// The cluster CA's certificate (PEM) in this data dir.
+pub fn ca_cert_path(data_dir: &Path) -> PathBuf {
+    tls_dir(data_dir).join(format!("{CA_STEM}.crt"))
 }
 
 /// A random secret for tokens: 32 lowercase hex digits.

@@ -5,6 +5,7 @@
 //! Set up by a plain [`Config`]; the command line builds it, owns signals and starts the
 //! server's own node from the started [`Server`].
 
+mod cluster_reset;
 mod components;
 mod config;
 mod credentials;
@@ -14,6 +15,7 @@ mod local_storage;
 mod routes;
 mod secrets_encrypt;
 mod serving_sans;
+pub mod snapshots;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use cluster_reset::cluster_reset;
 pub use components::Component;
 pub use config::Config;
 pub use credentials::{admin_credentials, read_agent_token, read_token, tls_dir};
@@ -60,6 +63,28 @@ pub enum ServerError {
     Encryption(#[from] crate::api::encryption::ConfigError),
     #[error("server I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "{store} holds this server's store but the cluster CA ({ca}) is missing: restore it from a backup \
+         (a new CA would not be trusted by the cluster's members, agents and clients), or remove {store} too to start afresh"
+    )]
+    MissingCa { store: String, ca: String },
+}
+
+/// The embedded store's settings.
+fn store_config(config: &Config) -> StoreConfig {
+    StoreConfig { cache_capacity: config.store_cache_mb << 20, watch_history: config.watch_history }
+}
+
+/// The replica's settings: reached at `url`, calling peers with `peer_client`.
+fn raft_settings(config: &Config, url: &str, peer_client: HttpClient) -> RaftSettings {
+    RaftSettings {
+        advertise_url: url.to_string(),
+        peer_client,
+        heartbeat: config.raft_heartbeat_interval,
+        election_timeout: config.raft_election_timeout,
+        snapshot_logs: config.raft_snapshot_entries,
+        store: store_config(config),
+    }
 }
 
 /// The address peers use to reach this server: `--advertise-address`, else the bind address,
@@ -139,6 +164,11 @@ impl Server {
         let url = https_url(advertise_ip, port);
         let host = crate::host::hostname();
 
+        let raft_dir = data_dir.join("server").join("raft");
+        if raft_dir.exists() && !credentials::has_ca(data_dir) {
+            let ca = credentials::tls_dir(data_dir).display().to_string();
+            return Err(ServerError::MissingCa { store: raft_dir.display().to_string(), ca });
+        }
         let joining = config.join.as_deref().filter(|_| !credentials::has_ca(data_dir));
         if let Some(seed) = joining {
             let token = JoinToken::parse(config.token.as_deref().ok_or(ServerError::JoinWithoutToken)?)?;
@@ -160,15 +190,8 @@ impl Server {
         }
 
         let peer_client = HttpClient::new(pki::client_config(&creds.ca.pem().cert, Some(&creds.peer))?);
-        let settings = RaftSettings {
-            advertise_url: url.clone(),
-            peer_client,
-            heartbeat: config.raft_heartbeat_interval,
-            election_timeout: config.raft_election_timeout,
-            snapshot_logs: config.raft_snapshot_entries,
-            store: StoreConfig { cache_capacity: config.store_cache_mb << 20, watch_history: config.watch_history },
-        };
-        let store = RaftStore::open(&data_dir.join("server").join("raft"), settings).await?;
+        let settings = raft_settings(&config, &url, peer_client);
+        let store = RaftStore::open(&raft_dir, settings).await?;
         // Everything that reads or writes objects goes through the encryption; raft, the peer
         // store RPC and the compactor move the stored (encrypted) bytes as they are.
         let encrypting = encryption.map(|e| crate::api::encryption::EncryptingStore::new(store.clone(), e));
@@ -182,7 +205,8 @@ impl Server {
         let internal = crate::raft::router(store.clone()).merge(crate::rpc::store_router(store.clone() as Arc<dyn Store>));
         let tokens = crate::api::TokenKeys::derive(creds.ca.pem().key.as_bytes());
         let kubelet_tls = Arc::new(pki::client_config(&creds.ca.pem().cert, Some(&creds.kubelet_client))?);
-        let api = crate::api::router(api_store.clone(), net, tokens, Some(kubelet_tls), tasks.clone());
+        let metrics_api = !config.disable.contains(&Component::MetricsServer);
+        let api = crate::api::router(api_store.clone(), net, tokens, Some(kubelet_tls), metrics_api, tasks.clone());
         let controller_client = crate::api::in_process_client(api.clone(), controller_identity(), "default");
         let api = crate::api::limit_in_flight(api, config.max_requests_inflight, config.max_mutating_requests_inflight)
             .layer(axum::Extension(crate::api::MinRequestTimeout(config.min_request_timeout)));
@@ -211,7 +235,15 @@ impl Server {
                 move || store.raft().metrics().borrow().membership_config.membership().nodes().count()
             }),
         }));
-        let app = public.merge(encrypt).merge(routes::internal(internal)).merge(api);
+        let snapshots = Arc::new(snapshots::Snapshots {
+            store: store.clone(),
+            dir: config.snapshot_dir.clone(),
+            data_dir: data_dir.to_path_buf(),
+            node: config.local_node.clone().unwrap_or_else(|| host.clone()),
+            token_secret: token.secret.clone(),
+            busy: Default::default(),
+        });
+        let app = public.merge(encrypt).merge(snapshots::routes(snapshots.clone())).merge(routes::internal(internal)).merge(api);
         tasks.tracker.spawn(crate::rpc::https::serve(listener, tls, app, cancel.clone(), tasks.tracker.clone()));
         tracing::info!(%url, node_id = store.id(), "orch server listening");
 
@@ -243,7 +275,7 @@ impl Server {
                 cluster_cidr: config.cluster_cidr.clone(),
                 node_monitor_grace_period: config.node_monitor_grace_period,
                 kubernetes_service_ip: net.kubernetes_ip().into(),
-                api_servers: vec![SocketAddr::new(advertise_ip, port)],
+                api_server_port: port,
                 cluster_dns: config.cluster_dns,
                 ca_pem,
                 event_ttl: config.event_ttl,
@@ -251,7 +283,12 @@ impl Server {
                 manifests_dir: Some(data_dir.join("server").join("manifests")),
                 local_storage_path: local_storage.then(|| config.default_local_storage_path.clone()),
             };
+            let address = SocketAddr::new(advertise_ip, port);
+            tasks.tracker.spawn(crate::controllers::apiserver_leases::run(controller_client.clone(), address, controllers.clone()));
             controller_task = Some(tasks.tracker.spawn(crate::controllers::run_all(controller_client, settings, controllers.clone())));
+        }
+        if let Some(schedule) = config.snapshot_schedule.clone() {
+            tasks.tracker.spawn(snapshots.run_schedule(schedule, config.snapshot_retention, cancel.clone()));
         }
         let leader_store = store.clone();
         tasks.tracker.spawn(compactor::run(store.clone(), config.compaction_interval, move || leader_store.is_leader(), cancel));

@@ -71,16 +71,17 @@ pub fn routes(state: Arc<EncryptState>) -> Router {
     Router::new().route(STATUS_PATH, get(status)).route(CONFIG_PATH, put(change)).with_state(state)
 }
 
-fn admin_only(peer: &Peer) -> Option<Response> {
+/// `None` for a cluster admin, else the refusal of a request to `what`.
+pub(super) fn admin_only(peer: &Peer, what: &str) -> Option<Response> {
     match &peer.0 {
         Some(id) if id.in_group(MASTERS_GROUP) => None,
-        Some(id) => Some((StatusCode::FORBIDDEN, format!("user {:?} may not manage secrets encryption", id.user)).into_response()),
+        Some(id) => Some((StatusCode::FORBIDDEN, format!("user {:?} may not {what}", id.user)).into_response()),
         None => Some((StatusCode::UNAUTHORIZED, "a cluster admin's client certificate is required").into_response()),
     }
 }
 
 async fn status(State(s): State<Arc<EncryptState>>, Extension(peer): Extension<Peer>) -> Response {
-    if let Some(refused) = admin_only(&peer) {
+    if let Some(refused) = admin_only(&peer, "manage secrets encryption") {
         return refused;
     }
     let Some(store) = &s.store else { return Json(Status::default()).into_response() };
@@ -101,7 +102,7 @@ async fn status(State(s): State<Arc<EncryptState>>, Extension(peer): Extension<P
 }
 
 async fn change(State(s): State<Arc<EncryptState>>, Extension(peer): Extension<Peer>, Json(req): Json<Request>) -> Response {
-    if let Some(refused) = admin_only(&peer) {
+    if let Some(refused) = admin_only(&peer, "manage secrets encryption") {
         return refused;
     }
     let _one = s.busy.lock().await;

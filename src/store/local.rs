@@ -1,6 +1,6 @@
 //! [`LocalStore`]: the store on one sled database, without replication. One writer task applies
 //! transactions in arrival order and group-commits them: a batch of transactions shares one
-//! flush, and none is acknowledged (or shown to watchers) before that flush.
+//! durable flush (see [`DurableDb`]), and none is acknowledged (or shown to watchers) before it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,8 +29,12 @@ pub struct LocalStore {
 impl LocalStore {
     /// Opens the store in `dir` (created if missing). Must be called inside a tokio runtime.
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<Self, StoreError> {
-        let db = open_db(dir, config)?;
-        let engine = Arc::new(MvccEngine::open(db.open_tree("kv")?)?);
+        Self::open_on(DurableDb::open(dir, config)?, config)
+    }
+
+    /// The store on an opened database. Must be called inside a tokio runtime.
+    pub fn open_on(db: Arc<DurableDb>, config: &StoreConfig) -> Result<Self, StoreError> {
+        let engine = Arc::new(MvccEngine::open(db.db().open_tree("kv")?)?);
         let hub = WatchHub::new(engine.revision(), config.watch_history);
         let (writes, rx) = mpsc::channel(4 * MAX_GROUP);
         tokio::spawn(writer(db, engine.clone(), hub.clone(), rx));
@@ -50,7 +54,7 @@ impl LocalStore {
 }
 
 /// The single writer: applies a group of writes, flushes once, then acknowledges and publishes.
-async fn writer(db: sled::Db, engine: Arc<MvccEngine>, hub: Arc<WatchHub>, mut rx: mpsc::Receiver<Write>) {
+async fn writer(db: Arc<DurableDb>, engine: Arc<MvccEngine>, hub: Arc<WatchHub>, mut rx: mpsc::Receiver<Write>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
         let mut acks: Vec<Box<dyn FnOnce(Option<StoreError>) + Send>> = Vec::with_capacity(group.len());
@@ -79,7 +83,7 @@ async fn writer(db: sled::Db, engine: Arc<MvccEngine>, hub: Arc<WatchHub>, mut r
                 },
             }
         }
-        let flushed = db.flush_async().await.err().map(StoreError::from);
+        let flushed = db.flush_async().await.err();
         if flushed.is_none() {
             for (rev, events) in published {
                 hub.publish(rev, events);
@@ -133,6 +137,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path(), &StoreConfig::default()).unwrap());
         crate::store::conformance::run(store, "/conformance").await;
+    }
+
+    #[tokio::test]
+    async fn writes_are_acknowledged_after_the_log_file_is_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Arc::new(RecordingFs::default());
+        let db = DurableDb::open_with(dir.path(), &StoreConfig::default(), fs.clone()).unwrap();
+        let store = Arc::new(LocalStore::open_on(db, &StoreConfig::default()).unwrap());
+        fs.take();
+        store.txn(TxnRequest::put("/a", "1")).await.unwrap();
+        let calls = fs.take();
+        assert!(
+            calls.last().is_some_and(|c| c.starts_with("file ") && c.ends_with("/db")),
+            "the ack waits for the log file's sync: {calls:?}"
+        );
+        // Concurrent writers share syncs (group commit).
+        let writes: Vec<_> = (0..64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.txn(TxnRequest::put(format!("/g/{i}"), "v")).await.unwrap() })
+            })
+            .collect();
+        for w in writes {
+            w.await.unwrap();
+        }
+        let syncs = fs.take().len();
+        assert!((1..64).contains(&syncs), "64 concurrent writes share syncs, made {syncs}");
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 
 pub mod compactor;
 pub mod conformance;
+mod durable;
 mod error;
 mod keys;
 mod local;
@@ -12,11 +13,12 @@ pub mod mvcc;
 mod types;
 mod watch;
 
-use std::path::Path;
-
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+#[cfg(test)]
+pub(crate) use durable::RecordingFs;
+pub use durable::{DurableDb, RealFs, SyncFs};
 pub use error::StoreError;
 pub use local::LocalStore;
 pub use types::*;
@@ -61,6 +63,11 @@ pub trait Store: Send + Sync + 'static {
     async fn current_revision(&self) -> Result<Revision, StoreError>;
 }
 
+/// Largest transaction the store accepts (its encoded size): 32 MiB, ten times the API's
+/// largest object and half the RPC body limit (`crate::rpc::MAX_BODY_BYTES`), so that every
+/// accepted transaction fits in one request and one raft entry.
+pub const MAX_TXN_BYTES: u64 = 32 << 20;
+
 /// Tunables shared by the store implementations.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -74,20 +81,4 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self { cache_capacity: 32 << 20, watch_history: 10_000 }
     }
-}
-
-/// Opens the sled database under `path`, sized by `config`, in an owner-only directory (the
-/// store holds every Secret).
-pub fn open_db(path: &Path, config: &StoreConfig) -> Result<sled::Db, StoreError> {
-    let private = |e: std::io::Error| StoreError::Storage(format!("{}: {e}", path.display()));
-    crate::pki::private_dir(path).map_err(private)?;
-    let db = sled::Config::new()
-        .path(path)
-        .cache_capacity(config.cache_capacity)
-        .mode(sled::Mode::HighThroughput)
-        .flush_every_ms(Some(1000))
-        .open()
-        .map_err(StoreError::from)?;
-    crate::pki::restrict_tree(path).map_err(private)?;
-    Ok(db)
 }

@@ -14,8 +14,8 @@ use super::types::*;
 
 const META_REVISION: &str = "revision";
 const META_COMPACTED: &str = "compacted";
-/// How many keys a compaction removes per sled batch.
-const COMPACT_CHUNK: usize = 4096;
+/// How many entries a snapshot load writes per sled batch.
+const LOAD_CHUNK: usize = 4096;
 
 /// The live version of a key, with its value (read from its history entry).
 #[derive(Debug, Clone)]
@@ -220,6 +220,11 @@ impl MvccEngine {
         (keys::meta_key(name), encode(value))
     }
 
+    /// The revision recorded by a dumped entry, if it is the entry recording it.
+    pub fn revision_entry(key: &[u8], value: &[u8]) -> Option<Revision> {
+        (key == keys::meta_key(META_REVISION).as_slice()).then(|| decode(value).ok()).flatten()
+    }
+
     /// Writes metadata only (no revision change).
     pub fn put_meta(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
@@ -251,6 +256,10 @@ impl MvccEngine {
 
     /// Checks a transaction for requests the store refuses, before it is applied or proposed.
     pub fn validate(req: &TxnRequest) -> Result<(), StoreError> {
+        let size = req.size();
+        if size > super::MAX_TXN_BYTES {
+            return Err(StoreError::InvalidArgument(format!("transaction of {size} bytes exceeds the limit of {}", super::MAX_TXN_BYTES)));
+        }
         for branch in [&req.success, &req.failure] {
             let mut written = std::collections::HashSet::new();
             for op in branch {
@@ -443,42 +452,33 @@ impl MvccEngine {
     }
 
     /// Drops every version no longer visible at or after `rev`; reads below `rev` then fail with
-    /// [`StoreError::Compacted`]. Idempotent, so a crash part-way is repaired by re-applying it;
-    /// `meta` entries are written with the final batch.
+    /// [`StoreError::Compacted`]. Every deletion, the new compacted revision and the `meta`
+    /// entries go in one atomic sled batch: a crash leaves the compaction done or not begun.
     pub fn compact(&self, rev: Revision, meta: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError> {
         self.check_compact(rev)?;
         let from = self.compacted();
-        // Publish the new floor first so that no reader starts below it while we delete.
-        self.compacted.store(rev, Ordering::Release);
+        let mut batch = sled::Batch::default();
         let mut touched: Vec<Vec<u8>> = Vec::new();
-        let mut revlog_batch = sled::Batch::default();
-        let mut pending = 0;
         for item in self.tree.range(keys::revlog_key(from, 0)..keys::revlog_key(rev + 1, 0)) {
             let (k, key) = item?;
             touched.push(key.to_vec());
-            revlog_batch.remove(k);
-            pending += 1;
-            if pending >= COMPACT_CHUNK {
-                self.tree.apply_batch(std::mem::take(&mut revlog_batch))?;
-                pending = 0;
-            }
+            batch.remove(k);
         }
-        self.tree.apply_batch(revlog_batch)?;
         touched.sort();
         touched.dedup();
-        for chunk in touched.chunks(COMPACT_CHUNK) {
-            let mut batch = sled::Batch::default();
-            for key in chunk {
-                self.compact_key(key, rev, &mut batch)?;
-            }
-            self.tree.apply_batch(batch)?;
+        for key in &touched {
+            self.compact_key(key, rev, &mut batch)?;
         }
-        let mut batch = sled::Batch::default();
         batch.insert(keys::meta_key(META_COMPACTED), encode(&rev));
         for (k, v) in meta {
             batch.insert(k, v);
         }
-        self.tree.apply_batch(batch)?;
+        // Publish the new floor before deleting so that no reader starts below it meanwhile.
+        self.compacted.store(rev, Ordering::Release);
+        if let Err(e) = self.tree.apply_batch(batch) {
+            self.compacted.store(from, Ordering::Release);
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -502,16 +502,21 @@ impl MvccEngine {
         self.tree.iter().map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from)).collect()
     }
 
-    /// Replaces the whole tree with a snapshot's entries.
-    pub fn load(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError> {
+    /// Replaces the whole tree with a snapshot's entries, read as they are written.
+    pub fn load(&self, entries: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>>) -> Result<(), StoreError> {
         self.tree.clear()?;
-        for chunk in entries.chunks(COMPACT_CHUNK) {
-            let mut batch = sled::Batch::default();
-            for (k, v) in chunk {
-                batch.insert(k.as_slice(), v.as_slice());
+        let mut batch = sled::Batch::default();
+        let mut pending = 0;
+        for entry in entries {
+            let (k, v) = entry?;
+            batch.insert(k, v);
+            pending += 1;
+            if pending == LOAD_CHUNK {
+                self.tree.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
             }
-            self.tree.apply_batch(batch)?;
         }
+        self.tree.apply_batch(batch)?;
         let reopened = Self::open(self.tree.clone())?;
         self.revision.store(reopened.revision(), Ordering::Release);
         self.compacted.store(reopened.compacted(), Ordering::Release);

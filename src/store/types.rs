@@ -8,7 +8,9 @@ pub type Revision = i64;
 /// One key with its value and etcd-style revision bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// Revision of the write that created this key (since its last deletion).
     pub create_revision: Revision,
@@ -21,7 +23,9 @@ pub struct KeyValue {
 /// A key range: one key when `range_end` is empty, else `[key, range_end)`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct KeyRange {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
 }
 
@@ -106,7 +110,7 @@ pub enum CompareTarget {
     /// The key's version (0 when absent).
     Version(i64),
     /// The key's value (an absent key never matches).
-    Value(Vec<u8>),
+    Value(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +124,7 @@ pub enum CompareOp {
 /// One guard of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compare {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     pub op: CompareOp,
     pub target: CompareTarget,
@@ -146,14 +151,18 @@ impl Compare {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     Put {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     Delete {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Read a key as of the transaction (after earlier ops of the same branch).
     Get {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
 }
@@ -175,6 +184,20 @@ impl TxnRequest {
     /// An unconditional delete.
     pub fn delete(key: impl Into<Vec<u8>>) -> Self {
         Self { success: vec![Op::Delete { key: key.into() }], ..Default::default() }
+    }
+
+    /// Its size: the bytes of its keys and values plus 32 per compare and operation (more than
+    /// bincode spends on each), computed without encoding it.
+    pub fn size(&self) -> u64 {
+        let compares = self.compare.iter().map(|c| {
+            let value = if let CompareTarget::Value(v) = &c.target { v.len() } else { 0 };
+            32 + c.key.len() + value
+        });
+        let ops = self.success.iter().chain(&self.failure).map(|op| match op {
+            Op::Put { key, value } => 32 + key.len() + value.len(),
+            Op::Delete { key } | Op::Get { key } => 32 + key.len(),
+        });
+        compares.chain(ops).map(|n| n as u64).sum()
     }
 }
 

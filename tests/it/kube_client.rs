@@ -62,7 +62,7 @@ async fn kube_rs_over_https() {
 async fn in_process_api(dir: &std::path::Path) -> axum::Router {
     let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir, &StoreConfig::default()).unwrap());
     orch::api::ensure_system_namespaces(store.as_ref()).await.unwrap();
-    orch::api::router(store, orch::api::ServiceNetwork::default(), orch::api::TokenKeys::derive(b"test"), None, Default::default())
+    orch::api::router(store, orch::api::ServiceNetwork::default(), orch::api::TokenKeys::derive(b"test"), None, false, Default::default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,12 +10,12 @@ use orch::store::{conformance, KeyRange, RangeRequest, Store, TxnRequest};
 
 use crate::support::{start_cluster, wait_for, ServerProc};
 
-async fn get(store: &dyn Store, key: &str) -> Option<Vec<u8>> {
+pub(crate) async fn get(store: &dyn Store, key: &str) -> Option<Vec<u8>> {
     let r = store.range(RangeRequest { range: KeyRange::single(key), ..Default::default() }).await.ok()?;
     r.kvs.into_iter().next().map(|kv| kv.value)
 }
 
-async fn leader_index(nodes: &[ServerProc]) -> usize {
+pub(crate) async fn leader_index(nodes: &[ServerProc]) -> usize {
     let leader = nodes[0].wait_member(Duration::from_secs(10)).await;
     for (i, n) in nodes.iter().enumerate() {
         if n.node_id().await == leader {

@@ -111,9 +111,22 @@ async fn cluster_ip_node_port_hairpin_and_no_endpoints() {
     assert_eq!(refused.map_err(|e| e.kind()).err(), Some(ErrorKind::ConnectionRefused));
     assert!(started.elapsed() < Duration::from_secs(1), "refused at once, not timed out");
 
-    ProxyRules { cluster_cidr: rules.cluster_cidr, ports: vec![] }.apply(Some(&host.host_netns())).unwrap();
+    // Incremental updates: the Service goes (its chains and map elements are deleted), comes
+    // back, and loses an endpoint.
+    let none = ProxyRules { cluster_cidr: rules.cluster_cidr, ports: vec![] };
+    none.update(&rules, Some(&host.host_netns())).expect("removing the Service");
     let gone = run_in(Some(&c.netns), || TcpStream::connect_timeout(&service, Duration::from_millis(500))).unwrap();
     assert!(gone.is_err(), "a removed Service no longer forwards");
+    rules.update(&none, Some(&host.host_netns())).expect("adding the Service back");
+    connect(&c.netns, service, &ls);
+    let only_b = ProxyRules {
+        cluster_cidr: rules.cluster_cidr,
+        ports: vec![port("default/web/tcp/", CLUSTER_IP, Some(NODE_PORT), vec![Endpoint { ip: b.ip, port: 8080 }]), rules.ports[1].clone()],
+    };
+    only_b.update(&rules, Some(&host.host_netns())).expect("dropping an endpoint");
+    for _ in 0..10 {
+        assert_eq!(connect(&c.netns, service, &ls).0, 1, "only the remaining endpoint is used");
+    }
     rules.apply(Some(&host.host_netns())).unwrap();
     connect(&c.netns, service, &ls);
     ProxyRules::remove(Some(&host.host_netns())).expect("removing the table");
@@ -192,7 +205,7 @@ async fn udp_flows_to_a_gone_endpoint_are_deleted() {
     client.send_to(b"one", (dns, 53)).unwrap();
     assert!(receives(&rx_a, b"one"), "the first endpoint gets the datagram");
 
-    after.apply(Some(&host.host_netns())).unwrap();
+    after.update(&before, Some(&host.host_netns())).unwrap();
     client.send_to(b"two", (dns, 53)).unwrap();
     assert!(receives(&rx_a, b"two"), "the flow's conntrack entry still leads to the old endpoint");
     let gone = before.gone_udp_endpoints(&after);
@@ -214,6 +227,9 @@ fn thousands_of_services_program_in_one_transaction() {
     let host = TestHost::new();
     for (services, endpoints) in [(1000, 10), (5000, 10)] {
         let took = program_synthetic(Some(&host.host_netns()), services, endpoints).expect("programming the services");
-        eprintln!("service proxy: {services} Services x {endpoints} endpoints programmed in {took:?}");
+        eprintln!(
+            "service proxy: {services} Services x {endpoints} endpoints programmed in {:?}, one Service changed after in {:?}",
+            took.full, took.one_change
+        );
     }
 }

@@ -25,7 +25,7 @@ pub enum Base {
 }
 
 /// One expression of a rule.
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expr(Attrs);
 
 fn expr(name: &str, data: Option<Attrs>) -> Expr {
@@ -147,14 +147,26 @@ pub fn immediate(reg: u32, value: &[u8]) -> Expr {
 const NFTA_VERDICT_CODE: u16 = 1;
 const NFTA_VERDICT_CHAIN: u16 = 2;
 
-fn verdict(code: i32, chain: Option<&str>) -> Expr {
-    const NFT_REG_VERDICT: u32 = 0;
+const NFT_REG_VERDICT: u32 = 0;
+const NFT_GOTO: i32 = -4;
+
+/// The `nft_data` of a verdict (`NFTA_DATA_VERDICT`).
+fn verdict_data(code: i32, chain: Option<&str>) -> Attrs {
     const NFTA_DATA_VERDICT: u16 = 2;
     let mut v = Attrs::new().be32(NFTA_VERDICT_CODE, code as u32);
     if let Some(chain) = chain {
         v = v.str(NFTA_VERDICT_CHAIN, chain);
     }
-    expr("immediate", Some(Attrs::new().be32(1, NFT_REG_VERDICT).nested(2, Attrs::new().nested(NFTA_DATA_VERDICT, v))))
+    Attrs::new().nested(NFTA_DATA_VERDICT, v)
+}
+
+/// The `nft_data` of `goto chain` (a verdict map element's value).
+pub fn goto_data(chain: &str) -> Attrs {
+    verdict_data(NFT_GOTO, Some(chain))
+}
+
+fn verdict(code: i32, chain: Option<&str>) -> Expr {
+    expr("immediate", Some(Attrs::new().be32(1, NFT_REG_VERDICT).nested(2, verdict_data(code, chain))))
 }
 
 /// The verdict `accept`.
@@ -174,7 +186,7 @@ pub fn ret() -> Expr {
 
 /// `jump chain` (comes back) or `goto chain` (does not).
 pub fn jump(chain: &str, goto: bool) -> Expr {
-    verdict(if goto { -4 } else { -3 }, Some(chain))
+    verdict(if goto { NFT_GOTO } else { -3 }, Some(chain))
 }
 
 /// `reject with tcp reset` (`tcp`) or `reject with icmp type port-unreachable`.
@@ -226,6 +238,80 @@ pub fn ip_addr_is(source: bool, addr: Ipv4Addr) -> [Expr; 2] {
 /// `dnat to addr:port`.
 pub fn dnat_to(addr: Ipv4Addr, port: u16) -> [Expr; 3] {
     [immediate(REG1, &addr.octets()), immediate(REG2, &port.to_be_bytes()), dnat(REG1, REG2)]
+}
+
+/// The 4-byte registers concatenated keys are loaded into (`NFT_REG32_00` on).
+const REG32_00: u32 = 8;
+
+/// nft's type ids of key fields (for `nft list`; the kernel only stores them).
+const TYPE_IPADDR: u32 = 7;
+const TYPE_INET_PROTO: u32 = 12;
+const TYPE_INET_SERVICE: u32 = 13;
+
+/// The type id of a concatenation of `types` (nft's `concat_type_alloc`).
+const fn concat_type(types: &[u32]) -> u32 {
+    let (mut t, mut i) = (0, 0);
+    while i < types.len() {
+        t = (t << 6) | types[i];
+        i += 1;
+    }
+    t
+}
+
+/// `meta l4proto` into `reg`.
+fn l4proto_load(reg: u32) -> Expr {
+    const NFT_META_L4PROTO: u32 = 16;
+    expr("meta", Some(Attrs::new().be32(1, reg).be32(2, NFT_META_L4PROTO)))
+}
+
+/// Looks the key in registers from `REG32_00` on up in `set`: the rule goes on when it is
+/// there (`verdicts` false) or takes the verdict the map holds for it.
+fn lookup(set: &str, verdicts: bool) -> Expr {
+    let mut attrs = Attrs::new().str(1, set).be32(2, REG32_00);
+    if verdicts {
+        attrs = attrs.be32(3, NFT_REG_VERDICT);
+    }
+    expr("lookup", Some(attrs))
+}
+
+/// Key type and length of [`service_key`]: `ipv4_addr . inet_proto . inet_service`.
+pub const SERVICE_KEY: (u32, u32) = (concat_type(&[TYPE_IPADDR, TYPE_INET_PROTO, TYPE_INET_SERVICE]), 12);
+/// Key type and length of [`node_port_key`]: `inet_proto . inet_service`.
+pub const NODE_PORT_KEY: (u32, u32) = (concat_type(&[TYPE_INET_PROTO, TYPE_INET_SERVICE]), 8);
+/// Key type and length of [`address_pair_key`]: `ipv4_addr . ipv4_addr`.
+pub const ADDRESS_PAIR_KEY: (u32, u32) = (concat_type(&[TYPE_IPADDR, TYPE_IPADDR]), 8);
+
+/// The key `addr . proto . port` (each field padded to 4 bytes, as registers hold them).
+pub fn service_key(addr: Ipv4Addr, proto: u8, port: u16) -> Vec<u8> {
+    let mut key = addr.octets().to_vec();
+    key.extend(node_port_key(proto, port));
+    key
+}
+
+/// The key `proto . port`.
+pub fn node_port_key(proto: u8, port: u16) -> Vec<u8> {
+    let [hi, lo] = port.to_be_bytes();
+    vec![proto, 0, 0, 0, hi, lo, 0, 0]
+}
+
+/// The key `source . destination`.
+pub fn address_pair_key(source: Ipv4Addr, destination: Ipv4Addr) -> Vec<u8> {
+    [source.octets(), destination.octets()].concat()
+}
+
+/// `ip daddr . meta l4proto . th dport vmap @map`.
+pub fn service_vmap(map: &str) -> [Expr; 4] {
+    [payload(REG32_00, Base::Network, 16, 4), l4proto_load(REG32_00 + 1), payload(REG32_00 + 2, Base::Transport, 2, 2), lookup(map, true)]
+}
+
+/// `meta l4proto . th dport vmap @map`.
+pub fn node_port_vmap(map: &str) -> [Expr; 3] {
+    [l4proto_load(REG32_00), payload(REG32_00 + 1, Base::Transport, 2, 2), lookup(map, true)]
+}
+
+/// `ip saddr . ip daddr @set`.
+pub fn address_pair_in(set: &str) -> [Expr; 3] {
+    [payload(REG32_00, Base::Network, 12, 4), payload(REG32_00 + 1, Base::Network, 16, 4), lookup(set, false)]
 }
 
 /// The expression list attribute of a rule.

@@ -26,8 +26,13 @@ const NFNL_MSG_BATCH_END: u16 = 17;
 const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_DELRULE: u16 = 8;
 const NFT_MSG_NEWSET: u16 = 9;
+const NFT_MSG_DELSET: u16 = 11;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
 pub(crate) const NF_INET_PRE_ROUTING: u32 = 0;
 pub(crate) const NF_INET_FORWARD: u32 = 2;
 pub(crate) const NF_INET_LOCAL_OUT: u32 = 3;
@@ -105,6 +110,70 @@ pub(crate) fn address_set(table: &str, name: &str, id: u32, timeout: Duration) -
         .be32(10, id)
         .bytes(11, &(timeout.as_millis() as u64).to_be_bytes());
     step(format!("creating set {name}"), NFT_MSG_NEWSET, NLM_F_CREATE, attrs)
+}
+
+/// A set `name` of keys `key_len` bytes long, of (nft's) type `key_type`: a verdict map
+/// (`type … : verdict`) when `verdicts`, else a plain set; `id` is unique in the batch.
+pub(crate) fn keyed_set(table: &str, name: &str, id: u32, key_type: u32, key_len: u32, verdicts: bool) -> Step {
+    const NFT_SET_MAP: u32 = 0x8;
+    const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
+    let mut attrs = Attrs::new().str(1, table).str(2, name).be32(3, if verdicts { NFT_SET_MAP } else { 0 });
+    attrs = attrs.be32(4, key_type).be32(5, key_len);
+    if verdicts {
+        attrs = attrs.be32(6, NFT_DATA_VERDICT);
+    }
+    step(format!("creating set {name}"), NFT_MSG_NEWSET, NLM_F_CREATE, attrs.be32(10, id))
+}
+
+/// Adds (`add`) or deletes `elements` (key and, in a verdict map, the chain to go to) of set
+/// `set`, in as few messages as the attribute size allows.
+pub(crate) fn set_elements<'a>(
+    table: &str,
+    set: &str,
+    add: bool,
+    elements: impl IntoIterator<Item = (&'a [u8], Option<&'a str>)>,
+) -> Vec<Step> {
+    /// Stays well below the 64 KiB a netlink attribute can hold.
+    const CHUNK_BYTES: usize = 48 * 1024;
+    let (msg, verb) = if add { (NFT_MSG_NEWSETELEM, "adding") } else { (NFT_MSG_DELSETELEM, "deleting") };
+    let mut steps = Vec::new();
+    let mut list = Attrs::new();
+    let mut count = 0;
+    let mut flush = |list: &mut Attrs, count: &mut usize| {
+        if *count > 0 {
+            let attrs = Attrs::new().str(1, table).str(2, set).nested(3, std::mem::take(list));
+            steps.push(step(format!("{verb} {count} elements of set {set}"), msg, NLM_F_CREATE, attrs));
+            *count = 0;
+        }
+    };
+    for (key, goto) in elements {
+        let mut elem = Attrs::new().nested(1, Attrs::new().bytes(1, key));
+        if let (true, Some(chain)) = (add, goto) {
+            elem = elem.nested(2, expr::goto_data(chain));
+        }
+        list = list.nested(1, elem);
+        count += 1;
+        if list.len() >= CHUNK_BYTES {
+            flush(&mut list, &mut count);
+        }
+    }
+    flush(&mut list, &mut count);
+    steps
+}
+
+/// Deletes every rule of `chain`.
+pub(crate) fn flush_chain(table: &str, chain: &str) -> Step {
+    step(format!("flushing chain {chain}"), NFT_MSG_DELRULE, 0, Attrs::new().str(1, table).str(2, chain))
+}
+
+/// Deletes the (empty, unreferenced) chain `chain`.
+pub(crate) fn delete_chain(table: &str, chain: &str) -> Step {
+    step(format!("deleting chain {chain}"), NFT_MSG_DELCHAIN, 0, Attrs::new().str(1, table).str(3, chain))
+}
+
+/// Deletes the (unreferenced) set `set`.
+pub(crate) fn delete_set(table: &str, set: &str) -> Step {
+    step(format!("deleting set {set}"), NFT_MSG_DELSET, 0, Attrs::new().str(1, table).str(2, set))
 }
 
 /// A rule appended to `chain`.

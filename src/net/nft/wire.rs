@@ -45,6 +45,11 @@ impl Attrs {
         self.bytes(kind | NLA_F_NESTED, &inner.0)
     }
 
+    /// How many bytes the attributes take.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// A nested attribute whose content is already encoded (e.g. copied from a kernel reply).
     pub fn nested_raw(self, kind: u16, inner: &[u8]) -> Self {
         self.bytes(kind | NLA_F_NESTED, inner)

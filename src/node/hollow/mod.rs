@@ -2,7 +2,9 @@
 //! (its own `system:node:<name>` certificate), registers a Node, renews its Lease, posts
 //! status heartbeats and "runs" the pods bound to it — at once, with addresses from the node's
 //! podCIDR — without starting a single process. Pods that run to completion exit after the
-//! configured job duration; deleted pods are finished within a second.
+//! configured job duration; deleted pods are finished within a second. Asked to
+//! ([`HollowConfig::serve_stats`]), it serves fixed resource figures on a kubelet port of its
+//! own on loopback (see `stats`), for `metrics.k8s.io` and `kubectl top`.
 //!
 //! Each node is one task owning its state (a few hundred bytes plus a little per pod), one
 //! HTTP/2 connection and one watch filtered by `spec.nodeName`, so a thousand of them fit in
@@ -10,25 +12,32 @@
 
 mod pod_ips;
 pub mod pod_status;
+pub mod stats;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use serde_json::json;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use self::pod_ips::PodIps;
 use self::pod_status::PodFacts;
+use self::stats::RunningPod;
+use crate::k8s::stats::PodReference;
 use crate::node::heartbeat::{self, is_status, Heartbeat};
 use crate::node::node_object::{self, NodeShape, Pressure, SystemInfo};
+use crate::node::servers::ApiServers;
 use crate::node::NodeError;
 use crate::tasks::Tasks;
 
@@ -37,6 +46,8 @@ use crate::tasks::Tasks;
 pub struct HollowConfig {
     /// URL of an API server, e.g. `https://127.0.0.1:6443`.
     pub server: String,
+    /// Where the node keeps the API servers it learned (`None`: in memory only).
+    pub servers_file: Option<std::path::PathBuf>,
     /// A join token (the server token or an agent bootstrap token).
     pub token: String,
     /// The node password proving this machine owns the node name (at least 8 characters).
@@ -46,6 +57,9 @@ pub struct HollowConfig {
     pub job_duration: Duration,
     pub lease_renew_interval: Duration,
     pub status_update_interval: Duration,
+    /// Serve `/stats/summary` and `/metrics/resource` on a loopback port of the node's own
+    /// (with a serving certificate, which costs a signature at join).
+    pub serve_stats: bool,
 }
 
 impl HollowConfig {
@@ -53,6 +67,7 @@ impl HollowConfig {
     pub fn new(server: &str, token: &str, name: &str, password: &str) -> Self {
         Self {
             server: server.into(),
+            servers_file: None,
             token: token.into(),
             password: password.into(),
             shape: NodeShape {
@@ -70,6 +85,7 @@ impl HollowConfig {
             job_duration: Duration::from_secs(1),
             lease_renew_interval: Duration::from_secs(10),
             status_update_interval: Duration::from_secs(40),
+            serve_stats: false,
         }
     }
 }
@@ -86,11 +102,17 @@ impl HollowNode {
     pub async fn start(config: HollowConfig) -> Result<Self, NodeError> {
         let token = crate::pki::JoinToken::parse(&config.token)?;
         let name = config.shape.name.clone();
-        let creds = crate::join::join_as_agent(&config.server, &token, &name, &config.password).await?;
-        let client = crate::node::client::node_client(&config.server, &creds)?;
-        let mut agent = NodeAgent::new(client, config);
-        agent.register().await?;
+        let servers = ApiServers::new(&config.server, config.servers_file.clone())?;
+        let (token, name_ref, password) = (&token, &name, &config.password);
+        let creds = servers.try_in_turn(|url| async move { crate::join::join_as_agent(&url, token, name_ref, password).await }).await?;
+        let (client, upkeep) = crate::node::client::node_client(&servers, &creds)?;
         let tasks = Tasks::default();
+        let mut config = config;
+        let stats = if config.serve_stats { Some(serve_stats(&mut config, &creds, &tasks).await?) } else { None };
+        let mut agent = NodeAgent::new(client, config);
+        agent.stats = stats;
+        agent.register().await?;
+        tasks.tracker.spawn(upkeep.run(tasks.cancel.clone()));
         tasks.tracker.spawn(agent.run(tasks.cancel.clone()));
         Ok(Self { name, tasks })
     }
@@ -110,6 +132,29 @@ impl Drop for HollowNode {
     fn drop(&mut self) {
         self.tasks.cancel.cancel();
     }
+}
+
+/// Starts the node's stats server on a loopback port (written into the node's shape) and
+/// returns where the node publishes its running pods for it.
+async fn serve_stats(
+    config: &mut HollowConfig,
+    creds: &crate::join::wire::AgentCredentials,
+    tasks: &Tasks,
+) -> Result<watch::Sender<Arc<Vec<RunningPod>>>, NodeError> {
+    let ip = config.shape.internal_ip;
+    let serving = crate::join::request_serving_cert(&config.server, creds, &[ip]).await?;
+    let tls = Arc::new(crate::pki::server_config(&creds.ca, &serving)?);
+    let listener =
+        tokio::net::TcpListener::bind((ip, 0)).await.map_err(|source| NodeError::Io { path: format!("a port on {ip}"), source })?;
+    let port = listener.local_addr().map_err(|source| NodeError::Io { path: format!("a port on {ip}"), source })?.port();
+    config.shape.kubelet_port = port;
+    let (tx, pods) = watch::channel(Arc::new(Vec::new()));
+    let memory_capacity =
+        config.shape.capacity.get("memory").and_then(|m| crate::k8s::quantity::value(&Quantity(m.clone()))).unwrap_or(0).max(0) as u64;
+    let source = stats::HollowStats { node_name: config.shape.name.clone(), since: Timestamp::now(), memory_capacity, pods };
+    let app = crate::node::stats::router(Arc::new(source)).layer(axum::middleware::from_fn(crate::node::kubelet::require_api_server));
+    tasks.tracker.spawn(crate::rpc::https::serve(listener, tls, app, tasks.cancel.clone(), tasks.tracker.clone()));
+    Ok(tx)
 }
 
 /// Starts many hollow nodes on the current runtime, `parallel` joins at a time; the results
@@ -160,6 +205,8 @@ struct NodeAgent {
     timers: BTreeMap<(Instant, u64), Timer>,
     next_timer: u64,
     retry_scheduled: bool,
+    /// Where the running pods are published for the stats server, when it runs.
+    stats: Option<watch::Sender<Arc<Vec<RunningPod>>>>,
 }
 
 impl NodeAgent {
@@ -175,6 +222,7 @@ impl NodeAgent {
             timers: BTreeMap::new(),
             next_timer: 0,
             retry_scheduled: false,
+            stats: None,
         }
     }
 
@@ -233,7 +281,8 @@ impl NodeAgent {
                 _ = cancel.cancelled() => break,
                 _ = lease_tick.tick() => {
                     if let Err(e) = self.renew_lease().await {
-                        tracing::warn!(node = self.name(), error = %e, "cannot renew the node lease");
+                        tracing::warn!(node = self.name(), error = %e, "cannot renew the node lease; retrying in {:?}", heartbeat::LEASE_RETRY);
+                        lease_tick.reset_after(heartbeat::LEASE_RETRY);
                     }
                 }
                 _ = status_tick.tick() => {
@@ -258,8 +307,29 @@ impl NodeAgent {
                 },
                 _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => self.fire_due().await,
             }
+            self.publish_stats();
         }
         tracing::info!(node = self.name(), "hollow node stopped");
+    }
+
+    /// Publishes the running pods to the stats server (if it runs and they changed).
+    fn publish_stats(&self) {
+        let Some(tx) = &self.stats else { return };
+        let running = self.pods.values().filter(|t| t.stage == Stage::Running);
+        let pods: Vec<RunningPod> = running
+            .map(|t| RunningPod {
+                pod_ref: PodReference { name: t.facts.name.clone(), namespace: t.facts.namespace.clone(), uid: t.facts.uid.clone() },
+                containers: t.facts.containers.iter().map(|(name, _)| name.clone()).collect(),
+                started: t.started,
+            })
+            .collect();
+        tx.send_if_modified(|current| {
+            let changed = current.len() != pods.len() || current.iter().zip(&pods).any(|(a, b)| a != b);
+            if changed {
+                *current = Arc::new(pods);
+            }
+            changed
+        });
     }
 
     fn schedule(&mut self, after: Duration, timer: Timer) {

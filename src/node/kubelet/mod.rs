@@ -1,13 +1,14 @@
 //! The kubelet of a real node: joins the cluster, registers the Node with the host's facts,
 //! renews its Lease, runs the pods bound to it on containerd with the bridge pod network (one
-//! [`worker::PodWorker`] per pod), serves container logs, exec, attach and port-forward on the
-//! kubelet port, cleans up what belongs to no pod and removes unused images when the image
+//! [`worker::PodWorker`] per pod), serves container logs, exec, attach, port-forward and resource stats (sampled
+//! from the cgroups every ten seconds) on the kubelet port, cleans up what belongs to no pod and removes unused images when the image
 //! file system fills up. Restarting it adopts running containers instead of killing them.
 
 mod api_state;
 mod atomic_writer;
 mod backoff;
 mod beneath;
+mod cgroups;
 mod claims;
 mod container_run;
 mod container_spec;
@@ -30,6 +31,7 @@ mod pull_secrets;
 mod sandbox;
 mod server;
 mod service_env;
+mod stats_sampler;
 mod status;
 mod streaming;
 mod token_cache;
@@ -43,6 +45,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 pub use node::Kubelet;
+pub use server::require_api_server;
 
 use crate::net::etc_files::NodeEtc;
 use crate::net::PodNetwork;

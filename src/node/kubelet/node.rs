@@ -22,7 +22,7 @@ use super::layout::{self, Layout};
 use super::server;
 use super::service_env::ServiceCache;
 use super::worker::PodWorker;
-use super::{host, image_gc, sandbox, NodeContext};
+use super::{host, image_gc, sandbox, stats_sampler, NodeContext};
 use crate::net::etc_files::NodeEtc;
 use crate::net::resolv::{DnsSettings, ResolvConf};
 use crate::net::{BridgeConfig, BridgeNetwork, PodNetwork};
@@ -30,6 +30,7 @@ use crate::node::heartbeat::{self, Heartbeat};
 use crate::node::node_object::{NodeShape, Pressure};
 use crate::node::runtime::node::NodeRuntime;
 use crate::node::runtime::{ContainerInfo, ContainerRuntime};
+use crate::node::servers::{self, ApiServers};
 use crate::node::{overlay, proxy, Config, NodeError};
 use crate::tasks::Tasks;
 
@@ -106,18 +107,26 @@ impl Kubelet {
         let runtime: Arc<dyn ContainerRuntime> = Arc::new(self.runtime.runtime.clone());
         let token = crate::pki::JoinToken::parse(&config.token)?;
         let password = crate::node::node_password(&config.data_dir)?;
-        let creds = crate::join::join_as_agent(&config.server, &token, &config.node_name, &password).await?;
-        let client = crate::node::client::node_client(&config.server, &creds)?;
+        let servers = ApiServers::new(&config.server, Some(config.data_dir.join(servers::FILE)))?;
+        let (token, name, password) = (&token, &config.node_name, &password);
+        let creds = servers.try_in_turn(|url| async move { crate::join::join_as_agent(&url, token, name, password).await }).await?;
+        let (client, upkeep) = crate::node::client::node_client(&servers, &creds)?;
+        self.tasks.tracker.spawn(upkeep.run(self.tasks.cancel.clone()));
         let node_ip = config.node_ip.or_else(crate::host::default_route_ip).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let layout = Layout::new(&config.data_dir);
         if config.kubelet_port != 0 {
-            let serving = crate::join::request_serving_cert(&config.server, &creds, &[node_ip, IpAddr::V4(Ipv4Addr::LOCALHOST)]).await?;
+            let ips = [node_ip, IpAddr::V4(Ipv4Addr::LOCALHOST)];
+            let (creds, ips) = (&creds, &ips);
+            let serving = servers.try_in_turn(|url| async move { crate::join::request_serving_cert(&url, creds, ips).await }).await?;
             let tls = Arc::new(crate::pki::server_config(&creds.ca, &serving)?);
             let addr = std::net::SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.kubelet_port);
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| NodeError::Io { path: format!("kubelet port {addr}"), source })?;
-            let api = KubeletApi { logs_dir: layout.logs_dir(), runtime: runtime.clone(), tasks: self.tasks.clone() };
+            let (sampler, stats) = stats_sampler::Sampler::new(runtime.clone(), &config.node_name);
+            self.tasks.spawn(sampler.run(self.tasks.cancel.clone()));
+            let api =
+                KubeletApi { logs_dir: layout.logs_dir(), runtime: runtime.clone(), tasks: self.tasks.clone(), stats: Arc::new(stats) };
             let app = server::router(Arc::new(api));
             let (cancel, tracker) = (self.tasks.cancel.clone(), self.tasks.tracker.clone());
             self.tasks.tracker.spawn(crate::rpc::https::serve(listener, tls, app, cancel, tracker));
@@ -252,7 +261,10 @@ impl NodeLoop {
                 _ = lease_tick.tick() => match self.heartbeat.renew_lease().await {
                     Ok(true) => self.post_status_logged().await,
                     Ok(false) => {}
-                    Err(e) => tracing::warn!(node = self.name(), error = %e, "cannot renew the node lease"),
+                    Err(e) => {
+                        tracing::warn!(node = self.name(), error = %e, "cannot renew the node lease; retrying in {:?}", heartbeat::LEASE_RETRY);
+                        lease_tick.reset_after(heartbeat::LEASE_RETRY);
+                    }
                 },
                 _ = status_tick.tick() => self.post_status_logged().await,
                 _ = pressure_tick.tick() => {

@@ -2,8 +2,9 @@
 //! certificates of API servers (`system:orch-kubelet-clients`, which the API's node proxy presents) and
 //! cluster admins (`system:masters`). It serves `/containerLogs/{ns}/{pod}/{container}` from
 //! the CRI log files (a followed log carries on into the new file when it is rotated), and
-//! exec, attach and port-forward (see `streaming`), and removes released local-path volumes'
-//! directories (see `local_path`).
+//! exec, attach and port-forward (see `streaming`), the node's resource figures
+//! (`/stats/summary`, `/metrics/resource`, see `node::stats`), and removes released local-path
+//! volumes' directories (see `local_path`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,15 +48,22 @@ pub fn router(state: Arc<KubeletApi>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route(crate::k8s::local_path::KUBELET_REMOVE_ROUTE, delete(super::local_path::handle))
         .route_layer(axum::middleware::from_fn(plain_segments))
+        .merge(crate::node::stats::router(state.stats.clone()))
         .layer(axum::middleware::from_fn(require_api_server))
         .with_state(state)
 }
 
-async fn require_api_server(Extension(peer): Extension<Peer>, req: Request, next: Next) -> Response {
+/// Admits API servers and cluster admins only; others are refused with the kubelet's wording
+/// for the subresource the path maps to (`stats`, `metrics`, else `proxy`).
+pub async fn require_api_server(Extension(peer): Extension<Peer>, req: Request, next: Next) -> Response {
     match &peer.0 {
         Some(id) if id.in_group(KUBELET_CLIENTS_GROUP) || id.in_group(MASTERS_GROUP) => next.run(req).await,
         Some(id) => {
-            (StatusCode::FORBIDDEN, format!("Forbidden (user={}, verb=get, resource=nodes, subresource=proxy)", id.user)).into_response()
+            let path = req.uri().path();
+            let subresource = ["stats", "metrics"].into_iter().find(|s| path.trim_start_matches('/').split('/').next() == Some(s));
+            let subresource = subresource.unwrap_or("proxy");
+            (StatusCode::FORBIDDEN, format!("Forbidden (user={}, verb=get, resource=nodes, subresource={subresource})", id.user))
+                .into_response()
         }
         None => (StatusCode::UNAUTHORIZED, "Unauthorized").into_response(),
     }
