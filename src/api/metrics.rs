@@ -176,8 +176,11 @@ fn usage(cpu: &Option<CpuStats>, memory: &Option<MemoryStats>) -> Option<(Value,
     let bytes = memory.as_ref()?.working_set_bytes?;
     let cpu_text = crate::k8s::quantity::canonical(&format!("{nano_cores}n"))?;
     // Binary SI: a whole number of KiB takes the largest binary suffix, anything else is bytes.
-    let memory_text =
-        if bytes >= 1024 && bytes % 1024 == 0 { crate::k8s::quantity::canonical(&format!("{}Ki", bytes / 1024))? } else { bytes.to_string() };
+    let memory_text = if bytes >= 1024 && bytes % 1024 == 0 {
+        crate::k8s::quantity::canonical(&format!("{}Ki", bytes / 1024))?
+    } else {
+        bytes.to_string()
+    };
     let time = serde_json::to_value(&cpu.time).ok()?.as_str()?.to_string();
     Some((json!({ "cpu": cpu_text, "memory": memory_text }), time))
 }

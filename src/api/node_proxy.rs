@@ -79,7 +79,8 @@ pub async fn forward(
 /// `metrics.k8s.io` gathering `/stats/summary`), refusing any answer but 200.
 pub async fn kubelet_get(tls: &Arc<rustls::ClientConfig>, node: &Value, path: &str) -> Result<bytes::Bytes, ApiError> {
     let name = node["metadata"]["name"].as_str().unwrap_or_default();
-    let (ip, port) = kubelet_address(node).ok_or_else(|| ApiError::service_unavailable(format!("node {name:?} has no InternalIP address")))?;
+    let (ip, port) =
+        kubelet_address(node).ok_or_else(|| ApiError::service_unavailable(format!("node {name:?} has no InternalIP address")))?;
     let target = Kubelet { node: name, ip, port };
     let response = send(tls, &target, Method::GET, path, &HeaderMap::new(), None, Body::empty()).await?;
     let status = response.status();
