@@ -75,7 +75,16 @@ pub async fn cluster_reset(config: &Config, restore_path: Option<&Path>) -> Resu
     let url = super::https_url(super::advertise_ip(config), config.https_listen_port);
     let ca = std::fs::read_to_string(credentials::ca_cert_path(data_dir))?;
     let settings = super::raft_settings(config, &url, HttpClient::new(pki::client_config(&ca, None)?));
-    let store = RaftStore::open(&raft_dir, settings).await?;
+    // sled lets go of its file lock when its flusher thread ends, a moment after the seeding
+    // handle is dropped.
+    let mut tries = 0;
+    let store = loop {
+        match RaftStore::open(&raft_dir, settings.clone()).await {
+            Err(e) if tries < 100 && e.to_string().contains("could not acquire lock") => tries += 1,
+            other => break other?,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     store.bootstrap().await?;
     store.shutdown().await;
     let kept = old.map(|o| format!(" (the old store is kept in {})", o.display())).unwrap_or_default();
