@@ -7,14 +7,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::node::RaftStore;
-use super::snapshot_file::Reader;
 use super::state_machine::{APPLIED, MEMBERSHIP};
 use super::NodeId;
 use crate::store::mvcc::MvccEngine;
 use crate::store::{DurableDb, Revision, StoreConfig, StoreError};
 
-/// The entries of a copy (a raft snapshot file), read as they are needed.
-pub type CopyReader<R> = Reader<R>;
+/// A copy (a raft snapshot file) being read: its header, then its entries.
+pub use super::snapshot_file::Reader as CopyReader;
 
 impl RaftStore {
     /// A raft snapshot taken now (covering every write applied before the call), opened for
@@ -31,16 +30,6 @@ impl RaftStore {
             .map_err(|e| down(&e))?;
         std::fs::File::open(self.snapshot_path()).map_err(|e| StoreError::Storage(format!("opening the snapshot: {e}")))
     }
-}
-
-/// Reads a copy's header (raft's snapshot meta) so that its entries follow.
-pub fn read_copy<R: std::io::Read>(input: R) -> std::io::Result<CopyReader<R>> {
-    Reader::new(input)
-}
-
-/// The store revision recorded by one entry of a copy, if it is the entry that records it.
-pub fn revision_in(key: &[u8], value: &[u8]) -> Option<Revision> {
-    MvccEngine::revision_entry(key, value)
 }
 
 /// Creates the replica directory `dir` (which must not exist) holding `entries` of a copy, with

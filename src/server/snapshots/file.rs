@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::pki::hex;
 use crate::raft::backup;
+use crate::store::mvcc::MvccEngine;
 use crate::store::Revision;
 
 const MAGIC: &str = "orch-snapshot/1";
@@ -56,9 +57,9 @@ impl<R: Read> Read for Hashing<R> {
 fn measure(copy: &mut std::fs::File) -> std::io::Result<(u64, String, Revision)> {
     let mut hashing = Hashing { inner: &mut *copy, hash: Sha256::new(), size: 0 };
     let mut revision = 0;
-    for entry in backup::read_copy(&mut hashing)? {
+    for entry in backup::CopyReader::new(&mut hashing)? {
         let (k, v) = entry?;
-        revision = backup::revision_in(&k, &v).unwrap_or(revision);
+        revision = MvccEngine::revision_entry(&k, &v).unwrap_or(revision);
     }
     let mut rest = Vec::new();
     hashing.read_to_end(&mut rest)?;
@@ -112,7 +113,7 @@ pub fn open_verified(path: &Path) -> std::io::Result<(Header, impl Iterator<Item
         )));
     }
     let (_, body) = read_header(path)?;
-    Ok((header, backup::read_copy(body)?))
+    Ok((header, backup::CopyReader::new(body)?))
 }
 
 #[cfg(test)]
